@@ -1,0 +1,1158 @@
+import { applyConfChange, decodeConfChange, encodeConfChange, quorum, validateConfChange } from './confchange.js';
+import { RaftError } from './errors.js';
+import { RaftLog } from './log.js';
+import { Progress, ProgressState } from './progress.js';
+import {
+  ConfChange,
+  ConfChangeType,
+  EMPTY_DATA,
+  EMPTY_ENTRIES,
+  Entry,
+  EntryType,
+  HardState,
+  Membership,
+  Message,
+  MessageType,
+  NONE,
+  NodeId,
+  ReadState,
+  Role,
+  Snapshot,
+  SnapshotChunk,
+  SoftState,
+  cloneMembership,
+  message,
+} from './types.js';
+import { validateMessage } from './validate.js';
+
+export interface RaftConfig {
+  id: NodeId;
+  /** Ticks without hearing from a leader before a follower campaigns (randomized in [n, 2n)). */
+  electionTicks?: number;
+  /** Ticks between leader heartbeats. */
+  heartbeatTicks?: number;
+  preVote?: boolean;
+  checkQuorum?: boolean;
+  /** Appends in flight per follower in Replicate state. */
+  maxInflight?: number;
+  /** Soft limit on the entry bytes of one append message. */
+  maxAppendBytes?: number;
+  /** Bytes per InstallSnapshot chunk. */
+  snapshotChunkBytes?: number;
+  /**
+   * 'safe': every ReadIndex is confirmed by a heartbeat round. 'lease': the leader answers from
+   * its lease (a quorum acknowledged it less than an election timeout ago); needs checkQuorum and
+   * clocks whose rate differs by less than the timeout's margin.
+   */
+  readMode?: 'safe' | 'lease';
+  /** A learner within this many entries of the leader's last index can be promoted. */
+  promoteLag?: number;
+  /** Source of randomness for election timeouts; the simulator passes a seeded PRNG. */
+  random?: () => number;
+}
+
+/** What the driver recovered from stable storage (all empty for a brand-new node). */
+export interface InitialState {
+  hardState?: HardState;
+  /** Latest durable snapshot (metadata and data). */
+  snapshot?: Snapshot;
+  /** Durable entries after the snapshot. */
+  entries?: Entry[];
+  /** Index the state machine has already applied durably (defaults to the snapshot index). */
+  applied?: number;
+}
+
+/**
+ * A batch of work for the driver. Order matters: persist `snapshot`, `entries` and `hardState`
+ * (one fsync), then send `messages`, then apply `snapshot` and `committed` to the state machine,
+ * then call {@link RaftNode.advance}. Nothing else may be called on the node in between.
+ */
+export interface Ready {
+  softState?: SoftState;
+  hardState?: HardState;
+  /** Entries to append; if the first index is at or below the last durable one, truncate there first. */
+  entries: Entry[];
+  /** A snapshot received from the leader: replaces the log and the state machine. */
+  snapshot?: Snapshot;
+  committed: Entry[];
+  messages: Message[];
+  readStates: ReadState[];
+  /** Present when membership changed in this batch (for the driver's address book). */
+  membership?: Membership;
+}
+
+interface PendingRead {
+  seq: number;
+  index: number;
+  context: string;
+  requester: NodeId;
+}
+
+interface IncomingSnapshot {
+  from: NodeId;
+  index: number;
+  term: number;
+  chunks: Uint8Array[];
+  received: number;
+}
+
+/**
+ * Build the log every initial member of a new cluster starts with: one AddVoter entry per
+ * member at term 1, already committed. Identical on every member, so bootstrap can never
+ * produce two clusters (etcd does the same).
+ */
+export function bootstrapEntries(members: { id: NodeId; addr: string }[]): Entry[] {
+  const sorted = [...members].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return sorted.map((m, i) => ({
+    term: 1,
+    index: i + 1,
+    type: EntryType.ConfChange,
+    data: encodeConfChange({ type: ConfChangeType.AddVoter, node: m.id, addr: m.addr }),
+  }));
+}
+
+/**
+ * The Raft consensus state machine: no I/O, no clock. Driven by tick/step/propose and drained
+ * through ready()/advance().
+ */
+export class RaftNode {
+  readonly id: NodeId;
+  term = 0;
+  vote: NodeId = NONE;
+  role: Role = Role.Follower;
+  leader: NodeId = NONE;
+  readonly log: RaftLog;
+  membership: Membership = { voters: [], learners: [], addrs: {} };
+
+  private readonly electionTicks: number;
+  private readonly heartbeatTicks: number;
+  private readonly preVote: boolean;
+  private readonly checkQuorum: boolean;
+  private readonly maxInflight: number;
+  private readonly maxAppendBytes: number;
+  private readonly snapshotChunkBytes: number;
+  private readonly readMode: 'safe' | 'lease';
+  private readonly promoteLag: number;
+  private readonly random: () => number;
+
+  private electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  private randomizedElectionTimeout = 0;
+  /** Monotonic tick count, for the leader lease. */
+  private now = 0;
+
+  private progress = new Map<NodeId, Progress>();
+  private votes = new Map<NodeId, boolean>();
+  private leadTransferee: NodeId = NONE;
+  /** A conf change at or below this index is not yet applied; no other may be proposed. */
+  private pendingConfIndex = 0;
+  /** Index of the last conf change entry reflected in `membership`. */
+  private membershipIndex = 0;
+  /** Membership after each change still in the log (and the one at the snapshot), oldest first. */
+  private membershipHistory: { index: number; membership: Membership }[] = [];
+
+  /** Heartbeat round counter; read requests and the lease are confirmed by rounds. */
+  private seq = 0;
+  private roundSentAt: { seq: number; tick: number }[] = [];
+  private pendingReads: PendingRead[] = [];
+  /** Reads asked for before this leader committed an entry of its term. */
+  private readsAwaitingCommit: { context: string; requester: NodeId }[] = [];
+
+  private snapshot: Snapshot | undefined;
+  private incomingSnapshot: IncomingSnapshot | undefined;
+
+  // Output accumulated for the next Ready.
+  private msgs: Message[] = [];
+  private readStates: ReadState[] = [];
+  private snapshotToInstall: Snapshot | undefined;
+  private membershipChanged = false;
+  private needsFlush = false;
+  /** A read is waiting for a heartbeat round; one round serves every read queued before it. */
+  private readRoundNeeded = false;
+  private commitBroadcastNeeded = false;
+  private prevHardState: HardState;
+  private prevSoftState: SoftState;
+  private inFlightReady: Ready | undefined;
+
+  constructor(config: RaftConfig, initial: InitialState = {}) {
+    this.id = config.id;
+    if (!this.id) throw new Error('raft: node id must not be empty');
+    this.electionTicks = config.electionTicks ?? 10;
+    this.heartbeatTicks = config.heartbeatTicks ?? 1;
+    if (this.heartbeatTicks >= this.electionTicks) throw new Error('raft: heartbeatTicks must be below electionTicks');
+    this.preVote = config.preVote ?? true;
+    this.checkQuorum = config.checkQuorum ?? true;
+    this.maxInflight = config.maxInflight ?? 256;
+    this.maxAppendBytes = config.maxAppendBytes ?? 1 << 20;
+    this.snapshotChunkBytes = config.snapshotChunkBytes ?? 1 << 20;
+    this.readMode = config.readMode ?? 'safe';
+    if (this.readMode === 'lease' && !this.checkQuorum) throw new Error('raft: lease reads need checkQuorum');
+    this.promoteLag = config.promoteLag ?? 1000;
+    this.random = config.random ?? Math.random;
+
+    const snap = initial.snapshot;
+    const snapIndex = snap?.meta.index ?? 0;
+    // Storage may keep some entries before its snapshot for lagging followers; the log starts
+    // right after the snapshot.
+    const entries = (initial.entries ?? []).filter((e) => e.index > snapIndex);
+    entries.forEach((e, i) => {
+      if (e.index !== snapIndex + 1 + i) throw new Error(`raft: recovered log has a gap at index ${snapIndex + 1 + i} (found ${e.index})`);
+    });
+    this.log = new RaftLog(snapIndex, snap?.meta.term ?? 0, entries);
+    if (snap) {
+      this.snapshot = snap;
+      this.setMembership(snap.meta.index, snap.meta.membership);
+    }
+    const hs = initial.hardState ?? { term: 0, vote: NONE, commit: 0 };
+    this.term = hs.term;
+    this.vote = hs.vote;
+    this.log.committed = Math.max(this.log.snapshotIndex, Math.min(hs.commit, this.log.lastIndex()));
+    this.log.applied = Math.max(this.log.snapshotIndex, Math.min(initial.applied ?? 0, this.log.committed));
+    // Membership takes effect when a change commits; recover it from the committed log.
+    this.replayMembership(this.log.committed);
+    this.prevHardState = this.hardState();
+    this.prevSoftState = this.softState();
+    this.becomeFollower(this.term, NONE);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Public API
+
+  /**
+   * The transport could not deliver to `id` (connection lost): appends assumed in flight are
+   * gone, so go back to probing it (etcd's ReportUnreachable).
+   */
+  reportUnreachable(id: NodeId): void {
+    this.assertNotInReady();
+    const pr = this.progress.get(id);
+    if (this.role === Role.Leader && pr && pr.state === ProgressState.Replicate) {
+      pr.becomeProbe();
+      this.needsFlush = true;
+    }
+  }
+
+  hardState(): HardState {
+    return { term: this.term, vote: this.vote, commit: this.log.committed };
+  }
+
+  softState(): SoftState {
+    return { leader: this.leader, role: this.role };
+  }
+
+  isLeader(): boolean {
+    return this.role === Role.Leader;
+  }
+
+  /** Whether this node may vote and campaign. */
+  promotable(): boolean {
+    return this.membership.voters.includes(this.id);
+  }
+
+  progressOf(id: NodeId): { match: number; next: number; state: ProgressState } | undefined {
+    const pr = this.progress.get(id);
+    return pr && { match: pr.match, next: pr.next, state: pr.state };
+  }
+
+  tick(): void {
+    this.assertNotInReady();
+    this.now++;
+    if (this.role === Role.Leader) this.tickLeader();
+    else this.tickElection();
+  }
+
+  /** Start an election now (as if the election timer fired). */
+  campaign(): void {
+    this.assertNotInReady();
+    if (this.role === Role.Leader || !this.promotable()) return;
+    this.startCampaign(false);
+  }
+
+  /**
+   * Append a command to the log. Many proposals between two ready() calls become one append
+   * and one fsync. Returns the entry's index and term; the command is committed when an entry
+   * with that index and term comes out in `committed`.
+   */
+  propose(data: Uint8Array): { index: number; term: number } {
+    this.assertNotInReady();
+    this.assertCanPropose();
+    return this.appendOwn(EntryType.Normal, data);
+  }
+
+  /** Propose a single-server membership change. */
+  proposeConfChange(cc: ConfChange): { index: number; term: number } {
+    this.assertNotInReady();
+    this.assertCanPropose();
+    if (this.pendingConfIndex > this.log.applied) {
+      throw new RaftError('conf-change-pending', 'a membership change is still in progress', this.id);
+    }
+    const reason = validateConfChange(this.membership, cc);
+    if (reason) throw new RaftError('invalid-conf-change', reason, this.id);
+    if (cc.type === ConfChangeType.AddVoter && this.membership.learners.includes(cc.node)) {
+      const pr = this.progress.get(cc.node);
+      if (!pr || pr.match + this.promoteLag < this.log.lastIndex()) {
+        throw new RaftError(
+          'learner-not-caught-up',
+          `non-voter ${cc.node} is at ${pr?.match ?? 0}, leader at ${this.log.lastIndex()}`,
+          this.id,
+        );
+      }
+    }
+    const r = this.appendOwn(EntryType.ConfChange, encodeConfChange(cc));
+    this.pendingConfIndex = r.index;
+    return r;
+  }
+
+  /** Hand leadership to `to` (Raft dissertation §3.10): catch it up, then send TimeoutNow. */
+  transferLeadership(to: NodeId): void {
+    this.assertNotInReady();
+    if (this.role !== Role.Leader) throw new RaftError('not-leader', 'only the leader can transfer leadership', this.leader);
+    if (to === this.id) return;
+    if (!this.membership.voters.includes(to)) {
+      throw new RaftError('invalid-conf-change', `${to} is not a voter and cannot lead`, this.id);
+    }
+    if (this.leadTransferee === to) return;
+    this.leadTransferee = to;
+    this.electionElapsed = 0;
+    const pr = this.progress.get(to)!;
+    if (pr.match === this.log.lastIndex()) this.send(message({ type: MessageType.TimeoutNow, from: this.id, to, term: this.term }));
+    else this.needsFlush = true;
+  }
+
+  /**
+   * Ask for a linearizable read point. A ReadState with this context comes out in a later
+   * Ready once leadership is confirmed; the read is safe once the state machine has applied its
+   * index. Throws if there is no known leader; a request lost to a leader change never
+   * completes, so callers time out and retry.
+   */
+  readIndex(context: string): void {
+    this.assertNotInReady();
+    if (this.role === Role.Leader) {
+      this.leaderRead(context, this.id);
+      return;
+    }
+    if (this.leader === NONE) throw new RaftError('not-leader', 'no leader known for a read', NONE);
+    this.send(message({ type: MessageType.ReadIndex, from: this.id, to: this.leader, term: this.term, context }));
+  }
+
+  /**
+   * Feed a message from a peer. Malformed messages throw RaftError('invalid-message'); stale or
+   * irrelevant ones are dropped and the reason returned.
+   */
+  step(m: Message): string | undefined {
+    this.assertNotInReady();
+    const invalid = validateMessage(m, this.id);
+    if (invalid) throw new RaftError('invalid-message', invalid);
+    return this.stepValid(m);
+  }
+
+  /**
+   * The driver made `snapshot` durable (it covers the state machine up to its index). The log
+   * before it is dropped, keeping `keepEntries` so slightly lagging followers avoid a snapshot.
+   */
+  compact(snapshot: Snapshot, keepEntries = 0): void {
+    this.assertNotInReady();
+    const { index } = snapshot.meta;
+    if (index > this.log.applied) throw new Error(`raft: snapshot at ${index} is past applied index ${this.log.applied}`);
+    if (this.snapshot && index <= this.snapshot.meta.index) return;
+    this.snapshot = snapshot;
+    const upTo = index - keepEntries;
+    if (upTo > this.log.snapshotIndex) this.log.compact(upTo, this.log.term(upTo));
+    // Keep the membership in force at the oldest retained index, and everything after it.
+    const oldest = Math.min(upTo, index);
+    while (this.membershipHistory.length > 1 && this.membershipHistory[1].index <= oldest) this.membershipHistory.shift();
+  }
+
+  /** Membership as of applied log index `index` (for snapshot metadata). */
+  membershipAt(index: number): Membership {
+    let found: Membership = { voters: [], learners: [], addrs: {} };
+    for (const h of this.membershipHistory) {
+      if (h.index > index) break;
+      found = h.membership;
+    }
+    return cloneMembership(found);
+  }
+
+  hasReady(): boolean {
+    if (this.inFlightReady) return false;
+    if (this.needsFlush || this.commitBroadcastNeeded || this.readRoundNeeded) this.flushAppends();
+    return (
+      this.msgs.length > 0 ||
+      this.readStates.length > 0 ||
+      this.snapshotToInstall !== undefined ||
+      this.log.stable < this.log.lastIndex() ||
+      this.log.committed > this.log.applied ||
+      this.membershipChanged ||
+      !sameHardState(this.prevHardState, this.hardState()) ||
+      this.prevSoftState.leader !== this.leader ||
+      this.prevSoftState.role !== this.role
+    );
+  }
+
+  /** Collect the pending work; returns undefined when there is none. */
+  ready(): Ready | undefined {
+    if (!this.hasReady()) return undefined;
+    // Membership changes take effect as committed conf changes are handed out; doing it here,
+    // before messages are collected, lets a change affect this very batch's quorum.
+    const committed = this.snapshotToInstall ? EMPTY_ENTRIES : this.log.nextToApply();
+    for (const e of committed) {
+      if (e.type === EntryType.ConfChange && e.index > this.membershipIndex) this.applyCommittedConfChange(e);
+    }
+    if (this.needsFlush || this.commitBroadcastNeeded || this.readRoundNeeded) this.flushAppends();
+
+    const rd: Ready = {
+      entries: this.log.unstable(),
+      committed,
+      messages: this.msgs,
+      readStates: this.readStates,
+    };
+    const hs = this.hardState();
+    if (!sameHardState(hs, this.prevHardState)) rd.hardState = hs;
+    const ss = this.softState();
+    if (ss.leader !== this.prevSoftState.leader || ss.role !== this.prevSoftState.role) rd.softState = ss;
+    if (this.snapshotToInstall) rd.snapshot = this.snapshotToInstall;
+    if (this.membershipChanged) rd.membership = cloneMembership(this.membership);
+    this.msgs = [];
+    this.readStates = [];
+    this.snapshotToInstall = undefined;
+    this.membershipChanged = false;
+    this.inFlightReady = rd;
+    return rd;
+  }
+
+  /** The driver finished the last Ready (persisted, sent, applied). */
+  advance(): void {
+    const rd = this.inFlightReady;
+    if (!rd) throw new Error('raft: advance() without a ready()');
+    this.inFlightReady = undefined;
+    if (rd.hardState) this.prevHardState = rd.hardState;
+    if (rd.softState) this.prevSoftState = rd.softState;
+    if (rd.snapshot) {
+      this.snapshot = rd.snapshot;
+      this.log.stable = Math.max(this.log.stable, rd.snapshot.meta.index);
+    }
+    if (rd.entries.length > 0) {
+      const last = rd.entries[rd.entries.length - 1];
+      // The log may have been truncated meanwhile only if steps ran in between, which the
+      // contract forbids; still, only mark stable what is still in the log.
+      if (this.log.term(last.index) === last.term) this.log.stable = Math.max(this.log.stable, last.index);
+    }
+    if (rd.committed.length > 0) this.log.applied = rd.committed[rd.committed.length - 1].index;
+    if (this.role === Role.Leader) {
+      const self = this.progress.get(this.id);
+      if (self && self.maybeUpdate(this.log.stable)) this.maybeCommit();
+    }
+    this.releaseReadsAwaitingCommit();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Roles
+
+  private becomeFollower(term: number, leader: NodeId): void {
+    if (term !== this.term) {
+      this.term = term;
+      this.vote = NONE;
+    }
+    this.role = Role.Follower;
+    this.leader = leader;
+    this.resetTimers();
+    this.leadTransferee = NONE;
+    this.dropLeaderState();
+  }
+
+  private becomePreCandidate(): void {
+    // A pre-candidate changes neither term nor vote: a partitioned node that keeps failing its
+    // pre-vote cannot inflate its term and disrupt the cluster when it returns.
+    this.role = Role.PreCandidate;
+    this.leader = NONE;
+    this.votes.clear();
+    this.dropLeaderState();
+  }
+
+  private becomeCandidate(): void {
+    this.term++;
+    this.vote = this.id;
+    this.role = Role.Candidate;
+    this.leader = NONE;
+    this.votes.clear();
+    this.resetTimers();
+    this.dropLeaderState();
+  }
+
+  private becomeLeader(): void {
+    this.role = Role.Leader;
+    this.leader = this.id;
+    this.resetTimers();
+    this.leadTransferee = NONE;
+    this.progress.clear();
+    const next = this.log.lastIndex() + 1;
+    for (const id of this.members()) {
+      const pr = new Progress(next, this.maxInflight, !this.membership.voters.includes(id));
+      pr.recentActive = true;
+      this.progress.set(id, pr);
+    }
+    const self = this.progress.get(this.id);
+    if (self) {
+      self.match = this.log.stable;
+      self.becomeReplicate();
+    }
+    this.seq = 0;
+    this.roundSentAt = [];
+    // Commit an entry of this term before anything relies on the commit index: reads wait for
+    // it, and no membership change may be proposed until it is applied (the fix for the
+    // single-server change bug found after the dissertation).
+    const { index } = this.appendOwn(EntryType.Noop, EMPTY_DATA);
+    this.pendingConfIndex = index;
+  }
+
+  private dropLeaderState(): void {
+    this.progress.clear();
+    this.pendingReads = [];
+    this.readsAwaitingCommit = [];
+    this.roundSentAt = [];
+  }
+
+  private resetTimers(): void {
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    this.randomizedElectionTimeout = this.electionTicks + Math.floor(this.random() * this.electionTicks);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Timers
+
+  private tickElection(): void {
+    this.electionElapsed++;
+    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
+      this.electionElapsed = 0;
+      this.startCampaign(false);
+    }
+  }
+
+  private tickLeader(): void {
+    this.heartbeatElapsed++;
+    this.electionElapsed++;
+    for (const [id, pr] of this.progress) {
+      if (id === this.id) continue;
+      if (pr.state === ProgressState.Snapshot) {
+        // A lost snapshot chunk would stall the transfer: resend from the last acked offset.
+        if (++pr.snapshotIdleTicks >= this.electionTicks) {
+          pr.snapshotIdleTicks = 0;
+          this.sendSnapshotChunk(id, pr);
+        }
+      } else if (pr.state === ProgressState.Replicate && pr.inflights.count() > 0) {
+        // Pipelined appends that were all lost would never be answered, and nothing else
+        // would be sent while the window is full: fall back to probing.
+        if (++pr.stallTicks >= this.stallTicksLimit()) {
+          pr.becomeProbe();
+          this.needsFlush = true;
+        }
+      }
+    }
+    if (this.electionElapsed >= this.electionTicks) {
+      this.electionElapsed = 0;
+      if (this.checkQuorum && !this.quorumActive()) {
+        this.becomeFollower(this.term, NONE);
+        return;
+      }
+      for (const [id, pr] of this.progress) if (id !== this.id) pr.recentActive = false;
+      // A transfer that did not finish within an election timeout is abandoned.
+      this.leadTransferee = NONE;
+    }
+    if (this.heartbeatElapsed >= this.heartbeatTicks) {
+      this.heartbeatElapsed = 0;
+      this.broadcastHeartbeat();
+    }
+  }
+
+  private stallTicksLimit(): number {
+    return Math.max(2 * this.heartbeatTicks, Math.floor(this.electionTicks / 2));
+  }
+
+  private quorumActive(): boolean {
+    let active = 0;
+    for (const id of this.membership.voters) {
+      if (id === this.id || this.progress.get(id)?.recentActive) active++;
+    }
+    return active >= quorum(this.membership.voters.length);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Elections
+
+  private startCampaign(transfer: boolean): void {
+    if (this.preVote && !transfer) {
+      this.becomePreCandidate();
+      this.resetTimers();
+      this.requestVotes(MessageType.PreVote, this.term + 1, false);
+    } else {
+      this.becomeCandidate();
+      this.requestVotes(MessageType.Vote, this.term, transfer);
+    }
+  }
+
+  private requestVotes(type: MessageType, term: number, transfer: boolean): void {
+    this.votes.set(this.id, true);
+    if (this.tallyWon()) {
+      // Single voter: no one to ask.
+      this.onElectionWon();
+      return;
+    }
+    const index = this.log.lastIndex();
+    const logTerm = this.log.lastTerm();
+    for (const id of this.membership.voters) {
+      if (id === this.id) continue;
+      this.send(message({ type, from: this.id, to: id, term, index, logTerm, transfer }));
+    }
+  }
+
+  private tallyWon(): boolean {
+    let granted = 0;
+    for (const id of this.membership.voters) if (this.votes.get(id) === true) granted++;
+    return granted >= quorum(this.membership.voters.length);
+  }
+
+  private tallyLost(): boolean {
+    let rejected = 0;
+    for (const id of this.membership.voters) if (this.votes.get(id) === false) rejected++;
+    return rejected >= quorum(this.membership.voters.length);
+  }
+
+  private onElectionWon(): void {
+    if (this.role === Role.PreCandidate) {
+      this.becomeCandidate();
+      this.requestVotes(MessageType.Vote, this.term, false);
+    } else {
+      this.becomeLeader();
+    }
+  }
+
+  private handleVoteRequest(m: Message): void {
+    const pre = m.type === MessageType.PreVote;
+    const respType = pre ? MessageType.PreVoteResp : MessageType.VoteResp;
+    const canVote =
+      this.vote === m.from ||
+      (this.vote === NONE && this.leader === NONE) ||
+      (pre && m.term > this.term);
+    if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
+      // A granted pre-vote answers with the term the candidate will use; a real vote is durable
+      // (the hard state is persisted before this response leaves).
+      this.send(message({ type: respType, from: this.id, to: m.from, term: m.term }));
+      if (!pre) {
+        this.electionElapsed = 0;
+        this.vote = m.from;
+      }
+    } else {
+      this.send(message({ type: respType, from: this.id, to: m.from, term: this.term, reject: true }));
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Message dispatch
+
+  private stepValid(m: Message): string | undefined {
+    if (m.term > this.term) {
+      const isVoteReq = m.type === MessageType.Vote || m.type === MessageType.PreVote;
+      if (isVoteReq && !m.transfer && this.checkQuorum && this.leader !== NONE && this.electionElapsed < this.electionTicks) {
+        // We heard from a leader within the minimum election timeout: do not let a node that
+        // cannot hear it depose it (this is also what makes the leader lease safe).
+        return 'vote request ignored: current leader lease';
+      }
+      if (m.type === MessageType.PreVote) {
+        // Never change term on a pre-vote.
+      } else if (m.type === MessageType.PreVoteResp && !m.reject) {
+        // A granted pre-vote carries the future term; we bump only when the real vote starts.
+      } else if (m.type === MessageType.App || m.type === MessageType.Heartbeat || m.type === MessageType.Snap) {
+        this.becomeFollower(m.term, m.from);
+      } else {
+        this.becomeFollower(m.term, NONE);
+      }
+    } else if (m.term < this.term) {
+      if ((this.checkQuorum || this.preVote) && (m.type === MessageType.Heartbeat || m.type === MessageType.App)) {
+        // A stale leader: tell it our term so it steps down (with PreVote/CheckQuorum it might
+        // never hear it otherwise, since we will not start an election that it would see).
+        this.send(message({ type: MessageType.AppResp, from: this.id, to: m.from, term: this.term }));
+      } else if (m.type === MessageType.PreVote) {
+        this.send(message({ type: MessageType.PreVoteResp, from: this.id, to: m.from, term: this.term, reject: true }));
+      }
+      return `stale term ${m.term} < ${this.term}`;
+    }
+
+    switch (m.type) {
+      case MessageType.Vote:
+      case MessageType.PreVote:
+        this.handleVoteRequest(m);
+        return undefined;
+      case MessageType.ReadIndex:
+        if (this.role !== Role.Leader) return 'read index request: not the leader';
+        this.leaderRead(m.context, m.from);
+        return undefined;
+    }
+
+    switch (this.role) {
+      case Role.Leader:
+        return this.stepLeader(m);
+      case Role.Candidate:
+      case Role.PreCandidate:
+        return this.stepCandidate(m);
+      case Role.Follower:
+        return this.stepFollower(m);
+    }
+  }
+
+  private stepCandidate(m: Message): string | undefined {
+    const myVoteResp = this.role === Role.PreCandidate ? MessageType.PreVoteResp : MessageType.VoteResp;
+    switch (m.type) {
+      case MessageType.App:
+      case MessageType.Heartbeat:
+      case MessageType.Snap:
+        this.becomeFollower(m.term, m.from);
+        return this.stepFollower(m);
+      case myVoteResp:
+        if (!this.membership.voters.includes(m.from)) return 'vote from a non-voter';
+        this.votes.set(m.from, !m.reject);
+        if (this.tallyWon()) this.onElectionWon();
+        else if (this.tallyLost()) this.becomeFollower(this.term, NONE);
+        return undefined;
+      case MessageType.TimeoutNow:
+        return 'timeout-now while campaigning';
+      default:
+        return `${MessageType[m.type]} ignored by a ${this.role}`;
+    }
+  }
+
+  private stepFollower(m: Message): string | undefined {
+    switch (m.type) {
+      case MessageType.App:
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.handleAppend(m);
+        return undefined;
+      case MessageType.Heartbeat:
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
+        this.send(message({ type: MessageType.HeartbeatResp, from: this.id, to: m.from, term: this.term, seq: m.seq }));
+        return undefined;
+      case MessageType.Snap:
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.handleSnapshotChunk(m);
+        return undefined;
+      case MessageType.TimeoutNow:
+        if (!this.promotable()) return 'timeout-now to a node that cannot vote';
+        this.startCampaign(true);
+        return undefined;
+      case MessageType.ReadIndexResp:
+        this.readStates.push({ index: m.index, context: m.context });
+        return undefined;
+      default:
+        return `${MessageType[m.type]} ignored by a follower`;
+    }
+  }
+
+  private stepLeader(m: Message): string | undefined {
+    const pr = this.progress.get(m.from);
+    if (!pr) return `message from ${m.from}, not a member`;
+    switch (m.type) {
+      case MessageType.AppResp:
+        pr.recentActive = true;
+        this.handleAppendResponse(m, pr);
+        return undefined;
+      case MessageType.HeartbeatResp:
+        pr.recentActive = true;
+        if (m.seq > pr.ackedSeq) pr.ackedSeq = m.seq;
+        if (pr.state === ProgressState.Probe) pr.probeSent = false;
+        if (pr.match < this.log.lastIndex()) this.needsFlush = true;
+        this.resolveReads();
+        return undefined;
+      case MessageType.SnapResp:
+        pr.recentActive = true;
+        this.handleSnapshotResponse(m, pr);
+        return undefined;
+      default:
+        return `${MessageType[m.type]} ignored by the leader`;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Replication: follower side
+
+  private handleAppend(m: Message): void {
+    const reply = (fields: Partial<Message>) =>
+      this.send(message({ type: MessageType.AppResp, from: this.id, to: m.from, term: this.term, ...fields }));
+    if (m.index < this.log.committed) {
+      reply({ index: this.log.committed });
+      return;
+    }
+    if (this.log.matchTerm(m.index, m.logTerm)) {
+      const lastNew = this.log.maybeAppend(m.index, m.entries);
+      this.log.commitTo(Math.min(m.commit, lastNew));
+      reply({ index: lastNew });
+      return;
+    }
+    // Tell the leader where our logs might agree: the last index at or below its probe whose
+    // term is no greater than the probe's, skipping a whole conflicting term per round trip.
+    const hint = this.log.findConflictByTerm(Math.min(m.index, this.log.lastIndex()), m.logTerm);
+    reply({ index: m.index, reject: true, rejectHint: hint, logTerm: Math.max(0, this.log.term(hint)) });
+  }
+
+  private handleSnapshotChunk(m: Message): void {
+    const chunk = m.snapshot!;
+    const { meta } = chunk;
+    const ack = (index: number, reject: boolean) =>
+      this.send(message({ type: MessageType.SnapResp, from: this.id, to: m.from, term: this.term, index, commit: meta.index, reject }));
+    if (meta.index <= this.log.committed) {
+      // We already have everything it covers.
+      this.incomingSnapshot = undefined;
+      ack(chunk.totalSize, false);
+      this.send(message({ type: MessageType.AppResp, from: this.id, to: m.from, term: this.term, index: this.log.committed }));
+      return;
+    }
+    let inc = this.incomingSnapshot;
+    if (chunk.offset === 0) {
+      inc = { from: m.from, index: meta.index, term: meta.term, chunks: [], received: 0 };
+      this.incomingSnapshot = inc;
+    }
+    if (!inc || inc.index !== meta.index || inc.term !== meta.term || inc.from !== m.from || chunk.offset !== inc.received) {
+      // Out of order or for a different snapshot: ask for the offset we expect.
+      const expect = inc && inc.index === meta.index && inc.term === meta.term && inc.from === m.from ? inc.received : 0;
+      ack(expect, true);
+      return;
+    }
+    inc.chunks.push(chunk.data);
+    inc.received += chunk.data.length;
+    ack(inc.received, false);
+    if (!chunk.done) return;
+    this.incomingSnapshot = undefined;
+    if (inc.received !== chunk.totalSize) {
+      ack(0, true);
+      return;
+    }
+    const data = concat(inc.chunks, inc.received);
+    this.restoreSnapshot({ meta, data });
+    this.send(message({ type: MessageType.AppResp, from: this.id, to: m.from, term: this.term, index: this.log.lastIndex() }));
+  }
+
+  private restoreSnapshot(snap: Snapshot): void {
+    const { index, term } = snap.meta;
+    if (this.log.matchTerm(index, term)) {
+      // Our log already contains it: just move the commit index forward.
+      this.log.commitTo(index);
+      return;
+    }
+    this.log.restore(index, term);
+    this.membershipHistory = [];
+    this.setMembership(index, snap.meta.membership);
+    this.membershipChanged = true;
+    this.snapshotToInstall = snap;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Replication: leader side
+
+  private appendOwn(type: EntryType, data: Uint8Array): { index: number; term: number } {
+    const index = this.log.lastIndex() + 1;
+    this.log.append([{ term: this.term, index, type, data }]);
+    this.needsFlush = true;
+    return { index, term: this.term };
+  }
+
+  private assertCanPropose(): void {
+    if (this.role !== Role.Leader) throw new RaftError('not-leader', 'not the leader', this.leader);
+    if (this.leadTransferee !== NONE) {
+      throw new RaftError('transfer-in-progress', `leadership is moving to ${this.leadTransferee}`, this.leadTransferee);
+    }
+  }
+
+  private handleAppendResponse(m: Message, pr: Progress): void {
+    if (m.reject) {
+      let hint = m.rejectHint;
+      if (m.logTerm > 0) hint = this.log.findConflictByTerm(m.rejectHint, m.logTerm);
+      if (pr.maybeDecrTo(m.index, hint)) {
+        if (pr.state === ProgressState.Replicate) pr.becomeProbe();
+        this.needsFlush = true;
+      }
+      return;
+    }
+    if (!pr.maybeUpdate(m.index)) return;
+    if (pr.state === ProgressState.Probe) pr.becomeReplicate();
+    else if (pr.state === ProgressState.Snapshot && pr.match >= pr.pendingSnapshot) {
+      pr.becomeProbe();
+      pr.becomeReplicate();
+    } else if (pr.state === ProgressState.Replicate) pr.inflights.freeTo(m.index);
+    this.maybeCommit();
+    this.needsFlush = true;
+    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) {
+      this.send(message({ type: MessageType.TimeoutNow, from: this.id, to: m.from, term: this.term }));
+    }
+  }
+
+  private handleSnapshotResponse(m: Message, pr: Progress): void {
+    if (pr.state !== ProgressState.Snapshot || !this.snapshot) return;
+    if (m.commit !== pr.pendingSnapshot) {
+      if (m.reject) this.startSnapshot(m.from, pr);
+      return;
+    }
+    pr.snapshotIdleTicks = 0;
+    if (m.reject) {
+      pr.snapshotOffset = Math.min(m.index, this.snapshot.data.length);
+      this.sendSnapshotChunk(m.from, pr);
+      return;
+    }
+    if (m.index <= pr.snapshotOffset) return; // duplicate ack
+    pr.snapshotOffset = m.index;
+    if (pr.snapshotOffset < this.snapshot.data.length) this.sendSnapshotChunk(m.from, pr);
+  }
+
+  private maybeCommit(): boolean {
+    const matches: number[] = [];
+    for (const id of this.membership.voters) matches.push(this.progress.get(id)?.match ?? 0);
+    if (matches.length === 0) return false;
+    matches.sort((a, b) => b - a);
+    const idx = matches[quorum(matches.length) - 1];
+    // Only entries of the current term are committed by counting (Raft §5.4.2).
+    if (idx > this.log.committed && this.log.term(idx) === this.term) {
+      this.log.commitTo(idx);
+      this.commitBroadcastNeeded = true;
+      this.releaseReadsAwaitingCommit();
+      return true;
+    }
+    return false;
+  }
+
+  /** Send what each follower is missing, within its flow-control window. */
+  private flushAppends(): void {
+    const commitBroadcast = this.commitBroadcastNeeded;
+    const readRound = this.readRoundNeeded;
+    this.needsFlush = false;
+    this.commitBroadcastNeeded = false;
+    this.readRoundNeeded = false;
+    if (this.role !== Role.Leader) return;
+    const last = this.log.lastIndex();
+    for (const [id, pr] of this.progress) {
+      if (id === this.id || pr.isPaused()) continue;
+      if (pr.next <= last) {
+        while (!pr.isPaused() && pr.next <= last && this.sendAppend(id, pr));
+      } else if ((pr.state === ProgressState.Probe && pr.match < last) || (commitBroadcast && pr.match >= this.log.committed)) {
+        // An empty append: probes where the logs agree, or tells a caught-up follower the
+        // new commit index without waiting for the next heartbeat.
+        this.sendAppend(id, pr);
+      }
+    }
+    if (readRound) {
+      this.heartbeatElapsed = 0;
+      this.broadcastHeartbeat();
+    }
+  }
+
+  /** Returns false when it had to start a snapshot instead. */
+  private sendAppend(to: NodeId, pr: Progress): boolean {
+    const prevIndex = pr.next - 1;
+    const prevTerm = this.log.term(prevIndex);
+    if (prevTerm === -1) {
+      this.startSnapshot(to, pr);
+      return false;
+    }
+    const entries = this.log.slice(pr.next, this.log.lastIndex() + 1, this.maxAppendBytes);
+    this.send(
+      message({
+        type: MessageType.App,
+        from: this.id,
+        to,
+        term: this.term,
+        index: prevIndex,
+        logTerm: prevTerm,
+        entries,
+        commit: this.log.committed,
+      }),
+    );
+    pr.sentEntries(prevIndex + entries.length, entries.length);
+    return true;
+  }
+
+  private startSnapshot(to: NodeId, pr: Progress): void {
+    if (!this.snapshot) throw new Error(`raft: ${to} needs entries before ${this.log.firstIndex()} but there is no snapshot`);
+    pr.becomeSnapshot(this.snapshot.meta.index);
+    this.sendSnapshotChunk(to, pr);
+  }
+
+  private sendSnapshotChunk(to: NodeId, pr: Progress): void {
+    const snap = this.snapshot;
+    if (!snap) return;
+    if (pr.pendingSnapshot !== snap.meta.index) {
+      pr.becomeSnapshot(snap.meta.index);
+    }
+    const offset = pr.snapshotOffset;
+    const end = Math.min(offset + this.snapshotChunkBytes, snap.data.length);
+    const chunk: SnapshotChunk = {
+      meta: snap.meta,
+      offset,
+      totalSize: snap.data.length,
+      data: snap.data.subarray(offset, end),
+      done: end === snap.data.length,
+    };
+    this.send(message({ type: MessageType.Snap, from: this.id, to, term: this.term, snapshot: chunk }));
+  }
+
+  private broadcastHeartbeat(): void {
+    const seq = ++this.seq;
+    this.roundSentAt.push({ seq, tick: this.now });
+    for (const [id, pr] of this.progress) {
+      if (id === this.id) continue;
+      this.send(
+        message({
+          type: MessageType.Heartbeat,
+          from: this.id,
+          to: id,
+          term: this.term,
+          commit: Math.min(pr.match, this.log.committed),
+          seq,
+        }),
+      );
+    }
+    if (this.progress.size <= 1) this.resolveReads();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Reads
+
+  private committedInCurrentTerm(): boolean {
+    return this.log.term(this.log.committed) === this.term;
+  }
+
+  private leaderRead(context: string, requester: NodeId): void {
+    if (!this.committedInCurrentTerm()) {
+      // Our commit index may be behind the previous leader's until our no-op commits.
+      this.readsAwaitingCommit.push({ context, requester });
+      return;
+    }
+    const index = this.log.committed;
+    if (this.membership.voters.length === 1 && this.membership.voters[0] === this.id) {
+      this.deliverRead(requester, index, context);
+      return;
+    }
+    if (this.readMode === 'lease' && this.leaseValid()) {
+      this.deliverRead(requester, index, context);
+      return;
+    }
+    this.pendingReads.push({ seq: this.seq + 1, index, context, requester });
+    // Confirm leadership with a fresh heartbeat round at the next flush rather than waiting for
+    // the next tick; every read queued until then shares the round.
+    this.readRoundNeeded = true;
+  }
+
+  private releaseReadsAwaitingCommit(): void {
+    if (this.role !== Role.Leader || this.readsAwaitingCommit.length === 0 || !this.committedInCurrentTerm()) return;
+    const waiting = this.readsAwaitingCommit;
+    this.readsAwaitingCommit = [];
+    for (const r of waiting) this.leaderRead(r.context, r.requester);
+  }
+
+  /** Highest heartbeat round acknowledged by a quorum of voters (counting ourselves). */
+  private quorumAckedSeq(): number {
+    const acks: number[] = [];
+    for (const id of this.membership.voters) {
+      acks.push(id === this.id ? this.seq : (this.progress.get(id)?.ackedSeq ?? 0));
+    }
+    acks.sort((a, b) => b - a);
+    return acks[quorum(acks.length) - 1] ?? 0;
+  }
+
+  private resolveReads(): void {
+    const acked = this.quorumAckedSeq();
+    while (this.pendingReads.length > 0 && this.pendingReads[0].seq <= acked) {
+      const r = this.pendingReads.shift()!;
+      this.deliverRead(r.requester, r.index, r.context);
+    }
+    while (this.roundSentAt.length > 1 && this.roundSentAt[1].seq <= acked) this.roundSentAt.shift();
+  }
+
+  private leaseValid(): boolean {
+    const acked = this.quorumAckedSeq();
+    const round = this.roundSentAt.find((r) => r.seq === acked);
+    // Followers ignore vote requests for electionTicks after hearing from us, so leadership is
+    // certain until then, measured from when the acknowledged heartbeat was sent. One tick of
+    // margin covers clock rate differences.
+    return round !== undefined && this.now < round.tick + this.electionTicks - 1;
+  }
+
+  private deliverRead(requester: NodeId, index: number, context: string): void {
+    if (requester === this.id) this.readStates.push({ index, context });
+    else this.send(message({ type: MessageType.ReadIndexResp, from: this.id, to: requester, term: this.term, index, context }));
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Membership
+
+  private members(): NodeId[] {
+    return [...this.membership.voters, ...this.membership.learners];
+  }
+
+  private setMembership(index: number, m: Membership): void {
+    this.membership = cloneMembership(m);
+    this.membershipIndex = index;
+    while (this.membershipHistory.length > 0 && this.membershipHistory[this.membershipHistory.length - 1].index >= index) {
+      this.membershipHistory.pop();
+    }
+    this.membershipHistory.push({ index, membership: cloneMembership(m) });
+  }
+
+  private replayMembership(upTo: number): void {
+    for (let i = Math.max(this.membershipIndex + 1, this.log.firstIndex()); i <= upTo; i++) {
+      const e = this.log.entry(i);
+      if (e?.type === EntryType.ConfChange) this.setMembership(i, applyConfChange(this.membership, decodeConfChange(e.data)));
+    }
+  }
+
+  private applyCommittedConfChange(e: Entry): void {
+    const cc = decodeConfChange(e.data);
+    this.setMembership(e.index, applyConfChange(this.membership, cc));
+    this.membershipChanged = true;
+    if (this.role !== Role.Leader) return;
+    if (!this.membership.voters.includes(this.id)) {
+      // A leader removed (or demoted) steps down once the change commits (§4.2.2); the others
+      // elect a new leader after their election timeout.
+      this.becomeFollower(this.term, NONE);
+      return;
+    }
+    if (cc.type === ConfChangeType.RemoveNode) {
+      this.progress.delete(cc.node);
+      if (this.leadTransferee === cc.node) this.leadTransferee = NONE;
+    } else {
+      let pr = this.progress.get(cc.node);
+      if (!pr) {
+        pr = new Progress(this.log.lastIndex() + 1, this.maxInflight, false);
+        pr.recentActive = true;
+        this.progress.set(cc.node, pr);
+      }
+      pr.isLearner = cc.type === ConfChangeType.AddLearner;
+    }
+    this.maybeCommit();
+    this.needsFlush = true;
+  }
+
+  // ---------------------------------------------------------------------------------------
+
+  private send(m: Message): void {
+    this.msgs.push(m);
+  }
+
+  private assertNotInReady(): void {
+    if (this.inFlightReady) throw new Error('raft: call advance() before driving the node again');
+  }
+}
+
+function sameHardState(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+}
+
+function concat(chunks: Uint8Array[], size: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(size);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return out;
+}
