@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { MessageType, Role } from '../../raft/index.js';
+import { Net } from './harness.js';
+
+describe('leader election (Raft §5.2, dissertation §9.6 PreVote, §6.2 CheckQuorum)', () => {
+  it('a follower whose election timer fires becomes leader of a 3-node cluster', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.tick('a', 20); // at most 2 x electionTicks
+    assert.deepEqual(net.leaders(), ['a']);
+    assert.equal(net.node('b').leader, 'a');
+    assert.equal(net.node('c').leader, 'a');
+  });
+
+  it('randomized timeouts: nodes started together do not all time out on the same tick', () => {
+    const net = new Net(['a', 'b', 'c', 'd', 'e']);
+    const timeouts = new Set<number>();
+    for (const id of ['a', 'b', 'c', 'd', 'e']) {
+      const n = net.node(id);
+      let t = 0;
+      while (n.role === Role.Follower && t < 100) {
+        n.tick();
+        t++;
+      }
+      net.discardQueued();
+      timeouts.add(t);
+    }
+    assert.ok(timeouts.size > 1, `all five timed out after the same number of ticks: ${[...timeouts]}`);
+  });
+
+  it('a candidate with a stale log cannot win (election restriction §5.4.1)', () => {
+    const net = new Net(['a', 'b', 'c'], { preVote: false });
+    net.elect('a');
+    net.isolate('c');
+    net.propose('a', 'x');
+    net.heal();
+    net.node('a').tick(); // keep things moving without electing
+    // c missed 'x': its vote request must be refused by a and b.
+    net.elect('c');
+    assert.notEqual(net.node('c').role, Role.Leader);
+  });
+
+  it('each node grants at most one vote per term, and the vote is durable before the answer', () => {
+    const net = new Net(['a', 'b', 'c'], { preVote: false });
+    const b = net.node('b');
+    b.step({ type: MessageType.Vote, from: 'a', to: 'b', term: 5, logTerm: 1, index: 3, entries: [], commit: 0, reject: false, rejectHint: 0, seq: 0, context: '', transfer: false });
+    const rd = b.ready()!;
+    assert.equal(rd.hardState?.vote, 'a');
+    assert.equal(rd.hardState?.term, 5);
+    assert.equal(rd.messages[0].type, MessageType.VoteResp);
+    assert.equal(rd.messages[0].reject, false);
+    b.advance();
+    b.step({ type: MessageType.Vote, from: 'c', to: 'b', term: 5, logTerm: 1, index: 3, entries: [], commit: 0, reject: false, rejectHint: 0, seq: 0, context: '', transfer: false });
+    const rd2 = b.ready()!;
+    assert.equal(rd2.messages[0].reject, true);
+    b.advance();
+  });
+
+  it('PreVote: a partitioned node does not inflate its term, and rejoining does not depose the leader', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('a');
+    const term = net.node('a').term;
+    net.isolate('c');
+    net.tick('c', 100);
+    assert.equal(net.node('c').term, term, 'pre-candidate must not bump its term');
+    net.heal();
+    net.tickAll(5);
+    assert.deepEqual(net.leaders(), ['a']);
+    assert.equal(net.node('a').term, term);
+  });
+
+  it('without PreVote the same partition does disrupt (the problem PreVote solves)', () => {
+    const net = new Net(['a', 'b', 'c'], { preVote: false, checkQuorum: false });
+    net.elect('a');
+    const term = net.node('a').term;
+    net.isolate('c');
+    net.tick('c', 100);
+    assert.ok(net.node('c').term > term);
+  });
+
+  it('CheckQuorum: a leader that cannot hear a majority steps down', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('a');
+    net.isolate('a');
+    net.tick('a', 25);
+    assert.notEqual(net.node('a').role, Role.Leader);
+  });
+
+  it('CheckQuorum lease: a follower that hears from the leader ignores a disruptive vote request', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('a');
+    const b = net.node('b');
+    const reason = b.step({ type: MessageType.Vote, from: 'c', to: 'b', term: 99, logTerm: 50, index: 100, entries: [], commit: 0, reject: false, rejectHint: 0, seq: 0, context: '', transfer: false });
+    assert.match(reason ?? '', /lease/);
+    assert.equal(b.term, net.node('a').term);
+  });
+
+  it('five nodes: exactly one leader after repeated leader crashes', () => {
+    const net = new Net(['a', 'b', 'c', 'd', 'e']);
+    net.tickAll(30);
+    for (let round = 0; round < 3; round++) {
+      const [leader] = net.leaders();
+      assert.ok(leader, 'a leader exists');
+      net.isolate(leader);
+      for (let i = 0; i < 40; i++) {
+        for (const [id, n] of net.nodes) if (id !== leader) n.tick();
+        net.settle();
+      }
+      const others = net.leaders().filter((l) => l !== leader);
+      assert.equal(others.length, 1, `one new leader in round ${round}`);
+      net.tick(leader, 30); // old leader steps down by CheckQuorum
+      net.heal();
+      net.tickAll(3);
+      assert.equal(net.leaders().length, 1);
+    }
+  });
+});

@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfChangeType, MessageType, RaftError, Role } from '../../raft/index.js';
+import { Net } from './harness.js';
+
+describe('membership changes (dissertation §4: one server at a time, learners)', () => {
+  it('a non-voter receives the log but never votes or counts toward quorum', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('a');
+    net.addBlank('d');
+    net.node('a').proposeConfChange({ type: ConfChangeType.AddLearner, node: 'd', addr: 'mem:d' });
+    net.settle();
+    net.propose('a', 'x');
+    assert.deepEqual(net.appliedData('d'), ['x']);
+    assert.deepEqual(net.node('a').membership.learners, ['d']);
+    // With b and c down, a and the learner d are not a quorum.
+    net.isolate('b');
+    net.isolate('c');
+    net.cutLink('a', 'b');
+    const { index } = net.node('a').propose(new TextEncoder().encode('y'));
+    net.settle();
+    assert.ok(net.node('a').log.committed < index, 'learner ack must not commit');
+    // A learner does not campaign.
+    net.tick('d', 50);
+    assert.equal(net.node('d').role, Role.Follower);
+    assert.equal(net.count(MessageType.PreVote, 'd') + net.count(MessageType.Vote, 'd'), 0);
+  });
+
+  it('a caught-up non-voter is promoted; a lagging one is refused', () => {
+    const net = new Net(['a', 'b', 'c'], { promoteLag: 5 });
+    net.elect('a');
+    net.addBlank('d');
+    net.node('a').proposeConfChange({ type: ConfChangeType.AddLearner, node: 'd', addr: 'mem:d' });
+    net.settle();
+    net.isolate('d');
+    for (let i = 0; i < 20; i++) net.propose('a', `v${i}`);
+    assert.throws(
+      () => net.node('a').proposeConfChange({ type: ConfChangeType.AddVoter, node: 'd' }),
+      (e: unknown) => e instanceof RaftError && e.code === 'learner-not-caught-up',
+    );
+    net.heal();
+    net.tickAll(10);
+    net.node('a').proposeConfChange({ type: ConfChangeType.AddVoter, node: 'd' });
+    net.settle();
+    net.tickAll(1);
+    assert.deepEqual(net.node('a').membership.voters.sort(), ['a', 'b', 'c', 'd']);
+    assert.deepEqual(net.node('d').membership.voters.sort(), ['a', 'b', 'c', 'd']);
+  });
+
+  it('only one membership change at a time', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('a');
+    net.isolate('b');
+    net.isolate('c');
+    net.node('a').proposeConfChange({ type: ConfChangeType.AddLearner, node: 'd', addr: 'mem:d' });
+    assert.throws(
+      () => net.node('a').proposeConfChange({ type: ConfChangeType.AddLearner, node: 'e', addr: 'mem:e' }),
+      (e: unknown) => e instanceof RaftError && e.code === 'conf-change-pending',
+    );
+  });
+
+  it('a new leader accepts no membership change until its first entry commits', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.isolate('b');
+    net.isolate('c');
+    net.node('a').campaign();
+    net.heal();
+    net.node('a').campaign(); // pre-vote then vote
+    net.filter = (m) => m.type !== MessageType.AppResp;
+    net.settle();
+    assert.ok(net.node('a').isLeader());
+    assert.throws(
+      () => net.node('a').proposeConfChange({ type: ConfChangeType.RemoveNode, node: 'c' }),
+      (e: unknown) => e instanceof RaftError && e.code === 'conf-change-pending',
+    );
+  });
+
+  it('invalid changes are refused with a reason', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('a');
+    const a = net.node('a');
+    const refuse = (cc: Parameters<typeof a.proposeConfChange>[0], re: RegExp) =>
+      assert.throws(() => a.proposeConfChange(cc), (e: unknown) => e instanceof RaftError && e.code === 'invalid-conf-change' && re.test(e.message));
+    refuse({ type: ConfChangeType.AddVoter, node: 'b', addr: 'x' }, /already a voter/);
+    refuse({ type: ConfChangeType.RemoveNode, node: 'zz' }, /not a member/);
+    refuse({ type: ConfChangeType.AddVoter, node: 'd' }, /needs an address/);
+    refuse({ type: ConfChangeType.AddVoter, node: 'd', addr: 'mem:b' }, /already belongs/);
+  });
+
+  it('removing the leader: it steps down once the change commits and the rest elect a leader', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('a');
+    net.propose('a', 'x');
+    net.node('a').proposeConfChange({ type: ConfChangeType.RemoveNode, node: 'a' });
+    net.settle();
+    assert.notEqual(net.node('a').role, Role.Leader);
+    assert.equal(net.node('a').promotable(), false);
+    for (let i = 0; i < 30; i++) {
+      net.node('b').tick();
+      net.node('c').tick();
+      net.settle();
+    }
+    const leaders = net.leaders();
+    assert.equal(leaders.length, 1);
+    assert.ok(['b', 'c'].includes(leaders[0]));
+    net.propose(leaders[0], 'y');
+    assert.deepEqual(net.appliedData('b'), ['x', 'y']);
+    assert.deepEqual(net.node(leaders[0]).membership.voters.sort(), ['b', 'c']);
+  });
+
+  it('a node joining an existing cluster learns the whole membership from the log', () => {
+    const net = new Net(['a']);
+    net.elect('a');
+    net.propose('a', 'x');
+    net.addBlank('b');
+    net.node('a').proposeConfChange({ type: ConfChangeType.AddVoter, node: 'b', addr: 'mem:b' });
+    net.settle();
+    net.tickAll(2);
+    assert.deepEqual(net.node('b').membership.voters.sort(), ['a', 'b']);
+    assert.deepEqual(net.appliedData('b'), ['x']);
+  });
+});
+
+describe('leadership transfer (dissertation §3.10)', () => {
+  it('the target is caught up, sent TimeoutNow, and wins without waiting for a timeout', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('a');
+    net.isolate('c');
+    net.propose('a', 'x');
+    net.heal();
+    net.node('a').transferLeadership('c');
+    net.settle();
+    net.tickAll(8);
+    assert.deepEqual(net.leaders(), ['c']);
+    assert.equal(net.count(MessageType.TimeoutNow, 'a'), 1);
+    net.propose('c', 'y');
+    assert.deepEqual(net.appliedData('a'), ['x', 'y']);
+  });
+
+  it('proposals are refused while a transfer is in progress; an unfinished transfer is abandoned', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('a');
+    net.isolate('c');
+    net.node('a').transferLeadership('c');
+    net.settle();
+    assert.throws(
+      () => net.node('a').propose(new Uint8Array(1)),
+      (e: unknown) => e instanceof RaftError && e.code === 'transfer-in-progress',
+    );
+    net.tick('a', 12);
+    assert.ok(net.node('a').isLeader());
+    net.node('a').propose(new Uint8Array(1));
+  });
+
+  it('refuses a target that cannot lead', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('a');
+    assert.throws(() => net.node('a').transferLeadership('zz'), /not a voter/);
+    assert.throws(() => net.node('b').transferLeadership('c'), /only the leader/);
+  });
+});
