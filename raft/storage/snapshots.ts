@@ -1,0 +1,137 @@
+/**
+ * Snapshot files: `snap-<index>-<term>.snap` (16 hex digits each), written to a temporary
+ * file, fsynced, renamed into place, and the directory fsynced, so a crash leaves either the
+ * old set or the new one. Format:
+ *
+ *   "RKVSNAP1" | u32 meta length | meta JSON | u48 data length | data | u32 CRC-32C of all before
+ *
+ * A file that fails its checksum (a half-written or damaged snapshot) is ignored on start and
+ * an older one is used.
+ */
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Snapshot, SnapshotMeta } from '../types.js';
+import { StorageError, describeIoError } from './errors.js';
+import { crc32c } from './crc32c.js';
+
+const MAGIC = Buffer.from('RKVSNAP1');
+const NAME_RE = /^snap-([0-9a-f]{16})-([0-9a-f]{16})\.snap$/;
+
+export interface LoadedSnapshot {
+  snapshot: Snapshot | undefined;
+  /** Files that were skipped, with the reason (reported, never silently lost). */
+  skipped: { file: string; reason: string }[];
+}
+
+export function encodeSnapshot(s: Snapshot): Buffer {
+  const meta = Buffer.from(JSON.stringify(s.meta));
+  const buf = Buffer.allocUnsafe(8 + 4 + meta.length + 6 + s.data.length + 4);
+  let off = MAGIC.copy(buf, 0);
+  buf.writeUInt32LE(meta.length, off);
+  off += 4;
+  off += meta.copy(buf, off);
+  buf.writeUIntLE(s.data.length, off, 6);
+  off += 6;
+  buf.set(s.data, off);
+  off += s.data.length;
+  buf.writeUInt32LE(crc32c(buf.subarray(0, off)), off);
+  return buf;
+}
+
+export function decodeSnapshot(buf: Buffer): Snapshot {
+  if (buf.length < 22 || !buf.subarray(0, 8).equals(MAGIC)) throw new Error('not a raftkv snapshot file');
+  const want = buf.readUInt32LE(buf.length - 4);
+  if (crc32c(buf.subarray(0, buf.length - 4)) !== want) throw new Error('checksum mismatch (half-written or damaged)');
+  const metaLen = buf.readUInt32LE(8);
+  const meta = JSON.parse(buf.subarray(12, 12 + metaLen).toString()) as SnapshotMeta;
+  const dataLen = buf.readUIntLE(12 + metaLen, 6);
+  const start = 18 + metaLen;
+  if (start + dataLen + 4 !== buf.length) throw new Error('length fields do not match the file size');
+  return { meta, data: new Uint8Array(buf.buffer, buf.byteOffset + start, dataLen) };
+}
+
+export class SnapshotStore {
+  constructor(
+    readonly dir: string,
+    private readonly keep = 2,
+    private readonly sync = true,
+  ) {
+    if (keep < 1) throw new Error('must keep at least one snapshot');
+  }
+
+  async save(s: Snapshot): Promise<string> {
+    await mkdir(this.dir, { recursive: true });
+    const name = `snap-${hex16(s.meta.index)}-${hex16(s.meta.term)}.snap`;
+    const final = join(this.dir, name);
+    const tmp = `${final}.tmp`;
+    try {
+      const fh = await open(tmp, 'w');
+      try {
+        await fh.writeFile(encodeSnapshot(s));
+        if (this.sync) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, final);
+      if (this.sync) await syncDir(this.dir);
+    } catch (e) {
+      await rm(tmp, { force: true }).catch(() => undefined);
+      throw describeIoError('writing snapshot', final, e);
+    }
+    await this.prune();
+    return final;
+  }
+
+  /** The newest snapshot that reads back intact. */
+  async loadLatest(): Promise<LoadedSnapshot> {
+    const skipped: { file: string; reason: string }[] = [];
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { snapshot: undefined, skipped };
+      throw e;
+    }
+    for (const n of names.filter((n) => n.endsWith('.tmp'))) {
+      skipped.push({ file: join(this.dir, n), reason: 'unfinished write (removed)' });
+      await rm(join(this.dir, n), { force: true });
+    }
+    for (const name of this.sortedNames(names)) {
+      const file = join(this.dir, name);
+      try {
+        return { snapshot: decodeSnapshot(await readFile(file)), skipped };
+      } catch (e) {
+        skipped.push({ file, reason: (e as Error).message });
+      }
+    }
+    return { snapshot: undefined, skipped };
+  }
+
+  /** Newest first. */
+  private sortedNames(names: string[]): string[] {
+    return names
+      .filter((n) => NAME_RE.test(n))
+      .sort()
+      .reverse();
+  }
+
+  private async prune(): Promise<void> {
+    const names = this.sortedNames(await readdir(this.dir));
+    for (const n of names.slice(this.keep)) await rm(join(this.dir, n), { force: true });
+  }
+}
+
+function hex16(n: number): string {
+  return n.toString(16).padStart(16, '0');
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const d = await open(dir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}
+
+export { StorageError };

@@ -1,0 +1,134 @@
+/**
+ * Stable storage for a Raft node: what the driver calls to make a Ready durable, and what a
+ * restarted node recovers from. Two implementations share the interface: DiskStorage (the WAL
+ * plus snapshot files) and MemoryStorage (tests, and the seed's non-durable mode).
+ */
+import { join } from 'node:path';
+import { Entry, HardState, Snapshot } from '../types.js';
+import type { InitialState } from '../node.js';
+import { SnapshotStore } from './snapshots.js';
+import { FaultHooks, FsyncMode, Wal } from './wal.js';
+
+export interface Storage {
+  readonly kind: 'disk' | 'memory';
+  readonly fsync: FsyncMode | 'memory';
+  /** What the node starts from (read once at open). */
+  initialState(): InitialState;
+  /** Persist a Ready's snapshot, entries and hard state; resolves once durable. */
+  save(rd: { snapshot?: Snapshot; entries: Entry[]; hardState?: HardState }): Promise<void>;
+  /** Persist a snapshot the node made itself, then drop log entries at or below `compactTo`. */
+  saveSnapshot(snapshot: Snapshot, compactTo: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface DiskStorageOptions {
+  fsync?: FsyncMode;
+  segmentBytes?: number;
+  keepSnapshots?: number;
+  faults?: FaultHooks;
+}
+
+export interface RecoveryReport {
+  tornBytesRepaired: number;
+  skippedSnapshots: { file: string; reason: string }[];
+}
+
+export class DiskStorage implements Storage {
+  readonly kind = 'disk';
+  private constructor(
+    private readonly wal: Wal,
+    private readonly snapshots: SnapshotStore,
+    private readonly initial: InitialState,
+    readonly recovery: RecoveryReport,
+  ) {}
+
+  get fsync(): FsyncMode {
+    return this.wal.fsyncMode;
+  }
+
+  /** Open `dir` (wal/ and snap/ inside), repairing a torn tail and refusing corruption. */
+  static async open(dir: string, opts: DiskStorageOptions = {}): Promise<DiskStorage> {
+    const snapshots = new SnapshotStore(join(dir, 'snap'), opts.keepSnapshots ?? 2, opts.fsync !== 'never');
+    const loaded = await snapshots.loadLatest();
+    const { wal, state } = await Wal.open(join(dir, 'wal'), { fsync: opts.fsync, segmentBytes: opts.segmentBytes, faults: opts.faults });
+    const snap = loaded.snapshot;
+    let entries = state.entries;
+    if (snap) {
+      const at = entries.find((e) => e.index === snap.meta.index);
+      if (at && at.term !== snap.meta.term) {
+        // The snapshot was installed over a conflicting log and the crash came before the WAL
+        // recorded the reset: what follows in the WAL belongs to the old, overwritten history.
+        entries = [];
+      } else if (!at && entries.length > 0 && entries[0].index > snap.meta.index + 1) {
+        throw new Error(`storage: WAL starts at entry ${entries[0].index} but the newest intact snapshot ends at ${snap.meta.index}`);
+      } else {
+        entries = entries.filter((e) => e.index > snap.meta.index);
+      }
+    } else if (entries.length > 0 && entries[0].index > 1) {
+      throw new Error(`storage: WAL starts at entry ${entries[0].index} and no intact snapshot covers the entries before it`);
+    }
+    const initial: InitialState = { hardState: state.hardState, snapshot: snap, entries, applied: snap?.meta.index ?? 0 };
+    return new DiskStorage(wal, snapshots, initial, { tornBytesRepaired: state.tornBytesRepaired, skippedSnapshots: loaded.skipped });
+  }
+
+  initialState(): InitialState {
+    return this.initial;
+  }
+
+  async save(rd: { snapshot?: Snapshot; entries: Entry[]; hardState?: HardState }): Promise<void> {
+    if (rd.snapshot) await this.snapshots.save(rd.snapshot);
+    await this.wal.append({
+      reset: rd.snapshot ? { index: rd.snapshot.meta.index, term: rd.snapshot.meta.term } : undefined,
+      entries: rd.entries,
+      hardState: rd.hardState,
+    });
+  }
+
+  async saveSnapshot(snapshot: Snapshot, compactTo: number): Promise<void> {
+    await this.snapshots.save(snapshot);
+    await this.wal.markSnapshot(snapshot.meta.index, snapshot.meta.term, Math.min(compactTo, snapshot.meta.index));
+  }
+
+  segmentCount(): number {
+    return this.wal.segmentCount();
+  }
+
+  close(): Promise<void> {
+    return this.wal.close();
+  }
+}
+
+/** Everything in memory: for tests and for the seed's non-durable kvstore mode. */
+export class MemoryStorage implements Storage {
+  readonly kind = 'memory';
+  readonly fsync = 'memory' as const;
+  hardState: HardState = { term: 0, vote: '', commit: 0 };
+  snapshot: Snapshot | undefined;
+  entries: Entry[] = [];
+
+  initialState(): InitialState {
+    return { hardState: this.hardState, snapshot: this.snapshot, entries: this.entries.slice(), applied: this.snapshot?.meta.index ?? 0 };
+  }
+
+  async save(rd: { snapshot?: Snapshot; entries: Entry[]; hardState?: HardState }): Promise<void> {
+    if (rd.snapshot) {
+      this.snapshot = rd.snapshot;
+      this.entries = [];
+    }
+    if (rd.entries.length > 0) {
+      const first = rd.entries[0].index;
+      const base = this.entries.length > 0 ? this.entries[0].index : first;
+      this.entries.length = Math.max(0, Math.min(this.entries.length, first - base));
+      for (const e of rd.entries) this.entries.push(e);
+    }
+    if (rd.hardState) this.hardState = rd.hardState;
+  }
+
+  async saveSnapshot(snapshot: Snapshot, compactTo: number): Promise<void> {
+    if (this.snapshot && snapshot.meta.index <= this.snapshot.meta.index) return;
+    this.snapshot = snapshot;
+    this.entries = this.entries.filter((e) => e.index > compactTo);
+  }
+
+  async close(): Promise<void> {}
+}

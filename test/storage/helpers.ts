@@ -1,0 +1,23 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Entry, EntryType } from '../../raft/index.js';
+
+export async function tempDir(prefix: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), `raftkv-${prefix}-`));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** Deterministic content, so a recovered entry can be checked byte for byte. */
+export function entryData(index: number, term: number, size = 64): Uint8Array {
+  const b = Buffer.alloc(size);
+  b.write(`e${index}t${term}:`);
+  for (let i = 12; i < size; i++) b[i] = (index * 31 + term * 7 + i) & 0xff;
+  return new Uint8Array(b);
+}
+
+export function entries(from: number, to: number, term: number, size = 64): Entry[] {
+  const out: Entry[] = [];
+  for (let i = from; i <= to; i++) out.push({ index: i, term, type: EntryType.Normal, data: entryData(i, term, size) });
+  return out;
+}

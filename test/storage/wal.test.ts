@@ -1,0 +1,213 @@
+import assert from 'node:assert/strict';
+import { readdir, readFile, stat, truncate, writeFile, appendFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { CorruptionError, StorageError, Wal, crc32c, crc32cPortable } from '../../raft/index.js';
+import { entries, entryData, tempDir } from './helpers.js';
+
+async function segments(dir: string): Promise<string[]> {
+  return (await readdir(dir)).filter((n) => n.endsWith('.wal')).sort();
+}
+
+describe('CRC-32C', () => {
+  it('matches the standard check value and the portable implementation', () => {
+    assert.equal(crc32c(Buffer.from('123456789')), 0xe3069283);
+    assert.equal(crc32cPortable(Buffer.from('123456789')), 0xe3069283);
+    for (let n = 0; n < 300; n += 7) {
+      const b = Buffer.from(Array.from({ length: n }, (_, i) => (i * 131 + n) & 0xff));
+      assert.equal(crc32c(b), crc32cPortable(b), `length ${n}`);
+      assert.equal(crc32c(b.subarray(n >> 1), crc32c(b.subarray(0, n >> 1))), crc32c(b), 'streaming');
+    }
+  });
+});
+
+describe('write-ahead log', () => {
+  it('replays entries and the latest hard state after a reopen', async () => {
+    const { dir, cleanup } = await tempDir('wal');
+    try {
+      const { wal } = await Wal.open(dir);
+      await wal.append({ entries: entries(1, 10, 1), hardState: { term: 1, vote: 'n1', commit: 5 } });
+      await wal.append({ entries: entries(11, 20, 2), hardState: { term: 2, vote: 'n2', commit: 15 } });
+      await wal.close();
+      const { wal: again, state } = await Wal.open(dir);
+      assert.equal(state.entries.length, 20);
+      assert.deepEqual(state.entries[19].data, entryData(20, 2));
+      assert.deepEqual(state.hardState, { term: 2, vote: 'n2', commit: 15 });
+      assert.equal(state.tornBytesRepaired, 0);
+      await again.close();
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('a rewrite of an uncommitted suffix supersedes it on replay', async () => {
+    const { dir, cleanup } = await tempDir('wal');
+    try {
+      const { wal } = await Wal.open(dir);
+      await wal.append({ entries: entries(1, 10, 1) });
+      await wal.append({ entries: entries(7, 8, 3) });
+      await wal.close();
+      const { state } = await Wal.open(dir);
+      assert.deepEqual(state.entries.map((e) => `${e.index}:${e.term}`), ['1:1', '2:1', '3:1', '4:1', '5:1', '6:1', '7:3', '8:3']);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('rolls segments at the size limit and deletes old ones only up to the snapshot', async () => {
+    const { dir, cleanup } = await tempDir('wal');
+    try {
+      const { wal } = await Wal.open(dir, { segmentBytes: 4096 });
+      for (let i = 0; i < 20; i++) await wal.append({ entries: entries(i * 10 + 1, i * 10 + 10, 1), hardState: { term: 1, vote: '', commit: i * 10 } });
+      const before = await segments(dir);
+      assert.ok(before.length >= 3, `expected several segments, got ${before.length}`);
+      await wal.markSnapshot(150, 1, 150);
+      const after = await segments(dir);
+      assert.ok(after.length < before.length, 'old segments deleted');
+      await wal.close();
+      const { state } = await Wal.open(dir);
+      assert.ok(state.entries[0].index <= 151, 'everything after the snapshot is still there');
+      assert.equal(state.entries[state.entries.length - 1].index, 200);
+      assert.deepEqual(state.hardState, { term: 1, vote: '', commit: 190 }, 'hard state survives losing the segment that held it');
+      assert.deepEqual(state.snapshot, { index: 150, term: 1 });
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('repairs a torn tail: a record cut short by a crash is dropped and appends continue', async () => {
+    const { dir, cleanup } = await tempDir('wal');
+    try {
+      const { wal } = await Wal.open(dir);
+      await wal.append({ entries: entries(1, 5, 1) });
+      await wal.append({ entries: entries(6, 6, 1, 500) });
+      await wal.close();
+      const [seg] = await segments(dir);
+      const file = join(dir, seg);
+      const size = (await stat(file)).size;
+      await truncate(file, size - 200); // the crash cut the last write
+      const { wal: w2, state } = await Wal.open(dir);
+      assert.equal(state.entries.length, 5);
+      assert.ok(state.tornBytesRepaired > 0);
+      await w2.append({ entries: entries(6, 7, 2) });
+      await w2.close();
+      const { state: s3 } = await Wal.open(dir);
+      assert.deepEqual(s3.entries.map((e) => e.index), [1, 2, 3, 4, 5, 6, 7]);
+      assert.equal(s3.tornBytesRepaired, 0);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('repairs garbage or zeros after the last complete record', async () => {
+    for (const junk of [Buffer.alloc(300), Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 97 + 13) & 0xff))]) {
+      const { dir, cleanup } = await tempDir('wal');
+      try {
+        const { wal } = await Wal.open(dir);
+        await wal.append({ entries: entries(1, 3, 1) });
+        await wal.close();
+        const [seg] = await segments(dir);
+        await appendFile(join(dir, seg), junk);
+        const { state } = await Wal.open(dir);
+        assert.equal(state.entries.length, 3);
+        assert.equal(state.tornBytesRepaired, 300);
+      } finally {
+        await cleanup();
+      }
+    }
+  });
+
+  it('refuses to start on a flipped byte in the middle of the log, naming file and offset, changing nothing', async () => {
+    const { dir, cleanup } = await tempDir('wal');
+    try {
+      const { wal } = await Wal.open(dir);
+      for (let i = 0; i < 10; i++) await wal.append({ entries: entries(i * 5 + 1, i * 5 + 5, 1) });
+      await wal.close();
+      const [seg] = await segments(dir);
+      const file = join(dir, seg);
+      const bytes = await readFile(file);
+      const pos = Math.floor(bytes.length / 2);
+      bytes[pos] ^= 0x40;
+      await writeFile(file, bytes);
+      await assert.rejects(Wal.open(dir), (e: unknown) => {
+        assert.ok(e instanceof CorruptionError);
+        assert.equal(e.file, file);
+        assert.ok(e.offset <= pos && e.offset > 0, `offset ${e.offset} should point at the damaged record before ${pos}`);
+        assert.match(e.message, /refusing to start/);
+        return true;
+      });
+      assert.deepEqual(await readFile(file), bytes, 'recovery did not touch the damaged file');
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('a damaged sealed segment is corruption even at its end', async () => {
+    const { dir, cleanup } = await tempDir('wal');
+    try {
+      const { wal } = await Wal.open(dir, { segmentBytes: 2048 });
+      for (let i = 0; i < 10; i++) await wal.append({ entries: entries(i * 5 + 1, i * 5 + 5, 1) });
+      await wal.close();
+      const [first] = await segments(dir);
+      const file = join(dir, first);
+      await truncate(file, (await stat(file)).size - 3);
+      await assert.rejects(Wal.open(dir), /sealed segment/);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('an injected write error stops the log with a clear error; everything acknowledged before survives', async () => {
+    const { dir, cleanup } = await tempDir('wal');
+    try {
+      let failNext = false;
+      const { wal } = await Wal.open(dir, {
+        faults: { write: () => (failNext ? Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' }) : undefined) },
+      });
+      await wal.append({ entries: entries(1, 10, 1) });
+      failNext = true;
+      await assert.rejects(wal.append({ entries: entries(11, 12, 1) }), (e: unknown) => e instanceof StorageError && /I\/O error/.test(e.message));
+      failNext = false;
+      await assert.rejects(wal.append({ entries: entries(11, 12, 1) }), StorageError, 'no appends after a failure');
+      const { state } = await Wal.open(dir);
+      assert.equal(state.entries.length, 10);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('a short write is detected and the partial record is repaired on restart', async () => {
+    const { dir, cleanup } = await tempDir('wal');
+    try {
+      let limit: number | undefined;
+      const { wal } = await Wal.open(dir, { faults: { write: () => limit } });
+      await wal.append({ entries: entries(1, 4, 1) });
+      limit = 30; // less than one record
+      await assert.rejects(wal.append({ entries: entries(5, 8, 1) }), /short write/);
+      const { state } = await Wal.open(dir);
+      assert.deepEqual(state.entries.map((e) => e.index), [1, 2, 3, 4]);
+      assert.ok(state.tornBytesRepaired > 0);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('a failed fsync is fatal (the kernel may have dropped the pages; retrying is not safe)', async () => {
+    const { dir, cleanup } = await tempDir('wal');
+    try {
+      let fail = false;
+      const { wal } = await Wal.open(dir, { faults: { sync: () => (fail ? Object.assign(new Error('EIO'), { code: 'EIO' }) : undefined) } });
+      await wal.append({ entries: entries(1, 2, 1) });
+      fail = true;
+      await assert.rejects(wal.append({ entries: entries(3, 3, 1) }), /syncing/);
+      fail = false;
+      await assert.rejects(wal.append({ entries: entries(3, 3, 1) }), StorageError);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('rejects an unknown fsync mode', async () => {
+    await assert.rejects(Wal.open('/nonexistent-never-created', { fsync: 'sometimes' as never }), /always, batch or never/);
+  });
+});
