@@ -14,3 +14,6 @@ export type { FsyncMode, WalOptions, WalBatch, WalState, FaultHooks } from './st
 export { SnapshotStore, encodeSnapshot, decodeSnapshot } from './storage/snapshots.js';
 export { StorageError, CorruptionError } from './storage/errors.js';
 export { crc32c, crc32cPortable, crc32cImplementation } from './storage/crc32c.js';
+export { RaftDriver, DriverStoppedError } from './driver.js';
+export type { StateMachine, Transport, DriverOptions, Applied } from './driver.js';
+export { loadOrBootstrap } from './bootstrap.js';

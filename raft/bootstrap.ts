@@ -1,0 +1,19 @@
+import { bootstrapEntries } from './node.js';
+import type { InitialState } from './node.js';
+import type { Storage } from './storage/storage.js';
+import { NodeId } from './types.js';
+
+/**
+ * What a node starts from: its recovered state, or, for a brand-new node of a new cluster, the
+ * bootstrap entries (identical on every initial member), made durable before anything else.
+ * A node with `members` undefined and empty storage starts empty and waits to be added.
+ */
+export async function loadOrBootstrap(storage: Storage, members?: { id: NodeId; addr: string }[]): Promise<InitialState> {
+  const st = storage.initialState();
+  const empty = (st.hardState?.term ?? 0) === 0 && (st.entries?.length ?? 0) === 0 && !st.snapshot;
+  if (!empty || !members || members.length === 0) return st;
+  const entries = bootstrapEntries(members);
+  const hardState = { term: 1, vote: '', commit: entries.length };
+  await storage.save({ entries, hardState });
+  return { hardState, entries, applied: 0 };
+}

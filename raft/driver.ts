@@ -1,0 +1,371 @@
+/**
+ * The I/O half of a Raft node: runs the Ready/advance loop against real storage, a state
+ * machine and a transport, on a timer. Inputs that arrive while a batch is being made durable
+ * are queued and handed to the core together, so each fsync covers everything that arrived
+ * during the previous one (group commit without any tuning knob).
+ */
+import { RaftError } from './errors.js';
+import { RaftNode, Ready } from './node.js';
+import type { Storage } from './storage/storage.js';
+import { ConfChange, Entry, EntryType, Membership, Message, NodeId, Role, Snapshot, SoftState } from './types.js';
+
+export interface StateMachine {
+  /** Apply a committed command; the result goes back to whoever proposed it. */
+  apply(entry: Entry): Uint8Array | Promise<Uint8Array>;
+  /** Serialize the state as of the last applied entry. */
+  snapshot(): Uint8Array | Promise<Uint8Array>;
+  /** Replace the state with a snapshot's. */
+  restore(snapshot: Snapshot): void | Promise<void>;
+}
+
+export interface Transport {
+  send(messages: Message[]): void;
+}
+
+export interface DriverOptions {
+  node: RaftNode;
+  storage: Storage;
+  stateMachine: StateMachine;
+  transport: Transport;
+  /** Milliseconds per Raft tick (default 100; electionTicks ticks make an election timeout). */
+  tickMs?: number;
+  /** Take a snapshot after this many applied entries (default 10,000). */
+  snapshotEvery?: number;
+  /** Entries kept behind a snapshot for slightly lagging followers (default 1,000). */
+  keepEntries?: number;
+  onSoftState?: (s: SoftState) => void;
+  onMembership?: (m: Membership) => void;
+  /** The node cannot go on (storage failure): it has stopped. */
+  onFatal?: (e: Error) => void;
+}
+
+export interface Applied {
+  index: number;
+  term: number;
+  result: Uint8Array;
+}
+
+interface Waiter<T> {
+  resolve: (v: T) => void;
+  reject: (e: Error) => void;
+  timer?: NodeJS.Timeout;
+}
+
+export class DriverStoppedError extends Error {
+  constructor(why: string) {
+    super(`raft node stopped: ${why}`);
+    this.name = 'DriverStoppedError';
+  }
+}
+
+export class RaftDriver {
+  readonly node: RaftNode;
+  private readonly storage: Storage;
+  private readonly sm: StateMachine;
+  private readonly transport: Transport;
+  private readonly tickMs: number;
+  private readonly snapshotEvery: number;
+  private readonly keepEntries: number;
+  private readonly opts: DriverOptions;
+
+  private inputs: (() => void)[] = [];
+  private busy = false;
+  private scheduled = false;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped: Error | undefined;
+  private idle: (() => void)[] = [];
+
+  private proposals = new Map<number, Waiter<Applied> & { term: number }>();
+  private readWaiters = new Map<string, Waiter<number>>();
+  private readsByIndex: { index: number; w: Waiter<number> }[] = [];
+  private readSeq = 0;
+  private applied: number;
+  private lastSnapshotIndex: number;
+  private snapshotting = false;
+
+  constructor(opts: DriverOptions) {
+    this.opts = opts;
+    this.node = opts.node;
+    this.storage = opts.storage;
+    this.sm = opts.stateMachine;
+    this.transport = opts.transport;
+    this.tickMs = opts.tickMs ?? 100;
+    this.snapshotEvery = opts.snapshotEvery ?? 10_000;
+    this.keepEntries = opts.keepEntries ?? 1_000;
+    this.applied = this.node.log.applied;
+    this.lastSnapshotIndex = this.node.log.snapshotIndex;
+  }
+
+  /** Start ticking and processing. The state machine must already hold the snapshot's state. */
+  start(): void {
+    this.timer = setInterval(() => this.enqueue(() => this.node.tick()), this.tickMs);
+    this.timer.unref?.();
+    this.schedule();
+  }
+
+  /** Stop: finish the batch in flight, fail what is pending, stop the timer. */
+  async stop(why = 'shutting down'): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    if (!this.stopped) this.stopped = new DriverStoppedError(why);
+    if (this.busy) await new Promise<void>((r) => this.idle.push(r));
+    this.failAll(this.stopped);
+  }
+
+  get appliedIndex(): number {
+    return this.applied;
+  }
+
+  /** Feed a message from a peer. A malformed one is dropped and the reason returned. */
+  step(m: Message): void {
+    this.enqueue(() => {
+      try {
+        this.node.step(m);
+      } catch (e) {
+        if (!(e instanceof RaftError)) throw e;
+        // Malformed input from the network: dropped, never trusted.
+      }
+    });
+  }
+
+  reportUnreachable(id: NodeId): void {
+    this.enqueue(() => this.node.reportUnreachable(id));
+  }
+
+  /** Propose a command; resolves with the state machine's answer once it is applied here. */
+  propose(data: Uint8Array, timeoutMs = 10_000): Promise<Applied> {
+    return this.proposeWith((n) => n.propose(data), timeoutMs);
+  }
+
+  proposeConfChange(cc: ConfChange, timeoutMs = 10_000): Promise<Applied> {
+    return this.proposeWith((n) => n.proposeConfChange(cc), timeoutMs);
+  }
+
+  /**
+   * A linearizable read barrier (ReadIndex): resolves once this node's state machine reflects
+   * every write committed before the call, so a local read after it is linearizable.
+   */
+  readBarrier(timeoutMs = 5_000): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      if (this.stopped) return reject(this.stopped);
+      const ctx = `r${++this.readSeq}`;
+      const w: Waiter<number> = { resolve, reject };
+      w.timer = setTimeout(() => {
+        this.readWaiters.delete(ctx);
+        this.readsByIndex = this.readsByIndex.filter((r) => r.w !== w);
+        reject(new RaftError('not-leader', `read not confirmed within ${timeoutMs} ms (no reachable leader?)`, this.node.leader));
+      }, timeoutMs);
+      this.enqueue(() => {
+        try {
+          this.node.readIndex(ctx);
+          this.readWaiters.set(ctx, w);
+        } catch (e) {
+          clearTimeout(w.timer);
+          reject(e as Error);
+        }
+      });
+    });
+  }
+
+  transferLeadership(to: NodeId): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.enqueue(() => {
+        try {
+          this.node.transferLeadership(to);
+          resolve();
+        } catch (e) {
+          reject(e as Error);
+        }
+      }),
+    );
+  }
+
+  /** Run `fn` against the core between batches (for status and admin calls). */
+  withNode<T>(fn: (n: RaftNode) => T): Promise<T> {
+    return new Promise((resolve, reject) =>
+      this.enqueue(() => {
+        try {
+          resolve(fn(this.node));
+        } catch (e) {
+          reject(e as Error);
+        }
+      }),
+    );
+  }
+
+  // ---------------------------------------------------------------------------------------
+
+  private proposeWith(fn: (n: RaftNode) => { index: number; term: number }, timeoutMs: number): Promise<Applied> {
+    return new Promise<Applied>((resolve, reject) => {
+      if (this.stopped) return reject(this.stopped);
+      this.enqueue(() => {
+        let r: { index: number; term: number };
+        try {
+          r = fn(this.node);
+        } catch (e) {
+          reject(e as Error);
+          return;
+        }
+        const w = { resolve, reject, term: r.term } as Waiter<Applied> & { term: number };
+        w.timer = setTimeout(() => {
+          if (this.proposals.get(r.index) === w) this.proposals.delete(r.index);
+          // The command may still commit later: the outcome is unknown, not failed.
+          reject(new RaftError('not-leader', `proposal ${r.index} not applied within ${timeoutMs} ms (outcome unknown)`, this.node.leader));
+        }, timeoutMs);
+        this.proposals.set(r.index, w);
+      });
+    });
+  }
+
+  private enqueue(fn: () => void): void {
+    if (this.stopped) return;
+    this.inputs.push(fn);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.busy) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    if (this.busy || this.stopped) return;
+    const inputs = this.inputs;
+    this.inputs = [];
+    for (const fn of inputs) fn();
+    const rd = this.node.ready();
+    if (!rd) return;
+    this.busy = true;
+    this.process(rd).then(
+      () => {
+        this.node.advance();
+        this.busy = false;
+        for (const r of this.idle.splice(0)) r();
+        if (this.stopped) return;
+        this.maybeSnapshot();
+        if (this.inputs.length > 0 || this.node.hasReady()) this.schedule();
+      },
+      (e: unknown) => this.fatal(e as Error),
+    );
+  }
+
+  private async process(rd: Ready): Promise<void> {
+    if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
+      await this.storage.save({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
+    }
+    if (rd.messages.length > 0) this.transport.send(rd.messages);
+    if (rd.softState) this.opts.onSoftState?.(rd.softState);
+    if (rd.membership) this.opts.onMembership?.(rd.membership);
+    if (rd.snapshot) {
+      await this.sm.restore(rd.snapshot);
+      this.applied = rd.snapshot.meta.index;
+      this.lastSnapshotIndex = rd.snapshot.meta.index;
+      this.failProposalsUpTo(this.applied);
+    }
+    for (const e of rd.committed) {
+      let result: Uint8Array = EMPTY;
+      if (e.type === EntryType.Normal) result = await this.sm.apply(e);
+      this.applied = e.index;
+      const w = this.proposals.get(e.index);
+      if (w) {
+        this.proposals.delete(e.index);
+        clearTimeout(w.timer);
+        if (w.term === e.term) w.resolve({ index: e.index, term: e.term, result });
+        else w.reject(new RaftError('not-leader', `entry ${e.index} was replaced by another leader's; retry`, this.node.leader));
+      }
+    }
+    for (const rs of rd.readStates) {
+      const w = this.readWaiters.get(rs.context);
+      if (!w) continue;
+      this.readWaiters.delete(rs.context);
+      this.readsByIndex.push({ index: rs.index, w });
+    }
+    if (this.readsByIndex.length > 0) {
+      const still: typeof this.readsByIndex = [];
+      for (const r of this.readsByIndex) {
+        if (r.index <= this.applied) {
+          clearTimeout(r.w.timer);
+          r.w.resolve(r.index);
+        } else still.push(r);
+      }
+      this.readsByIndex = still;
+    }
+    if (rd.softState && rd.softState.role !== Role.Leader) {
+      // Reads this node was confirming as leader can no longer complete.
+      for (const [ctx, w] of this.readWaiters) {
+        clearTimeout(w.timer);
+        w.reject(new RaftError('not-leader', 'leadership changed during the read', rd.softState.leader));
+        this.readWaiters.delete(ctx);
+      }
+    }
+  }
+
+  private maybeSnapshot(): void {
+    if (this.snapshotting || this.applied - this.lastSnapshotIndex < this.snapshotEvery) return;
+    this.snapshotting = true;
+    const index = this.applied;
+    const term = this.node.log.term(index);
+    const membership = this.node.membershipAt(index);
+    // Capture the state before anything else is applied: hold the loop for the serialization
+    // only, not for writing it to disk.
+    this.busy = true;
+    Promise.resolve(this.sm.snapshot())
+      .then((data) => {
+        this.busy = false;
+        for (const r of this.idle.splice(0)) r();
+        this.schedule();
+        const snap: Snapshot = { meta: { index, term, membership }, data };
+        return this.storage.saveSnapshot(snap, index - this.keepEntries).then(() => {
+          this.lastSnapshotIndex = index;
+          this.enqueue(() => this.node.compact(snap, this.keepEntries));
+        });
+      })
+      .catch((e: unknown) => this.fatal(e as Error))
+      .finally(() => {
+        this.snapshotting = false;
+      });
+  }
+
+  private failProposalsUpTo(index: number): void {
+    for (const [i, w] of this.proposals) {
+      if (i > index) continue;
+      this.proposals.delete(i);
+      clearTimeout(w.timer);
+      w.reject(new RaftError('not-leader', `entry ${i} outcome unknown after a snapshot install; retry with the same session`, this.node.leader));
+    }
+  }
+
+  private failAll(e: Error): void {
+    for (const w of this.proposals.values()) {
+      clearTimeout(w.timer);
+      w.reject(e);
+    }
+    this.proposals.clear();
+    for (const w of this.readWaiters.values()) {
+      clearTimeout(w.timer);
+      w.reject(e);
+    }
+    this.readWaiters.clear();
+    for (const r of this.readsByIndex) {
+      clearTimeout(r.w.timer);
+      r.w.reject(e);
+    }
+    this.readsByIndex = [];
+  }
+
+  private fatal(e: Error): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.busy = false;
+    for (const r of this.idle.splice(0)) r();
+    if (!this.stopped) this.stopped = new DriverStoppedError(e.message);
+    this.failAll(this.stopped);
+    this.opts.onFatal?.(e);
+  }
+}
+
+const EMPTY = new Uint8Array(0);
