@@ -4,6 +4,14 @@
  * and is loaded on demand so `raftkv --help` stays instant.
  */
 const commands: Record<string, { summary: string; run: (argv: string[]) => Promise<void> }> = {
+  replica: {
+    summary: 'run one replica (seed flags: --id --port --raft --join --hjoin --logfolder ...; --help for all)',
+    run: async (argv) => (await import('./replica/cli.js')).runReplica(argv),
+  },
+  client: {
+    summary: 'interactive client: reads set-k-v / get-k / delete-k lines from stdin (--targets host:port,...)',
+    run: async (argv) => (await import('./replica/interactive-client.js')).runInteractiveClient(argv),
+  },
   sim: {
     summary: 'run seeded simulated cluster schedules and check every safety property (--seeds N --from S --seed S --trace)',
     run: async (argv) => {

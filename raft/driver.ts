@@ -12,6 +12,11 @@ import { ConfChange, Entry, EntryType, Membership, Message, NodeId, Role, Snapsh
 export interface StateMachine {
   /** Apply a committed command; the result goes back to whoever proposed it. */
   apply(entry: Entry): Uint8Array | Promise<Uint8Array>;
+  /**
+   * Optional: apply a whole batch of committed entries at once (one engine transaction);
+   * returns one result per entry, in order (empty for non-command entries).
+   */
+  applyBatch?(entries: Entry[]): Uint8Array[] | Promise<Uint8Array[]>;
   /** Serialize the state as of the last applied entry. */
   snapshot(): Uint8Array | Promise<Uint8Array>;
   /** Replace the state with a snapshot's. */
@@ -266,9 +271,12 @@ export class RaftDriver {
       this.lastSnapshotIndex = rd.snapshot.meta.index;
       this.failProposalsUpTo(this.applied);
     }
-    for (const e of rd.committed) {
+    const results = this.sm.applyBatch && rd.committed.length > 0 ? await this.sm.applyBatch(rd.committed) : undefined;
+    for (let i = 0; i < rd.committed.length; i++) {
+      const e = rd.committed[i];
       let result: Uint8Array = EMPTY;
-      if (e.type === EntryType.Normal) result = await this.sm.apply(e);
+      if (results) result = results[i];
+      else if (e.type === EntryType.Normal) result = await this.sm.apply(e);
       this.applied = e.index;
       const w = this.proposals.get(e.index);
       if (w) {

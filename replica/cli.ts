@@ -1,0 +1,212 @@
+/**
+ * `raftkv replica`: run one replica. Flags keep the seed's names and accept its single-dash
+ * style (`-id node0` = `--id node0`).
+ */
+import { readFileSync, writeFileSync, createWriteStream } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { parseHostPort } from './addr.js';
+import { Replica, ReplicaOptions } from './server.js';
+
+export const REPLICA_HELP = `usage: raftkv replica [flags]
+
+Cluster identity and addresses (seed flags):
+  --id ID                 node id (default node0)
+  --port ADDR             client TCP address, text and protobuf protocols (default :11000)
+  --raft ADDR             Raft peer address (default :12000)
+  --http ADDR             HTTP API address (default: raft port + 1000, e.g. :13000)
+  --advertise-host HOST   host others use to reach this node (default 127.0.0.1 / the listen host)
+Forming a cluster (only used when the data directory is empty):
+  --peers ID=ADDR,...     static bootstrap: every initial member's raft address, same list on each
+  --config FILE           static bootstrap from a seed KVStore cluster file:
+                          {"object": {"total": N, "Servers": [{"mypid": 1, "url": "host:port"}]}}
+  --hjoin ADDR            bootstrap alone and accept join requests here (the HTTP API on that port)
+  --join ADDR,...         join an existing cluster through a member's --hjoin/--http address
+  --nonvoter              join as a non-voter (default: voter, promoted once caught up)
+  (no flag: a single-node cluster. A node with data always recovers its identity instead.)
+State machine and storage:
+  --app NAME              kvstore | diskstorage | lmdb (default kvstore)
+  --data-dir DIR          data directory (default ./data/ID)
+  --fsync MODE            batch (one fdatasync per Raft batch, default) | always (per entry) |
+                          never (no fdatasync) | memory (nothing on disk: the seed's in-memory mode)
+  --preload N             preload keys 0..N-1 (kvstore: like the seed's 1,000,000 keys)
+  --value-size BYTES      preloaded value size; diskstorage record size (default 128)
+  --keys N                diskstorage key space: integer keys in [0, N) (default 1000000)
+  --max-value BYTES       largest accepted value (default 1048576)
+  --snapshot-every N      snapshot after N applied entries (default 10000)
+  --logfolder DIR         write every applied command synchronously to DIR/ID.applog (seed applog)
+Raft:
+  --election-timeout MS   election timeout (default 1000; the seed used 200)
+  --heartbeat MS          heartbeat interval and tick (default 100; the seed used 50)
+  --read-mode MODE        safe (ReadIndex, default) | lease (leader lease reads)
+  --token TOKEN           shared cluster token required on peer connections (or RAFTKV_TOKEN)
+Profiling (seed flags):
+  --cpuprofile FILE       write a V8 CPU profile (.cpuprofile) on exit
+  --memprofile FILE       write a V8 heap snapshot (.heapsnapshot) on exit
+`;
+
+const Addr = z.string().refine((s) => {
+  try {
+    parseHostPort(s, 'address');
+    return true;
+  } catch {
+    return false;
+  }
+}, 'must be host:port or :port');
+const Int = (min: number) => z.coerce.number().int().min(min);
+
+const Flags = z.object({
+  id: z.string().default('node0'),
+  port: Addr.default(':11000'),
+  raft: Addr.default(':12000'),
+  http: Addr.optional(),
+  'advertise-host': z.string().optional(),
+  peers: z.string().optional(),
+  config: z.string().optional(),
+  hjoin: Addr.optional(),
+  join: z.string().optional(),
+  nonvoter: z.boolean().default(false),
+  app: z.enum(['kvstore', 'diskstorage', 'lmdb']).default('kvstore'),
+  'data-dir': z.string().optional(),
+  fsync: z.enum(['always', 'batch', 'never', 'memory']).default('batch'),
+  preload: Int(0).default(0),
+  'value-size': Int(8).default(128),
+  keys: Int(1).default(1_000_000),
+  'max-value': Int(1).default(1 << 20),
+  'snapshot-every': Int(10).default(10_000),
+  logfolder: z.string().optional(),
+  'election-timeout': Int(2).default(1000),
+  heartbeat: Int(1).default(100),
+  'read-mode': z.enum(['safe', 'lease']).default('safe'),
+  token: z.string().optional(),
+  cpuprofile: z.string().optional(),
+  memprofile: z.string().optional(),
+});
+
+const SeedClusterFile = z.object({
+  object: z.object({
+    total: z.number().int().positive(),
+    Servers: z.array(z.object({ mypid: z.union([z.number(), z.string()]), url: z.string() })).min(1),
+  }),
+});
+
+/** Go-style single-dash long flags (`-id x`) become `--id x`. */
+export function normalizeArgs(argv: string[]): string[] {
+  return argv.map((a) => (/^-[a-z][a-z-]+(=.*)?$/.test(a) ? `-${a}` : a));
+}
+
+export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?: string; memprofile?: string } {
+  const { values } = parseArgs({
+    args: normalizeArgs(argv),
+    options: Object.fromEntries(
+      Object.keys(Flags.shape).map((k) => [k, { type: k === 'nonvoter' ? ('boolean' as const) : ('string' as const) }]),
+    ),
+    strict: true,
+  });
+  const parsed = Flags.safeParse(values);
+  if (!parsed.success) {
+    throw new Error(parsed.error.issues.map((i) => `--${i.path.join('.')}: ${i.message}`).join('\n'));
+  }
+  const f = parsed.data;
+  let peers: { id: string; addr: string }[] | undefined;
+  if (f.peers && f.config) throw new Error('--peers and --config both name the initial members; give one');
+  if (f.peers) {
+    peers = f.peers.split(',').map((p) => {
+      const [id, addr] = p.split('=');
+      if (!id || !addr) throw new Error(`--peers entry '${p}' is not ID=HOST:PORT`);
+      return { id: id.trim(), addr: addr.trim() };
+    });
+  }
+  if (f.config) {
+    const raw = SeedClusterFile.safeParse(JSON.parse(readFileSync(f.config, 'utf8')));
+    if (!raw.success) throw new Error(`--config ${f.config}: ${raw.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    const servers = raw.data.object.Servers;
+    if (raw.data.object.total !== servers.length) throw new Error(`--config ${f.config}: total is ${raw.data.object.total} but ${servers.length} servers are listed`);
+    peers = servers.map((s) => ({ id: String(s.mypid), addr: s.url }));
+  }
+  const raftPort = parseHostPort(f.raft, '--raft');
+  const http = f.http ?? (f.hjoin && !f.peers ? f.hjoin : `${raftPort.host ? raftPort.host : ''}:${raftPort.port + 1000}`);
+  return {
+    id: f.id,
+    clientAddr: f.port,
+    raftAddr: f.raft,
+    httpAddr: http,
+    advertiseHost: f['advertise-host'] ?? process.env.POD_IP,
+    hjoin: f.hjoin,
+    join: f.join ? f.join.split(',').map((s) => s.trim()) : undefined,
+    voter: !f.nonvoter,
+    peers,
+    dataDir: f['data-dir'] ?? `./data/${f.id}`,
+    app: f.app,
+    fsync: f.fsync,
+    logFolder: f.logfolder,
+    electionTimeoutMs: f['election-timeout'],
+    heartbeatMs: f.heartbeat,
+    preload: f.preload,
+    valueSize: f['value-size'],
+    keys: f.keys,
+    maxValueBytes: f['max-value'],
+    snapshotEvery: f['snapshot-every'],
+    readMode: f['read-mode'],
+    token: f.token ?? process.env.RAFTKV_TOKEN,
+    cpuprofile: f.cpuprofile,
+    memprofile: f.memprofile,
+  };
+}
+
+export async function runReplica(argv: string[]): Promise<void> {
+  if (argv.includes('--help') || argv.includes('-h') || argv.includes('-help')) {
+    console.log(REPLICA_HELP);
+    return;
+  }
+  let opts: ReturnType<typeof parseReplicaArgs>;
+  try {
+    opts = parseReplicaArgs(argv);
+  } catch (e) {
+    console.error(`raftkv replica: ${(e as Error).message}\n(see raftkv replica --help)`);
+    process.exitCode = 2;
+    return;
+  }
+  const inspector = opts.cpuprofile || opts.memprofile ? new Session() : undefined;
+  if (inspector) {
+    inspector.connect();
+    if (opts.cpuprofile) {
+      await inspector.post('Profiler.enable');
+      await inspector.post('Profiler.start');
+    }
+  }
+  let replica: Replica;
+  try {
+    replica = await Replica.start(opts);
+  } catch (e) {
+    console.error(`raftkv replica: ${(e as Error).message}`);
+    process.exitCode = 1;
+    return;
+  }
+  let stopping = false;
+  const shutdown = async (why: string, code: number) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`${opts.id}: ${why}, shutting down`);
+    await replica.stop();
+    if (inspector && opts.cpuprofile) {
+      const { profile } = await inspector.post('Profiler.stop');
+      writeFileSync(opts.cpuprofile, JSON.stringify(profile));
+      console.log(`${opts.id}: CPU profile written to ${opts.cpuprofile}`);
+    }
+    if (inspector && opts.memprofile) {
+      const out = createWriteStream(opts.memprofile);
+      inspector.on('HeapProfiler.addHeapSnapshotChunk', (m) => out.write(m.params.chunk));
+      await inspector.post('HeapProfiler.takeHeapSnapshot');
+      await new Promise<void>((r) => out.end(r));
+      console.log(`${opts.id}: heap snapshot written to ${opts.memprofile}`);
+    }
+    process.exit(code);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM', 0));
+  process.on('SIGINT', () => void shutdown('SIGINT', 0));
+  void replica.stopped.then((e) => {
+    if (e) void shutdown(`stopped: ${e.message}`, 1);
+  });
+}

@@ -1,0 +1,190 @@
+/**
+ * The TypeScript client. Talks the binary client protocol to any replica: the replica forwards
+ * writes to the leader and serves linearizable reads itself, so the client never needs to know
+ * who leads. Writes carry a session (client id, sequence number, acknowledged-through) so a
+ * retry after a timeout or a dropped connection is applied at most once.
+ */
+import { randomUUID } from 'node:crypto';
+import net from 'node:net';
+import { dialHost, parseHostPort } from './addr.js';
+import { ClientFrameDecoder, clientFrame } from './framing.js';
+import { Command, Op, Response, Status, decodeResponse, encodeCommand } from './proto.js';
+
+export class RaftKvError extends Error {
+  constructor(
+    message: string,
+    readonly status: Status | 'timeout' | 'connection',
+  ) {
+    super(message);
+    this.name = 'RaftKvError';
+  }
+}
+
+/** One connection with many requests in flight, matched to answers by id. */
+export class Connection {
+  private socket: net.Socket;
+  private nextId = 1;
+  private waiting = new Map<number, { resolve: (r: Response) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private ready: Promise<void>;
+  closed = false;
+
+  constructor(
+    readonly address: string,
+    private readonly timeoutMs: number,
+  ) {
+    const hp = parseHostPort(address, 'replica address');
+    this.socket = net.connect({ host: dialHost(hp), port: hp.port });
+    this.socket.setNoDelay(true);
+    this.ready = new Promise((resolve, reject) => {
+      this.socket.once('connect', resolve);
+      this.socket.once('error', reject);
+    });
+    this.ready.catch(() => undefined);
+    const decoder = new ClientFrameDecoder(1 << 30, 1 << 20);
+    this.socket.on('data', (chunk: Buffer) => {
+      let frames;
+      try {
+        frames = decoder.push(chunk);
+      } catch (e) {
+        this.fail(new RaftKvError(`bad answer from ${address}: ${(e as Error).message}`, 'connection'));
+        return;
+      }
+      for (const f of frames) {
+        if (f.kind !== 'binary') continue;
+        const r = decodeResponse(f.payload);
+        const w = this.waiting.get(r.id);
+        if (!w) continue;
+        this.waiting.delete(r.id);
+        clearTimeout(w.timer);
+        w.resolve(r);
+      }
+    });
+    this.socket.on('error', (e) => this.fail(new RaftKvError(`connection to ${address}: ${e.message}`, 'connection')));
+    this.socket.on('close', () => this.fail(new RaftKvError(`connection to ${address} closed`, 'connection')));
+  }
+
+  async request(cmd: Partial<Command>): Promise<Response> {
+    await this.ready;
+    if (this.closed) throw new RaftKvError(`connection to ${this.address} closed`, 'connection');
+    const id = this.nextId++;
+    return new Promise<Response>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        reject(new RaftKvError(`no answer from ${this.address} within ${this.timeoutMs} ms`, 'timeout'));
+      }, this.timeoutMs);
+      this.waiting.set(id, { resolve, reject, timer });
+      this.socket.write(clientFrame(encodeCommand({ ...cmd, id })));
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    this.socket.destroy();
+    this.fail(new RaftKvError('connection closed', 'connection'));
+  }
+
+  private fail(e: Error): void {
+    this.closed = true;
+    for (const w of this.waiting.values()) {
+      clearTimeout(w.timer);
+      w.reject(e);
+    }
+    this.waiting.clear();
+  }
+}
+
+export interface ClientOptions {
+  /** Client addresses of any replicas (host:port of their --port). */
+  targets: string[];
+  /** Per-attempt timeout (default 2 s). */
+  timeoutMs?: number;
+  /** Give up after this long across retries (default 10 s). */
+  deadlineMs?: number;
+  /** Session id; a fresh one per client by default. */
+  clientId?: string;
+}
+
+export class RaftKvClient {
+  readonly clientId: string;
+  private seq = 0;
+  private outstanding = new Set<number>();
+  private conn: Connection | undefined;
+  private target = 0;
+  private readonly timeoutMs: number;
+  private readonly deadlineMs: number;
+
+  constructor(private readonly opts: ClientOptions) {
+    if (opts.targets.length === 0) throw new Error('RaftKvClient needs at least one target address');
+    for (const t of opts.targets) parseHostPort(t, 'target');
+    this.clientId = opts.clientId ?? randomUUID();
+    this.timeoutMs = opts.timeoutMs ?? 2000;
+    this.deadlineMs = opts.deadlineMs ?? 10_000;
+    this.target = Math.floor(Math.random() * opts.targets.length);
+  }
+
+  async get(key: string, opts: { stale?: boolean } = {}): Promise<Uint8Array | undefined> {
+    const r = await this.send({ op: Op.GET, key, stale: opts.stale ?? false });
+    return r.status === Status.NOT_FOUND ? undefined : r.value;
+  }
+
+  async getString(key: string, opts: { stale?: boolean } = {}): Promise<string | undefined> {
+    const v = await this.get(key, opts);
+    return v === undefined ? undefined : Buffer.from(v).toString();
+  }
+
+  async set(key: string, value: Uint8Array | string): Promise<void> {
+    await this.write(Op.SET, key, typeof value === 'string' ? Buffer.from(value) : value);
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.write(Op.DELETE, key, new Uint8Array(0));
+  }
+
+  close(): void {
+    this.conn?.close();
+    this.conn = undefined;
+  }
+
+  private async write(op: Op, key: string, value: Uint8Array): Promise<void> {
+    const seq = ++this.seq;
+    this.outstanding.add(seq);
+    try {
+      await this.send({ op, key, value, client: this.clientId, seq });
+    } finally {
+      this.outstanding.delete(seq);
+    }
+  }
+
+  /** Everything below the oldest request still in flight has been answered. */
+  private ackedThrough(): number {
+    let min = this.seq + 1;
+    for (const s of this.outstanding) if (s < min) min = s;
+    return min - 1;
+  }
+
+  private async send(cmd: Partial<Command>): Promise<Response> {
+    const deadline = Date.now() + this.deadlineMs;
+    let last: Error | undefined;
+    for (let attempt = 0; Date.now() < deadline; attempt++) {
+      try {
+        const r = await this.connection().request({ ...cmd, acked: cmd.client ? Math.min(this.ackedThrough(), (cmd.seq ?? 1) - 1) : 0 });
+        if (r.status === Status.OK || r.status === Status.NOT_FOUND) return r;
+        if (r.status === Status.ERROR) throw new RaftKvError(r.error || 'request failed', r.status);
+        last = new RaftKvError(r.error || Status[r.status], r.status);
+      } catch (e) {
+        if (e instanceof RaftKvError && e.status === Status.ERROR) throw e;
+        last = e as Error;
+        this.conn?.close();
+        this.conn = undefined;
+        this.target = (this.target + 1) % this.opts.targets.length;
+      }
+      await new Promise((r) => setTimeout(r, Math.min(1000, 20 * 2 ** Math.min(attempt, 6))));
+    }
+    throw last ?? new RaftKvError('deadline exceeded', 'timeout');
+  }
+
+  private connection(): Connection {
+    if (!this.conn || this.conn.closed) this.conn = new Connection(this.opts.targets[this.target], this.timeoutMs);
+    return this.conn;
+  }
+}

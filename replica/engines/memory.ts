@@ -1,0 +1,36 @@
+import { KvEngine, validateKey } from './engine.js';
+
+/** The seed's kvstore: a plain in-memory map. */
+export class MemoryEngine implements KvEngine {
+  readonly name = 'kvstore';
+  private map = new Map<string, Uint8Array>();
+  constructor(private readonly maxValueBytes: number) {}
+  validate(key: string, value?: Uint8Array): string | undefined {
+    return validateKey(key, 4096) ?? (value && value.length > this.maxValueBytes ? `value of ${value.length} bytes is over the ${this.maxValueBytes}-byte limit` : undefined);
+  }
+  get(key: string): Uint8Array | undefined {
+    return this.map.get(key);
+  }
+  put(key: string, value: Uint8Array): void {
+    this.map.set(key, value);
+  }
+  delete(key: string): void {
+    this.map.delete(key);
+  }
+  size(): number {
+    return this.map.size;
+  }
+  entries(): Iterable<[string, Uint8Array]> {
+    return [...this.map.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  }
+  clear(): void {
+    this.map.clear();
+  }
+  batch<T>(fn: () => T): T {
+    return fn();
+  }
+  bulk<T>(fn: () => T): T {
+    return fn();
+  }
+  close(): void {}
+}

@@ -1,0 +1,176 @@
+/**
+ * HTTP/JSON API (fastify): keys, status, membership, leadership transfer, metrics and probes.
+ * Bodies are validated with zod at the boundary; bad input gets a 4xx with a reason.
+ */
+import Fastify, { FastifyInstance, FastifyReply } from 'fastify';
+import { z } from 'zod';
+import { RaftError } from '../raft/index.js';
+import { HostPort, dialHost, formatHostPort, listenHost } from './addr.js';
+import { Op, Response, Status } from './proto.js';
+import type { Replica } from './server.js';
+
+const JoinBody = z.object({
+  id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'id must be 1-64 letters, digits, ".", "_" or "-"'),
+  addr: z.string().min(3),
+  voter: z.boolean().default(true),
+});
+const PutBody = z.object({ value: z.string() });
+const TransferBody = z.object({ to: z.string().min(1) });
+
+export class HttpApi {
+  private apps: FastifyInstance[] = [];
+
+  constructor(
+    private readonly replica: Replica,
+    private readonly maxValueBytes: number,
+  ) {}
+
+  async start(listen: HostPort, hjoin?: HostPort): Promise<void> {
+    const main = this.build();
+    await main.listen({ port: listen.port, host: listenHost(listen) });
+    this.apps.push(main);
+    if (hjoin && hjoin.port !== listen.port) {
+      // The seed's join address: the same API on a second port.
+      const extra = this.build();
+      await extra.listen({ port: hjoin.port, host: listenHost(hjoin) });
+      this.apps.push(extra);
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.apps.map((a) => a.close()));
+  }
+
+  private build(): FastifyInstance {
+    const app = Fastify({ bodyLimit: this.maxValueBytes + (64 << 10), logger: false });
+    const r = this.replica;
+    app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+    app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
+      const code = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+      void reply.code(code).send({ error: err.message });
+    });
+
+    const answer = (reply: FastifyReply, key: string, res: Response) => {
+      switch (res.status) {
+        case Status.OK:
+          return reply.send(res.value.length > 0 || reply.request.method === 'GET' ? { key, value: Buffer.from(res.value).toString() } : { ok: true });
+        case Status.NOT_FOUND:
+          return reply.code(404).send({ error: `key '${key}' not found` });
+        case Status.ERROR:
+          return reply.code(400).send({ error: res.error });
+        default:
+          return reply.code(503).send({ error: res.error || 'unavailable', leader: res.leader || undefined });
+      }
+    };
+    const timed = async (op: Op, key: string, run: () => Promise<Response>) => {
+      const end = r.metrics.clientRequests.startTimer({ op: Op[op], protocol: 'http' });
+      const res = await run();
+      end({ status: Status[res.status] });
+      return res;
+    };
+    const cmd = (op: Op, key: string, value: Uint8Array, stale = false) => ({
+      id: 0,
+      ip: '',
+      op,
+      key,
+      value,
+      client: '',
+      seq: 0,
+      acked: 0,
+      stale,
+      forwarded: false,
+    });
+
+    app.get<{ Params: { key: string }; Querystring: { stale?: string } }>('/v1/kv/:key', async (req, reply) => {
+      const stale = req.query.stale === '1' || req.query.stale === 'true';
+      const res = await timed(Op.GET, req.params.key, () => r.execute(cmd(Op.GET, req.params.key, new Uint8Array(0), stale)));
+      return answer(reply, req.params.key, res);
+    });
+    app.put<{ Params: { key: string } }>('/v1/kv/:key', async (req, reply) => {
+      let value: Uint8Array;
+      if (Buffer.isBuffer(req.body)) value = req.body;
+      else if (typeof req.body === 'string') value = Buffer.from(req.body);
+      else {
+        const parsed = PutBody.safeParse(req.body);
+        if (!parsed.success) return reply.code(400).send({ error: `body must be {"value": string}: ${parsed.error.issues[0]?.message}` });
+        value = Buffer.from(parsed.data.value);
+      }
+      const res = await timed(Op.SET, req.params.key, () => r.execute(cmd(Op.SET, req.params.key, value)));
+      return answer(reply, req.params.key, res);
+    });
+    app.delete<{ Params: { key: string } }>('/v1/kv/:key', async (req, reply) => {
+      const res = await timed(Op.DELETE, req.params.key, () => r.execute(cmd(Op.DELETE, req.params.key, new Uint8Array(0))));
+      return answer(reply, req.params.key, res);
+    });
+
+    app.get('/v1/status', async () => r.status());
+
+    const join = async (body: unknown, reply: FastifyReply) => {
+      const parsed = JoinBody.safeParse(body);
+      if (!parsed.success) return reply.code(400).send({ error: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') });
+      const { id, addr, voter } = parsed.data;
+      if (!r.isLeader()) return this.toLeader(reply, '/v1/members', body);
+      try {
+        await r.addMember(id, addr, voter);
+        return reply.send({ ok: true, id, addr, voter });
+      } catch (e) {
+        return this.raftFailure(reply, e);
+      }
+    };
+    app.post('/v1/members', async (req, reply) => join(req.body, reply));
+    app.post('/join', async (req, reply) => join(req.body, reply));
+    app.delete<{ Params: { id: string } }>('/v1/members/:id', async (req, reply) => {
+      if (!r.isLeader()) return this.toLeader(reply, `/v1/members/${encodeURIComponent(req.params.id)}`, undefined, 'DELETE');
+      try {
+        await r.removeMember(req.params.id);
+        return reply.send({ ok: true, removed: req.params.id });
+      } catch (e) {
+        return this.raftFailure(reply, e);
+      }
+    });
+    app.post('/v1/leader/transfer', async (req, reply) => {
+      const parsed = TransferBody.safeParse(req.body);
+      if (!parsed.success) return reply.code(400).send({ error: 'body must be {"to": "<node id>"}' });
+      if (!r.isLeader()) return this.toLeader(reply, '/v1/leader/transfer', req.body);
+      try {
+        await r.transferLeadership(parsed.data.to);
+        return reply.send({ ok: true, to: parsed.data.to });
+      } catch (e) {
+        return this.raftFailure(reply, e);
+      }
+    });
+
+    app.get('/metrics', async (_req, reply) => {
+      reply.header('content-type', r.metrics.registry.contentType);
+      return r.metrics.registry.metrics();
+    });
+    app.get('/healthz', async () => ({ ok: true }));
+    app.get('/readyz', async (_req, reply) => (r.ready() ? { ready: true } : reply.code(503).send({ ready: false, reason: 'no leader known or not caught up' })));
+    return app;
+  }
+
+  private async toLeader(reply: FastifyReply, path: string, body: unknown, method = 'POST'): Promise<FastifyReply> {
+    const addr = this.replica.leaderHttpAddr();
+    if (!addr) return reply.code(503).send({ error: 'no leader elected yet; retry' });
+    const [host, port] = [addr.slice(0, addr.lastIndexOf(':')), Number(addr.slice(addr.lastIndexOf(':') + 1))];
+    try {
+      const res = await fetch(`http://${formatHostPort(dialHost({ host, port }), port)}${path}`, {
+        method,
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(70_000),
+      });
+      return reply.code(res.status).send(await res.json());
+    } catch (e) {
+      return reply.code(503).send({ error: `forwarding to the leader at ${addr} failed: ${(e as Error).message}` });
+    }
+  }
+
+  private raftFailure(reply: FastifyReply, e: unknown): FastifyReply {
+    if (e instanceof RaftError) {
+      const code = e.code === 'invalid-conf-change' ? 409 : e.code === 'not-leader' || e.code === 'transfer-in-progress' ? 503 : 409;
+      return reply.code(code).send({ error: e.message, code: e.code });
+    }
+    return reply.code(500).send({ error: (e as Error).message });
+  }
+}

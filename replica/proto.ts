@@ -1,0 +1,232 @@
+/**
+ * Wire schemas (protobufjs, built at load time from the schema text below; no codegen step).
+ * 64-bit fields decode as JS numbers: indexes and terms stay far below 2^53.
+ */
+import protobuf from 'protobufjs';
+import { Entry, Message, MessageType, SnapshotChunk } from '../raft/index.js';
+
+protobuf.util.Long = undefined as never;
+protobuf.configure();
+
+const SCHEMA = `
+syntax = "proto3";
+package raftkv;
+
+message Entry { uint64 index = 1; uint64 term = 2; uint32 type = 3; bytes data = 4; }
+message Member { string id = 1; string addr = 2; }
+message Membership { repeated string voters = 1; repeated string learners = 2; repeated Member addrs = 3; }
+message SnapshotMeta { uint64 index = 1; uint64 term = 2; Membership membership = 3; }
+message SnapshotChunk { SnapshotMeta meta = 1; uint64 offset = 2; uint64 total_size = 3; bytes data = 4; bool done = 5; }
+message RaftMessage {
+  uint32 type = 1; string from = 2; string to = 3; uint64 term = 4; uint64 log_term = 5; uint64 index = 6;
+  repeated Entry entries = 7; uint64 commit = 8; bool reject = 9; uint64 reject_hint = 10; uint64 seq = 11;
+  string context = 12; bool transfer = 13; SnapshotChunk snapshot = 14;
+}
+// First frame on a peer connection: who is calling, and where its clients reach it.
+message Hello { string from = 1; string token = 2; string client_addr = 3; string http_addr = 4; string raft_addr = 5; }
+
+enum Op { SET = 0; GET = 1; DELETE = 2; }
+// The seed's client message, plus an optional session (client, seq, acked) for exactly-once retries.
+message Command {
+  uint64 id = 1; string ip = 2; Op op = 3; string key = 4; bytes value = 5;
+  string client = 6; uint64 seq = 7; uint64 acked = 8; bool stale = 9;
+  // Set by a follower passing the command to the leader: never forwarded twice.
+  bool forwarded = 10;
+}
+enum Status { OK = 0; NOT_FOUND = 1; ERROR = 2; NOT_LEADER = 3; UNAVAILABLE = 4; }
+message Response { uint64 id = 1; Status status = 2; bytes value = 3; string leader = 4; string error = 5; }
+
+// What a KV command looks like inside a Raft log entry.
+message KvCommand { Op op = 1; string key = 2; bytes value = 3; string client = 4; uint64 seq = 5; uint64 acked = 6; }
+`;
+
+const root = protobuf.parse(SCHEMA, { keepCase: false }).root;
+const T = (name: string) => root.lookupType(`raftkv.${name}`);
+export const RaftMessagePb = T('RaftMessage');
+export const HelloPb = T('Hello');
+export const CommandPb = T('Command');
+export const ResponsePb = T('Response');
+export const KvCommandPb = T('KvCommand');
+
+export enum Op {
+  SET = 0,
+  GET = 1,
+  DELETE = 2,
+}
+export enum Status {
+  OK = 0,
+  NOT_FOUND = 1,
+  ERROR = 2,
+  NOT_LEADER = 3,
+  UNAVAILABLE = 4,
+}
+
+export interface Command {
+  id: number;
+  ip: string;
+  op: Op;
+  key: string;
+  value: Uint8Array;
+  client: string;
+  seq: number;
+  acked: number;
+  stale: boolean;
+  forwarded: boolean;
+}
+export interface Response {
+  id: number;
+  status: Status;
+  value: Uint8Array;
+  leader: string;
+  error: string;
+}
+export interface KvCommand {
+  op: Op;
+  key: string;
+  value: Uint8Array;
+  client: string;
+  seq: number;
+  acked: number;
+}
+export interface Hello {
+  from: string;
+  token: string;
+  clientAddr: string;
+  httpAddr: string;
+  raftAddr: string;
+}
+
+const EMPTY = new Uint8Array(0);
+const asBytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? v : EMPTY);
+const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
+const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+
+export function encodeRaftMessage(m: Message): Uint8Array {
+  return RaftMessagePb.encode({
+    type: m.type,
+    from: m.from,
+    to: m.to,
+    term: m.term,
+    logTerm: m.logTerm,
+    index: m.index,
+    entries: m.entries,
+    commit: m.commit,
+    reject: m.reject,
+    rejectHint: m.rejectHint,
+    seq: m.seq,
+    context: m.context,
+    transfer: m.transfer,
+    snapshot: m.snapshot && {
+      meta: {
+        index: m.snapshot.meta.index,
+        term: m.snapshot.meta.term,
+        membership: {
+          voters: m.snapshot.meta.membership.voters,
+          learners: m.snapshot.meta.membership.learners,
+          addrs: Object.entries(m.snapshot.meta.membership.addrs).map(([id, addr]) => ({ id, addr })),
+        },
+      },
+      offset: m.snapshot.offset,
+      totalSize: m.snapshot.totalSize,
+      data: m.snapshot.data,
+      done: m.snapshot.done,
+    },
+  }).finish();
+}
+
+/** Decode a peer's message; throws on bytes that are not one. The core validates the rest. */
+export function decodeRaftMessage(buf: Uint8Array): Message {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const d = RaftMessagePb.decode(buf) as any;
+  const entries: Entry[] = (d.entries ?? []).map((e: { index: unknown; term: unknown; type: unknown; data: unknown }) => ({
+    index: num(e.index),
+    term: num(e.term),
+    type: num(e.type),
+    data: asBytes(e.data),
+  }));
+  let snapshot: SnapshotChunk | undefined;
+  if (d.snapshot) {
+    const s = d.snapshot;
+    const mem = s.meta?.membership ?? {};
+    snapshot = {
+      meta: {
+        index: num(s.meta?.index),
+        term: num(s.meta?.term),
+        membership: {
+          voters: mem.voters ?? [],
+          learners: mem.learners ?? [],
+          addrs: Object.fromEntries((mem.addrs ?? []).map((a: { id: string; addr: string }) => [a.id, a.addr])),
+        },
+      },
+      offset: num(s.offset),
+      totalSize: num(s.totalSize),
+      data: asBytes(s.data),
+      done: Boolean(s.done),
+    };
+  }
+  return {
+    type: num(d.type) as MessageType,
+    from: str(d.from),
+    to: str(d.to),
+    term: num(d.term),
+    logTerm: num(d.logTerm),
+    index: num(d.index),
+    entries,
+    commit: num(d.commit),
+    reject: Boolean(d.reject),
+    rejectHint: num(d.rejectHint),
+    seq: num(d.seq),
+    context: str(d.context),
+    transfer: Boolean(d.transfer),
+    snapshot,
+  };
+}
+
+export function encodeHello(h: Hello): Uint8Array {
+  return HelloPb.encode(h).finish();
+}
+export function decodeHello(buf: Uint8Array): Hello {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const d = HelloPb.decode(buf) as any;
+  return { from: str(d.from), token: str(d.token), clientAddr: str(d.clientAddr), httpAddr: str(d.httpAddr), raftAddr: str(d.raftAddr) };
+}
+
+export function encodeCommand(c: Partial<Command>): Uint8Array {
+  return CommandPb.encode(c).finish();
+}
+export function decodeCommand(buf: Uint8Array): Command {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const d = CommandPb.decode(buf) as any;
+  const op = num(d.op);
+  if (!(op in Op)) throw new Error(`unknown op ${op}`);
+  return {
+    id: num(d.id),
+    ip: str(d.ip),
+    op,
+    key: str(d.key),
+    value: asBytes(d.value),
+    client: str(d.client),
+    seq: num(d.seq),
+    acked: num(d.acked),
+    stale: Boolean(d.stale),
+    forwarded: Boolean(d.forwarded),
+  };
+}
+
+export function encodeResponse(r: Partial<Response>): Uint8Array {
+  return ResponsePb.encode(r).finish();
+}
+export function decodeResponse(buf: Uint8Array): Response {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const d = ResponsePb.decode(buf) as any;
+  return { id: num(d.id), status: num(d.status), value: asBytes(d.value), leader: str(d.leader), error: str(d.error) };
+}
+
+export function encodeKvCommand(c: KvCommand): Uint8Array {
+  return KvCommandPb.encode(c).finish();
+}
+export function decodeKvCommand(buf: Uint8Array): KvCommand {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const d = KvCommandPb.decode(buf) as any;
+  return { op: num(d.op), key: str(d.key), value: asBytes(d.value), client: str(d.client), seq: num(d.seq), acked: num(d.acked) };
+}

@@ -1,0 +1,562 @@
+/**
+ * One raftkv replica: consensus (RaftNode + RaftDriver), durable storage, the peer transport,
+ * a key-value state machine, and the client-facing servers (seed TCP protocol, HTTP API).
+ */
+import { join } from 'node:path';
+import {
+  ConfChangeType,
+  DiskStorage,
+  Entry,
+  HardState,
+  MemoryStorage,
+  Message,
+  MessageType,
+  RaftDriver,
+  RaftError,
+  RaftNode,
+  Role,
+  Snapshot,
+  Storage,
+  loadOrBootstrap,
+} from '../raft/index.js';
+import { HostPort, dialHost, formatHostPort, parseHostPort } from './addr.js';
+import { ClientServer } from './client-server.js';
+import { Connection } from './client.js';
+import { DiskStorageEngine } from './engines/diskstorage.js';
+import { KvEngine } from './engines/engine.js';
+import { LmdbEngine } from './engines/lmdb.js';
+import { MemoryEngine } from './engines/memory.js';
+import { HttpApi } from './http.js';
+import { ApplyStatus, KvStateMachine, parseResult } from './kv-machine.js';
+import { ReplicaMetrics } from './metrics.js';
+import { Command, Op, Response, Status, encodeKvCommand } from './proto.js';
+import { PeerTransport } from './transport.js';
+
+export type AppName = 'kvstore' | 'diskstorage' | 'lmdb';
+export type FsyncSetting = 'always' | 'batch' | 'never' | 'memory';
+
+export interface ReplicaOptions {
+  id: string;
+  /** Client TCP address (seed --port). */
+  clientAddr: string;
+  /** Raft peer address (seed --raft). */
+  raftAddr: string;
+  /** HTTP API address. */
+  httpAddr: string;
+  /** Host other nodes and clients use to reach this one when listening on all interfaces. */
+  advertiseHost?: string;
+  /** Seed --hjoin: bootstrap alone (when new) and accept join requests on this address too. */
+  hjoin?: string;
+  /** Seed --join: HTTP/join addresses of existing members to join through (when new). */
+  join?: string[];
+  /** Join as a voter (default) or as a non-voter. */
+  voter?: boolean;
+  /** Static bootstrap: every initial member, the same list on each. */
+  peers?: { id: string; addr: string }[];
+  dataDir: string;
+  app: AppName;
+  fsync: FsyncSetting;
+  logFolder?: string;
+  electionTimeoutMs: number;
+  heartbeatMs: number;
+  preload: number;
+  valueSize: number;
+  keys: number;
+  maxValueBytes: number;
+  snapshotEvery: number;
+  readMode: 'safe' | 'lease';
+  token?: string;
+  log?: (line: string) => void;
+}
+
+export interface MemberStatus {
+  id: string;
+  raftAddr: string;
+  clientAddr?: string;
+  httpAddr?: string;
+  role: 'voter' | 'non-voter';
+  match?: number;
+}
+
+export interface ReplicaStatus {
+  id: string;
+  role: Role;
+  term: number;
+  leader: string;
+  leaderClientAddr?: string;
+  leaderHttpAddr?: string;
+  commitIndex: number;
+  appliedIndex: number;
+  lastIndex: number;
+  members: MemberStatus[];
+  app: AppName;
+  fsync: FsyncSetting;
+  keys: number;
+  clientAddr: string;
+  raftAddr: string;
+  httpAddr: string;
+}
+
+export class Replica {
+  readonly metrics: ReplicaMetrics;
+  readonly sm: KvStateMachine;
+  readonly clientAddr: string;
+  readonly raftAddr: string;
+  readonly httpAddr: string;
+  private driver!: RaftDriver;
+  private transport!: PeerTransport;
+  private clientServer!: ClientServer;
+  private http!: HttpApi;
+  private storage!: Storage;
+  private peerInfo = new Map<string, { clientAddr: string; httpAddr: string }>();
+  private leaderConn: Connection | undefined;
+  private heartbeatSent = new Map<string, number>();
+  private gaugeTimer: NodeJS.Timeout | undefined;
+  private stopping: Promise<void> | undefined;
+  private lastLeader = '';
+  private readonly log: (line: string) => void;
+  /** Resolves when the node stops on its own (fatal storage error). */
+  readonly stopped: Promise<Error | undefined>;
+  private resolveStopped!: (e: Error | undefined) => void;
+
+  private constructor(
+    readonly opts: ReplicaOptions,
+    private readonly ports: { client: HostPort; raft: HostPort; http: HostPort },
+  ) {
+    this.log = opts.log ?? ((l) => console.log(l));
+    this.metrics = new ReplicaMetrics({ node: opts.id });
+    this.sm = new KvStateMachine(makeEngine(opts), { logFolder: opts.logFolder, nodeId: opts.id });
+    this.sm.watch(() => undefined);
+    const adv = (hp: HostPort) => formatHostPort(opts.advertiseHost ?? dialHost(hp), hp.port);
+    this.clientAddr = adv(ports.client);
+    this.raftAddr = adv(ports.raft);
+    this.httpAddr = adv(ports.http);
+    this.stopped = new Promise((r) => (this.resolveStopped = r));
+  }
+
+  /** Start a replica: recover or bootstrap, then serve. */
+  static async start(opts: ReplicaOptions): Promise<Replica> {
+    validateOptions(opts);
+    const ports = {
+      client: parseHostPort(opts.clientAddr, '--port'),
+      raft: parseHostPort(opts.raftAddr, '--raft'),
+      http: parseHostPort(opts.httpAddr, '--http'),
+    };
+    const r = new Replica(opts, ports);
+    await r.boot();
+    return r;
+  }
+
+  private async boot(): Promise<void> {
+    const o = this.opts;
+    this.storage =
+      o.fsync === 'memory' ? new MemoryStorage() : await DiskStorage.open(join(o.dataDir, 'raft'), { fsync: o.fsync });
+    if (this.storage instanceof DiskStorage) {
+      const rec = this.storage.recovery;
+      if (rec.tornBytesRepaired > 0) this.log(`${o.id}: repaired a torn WAL tail (${rec.tornBytesRepaired} bytes of an unacknowledged write)`);
+      for (const s of rec.skippedSnapshots) this.log(`${o.id}: skipped snapshot ${s.file}: ${s.reason}`);
+    }
+    // Transport first: static bootstrap needs the ports bound before peers dial.
+    this.transport = new PeerTransport({
+      id: o.id,
+      listen: this.ports.raft,
+      advertise: { raftAddr: this.raftAddr, clientAddr: this.clientAddr, httpAddr: this.httpAddr },
+      token: o.token,
+      resolve: (id) => this.driver?.node.membership.addrs[id],
+      onMessage: (m) => this.onPeerMessage(m),
+      onUnreachable: (id) => this.driver?.reportUnreachable(id),
+      onHello: (h) => this.peerInfo.set(h.from, { clientAddr: h.clientAddr, httpAddr: h.httpAddr }),
+      onBytes: (dir, n) => this.metrics.peerBytes.inc({ direction: dir }, n),
+    });
+    await this.transport.start();
+
+    const fresh = isEmpty(this.storage);
+    let members: { id: string; addr: string }[] | undefined;
+    if (fresh) {
+      if (o.peers && o.peers.length > 0) members = o.peers;
+      else if (!o.join || o.join.length === 0) members = [{ id: o.id, addr: this.raftAddr }];
+    }
+    const initial = await loadOrBootstrap(this.storage, members);
+    if (initial.snapshot) this.sm.restore(initial.snapshot);
+    else if (o.preload > 0) this.preload();
+
+    const tickMs = o.heartbeatMs;
+    const node = new RaftNode(
+      {
+        id: o.id,
+        electionTicks: Math.max(2, Math.round(o.electionTimeoutMs / tickMs)),
+        heartbeatTicks: 1,
+        readMode: o.readMode,
+      },
+      initial,
+    );
+    this.driver = new RaftDriver({
+      node,
+      storage: new MeteredStorage(this.storage, this.metrics),
+      stateMachine: new MeteredMachine(this.sm, this.metrics),
+      transport: { send: (msgs) => this.sendPeers(msgs) },
+      tickMs,
+      snapshotEvery: o.snapshotEvery,
+      onSoftState: (s) => {
+        if (s.leader !== this.lastLeader) {
+          this.metrics.leaderChanges.inc();
+          this.lastLeader = s.leader;
+          this.leaderConn?.close();
+          this.leaderConn = undefined;
+          this.log(`${o.id}: ${s.role}${s.leader ? `, leader ${s.leader}` : ', no leader'} (term ${node.term})`);
+        }
+      },
+      onMembership: (m) => {
+        for (const id of this.peerInfo.keys()) if (!m.voters.includes(id) && !m.learners.includes(id)) this.transport.drop(id);
+      },
+      onFatal: (e) => {
+        this.log(`${o.id}: FATAL ${e.message}`);
+        void this.stop().then(() => this.resolveStopped(e));
+      },
+    });
+    this.clientServer = new ClientServer(this, this.ports.client, o.maxValueBytes);
+    await this.clientServer.start();
+    this.http = new HttpApi(this, o.maxValueBytes);
+    await this.http.start(this.ports.http, o.hjoin ? parseHostPort(o.hjoin, '--hjoin') : undefined);
+    this.driver.start();
+    this.gaugeTimer = setInterval(() => this.updateGauges(), 1000);
+    this.gaugeTimer.unref();
+    this.log(
+      `${o.id}: ${fresh ? (members ? `bootstrapped a cluster of ${members.length}` : 'new, joining') : 'recovered'}; ` +
+        `app ${o.app}, fsync ${o.fsync}, client ${this.clientAddr}, raft ${this.raftAddr}, http ${this.httpAddr}`,
+    );
+    if (fresh && !members && o.join) void this.joinCluster(o.join);
+  }
+
+  private preload(): void {
+    const { preload, valueSize } = this.opts;
+    const value = new Uint8Array(Math.max(0, this.opts.app === 'diskstorage' ? valueSize - 4 : valueSize)).fill(0x61);
+    this.sm.engine.bulk(() => {
+      for (let k = 0; k < preload; k++) this.sm.engine.put(String(k), value);
+    });
+    this.log(`${this.opts.id}: preloaded ${preload} keys of ${value.length} bytes`);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Client operations (shared by the TCP and HTTP front ends)
+
+  /** Execute a client command here or at the leader. Never throws; errors become responses. */
+  async execute(cmd: Command): Promise<Response> {
+    const base = { id: cmd.id, value: EMPTY, leader: '', error: '' };
+    try {
+      if (cmd.op === Op.GET) {
+        const invalid = this.sm.engine.validate(cmd.key);
+        if (invalid) return { ...base, status: Status.ERROR, error: invalid };
+        if (!cmd.stale) await this.driver.readBarrier();
+        const v = this.sm.engine.get(cmd.key);
+        return v === undefined ? { ...base, status: Status.NOT_FOUND } : { ...base, status: Status.OK, value: v };
+      }
+      if (cmd.op !== Op.SET && cmd.op !== Op.DELETE) return { ...base, status: Status.ERROR, error: `unknown op ${String(cmd.op)}` };
+      const invalid = this.sm.engine.validate(cmd.key, cmd.op === Op.SET ? cmd.value : undefined);
+      if (invalid) return { ...base, status: Status.ERROR, error: invalid };
+      const node = this.driver.node;
+      if (node.role !== Role.Leader) return await this.forward(cmd);
+      const applied = await this.driver.propose(
+        encodeKvCommand({ op: cmd.op, key: cmd.key, value: cmd.value, client: cmd.client, seq: cmd.seq, acked: cmd.acked }),
+      );
+      this.metrics.proposals.inc({ result: 'applied' });
+      const r = parseResult(applied.result);
+      if (r.status === ApplyStatus.Ok) return { ...base, status: Status.OK };
+      return { ...base, status: Status.ERROR, error: r.message };
+    } catch (e) {
+      if (e instanceof RaftError) {
+        this.metrics.proposals.inc({ result: e.code });
+        if (e.code === 'not-leader' && !cmd.forwarded && cmd.op !== Op.GET && this.driver.node.leader && this.driver.node.leader !== this.opts.id) {
+          return this.forward(cmd);
+        }
+        return { ...base, status: e.code === 'not-leader' || e.code === 'transfer-in-progress' ? Status.UNAVAILABLE : Status.ERROR, error: e.message, leader: this.leaderClientAddr() ?? '' };
+      }
+      return { ...base, status: Status.UNAVAILABLE, error: (e as Error).message };
+    }
+  }
+
+  private async forward(cmd: Command): Promise<Response> {
+    const base = { id: cmd.id, value: EMPTY, error: '' };
+    const addr = this.leaderClientAddr();
+    if (cmd.forwarded || !addr) {
+      return { ...base, status: Status.UNAVAILABLE, leader: addr ?? '', error: addr ? 'not the leader' : 'no leader elected yet; retry' };
+    }
+    if (!this.leaderConn || this.leaderConn.closed || this.leaderConn.address !== addr) {
+      this.leaderConn?.close();
+      this.leaderConn = new Connection(addr, 5000);
+    }
+    try {
+      const r = await this.leaderConn.request({ ...cmd, forwarded: true });
+      return { ...r, id: cmd.id };
+    } catch (e) {
+      return { ...base, status: Status.UNAVAILABLE, leader: addr, error: `forwarding to the leader failed: ${(e as Error).message}` };
+    }
+  }
+
+  leaderClientAddr(): string | undefined {
+    const leader = this.driver.node.leader;
+    if (!leader) return undefined;
+    if (leader === this.opts.id) return this.clientAddr;
+    return this.peerInfo.get(leader)?.clientAddr;
+  }
+
+  leaderHttpAddr(): string | undefined {
+    const leader = this.driver.node.leader;
+    if (!leader) return undefined;
+    if (leader === this.opts.id) return this.httpAddr;
+    return this.peerInfo.get(leader)?.httpAddr;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Membership
+
+  /**
+   * Add a member (run on the leader): as a non-voter first, then promoted once caught up when
+   * `voter`. Re-joining with the same id and address is a no-op, so a restarted joiner is fine.
+   */
+  async addMember(id: string, raftAddr: string, voter: boolean, timeoutMs = 60_000): Promise<void> {
+    parseHostPort(raftAddr, 'member address');
+    const m = this.driver.node.membership;
+    const known = m.addrs[id];
+    if (known !== undefined && known !== raftAddr) throw new RaftError('invalid-conf-change', `member ${id} exists with address ${known}, not ${raftAddr}`);
+    const deadline = Date.now() + timeoutMs;
+    if (known === undefined) {
+      await this.retryConfChange({ type: ConfChangeType.AddLearner, node: id, addr: raftAddr }, deadline);
+    }
+    if (!voter || this.driver.node.membership.voters.includes(id)) return;
+    await this.retryConfChange({ type: ConfChangeType.AddVoter, node: id }, deadline);
+  }
+
+  async removeMember(id: string, timeoutMs = 30_000): Promise<void> {
+    const m = this.driver.node.membership;
+    if (!m.voters.includes(id) && !m.learners.includes(id)) throw new RaftError('invalid-conf-change', `${id} is not a member`);
+    await this.retryConfChange({ type: ConfChangeType.RemoveNode, node: id }, Date.now() + timeoutMs);
+  }
+
+  private async retryConfChange(cc: Parameters<RaftDriver['proposeConfChange']>[0], deadline: number): Promise<void> {
+    for (;;) {
+      try {
+        await this.driver.proposeConfChange(cc);
+        return;
+      } catch (e) {
+        const retryable = e instanceof RaftError && (e.code === 'conf-change-pending' || e.code === 'learner-not-caught-up' || e.code === 'transfer-in-progress');
+        if (!retryable || Date.now() > deadline) throw e;
+        await sleep(100);
+      }
+    }
+  }
+
+  transferLeadership(to: string): Promise<void> {
+    return this.driver.transferLeadership(to);
+  }
+
+  isLeader(): boolean {
+    return this.driver.node.isLeader();
+  }
+
+  private async joinCluster(targets: string[]): Promise<void> {
+    const body = JSON.stringify({ id: this.opts.id, addr: this.raftAddr, voter: this.opts.voter ?? true });
+    for (let attempt = 0; attempt < 600 && !this.stopping; attempt++) {
+      const target = targets[attempt % targets.length];
+      const hp = parseHostPort(target, '--join');
+      try {
+        const res = await fetch(`http://${formatHostPort(dialHost(hp), hp.port)}/join`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body,
+          signal: AbortSignal.timeout(65_000),
+        });
+        if (res.ok) {
+          this.log(`${this.opts.id}: joined the cluster through ${target}`);
+          return;
+        }
+        const text = await res.text();
+        if (res.status === 409 || res.status === 400) {
+          this.log(`${this.opts.id}: join refused by ${target}: ${text}`);
+          return;
+        }
+      } catch {
+        // Not up yet, or no leader: keep trying.
+      }
+      await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 4)));
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+
+  status(): ReplicaStatus {
+    const n = this.driver.node;
+    const m = n.membership;
+    const member = (id: string, role: 'voter' | 'non-voter'): MemberStatus => {
+      const info = id === this.opts.id ? { clientAddr: this.clientAddr, httpAddr: this.httpAddr } : this.peerInfo.get(id);
+      return { id, raftAddr: m.addrs[id] ?? '', clientAddr: info?.clientAddr, httpAddr: info?.httpAddr, role, match: n.progressOf(id)?.match };
+    };
+    return {
+      id: this.opts.id,
+      role: n.role,
+      term: n.term,
+      leader: n.leader,
+      leaderClientAddr: this.leaderClientAddr(),
+      leaderHttpAddr: this.leaderHttpAddr(),
+      commitIndex: n.log.committed,
+      appliedIndex: this.driver.appliedIndex,
+      lastIndex: n.log.lastIndex(),
+      members: [...m.voters.map((id) => member(id, 'voter')), ...m.learners.map((id) => member(id, 'non-voter'))],
+      app: this.opts.app,
+      fsync: this.opts.fsync,
+      keys: this.sm.engine.size(),
+      clientAddr: this.clientAddr,
+      raftAddr: this.raftAddr,
+      httpAddr: this.httpAddr,
+    };
+  }
+
+  /** Ready to serve: a leader is known and this replica has applied what it committed. */
+  ready(): boolean {
+    const n = this.driver.node;
+    return n.leader !== '' && this.driver.appliedIndex >= n.log.committed && !this.stopping;
+  }
+
+  stop(): Promise<void> {
+    if (!this.stopping) {
+      this.stopping = (async () => {
+        if (this.gaugeTimer) clearInterval(this.gaugeTimer);
+        await this.clientServer?.stop();
+        await this.http?.stop();
+        await this.driver?.stop();
+        await this.transport?.stop();
+        this.leaderConn?.close();
+        await this.storage?.close();
+        await this.sm.engine.close();
+        this.sm.close();
+      })();
+    }
+    return this.stopping;
+  }
+
+  private sendPeers(msgs: Message[]): void {
+    const now = performance.now();
+    for (const m of msgs) if (m.type === MessageType.Heartbeat) this.heartbeatSent.set(`${m.to}/${m.seq}`, now);
+    if (this.heartbeatSent.size > 10_000) this.heartbeatSent.clear();
+    this.transport.send(msgs);
+  }
+
+  private onPeerMessage(m: Message): void {
+    if (m.type === MessageType.HeartbeatResp) {
+      const k = `${m.from}/${m.seq}`;
+      const t = this.heartbeatSent.get(k);
+      if (t !== undefined) {
+        this.heartbeatSent.delete(k);
+        this.metrics.peerRtt.observe({ peer: m.from }, (performance.now() - t) / 1000);
+      }
+    }
+    this.driver.step(m);
+  }
+
+  private updateGauges(): void {
+    const n = this.driver.node;
+    this.metrics.term.set(n.term);
+    this.metrics.commitIndex.set(n.log.committed);
+    this.metrics.appliedIndex.set(this.driver.appliedIndex);
+    this.metrics.isLeader.set(n.isLeader() ? 1 : 0);
+    this.metrics.keys.set(this.sm.engine.size());
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function isEmpty(s: Storage): boolean {
+  const st = s.initialState();
+  return (st.hardState?.term ?? 0) === 0 && (st.entries?.length ?? 0) === 0 && !st.snapshot;
+}
+
+function makeEngine(o: ReplicaOptions): KvEngine {
+  switch (o.app) {
+    case 'kvstore':
+      return new MemoryEngine(o.maxValueBytes);
+    case 'diskstorage':
+      return new DiskStorageEngine(join(o.dataDir, 'state.dat'), o.keys, o.valueSize, o.fsync !== 'never' && o.fsync !== 'memory');
+    case 'lmdb':
+      return new LmdbEngine(join(o.dataDir, 'lmdb'), o.maxValueBytes);
+  }
+}
+
+function validateOptions(o: ReplicaOptions): void {
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(o.id)) throw new Error(`--id '${o.id}' must be 1-64 letters, digits, '.', '_' or '-'`);
+  if (o.peers && o.peers.length > 0) {
+    if (!o.peers.some((p) => p.id === o.id)) throw new Error(`--peers does not list this node's id '${o.id}'`);
+    if (o.join && o.join.length > 0) throw new Error('--peers (static bootstrap) and --join (join an existing cluster) are exclusive');
+    const ids = new Set(o.peers.map((p) => p.id));
+    if (ids.size !== o.peers.length) throw new Error('--peers lists an id twice');
+    for (const p of o.peers) parseHostPort(p.addr, `--peers address of ${p.id}`);
+  }
+  if (o.heartbeatMs <= 0 || o.electionTimeoutMs < 2 * o.heartbeatMs) {
+    throw new Error('--election-timeout must be at least twice --heartbeat');
+  }
+}
+
+/** Storage wrapper that measures each durable batch. */
+class MeteredStorage implements Storage {
+  constructor(
+    private readonly inner: Storage,
+    private readonly metrics: ReplicaMetrics,
+  ) {}
+  get kind() {
+    return this.inner.kind;
+  }
+  get fsync() {
+    return this.inner.fsync;
+  }
+  initialState() {
+    return this.inner.initialState();
+  }
+  async save(rd: { snapshot?: Snapshot; entries: Entry[]; hardState?: HardState }): Promise<void> {
+    const end = this.metrics.appendFsync.startTimer();
+    await this.inner.save(rd);
+    end();
+    if (rd.entries.length > 0) {
+      this.metrics.batchEntries.observe(rd.entries.length);
+      let bytes = 0;
+      for (const e of rd.entries) bytes += e.data.length;
+      this.metrics.walBytes.inc(bytes);
+    }
+    if (rd.snapshot) {
+      this.metrics.snapshots.inc({ kind: 'installed' });
+      this.metrics.snapshotBytes.set(rd.snapshot.data.length);
+    }
+  }
+  async saveSnapshot(snapshot: Snapshot, compactTo: number): Promise<void> {
+    await this.inner.saveSnapshot(snapshot, compactTo);
+    this.metrics.snapshots.inc({ kind: 'taken' });
+    this.metrics.snapshotBytes.set(snapshot.data.length);
+  }
+  close() {
+    return this.inner.close();
+  }
+}
+
+class MeteredMachine {
+  constructor(
+    private readonly inner: KvStateMachine,
+    private readonly metrics: ReplicaMetrics,
+  ) {}
+  apply(e: Entry): Uint8Array {
+    return this.inner.apply(e);
+  }
+  applyBatch(entries: Entry[]): Uint8Array[] {
+    const end = this.metrics.apply.startTimer();
+    const r = this.inner.applyBatch(entries);
+    end();
+    return r;
+  }
+  snapshot(): Uint8Array {
+    return this.inner.snapshot();
+  }
+  restore(s: Snapshot): void {
+    this.inner.restore(s);
+  }
+}

@@ -1,0 +1,199 @@
+/**
+ * Peer transport: TCP, one long-lived outbound connection per peer (dialed on demand, address
+ * resolved at connect time because pod IPs change), length-prefixed protobuf frames, every
+ * message for a peer produced in one event-loop turn written with one syscall. Raft tolerates
+ * loss, so a message for an unreachable peer is dropped and the core told (it then probes).
+ */
+import net from 'node:net';
+import { Message } from '../raft/index.js';
+import { HostPort, dialHost, listenHost, parseHostPort } from './addr.js';
+import { FrameError, PeerFrameDecoder, peerFrame } from './framing.js';
+import { Hello, decodeHello, decodeRaftMessage, encodeHello, encodeRaftMessage } from './proto.js';
+
+const KIND_HELLO = 1;
+const KIND_RAFT = 2;
+
+export interface TransportOptions {
+  id: string;
+  listen: HostPort;
+  advertise: { raftAddr: string; clientAddr: string; httpAddr: string };
+  /** Shared cluster token: peers must present it in their hello. Empty = no check. */
+  token?: string;
+  /** Raft address of a peer, from the current membership (undefined: not a member). */
+  resolve: (id: string) => string | undefined;
+  onMessage: (m: Message) => void;
+  onUnreachable: (id: string) => void;
+  onHello?: (h: Hello) => void;
+  maxFrameBytes?: number;
+  /** Byte counters for metrics. */
+  onBytes?: (direction: 'sent' | 'received', n: number) => void;
+}
+
+class OutboundPeer {
+  socket: net.Socket | undefined;
+  connected = false;
+  pending: Buffer[] = [];
+  pendingBytes = 0;
+  flushScheduled = false;
+  failures = 0;
+  retryAt = 0;
+  constructor(readonly id: string) {}
+}
+
+const MAX_PENDING_BYTES = 64 << 20;
+
+export class PeerTransport {
+  private server: net.Server | undefined;
+  private readonly peers = new Map<string, OutboundPeer>();
+  private readonly inbound = new Set<net.Socket>();
+  private stopped = false;
+  private readonly maxFrame: number;
+
+  constructor(private readonly opts: TransportOptions) {
+    this.maxFrame = opts.maxFrameBytes ?? 64 << 20;
+  }
+
+  async start(): Promise<number> {
+    const server = net.createServer((s) => this.accept(s));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.opts.listen.port, listenHost(this.opts.listen), () => resolve());
+    });
+    return (server.address() as net.AddressInfo).port;
+  }
+
+  send(messages: Message[]): void {
+    if (this.stopped) return;
+    for (const m of messages) {
+      let peer = this.peers.get(m.to);
+      if (!peer) this.peers.set(m.to, (peer = new OutboundPeer(m.to)));
+      if (!peer.connected && !peer.socket && !this.dial(peer)) {
+        this.opts.onUnreachable(m.to);
+        continue;
+      }
+      if (peer.pendingBytes > MAX_PENDING_BYTES) {
+        this.opts.onUnreachable(m.to);
+        continue;
+      }
+      const frame = peerFrame(KIND_RAFT, encodeRaftMessage(m));
+      peer.pending.push(frame);
+      peer.pendingBytes += frame.length;
+      if (peer.connected && !peer.flushScheduled) {
+        peer.flushScheduled = true;
+        setImmediate(() => this.flush(peer!));
+      }
+    }
+  }
+
+  /** Forget a peer (removed from the cluster): close its connection. */
+  drop(id: string): void {
+    const peer = this.peers.get(id);
+    if (!peer) return;
+    this.peers.delete(id);
+    peer.socket?.destroy();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const p of this.peers.values()) p.socket?.destroy();
+    for (const s of this.inbound) s.destroy();
+    this.peers.clear();
+    if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
+  }
+
+  private flush(peer: OutboundPeer): void {
+    peer.flushScheduled = false;
+    if (!peer.connected || !peer.socket || peer.pending.length === 0) return;
+    const buf = peer.pending.length === 1 ? peer.pending[0] : Buffer.concat(peer.pending, peer.pendingBytes);
+    peer.pending = [];
+    peer.pendingBytes = 0;
+    peer.socket.write(buf);
+    this.opts.onBytes?.('sent', buf.length);
+  }
+
+  /** Start connecting; false while backing off after failures or when the peer is unknown. */
+  private dial(peer: OutboundPeer): boolean {
+    if (Date.now() < peer.retryAt) return false;
+    const addr = this.opts.resolve(peer.id);
+    if (!addr) return false;
+    let hp: HostPort;
+    try {
+      hp = parseHostPort(addr, `address of ${peer.id}`);
+    } catch {
+      return false;
+    }
+    const socket = net.connect({ host: dialHost(hp), port: hp.port });
+    socket.setNoDelay(true);
+    peer.socket = socket;
+    socket.on('connect', () => {
+      peer.connected = true;
+      peer.failures = 0;
+      const hello = peerFrame(KIND_HELLO, encodeHello({ from: this.opts.id, token: this.opts.token ?? '', ...this.opts.advertise }));
+      peer.pending.unshift(hello);
+      peer.pendingBytes += hello.length;
+      this.flush(peer);
+    });
+    const down = () => {
+      if (peer.socket !== socket) return;
+      peer.socket = undefined;
+      peer.connected = false;
+      peer.pending = [];
+      peer.pendingBytes = 0;
+      peer.failures++;
+      // Exponential backoff with jitter, 50 ms doubling to 1 s.
+      const backoff = Math.min(1000, 50 * 2 ** Math.min(peer.failures - 1, 5));
+      peer.retryAt = Date.now() + backoff * (0.5 + Math.random() / 2);
+      if (!this.stopped) this.opts.onUnreachable(peer.id);
+    };
+    socket.on('error', down);
+    socket.on('close', down);
+    // Nothing is expected back on an outbound connection; discard anything that arrives.
+    socket.on('data', () => undefined);
+    return true;
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.stopped) {
+      socket.destroy();
+      return;
+    }
+    this.inbound.add(socket);
+    socket.setNoDelay(true);
+    const decoder = new PeerFrameDecoder(this.maxFrame);
+    let hello: Hello | undefined;
+    socket.on('data', (chunk: Buffer) => {
+      this.opts.onBytes?.('received', chunk.length);
+      let frames;
+      try {
+        frames = decoder.push(chunk);
+      } catch (e) {
+        socket.destroy(e instanceof FrameError ? undefined : (e as Error));
+        return;
+      }
+      for (const f of frames) {
+        try {
+          if (!hello) {
+            if (f.kind !== KIND_HELLO) throw new FrameError('peer did not introduce itself');
+            const h = decodeHello(f.payload);
+            if ((this.opts.token ?? '') !== h.token) throw new FrameError(`peer ${h.from} presented a wrong cluster token`);
+            if (!h.from) throw new FrameError('peer hello without an id');
+            hello = h;
+            this.opts.onHello?.(h);
+            continue;
+          }
+          if (f.kind !== KIND_RAFT) throw new FrameError(`unknown frame kind ${f.kind}`);
+          const m = decodeRaftMessage(f.payload);
+          if (m.from !== hello.from) throw new FrameError(`peer ${hello.from} sent a message claiming to be from ${m.from}`);
+          this.opts.onMessage(m);
+        } catch {
+          // Garbage or an impostor: drop the connection, never the node.
+          socket.destroy();
+          return;
+        }
+      }
+    });
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => this.inbound.delete(socket));
+  }
+}
