@@ -288,8 +288,10 @@ export class RaftNode {
     const reason = validateConfChange(this.membership, cc);
     if (reason) throw new RaftError('invalid-conf-change', reason, this.id);
     if (cc.type === ConfChangeType.AddVoter && this.membership.learners.includes(cc.node)) {
+      // Caught up: it has acknowledged something, recently, and is within promoteLag entries.
+      // Promoting a learner that never answered would add a dead voter to the quorum.
       const pr = this.progress.get(cc.node);
-      if (!pr || pr.match + this.promoteLag < this.log.lastIndex()) {
+      if (!pr || pr.match === 0 || !pr.recentActive || pr.match + this.promoteLag < this.log.lastIndex()) {
         throw new RaftError(
           'learner-not-caught-up',
           `non-voter ${cc.node} is at ${pr?.match ?? 0}, leader at ${this.log.lastIndex()}`,

@@ -108,7 +108,8 @@ export class Replica {
   private clientServer!: ClientServer;
   private http!: HttpApi;
   private storage!: Storage;
-  private peerInfo = new Map<string, { clientAddr: string; httpAddr: string }>();
+  /** What each peer announced in its hello: how its clients reach it, and its raft address. */
+  private peerInfo = new Map<string, { clientAddr: string; httpAddr: string; raftAddr: string }>();
   private leaderConn: Connection | undefined;
   private heartbeatSent = new Map<string, number>();
   private gaugeTimer: NodeJS.Timeout | undefined;
@@ -162,10 +163,12 @@ export class Replica {
       listen: this.ports.raft,
       advertise: { raftAddr: this.raftAddr, clientAddr: this.clientAddr, httpAddr: this.httpAddr },
       token: o.token,
-      resolve: (id) => this.driver?.node.membership.addrs[id],
+      // A new member knows nobody's address until it has the log: fall back to the address a
+      // peer announced when it connected to us (the leader always does, first).
+      resolve: (id) => this.driver?.node.membership.addrs[id] ?? this.peerInfo.get(id)?.raftAddr,
       onMessage: (m) => this.onPeerMessage(m),
       onUnreachable: (id) => this.driver?.reportUnreachable(id),
-      onHello: (h) => this.peerInfo.set(h.from, { clientAddr: h.clientAddr, httpAddr: h.httpAddr }),
+      onHello: (h) => this.peerInfo.set(h.from, { clientAddr: h.clientAddr, httpAddr: h.httpAddr, raftAddr: h.raftAddr }),
       onBytes: (dir, n) => this.metrics.peerBytes.inc({ direction: dir }, n),
     });
     await this.transport.start();

@@ -47,6 +47,26 @@ describe('membership changes (dissertation §4: one server at a time, learners)'
     assert.deepEqual(net.node('d').membership.voters.sort(), ['a', 'b', 'c', 'd']);
   });
 
+  it('a non-voter that never answered is not promoted, even when the log is short', () => {
+    // Regression: match 0 used to count as "within promoteLag" of a short log, so a learner
+    // that could not reach the leader was promoted and the two-voter quorum was lost.
+    const net = new Net(['a']);
+    net.elect('a');
+    net.addBlank('d');
+    net.isolate('d');
+    net.node('a').proposeConfChange({ type: ConfChangeType.AddLearner, node: 'd', addr: 'mem:d' });
+    net.settle();
+    assert.throws(
+      () => net.node('a').proposeConfChange({ type: ConfChangeType.AddVoter, node: 'd' }),
+      (e: unknown) => e instanceof RaftError && e.code === 'learner-not-caught-up',
+    );
+    net.heal();
+    net.tickAll(3);
+    net.node('a').proposeConfChange({ type: ConfChangeType.AddVoter, node: 'd' });
+    net.settle();
+    assert.deepEqual(net.node('a').membership.voters.sort(), ['a', 'd']);
+  });
+
   it('only one membership change at a time', () => {
     const net = new Net(['a', 'b', 'c']);
     net.elect('a');

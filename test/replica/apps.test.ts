@@ -1,0 +1,165 @@
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { RaftKvClient } from '../../replica/index.js';
+import { TestCluster, textRequest } from '../helpers/cluster.js';
+
+for (const app of ['diskstorage', 'lmdb'] as const) {
+  describe(`a 3-node ${app} cluster`, () => {
+    it('replicates, survives a SIGKILL restart, and snapshots and restores', async () => {
+      const c = await TestCluster.create(app);
+      const ids = ['a', 'b', 'c'];
+      try {
+        for (const id of ids) await c.define(id, ['--app', app, '--keys', '1000', '--value-size', '64', '--snapshot-every', '50']);
+        for (const id of ids) c.start(id, ['--peers', c.peersFlag(ids)]);
+        await c.waitLeader(ids);
+        const client = new RaftKvClient({ targets: ids.map((id) => c.clientAddr(id)) });
+        try {
+          for (let k = 0; k < 120; k++) await client.set(String(k), `value-${k}`);
+          await client.delete('7');
+          const victim = ids[1];
+          c.kill9(victim);
+          for (let k = 120; k < 140; k++) await client.set(String(k), `value-${k}`);
+          c.start(victim, ['--peers', c.peersFlag(ids)]);
+          await c.waitLeader(ids);
+          await c.waitConverged(ids);
+          for (const k of ['0', '119', '139']) {
+            assert.deepEqual((await c.http(victim, 'GET', `/v1/kv/${k}?stale=1`)).json, { key: k, value: `value-${k}` });
+          }
+          assert.equal((await c.http(victim, 'GET', '/v1/kv/7?stale=1')).status, 404);
+          const st = (await c.http(victim, 'GET', '/v1/status')).json as { app: string; keys: number };
+          assert.equal(st.app, app);
+          assert.equal(st.keys, 139);
+          if (app === 'diskstorage') {
+            const answers = await textRequest(c.nodes.get('a')!.client, ['set-notanumber-x', `set-5-${'y'.repeat(100)}`]);
+            assert.match(answers[0], /^ERR diskstorage keys are integers/);
+            assert.match(answers[1], /^ERR diskstorage values hold at most 60 bytes/);
+            // Record k lives at offset k * valueSize in the preallocated state file.
+            const file = await readFile(join(c.nodes.get('a')!.dataDir, 'state.dat'));
+            assert.equal(file.length, 1000 * 64);
+            assert.equal(file.readUInt32LE(42 * 64) - 1, 'value-42'.length);
+            assert.equal(file.toString('utf8', 42 * 64 + 4, 42 * 64 + 4 + 8), 'value-42');
+          }
+        } finally {
+          client.close();
+        }
+      } finally {
+        await c.destroy();
+      }
+    });
+  });
+}
+
+describe("the seed's join flow and membership changes", () => {
+  it('--hjoin bootstraps alone, --join adds voters; a restarted joiner keeps its identity', async () => {
+    const c = await TestCluster.create('join');
+    try {
+      const n0 = await c.define('node0');
+      await c.define('node1');
+      await c.define('node2');
+      await c.define('log1');
+      c.start('node0', ['--hjoin', `127.0.0.1:${n0.http}`]);
+      await c.waitLeader(['node0']);
+      c.start('node1', ['--join', `127.0.0.1:${n0.http}`]);
+      c.start('node2', ['--join', `127.0.0.1:${n0.http}`]);
+      c.start('log1', ['--join', `127.0.0.1:${n0.http}`, '--nonvoter']);
+      const deadline = Date.now() + 20_000;
+      let st;
+      while (Date.now() < deadline) {
+        st = await c.status('node0');
+        if (st && st.members.filter((m) => m.role === 'voter').length === 3 && st.members.length === 4) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.deepEqual(st!.members.map((m) => `${m.id}:${m.role}`).sort(), ['log1:non-voter', 'node0:voter', 'node1:voter', 'node2:voter']);
+      const client = new RaftKvClient({ targets: [c.clientAddr('node2')] });
+      await client.set('joined', 'yes');
+      client.close();
+      await c.waitConverged(['node0', 'node1', 'node2', 'log1']);
+      assert.deepEqual((await c.http('log1', 'GET', '/v1/kv/joined?stale=1')).json, { key: 'joined', value: 'yes' });
+      // Restart a joiner with its data: it rejoins as itself, no second cluster, no new member.
+      c.kill9('node1');
+      c.start('node1', ['--join', `127.0.0.1:${n0.http}`]);
+      await c.waitLeader(['node0', 'node1', 'node2']);
+      assert.equal((await c.status('node1'))!.members.length, 4);
+      assert.match(c.logs.get('node1')!, /recovered/);
+      // A join for an existing id with another address is refused with a reason.
+      const bad = await c.http('node0', 'POST', '/join', { id: 'node2', addr: '127.0.0.1:1' });
+      assert.equal(bad.status, 409);
+      assert.match(JSON.stringify(bad.json), /exists with address/);
+      const worse = await c.http('node0', 'POST', '/v1/members', { id: 'bad id!', addr: 3 });
+      assert.equal(worse.status, 400);
+    } finally {
+      await c.destroy();
+    }
+  });
+
+  it('adds and removes members while a client keeps writing, losing nothing', async () => {
+    const c = await TestCluster.create('members');
+    const ids = ['m1', 'm2', 'm3'];
+    try {
+      for (const id of [...ids, 'm4']) await c.define(id);
+      for (const id of ids) c.start(id, ['--peers', c.peersFlag(ids)]);
+      await c.waitLeader(ids);
+      const client = new RaftKvClient({ targets: ids.map((id) => c.clientAddr(id)) });
+      let written = 0;
+      let stop = false;
+      const writer = (async () => {
+        while (!stop) {
+          await client.set(`w${written}`, String(written));
+          written++;
+        }
+      })();
+      c.start('m4', ['--join', `127.0.0.1:${c.nodes.get('m1')!.http}`]);
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline && (await c.status('m1'))?.members.filter((m) => m.role === 'voter').length !== 4) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const removed = await c.http('m4', 'DELETE', '/v1/members/m2');
+      assert.equal(removed.status, 200, JSON.stringify(removed.json));
+      await c.terminate('m2');
+      await new Promise((r) => setTimeout(r, 500));
+      stop = true;
+      await writer;
+      assert.ok(written > 10, `the client kept writing (${written})`);
+      const live = ['m1', 'm3', 'm4'];
+      await c.waitConverged(live);
+      const st = (await c.status('m1'))!;
+      assert.deepEqual(st.members.map((m) => m.id).sort(), live);
+      for (const id of live) {
+        for (const i of [0, Math.floor(written / 2), written - 1]) {
+          assert.deepEqual((await c.http(id, 'GET', `/v1/kv/w${i}?stale=1`)).json, { key: `w${i}`, value: String(i) }, `${id} has w${i}`);
+        }
+      }
+      // Leadership transfer through the API.
+      const leader = await c.waitLeader(live);
+      const to = live.find((id) => id !== leader)!;
+      assert.equal((await c.http(leader, 'POST', '/v1/leader/transfer', { to })).status, 200);
+      assert.equal(await c.waitLeader(live), to);
+      client.close();
+    } finally {
+      await c.destroy();
+    }
+  });
+
+  it("bootstraps from the seed KVStore cluster file (--config)", async () => {
+    const c = await TestCluster.create('config');
+    const ids = ['1', '2', '3'];
+    try {
+      for (const id of ids) await c.define(id);
+      const file = join(c.dir, 'cluster.json');
+      await writeFile(file, JSON.stringify({ object: { total: 3, Servers: ids.map((id) => ({ mypid: Number(id), url: `127.0.0.1:${c.nodes.get(id)!.raft}` })) } }));
+      for (const id of ids) c.start(id, ['--config', file]);
+      await c.waitLeader(ids);
+      assert.deepEqual(await textRequest(c.nodes.get('2')!.client, ['set-a-1', 'get-a']), ['OK', 'VALUE 1']);
+      await writeFile(file, JSON.stringify({ object: { total: 5, Servers: [{ mypid: 1, url: 'x:1' }] } }));
+      await c.define('bad');
+      const p = c.start('bad', ['--config', file]);
+      const code = await new Promise((r) => p.once('exit', r));
+      assert.equal(code, 2);
+      assert.match(c.logs.get('bad')!, /total is 5 but 1 servers are listed/);
+    } finally {
+      await c.destroy();
+    }
+  });
+});
