@@ -54,13 +54,15 @@ export class ClientServer {
     private readonly maxValueBytes: number,
   ) {}
 
-  async start(): Promise<void> {
+  /** Listen; returns the bound port. */
+  async start(): Promise<number> {
     const server = net.createServer((s) => this.serve(s));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.listen.port, listenHost(this.listen), () => resolve());
     });
+    return (server.address() as net.AddressInfo).port;
   }
 
   async stop(): Promise<void> {

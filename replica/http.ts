@@ -25,16 +25,19 @@ export class HttpApi {
     private readonly maxValueBytes: number,
   ) {}
 
-  async start(listen: HostPort, hjoin?: HostPort): Promise<void> {
+  /** Listen; returns the bound port of the main API. */
+  async start(listen: HostPort, hjoin?: HostPort): Promise<number> {
     const main = this.build();
     await main.listen({ port: listen.port, host: listenHost(listen) });
     this.apps.push(main);
+    const port = (main.server.address() as { port: number }).port;
     if (hjoin && hjoin.port !== listen.port) {
       // The seed's join address: the same API on a second port.
       const extra = this.build();
       await extra.listen({ port: hjoin.port, host: listenHost(hjoin) });
       this.apps.push(extra);
     }
+    return port;
   }
 
   async stop(): Promise<void> {
@@ -103,7 +106,7 @@ export class HttpApi {
       return answer(reply, req.params.key, res);
     });
 
-    app.get('/v1/status', async () => r.status());
+    app.get('/v1/status', async (_req, reply) => (r.hasNode() ? r.status() : reply.code(503).send({ error: 'starting' })));
 
     const join = async (body: unknown, reply: FastifyReply) => {
       const parsed = JoinBody.safeParse(body);

@@ -100,9 +100,10 @@ export interface ReplicaStatus {
 export class Replica {
   readonly metrics: ReplicaMetrics;
   readonly sm: KvStateMachine;
-  readonly clientAddr: string;
-  readonly raftAddr: string;
-  readonly httpAddr: string;
+  /** Advertised addresses (the bound ports, so port 0 works for embedded replicas). */
+  clientAddr = '';
+  raftAddr = '';
+  httpAddr = '';
   private driver!: RaftDriver;
   private transport!: PeerTransport;
   private clientServer!: ClientServer;
@@ -128,10 +129,6 @@ export class Replica {
     this.metrics = new ReplicaMetrics({ node: opts.id });
     this.sm = new KvStateMachine(makeEngine(opts), { logFolder: opts.logFolder, nodeId: opts.id });
     this.sm.watch(() => undefined);
-    const adv = (hp: HostPort) => formatHostPort(opts.advertiseHost ?? dialHost(hp), hp.port);
-    this.clientAddr = adv(ports.client);
-    this.raftAddr = adv(ports.raft);
-    this.httpAddr = adv(ports.http);
     this.stopped = new Promise((r) => (this.resolveStopped = r));
   }
 
@@ -157,11 +154,13 @@ export class Replica {
       if (rec.tornBytesRepaired > 0) this.log(`${o.id}: repaired a torn WAL tail (${rec.tornBytesRepaired} bytes of an unacknowledged write)`);
       for (const s of rec.skippedSnapshots) this.log(`${o.id}: skipped snapshot ${s.file}: ${s.reason}`);
     }
-    // Transport first: static bootstrap needs the ports bound before peers dial.
+    // Bind every port first (requests that arrive before the node runs are told to retry),
+    // then advertise what was bound.
+    const advertise = { raftAddr: '', clientAddr: '', httpAddr: '' };
     this.transport = new PeerTransport({
       id: o.id,
       listen: this.ports.raft,
-      advertise: { raftAddr: this.raftAddr, clientAddr: this.clientAddr, httpAddr: this.httpAddr },
+      advertise,
       token: o.token,
       // A new member knows nobody's address until it has the log: fall back to the address a
       // peer announced when it connected to us (the leader always does, first).
@@ -171,7 +170,12 @@ export class Replica {
       onHello: (h) => this.peerInfo.set(h.from, { clientAddr: h.clientAddr, httpAddr: h.httpAddr, raftAddr: h.raftAddr }),
       onBytes: (dir, n) => this.metrics.peerBytes.inc({ direction: dir }, n),
     });
-    await this.transport.start();
+    const adv = (hp: HostPort, port: number) => formatHostPort(o.advertiseHost ?? dialHost(hp), port);
+    this.raftAddr = advertise.raftAddr = adv(this.ports.raft, await this.transport.start());
+    this.clientServer = new ClientServer(this, this.ports.client, o.maxValueBytes);
+    this.clientAddr = advertise.clientAddr = adv(this.ports.client, await this.clientServer.start());
+    this.http = new HttpApi(this, o.maxValueBytes);
+    this.httpAddr = advertise.httpAddr = adv(this.ports.http, await this.http.start(this.ports.http, o.hjoin ? parseHostPort(o.hjoin, '--hjoin') : undefined));
 
     const fresh = isEmpty(this.storage);
     let members: { id: string; addr: string }[] | undefined;
@@ -217,10 +221,6 @@ export class Replica {
         void this.stop().then(() => this.resolveStopped(e));
       },
     });
-    this.clientServer = new ClientServer(this, this.ports.client, o.maxValueBytes);
-    await this.clientServer.start();
-    this.http = new HttpApi(this, o.maxValueBytes);
-    await this.http.start(this.ports.http, o.hjoin ? parseHostPort(o.hjoin, '--hjoin') : undefined);
     this.driver.start();
     this.gaugeTimer = setInterval(() => this.updateGauges(), 1000);
     this.gaugeTimer.unref();
@@ -246,6 +246,7 @@ export class Replica {
   /** Execute a client command here or at the leader. Never throws; errors become responses. */
   async execute(cmd: Command): Promise<Response> {
     const base = { id: cmd.id, value: EMPTY, leader: '', error: '' };
+    if (!this.driver || this.stopping) return { ...base, status: Status.UNAVAILABLE, error: 'replica is starting or stopping; retry' };
     try {
       if (cmd.op === Op.GET) {
         const invalid = this.sm.engine.validate(cmd.key);
@@ -297,14 +298,14 @@ export class Replica {
   }
 
   leaderClientAddr(): string | undefined {
-    const leader = this.driver.node.leader;
+    const leader = this.driver?.node.leader;
     if (!leader) return undefined;
     if (leader === this.opts.id) return this.clientAddr;
     return this.peerInfo.get(leader)?.clientAddr;
   }
 
   leaderHttpAddr(): string | undefined {
-    const leader = this.driver.node.leader;
+    const leader = this.driver?.node.leader;
     if (!leader) return undefined;
     if (leader === this.opts.id) return this.httpAddr;
     return this.peerInfo.get(leader)?.httpAddr;
@@ -349,12 +350,23 @@ export class Replica {
     }
   }
 
-  transferLeadership(to: string): Promise<void> {
-    return this.driver.transferLeadership(to);
+  /** Hand leadership to `to` and wait until it leads (like hashicorp's LeadershipTransfer). */
+  async transferLeadership(to: string): Promise<void> {
+    await this.driver.transferLeadership(to);
+    const deadline = Date.now() + 2 * this.opts.electionTimeoutMs + 500;
+    while (Date.now() < deadline) {
+      if (this.driver.node.leader === to) return;
+      await sleep(Math.max(5, this.opts.heartbeatMs / 2));
+    }
+    throw new RaftError('transfer-in-progress', `leadership did not move to ${to} within ${2 * this.opts.electionTimeoutMs + 500} ms; ${this.driver.node.leader || 'no one'} leads`);
+  }
+
+  hasNode(): boolean {
+    return this.driver !== undefined;
   }
 
   isLeader(): boolean {
-    return this.driver.node.isLeader();
+    return this.driver?.node.isLeader() ?? false;
   }
 
   private async joinCluster(targets: string[]): Promise<void> {
@@ -416,6 +428,7 @@ export class Replica {
 
   /** Ready to serve: a leader is known and this replica has applied what it committed. */
   ready(): boolean {
+    if (!this.driver) return false;
     const n = this.driver.node;
     return n.leader !== '' && this.driver.appliedIndex >= n.log.committed && !this.stopping;
   }
