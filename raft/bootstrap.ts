@@ -1,7 +1,18 @@
+import { createHash } from 'node:crypto';
 import { bootstrapEntries } from './node.js';
 import type { InitialState } from './node.js';
 import type { Storage } from './storage/storage.js';
 import { NodeId } from './types.js';
+
+/**
+ * A cluster's identity: a digest of its bootstrap entries, so every initial member computes
+ * the same id on its own and two separately bootstrapped clusters never share one.
+ */
+export function clusterIdOf(members: { id: NodeId; addr: string }[]): string {
+  const h = createHash('sha256');
+  for (const e of bootstrapEntries(members)) h.update(e.data).update('\n');
+  return h.digest('hex').slice(0, 16);
+}
 
 /**
  * What a node starts from: its recovered state, or, for a brand-new node of a new cluster, the

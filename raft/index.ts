@@ -16,4 +16,4 @@ export { StorageError, CorruptionError } from './storage/errors.js';
 export { crc32c, crc32cPortable, crc32cImplementation } from './storage/crc32c.js';
 export { RaftDriver, DriverStoppedError } from './driver.js';
 export type { StateMachine, Transport, DriverOptions, Applied } from './driver.js';
-export { loadOrBootstrap } from './bootstrap.js';
+export { loadOrBootstrap, clusterIdOf } from './bootstrap.js';

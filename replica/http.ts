@@ -13,6 +13,8 @@ const JoinBody = z.object({
   id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'id must be 1-64 letters, digits, ".", "_" or "-"'),
   addr: z.string().min(3),
   voter: z.boolean().default(true),
+  /** Set by a node that already belongs to a cluster: it may only rejoin that one. */
+  clusterId: z.string().optional(),
 });
 const PutBody = z.object({ value: z.string() });
 const TransferBody = z.object({ to: z.string().min(1) });
@@ -111,7 +113,10 @@ export class HttpApi {
     const join = async (body: unknown, reply: FastifyReply) => {
       const parsed = JoinBody.safeParse(body);
       if (!parsed.success) return reply.code(400).send({ error: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') });
-      const { id, addr, voter } = parsed.data;
+      const { id, addr, voter, clusterId } = parsed.data;
+      if (clusterId && r.getClusterId() && clusterId !== r.getClusterId()) {
+        return reply.code(409).send({ error: `${id} belongs to cluster ${clusterId}, this is cluster ${r.getClusterId()}: it cannot join (wipe its data directory to add it as a new member)` });
+      }
       if (!r.isLeader()) return this.toLeader(reply, '/v1/members', body);
       try {
         await r.addMember(id, addr, voter);

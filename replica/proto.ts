@@ -23,7 +23,7 @@ message RaftMessage {
   string context = 12; bool transfer = 13; SnapshotChunk snapshot = 14;
 }
 // First frame on a peer connection: who is calling, and where its clients reach it.
-message Hello { string from = 1; string token = 2; string client_addr = 3; string http_addr = 4; string raft_addr = 5; }
+message Hello { string from = 1; string token = 2; string client_addr = 3; string http_addr = 4; string raft_addr = 5; string cluster_id = 6; }
 
 enum Op { SET = 0; GET = 1; DELETE = 2; }
 // The seed's client message, plus an optional session (client, seq, acked) for exactly-once retries.
@@ -94,6 +94,8 @@ export interface Hello {
   clientAddr: string;
   httpAddr: string;
   raftAddr: string;
+  /** Identity of the cluster the sender belongs to ('' for a new node that has not joined yet). */
+  clusterId: string;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -188,7 +190,7 @@ export function encodeHello(h: Hello): Uint8Array {
 export function decodeHello(buf: Uint8Array): Hello {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const d = HelloPb.decode(buf) as any;
-  return { from: str(d.from), token: str(d.token), clientAddr: str(d.clientAddr), httpAddr: str(d.httpAddr), raftAddr: str(d.raftAddr) };
+  return { from: str(d.from), token: str(d.token), clientAddr: str(d.clientAddr), httpAddr: str(d.httpAddr), raftAddr: str(d.raftAddr), clusterId: str(d.clusterId) };
 }
 
 export function encodeCommand(c: Partial<Command>): Uint8Array {

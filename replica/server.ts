@@ -17,8 +17,10 @@ import {
   Role,
   Snapshot,
   Storage,
+  clusterIdOf,
   loadOrBootstrap,
 } from '../raft/index.js';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { HostPort, dialHost, formatHostPort, parseHostPort } from './addr.js';
 import { ClientServer } from './client-server.js';
 import { Connection } from './client.js';
@@ -88,6 +90,7 @@ export interface ReplicaStatus {
   commitIndex: number;
   appliedIndex: number;
   lastIndex: number;
+  clusterId: string;
   members: MemberStatus[];
   app: AppName;
   fsync: FsyncSetting;
@@ -116,6 +119,8 @@ export class Replica {
   private gaugeTimer: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
   private lastLeader = '';
+  /** Which cluster this node belongs to ('' for a new node until it is let in). */
+  private clusterId = '';
   private readonly log: (line: string) => void;
   /** Resolves when the node stops on its own (fatal storage error). */
   readonly stopped: Promise<Error | undefined>;
@@ -165,9 +170,15 @@ export class Replica {
       // A new member knows nobody's address until it has the log: fall back to the address a
       // peer announced when it connected to us (the leader always does, first).
       resolve: (id) => this.driver?.node.membership.addrs[id] ?? this.peerInfo.get(id)?.raftAddr,
+      clusterId: () => this.clusterId,
       onMessage: (m) => this.onPeerMessage(m),
       onUnreachable: (id) => this.driver?.reportUnreachable(id),
-      onHello: (h) => this.peerInfo.set(h.from, { clientAddr: h.clientAddr, httpAddr: h.httpAddr, raftAddr: h.raftAddr }),
+      onHello: (h) => {
+        this.peerInfo.set(h.from, { clientAddr: h.clientAddr, httpAddr: h.httpAddr, raftAddr: h.raftAddr });
+        // A new node adopts the cluster of the first member that contacts it (the leader that
+        // added it); from then on peers of any other cluster are refused.
+        if (!this.clusterId && h.clusterId) this.setClusterId(h.clusterId);
+      },
       onBytes: (dir, n) => this.metrics.peerBytes.inc({ direction: dir }, n),
     });
     const adv = (hp: HostPort, port: number) => formatHostPort(o.advertiseHost ?? dialHost(hp), port);
@@ -183,6 +194,8 @@ export class Replica {
       if (o.peers && o.peers.length > 0) members = o.peers;
       else if (!o.join || o.join.length === 0) members = [{ id: o.id, addr: this.raftAddr }];
     }
+    this.clusterId = this.readClusterId() ?? '';
+    if (fresh && members) this.setClusterId(clusterIdOf(members));
     const initial = await loadOrBootstrap(this.storage, members);
     if (initial.snapshot) this.sm.restore(initial.snapshot);
     else if (o.preload > 0) this.preload();
@@ -229,6 +242,26 @@ export class Replica {
         `app ${o.app}, fsync ${o.fsync}, client ${this.clientAddr}, raft ${this.raftAddr}, http ${this.httpAddr}`,
     );
     if (fresh && !members && o.join) void this.joinCluster(o.join);
+  }
+
+  private clusterIdFile(): string {
+    return join(this.opts.dataDir, 'cluster-id');
+  }
+
+  private readClusterId(): string | undefined {
+    if (this.opts.fsync === 'memory' || !existsSync(this.clusterIdFile())) return undefined;
+    return readFileSync(this.clusterIdFile(), 'utf8').trim() || undefined;
+  }
+
+  private setClusterId(id: string): void {
+    this.clusterId = id;
+    if (this.opts.fsync === 'memory') return;
+    mkdirSync(this.opts.dataDir, { recursive: true });
+    writeFileSync(this.clusterIdFile(), `${id}\n`);
+  }
+
+  getClusterId(): string {
+    return this.clusterId;
   }
 
   private preload(): void {
@@ -370,7 +403,7 @@ export class Replica {
   }
 
   private async joinCluster(targets: string[]): Promise<void> {
-    const body = JSON.stringify({ id: this.opts.id, addr: this.raftAddr, voter: this.opts.voter ?? true });
+    const body = JSON.stringify({ id: this.opts.id, addr: this.raftAddr, voter: this.opts.voter ?? true, clusterId: this.clusterId || undefined });
     for (let attempt = 0; attempt < 600 && !this.stopping; attempt++) {
       const target = targets[attempt % targets.length];
       const hp = parseHostPort(target, '--join');
@@ -416,6 +449,7 @@ export class Replica {
       commitIndex: n.log.committed,
       appliedIndex: this.driver.appliedIndex,
       lastIndex: n.log.lastIndex(),
+      clusterId: this.clusterId,
       members: [...m.voters.map((id) => member(id, 'voter')), ...m.learners.map((id) => member(id, 'non-voter'))],
       app: this.opts.app,
       fsync: this.opts.fsync,

@@ -17,6 +17,8 @@ export interface TransportOptions {
   id: string;
   listen: HostPort;
   advertise: { raftAddr: string; clientAddr: string; httpAddr: string };
+  /** This node's cluster identity ('' until known); peers of another cluster are refused. */
+  clusterId: () => string;
   /** Shared cluster token: peers must present it in their hello. Empty = no check. */
   token?: string;
   /** Raft address of a peer, from the current membership (undefined: not a member). */
@@ -129,7 +131,7 @@ export class PeerTransport {
     socket.on('connect', () => {
       peer.connected = true;
       peer.failures = 0;
-      const hello = peerFrame(KIND_HELLO, encodeHello({ from: this.opts.id, token: this.opts.token ?? '', ...this.opts.advertise }));
+      const hello = peerFrame(KIND_HELLO, encodeHello({ from: this.opts.id, token: this.opts.token ?? '', clusterId: this.opts.clusterId(), ...this.opts.advertise }));
       peer.pending.unshift(hello);
       peer.pendingBytes += hello.length;
       this.flush(peer);
@@ -178,6 +180,8 @@ export class PeerTransport {
             const h = decodeHello(f.payload);
             if ((this.opts.token ?? '') !== h.token) throw new FrameError(`peer ${h.from} presented a wrong cluster token`);
             if (!h.from) throw new FrameError('peer hello without an id');
+            const mine = this.opts.clusterId();
+            if (mine && h.clusterId && mine !== h.clusterId) throw new FrameError(`peer ${h.from} belongs to cluster ${h.clusterId}, not ${mine}`);
             hello = h;
             this.opts.onHello?.(h);
             continue;

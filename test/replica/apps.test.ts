@@ -168,3 +168,38 @@ describe("the seed's join flow and membership changes", () => {
     }
   });
 });
+
+describe('two separately bootstrapped clusters never mix', () => {
+  it('a member of another cluster is refused at join and at the raft port', async () => {
+    const c = await TestCluster.create('twoclusters');
+    try {
+      const a = await c.define('alpha');
+      const b = await c.define('beta');
+      c.start('alpha', ['--hjoin', `127.0.0.1:${a.http}`]);
+      c.start('beta', ['--hjoin', `127.0.0.1:${b.http}`]);
+      await c.waitLeader(['alpha']);
+      await c.waitLeader(['beta']);
+      const client = new RaftKvClient({ targets: [c.clientAddr('beta')] });
+      await client.set('owner', 'beta');
+      const betaStatus = (await c.http('beta', 'GET', '/v1/status')).json as { clusterId: string; lastIndex: number };
+      const alphaStatus = (await c.http('alpha', 'GET', '/v1/status')).json as { clusterId: string };
+      assert.ok(betaStatus.clusterId && alphaStatus.clusterId && betaStatus.clusterId !== alphaStatus.clusterId);
+      // beta asking to join alpha, as a node with data does, is refused.
+      const refused = await c.http('alpha', 'POST', '/join', { id: 'beta', addr: `127.0.0.1:${b.raft}`, voter: false, clusterId: betaStatus.clusterId });
+      assert.equal(refused.status, 409);
+      assert.match(JSON.stringify(refused.json), /belongs to cluster/);
+      // Forced in by an operator without the id: alpha's leader can add it, but beta refuses
+      // alpha's connections, so none of alpha's log ever reaches beta's.
+      assert.equal((await c.http('alpha', 'POST', '/v1/members', { id: 'beta', addr: `127.0.0.1:${b.raft}`, voter: false })).status, 200);
+      await new Promise((r) => setTimeout(r, 1500));
+      const after = (await c.http('beta', 'GET', '/v1/status')).json as { clusterId: string; role: string; members: { id: string }[] };
+      assert.equal(after.clusterId, betaStatus.clusterId);
+      assert.equal(after.role, 'leader');
+      assert.deepEqual(after.members.map((m) => m.id), ['beta']);
+      assert.equal(await client.getString('owner'), 'beta');
+      client.close();
+    } finally {
+      await c.destroy();
+    }
+  });
+});
