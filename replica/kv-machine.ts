@@ -31,7 +31,6 @@ export class KvStateMachine implements StateMachine {
   sessions = new SessionTable();
   appliedIndex = 0;
   private applogFd: number | undefined;
-  private readonly onApplied: ((cmd: KvCommand) => void)[] = [];
 
   constructor(
     readonly engine: KvEngine,
@@ -41,11 +40,6 @@ export class KvStateMachine implements StateMachine {
       mkdirSync(opts.logFolder, { recursive: true });
       this.applogFd = openSync(join(opts.logFolder, `${opts.nodeId}.applog`), 'a');
     }
-  }
-
-  /** Observe applied commands (metrics). */
-  watch(fn: (cmd: KvCommand) => void): void {
-    this.onApplied.push(fn);
   }
 
   apply(e: Entry): Uint8Array {
@@ -86,7 +80,6 @@ export class KvStateMachine implements StateMachine {
         writeSync(this.applogFd, line);
         fdatasyncSync(this.applogFd);
       }
-      for (const fn of this.onApplied) fn(cmd);
     }
     if (cmd.client) this.sessions.record(cmd.client, cmd.seq, out, e.index);
     return out;

@@ -26,7 +26,6 @@ import { ClientServer } from './client-server.js';
 import { Connection } from './client.js';
 import { DiskStorageEngine } from './engines/diskstorage.js';
 import { KvEngine } from './engines/engine.js';
-import { LmdbEngine } from './engines/lmdb.js';
 import { MemoryEngine } from './engines/memory.js';
 import { HttpApi } from './http.js';
 import { ApplyStatus, KvStateMachine, parseResult } from './kv-machine.js';
@@ -102,7 +101,7 @@ export interface ReplicaStatus {
 
 export class Replica {
   readonly metrics: ReplicaMetrics;
-  readonly sm: KvStateMachine;
+  sm!: KvStateMachine;
   /** Advertised addresses (the bound ports, so port 0 works for embedded replicas). */
   clientAddr = '';
   raftAddr = '';
@@ -132,8 +131,6 @@ export class Replica {
   ) {
     this.log = opts.log ?? ((l) => console.log(l));
     this.metrics = new ReplicaMetrics({ node: opts.id });
-    this.sm = new KvStateMachine(makeEngine(opts), { logFolder: opts.logFolder, nodeId: opts.id });
-    this.sm.watch(() => undefined);
     this.stopped = new Promise((r) => (this.resolveStopped = r));
   }
 
@@ -152,6 +149,7 @@ export class Replica {
 
   private async boot(): Promise<void> {
     const o = this.opts;
+    this.sm = new KvStateMachine(await makeEngine(o), { logFolder: o.logFolder, nodeId: o.id });
     this.storage =
       o.fsync === 'memory' ? new MemoryStorage() : await DiskStorage.open(join(o.dataDir, 'raft'), { fsync: o.fsync });
     if (this.storage instanceof DiskStorage) {
@@ -524,14 +522,17 @@ function isEmpty(s: Storage): boolean {
   return (st.hardState?.term ?? 0) === 0 && (st.entries?.length ?? 0) === 0 && !st.snapshot;
 }
 
-function makeEngine(o: ReplicaOptions): KvEngine {
+async function makeEngine(o: ReplicaOptions): Promise<KvEngine> {
   switch (o.app) {
     case 'kvstore':
       return new MemoryEngine(o.maxValueBytes);
     case 'diskstorage':
       return new DiskStorageEngine(join(o.dataDir, 'state.dat'), o.keys, o.valueSize, o.fsync !== 'never' && o.fsync !== 'memory');
-    case 'lmdb':
+    case 'lmdb': {
+      // Loaded only when used: it is the heaviest engine to load.
+      const { LmdbEngine } = await import('./engines/lmdb.js');
       return new LmdbEngine(join(o.dataDir, 'lmdb'), o.maxValueBytes);
+    }
   }
 }
 

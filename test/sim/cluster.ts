@@ -20,7 +20,7 @@ import {
 } from '../../raft/index.js';
 import { checkHistory, formatOps, Operation } from './linearizability.js';
 import { KvCommand, SimKv, decodeCommand, encodeCommand } from './kv.js';
-import { Prng } from './prng.js';
+import { Prng } from '../../util/prng.js';
 
 export interface SimOptions {
   seed: number;

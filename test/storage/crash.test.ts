@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { Prng } from '../sim/prng.js';
+import { Prng } from '../../util/prng.js';
 import { tempDir } from './helpers.js';
 
 const child = fileURLToPath(new URL('./crash-cluster.js', import.meta.url));

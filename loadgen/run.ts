@@ -1,0 +1,189 @@
+/**
+ * Closed-loop load: each client sends its next request only after the previous answer (plus
+ * optional think time). Latencies go into an HDR histogram (microseconds); every request is
+ * counted as answered, failed (an error answer or a broken connection) or timed out, so
+ * sent = answered + errors + timeouts always holds.
+ */
+import hdr from 'hdr-histogram-js';
+import { randomUUID } from 'node:crypto';
+import { Prng } from '../util/prng.js';
+import { DriverName, TimeoutError, makeDriver } from './drivers.js';
+
+export interface LoadOptions {
+  driver: DriverName;
+  targets: string[];
+  clients: number;
+  /** Stop after this many seconds... */
+  durationS?: number;
+  /** ...or after this many requests in total. */
+  requests?: number;
+  keys: number;
+  valueSize: number;
+  /** Fraction of requests that are writes (0..1). */
+  writeRatio: number;
+  thinkMs: number;
+  timeoutMs: number;
+  seed: number;
+  /** Called once per second with that second's completed requests. */
+  onSecond?: (second: number, answered: number, p99us: number) => void;
+}
+
+export interface LatencySummary {
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+  mean: number;
+}
+
+export interface LoadResult {
+  driver: DriverName;
+  targets: string[];
+  clients: number;
+  procs: number;
+  keys: number;
+  valueSize: number;
+  writeRatio: number;
+  thinkMs: number;
+  sent: number;
+  answered: number;
+  errors: number;
+  timeouts: number;
+  elapsedS: number;
+  /** Answered requests per second over the whole run. */
+  throughput: number;
+  /** Microseconds. */
+  latencyUs: LatencySummary;
+  perSecond: number[];
+  /** Load generator CPU time; percent is of one core. */
+  cpu: { userS: number; systemS: number; percent: number };
+  errorSamples: string[];
+  /** HDR histogram, compressed base64, for merging results of several processes. */
+  histogram: string;
+}
+
+export function newHistogram() {
+  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
+}
+
+export function summarize(h: ReturnType<typeof newHistogram>): LatencySummary {
+  return {
+    p50: h.getValueAtPercentile(50),
+    p90: h.getValueAtPercentile(90),
+    p99: h.getValueAtPercentile(99),
+    p999: h.getValueAtPercentile(99.9),
+    max: h.maxValue,
+    mean: Math.round(h.mean),
+  };
+}
+
+export async function runLoad(o: LoadOptions): Promise<LoadResult> {
+  if (!o.durationS && !o.requests) throw new Error('give a duration or a request count');
+  if (o.clients < 1) throw new Error('need at least one client');
+  const hist = newHistogram();
+  const rng = new Prng(o.seed);
+  const value = new Uint8Array(o.valueSize).map((_, i) => 97 + (i % 26));
+  const counts = { sent: 0, answered: 0, errors: 0, timeouts: 0 };
+  const perSecond: number[] = [];
+  const errorSamples = new Set<string>();
+  const drivers = await Promise.all(Array.from({ length: o.clients }, (_, i) => makeDriver(o.driver, o.targets, i, o.timeoutMs, `lg-${randomUUID()}`)));
+  const cpu0 = process.cpuUsage();
+  const start = performance.now();
+  const deadline = o.durationS ? start + o.durationS * 1000 : Infinity;
+  let secondHist = newHistogram();
+  let lastSecond = 0;
+  const ticker = setInterval(() => {
+    const s = Math.floor((performance.now() - start) / 1000);
+    while (lastSecond < s) {
+      o.onSecond?.(lastSecond + 1, perSecond[lastSecond] ?? 0, secondHist.getValueAtPercentile(99));
+      secondHist = newHistogram();
+      lastSecond++;
+    }
+  }, 200);
+  const more = () => performance.now() < deadline && (o.requests === undefined || counts.sent < o.requests);
+
+  await Promise.all(
+    drivers.map(async (d) => {
+      while (more()) {
+        counts.sent++;
+        const key = String(rng.int(0, o.keys - 1));
+        const write = rng.float() < o.writeRatio;
+        const t0 = performance.now();
+        try {
+          if (write) await d.set(key, value);
+          else await d.get(key);
+          const us = Math.max(1, Math.round((performance.now() - t0) * 1000));
+          hist.recordValue(us);
+          secondHist.recordValue(us);
+          counts.answered++;
+          const sec = Math.floor((performance.now() - start) / 1000);
+          perSecond[sec] = (perSecond[sec] ?? 0) + 1;
+        } catch (e) {
+          if (e instanceof TimeoutError || /within \d+ ms|timed? ?out/i.test((e as Error).message)) counts.timeouts++;
+          else counts.errors++;
+          if (errorSamples.size < 5) errorSamples.add((e as Error).message.slice(0, 200));
+          // Back off a little after a failure so a dead target is not hammered.
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        if (o.thinkMs > 0) await new Promise((r) => setTimeout(r, o.thinkMs));
+      }
+    }),
+  );
+  const elapsedS = (performance.now() - start) / 1000;
+  clearInterval(ticker);
+  const cpu = process.cpuUsage(cpu0);
+  await Promise.all(drivers.map((d) => d.close()));
+  const fullSeconds = Math.ceil(elapsedS);
+  for (let i = 0; i < fullSeconds; i++) perSecond[i] ??= 0;
+  return {
+    driver: o.driver,
+    targets: o.targets,
+    clients: o.clients,
+    procs: 1,
+    keys: o.keys,
+    valueSize: o.valueSize,
+    writeRatio: o.writeRatio,
+    thinkMs: o.thinkMs,
+    ...counts,
+    elapsedS,
+    throughput: counts.answered / elapsedS,
+    latencyUs: summarize(hist),
+    perSecond: perSecond.slice(0, fullSeconds),
+    cpu: { userS: cpu.user / 1e6, systemS: cpu.system / 1e6, percent: ((cpu.user + cpu.system) / 1e6 / elapsedS) * 100 },
+    errorSamples: [...errorSamples],
+    histogram: hdr.encodeIntoCompressedBase64(hist),
+  };
+}
+
+/** Combine the results of several generator processes run side by side. */
+export function mergeResults(results: LoadResult[]): LoadResult {
+  if (results.length === 1) return results[0];
+  const hist = newHistogram();
+  for (const r of results) hist.add(hdr.decodeFromCompressedBase64(r.histogram));
+  const elapsedS = Math.max(...results.map((r) => r.elapsedS));
+  const perSecond: number[] = [];
+  for (const r of results) r.perSecond.forEach((n, i) => (perSecond[i] = (perSecond[i] ?? 0) + n));
+  const sum = (f: (r: LoadResult) => number) => results.reduce((a, r) => a + f(r), 0);
+  const answered = sum((r) => r.answered);
+  return {
+    ...results[0],
+    clients: sum((r) => r.clients),
+    procs: sum((r) => r.procs),
+    sent: sum((r) => r.sent),
+    answered,
+    errors: sum((r) => r.errors),
+    timeouts: sum((r) => r.timeouts),
+    elapsedS,
+    throughput: answered / elapsedS,
+    latencyUs: summarize(hist),
+    perSecond,
+    cpu: {
+      userS: sum((r) => r.cpu.userS),
+      systemS: sum((r) => r.cpu.systemS),
+      percent: sum((r) => r.cpu.percent),
+    },
+    errorSamples: [...new Set(results.flatMap((r) => r.errorSamples))].slice(0, 5),
+    histogram: hdr.encodeIntoCompressedBase64(hist),
+  };
+}
