@@ -8,6 +8,10 @@ const commands: Record<string, { summary: string; run: (argv: string[]) => Promi
     summary: 'run one replica (seed flags: --id --port --raft --join --hjoin --logfolder ...; --help for all)',
     run: async (argv) => (await import('./replica/cli.js')).runReplica(argv),
   },
+  loadgen: {
+    summary: 'closed-loop load (protobuf, text, http, etcd drivers), reports, --sweep-clients plots; --help for all',
+    run: async (argv) => (await import('./loadgen/cli.js')).runLoadgen(argv),
+  },
   client: {
     summary: 'interactive client: reads set-k-v / get-k / delete-k lines from stdin (--targets host:port,...)',
     run: async (argv) => (await import('./replica/interactive-client.js')).runInteractiveClient(argv),

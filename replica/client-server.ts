@@ -7,6 +7,7 @@
  */
 import net from 'node:net';
 import { HostPort, listenHost } from './addr.js';
+import { coalescedWrite } from './coalesce.js';
 import { ClientFrameDecoder, FrameError, clientFrame } from './framing.js';
 import { Command, Op, Response, Status, decodeCommand, encodeResponse } from './proto.js';
 import type { Replica } from './server.js';
@@ -104,7 +105,7 @@ export class ClientServer {
           const cmd = parseTextCommand(f.line);
           textChain = textChain.then(async () => {
             const answer = typeof cmd === 'string' ? `ERR ${cmd}` : textAnswer(await run(cmd, 'text'));
-            if (!socket.destroyed) socket.write(`${answer}\n`);
+            coalescedWrite(socket, `${answer}\n`);
             done();
           });
         } else {
@@ -112,12 +113,12 @@ export class ClientServer {
           try {
             cmd = decodeCommand(f.payload);
           } catch (e) {
-            socket.write(clientFrame(encodeResponse({ id: 0, status: Status.ERROR, error: `malformed command: ${(e as Error).message}` })));
+            coalescedWrite(socket, clientFrame(encodeResponse({ id: 0, status: Status.ERROR, error: `malformed command: ${(e as Error).message}` })));
             done();
             continue;
           }
           void run(cmd, 'protobuf').then((r) => {
-            if (!socket.destroyed) socket.write(clientFrame(encodeResponse(r)));
+            coalescedWrite(socket, clientFrame(encodeResponse(r)));
             done();
           });
         }

@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import { dialHost, parseHostPort } from './addr.js';
+import { coalescedWrite } from './coalesce.js';
 import { ClientFrameDecoder, clientFrame } from './framing.js';
 import { Command, Op, Response, Status, decodeResponse, encodeCommand } from './proto.js';
 
@@ -73,7 +74,7 @@ export class Connection {
         reject(new RaftKvError(`no answer from ${this.address} within ${this.timeoutMs} ms`, 'timeout'));
       }, this.timeoutMs);
       this.waiting.set(id, { resolve, reject, timer });
-      this.socket.write(clientFrame(encodeCommand({ ...cmd, id })));
+      coalescedWrite(this.socket, clientFrame(encodeCommand({ ...cmd, id })));
     });
   }
 

@@ -1,0 +1,187 @@
+/**
+ * `raftkv loadgen`: closed-loop load against raftkv (protobuf, text, HTTP) or etcd, with live
+ * progress, a final table, JSON/CSV output, several generator processes, and client sweeps
+ * that draw the throughput-vs-latency curve.
+ */
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { loadSeedConfig } from './config.js';
+import { DRIVERS, DriverName } from './drivers.js';
+import { sweepSvg } from './plot.js';
+import { csv, table } from './report.js';
+import { LoadOptions, LoadResult, mergeResults, runLoad } from './run.js';
+
+export const LOADGEN_HELP = `usage: raftkv loadgen [flags]
+
+Targets (one of):
+  --targets HOST:PORT,...   replicas' client addresses (etcd: client URLs' host:port)
+  --config FILE             the seed's client TOML: rep, svrIps, udpport, localip, thinkingTimeMsec
+Load:
+  --driver NAME             protobuf (default) | text | http | etcd
+  --clients N               closed-loop clients (default 4); each waits for its answer
+  --duration S              seconds to run (default 10)   or   --requests N in total
+  --keys N                  key space: keys 0..N-1 (default 1000)
+  --data 0|1|2              value size as in the seed: 128 B, 1 KB, 4 KB
+  --value-size BYTES        value size (default 128)
+  --write-ratio R           fraction of writes, 0..1 (default 0.5)
+  --think MS                think time after each answer (default 0; TOML thinkingTimeMsec)
+  --timeout MS              per-request timeout (default 2000)
+  --seed N                  key/op choice seed (default: time)
+  --procs N                 generator processes, results merged (default 1)
+Output:
+  --json FILE|-             full results as JSON        --csv FILE   summary rows as CSV
+  --sweep-clients 1,4,7     run once per client count, then draw throughput vs p90 latency
+  --plot FILE               the sweep's plot (SVG; default loadgen-sweep.svg)
+  --quiet                   no progress line
+`;
+
+const Flags = z.object({
+  targets: z.string().optional(),
+  config: z.string().optional(),
+  driver: z.enum(DRIVERS as [DriverName, ...DriverName[]]).default('protobuf'),
+  clients: z.coerce.number().int().min(1).max(10_000).default(4),
+  duration: z.coerce.number().positive().optional(),
+  requests: z.coerce.number().int().positive().optional(),
+  keys: z.coerce.number().int().min(1).default(1000),
+  data: z.enum(['0', '1', '2']).optional(),
+  'value-size': z.coerce.number().int().min(0).max(64 << 20).optional(),
+  'write-ratio': z.coerce.number().min(0).max(1).default(0.5),
+  think: z.coerce.number().min(0).optional(),
+  timeout: z.coerce.number().int().min(1).default(2000),
+  seed: z.coerce.number().int().min(0).optional(),
+  procs: z.coerce.number().int().min(1).max(64).default(1),
+  json: z.string().optional(),
+  csv: z.string().optional(),
+  'sweep-clients': z.string().optional(),
+  plot: z.string().default('loadgen-sweep.svg'),
+  quiet: z.boolean().default(false),
+  child: z.boolean().default(false),
+});
+
+const SEED_SIZES = { '0': 128, '1': 1024, '2': 4096 } as const;
+
+export function parseLoadgenArgs(argv: string[]): { load: Omit<LoadOptions, 'clients'>; flags: z.infer<typeof Flags>; sweep?: number[] } {
+  const booleans = new Set(['quiet', 'child']);
+  const { values } = parseArgs({
+    args: argv.map((a) => (/^-[a-z][a-z-]+(=.*)?$/.test(a) ? `-${a}` : a)),
+    options: Object.fromEntries(Object.keys(Flags.shape).map((k) => [k, { type: booleans.has(k) ? ('boolean' as const) : ('string' as const) }])),
+    strict: true,
+  });
+  const p = Flags.safeParse(values);
+  if (!p.success) throw new Error(p.error.issues.map((i) => `--${i.path.join('.')}: ${i.message}`).join('\n'));
+  const f = p.data;
+  let targets = f.targets?.split(',').map((t) => t.trim()).filter(Boolean);
+  let think = f.think;
+  if (f.config) {
+    const cfg = loadSeedConfig(f.config);
+    targets ??= cfg.svrIps;
+    think ??= cfg.thinkingTimeMsec;
+  }
+  if (!targets || targets.length === 0) throw new Error('give --targets or --config');
+  if (f.duration !== undefined && f.requests !== undefined) throw new Error('--duration and --requests are exclusive');
+  const sweep = f['sweep-clients']?.split(',').map((s) => {
+    const n = Number(s);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`--sweep-clients: '${s}' is not a positive integer`);
+    return n;
+  });
+  return {
+    flags: f,
+    sweep,
+    load: {
+      driver: f.driver,
+      targets,
+      durationS: f.requests === undefined ? (f.duration ?? 10) : undefined,
+      requests: f.requests,
+      keys: f.keys,
+      valueSize: f['value-size'] ?? (f.data ? SEED_SIZES[f.data] : 128),
+      writeRatio: f['write-ratio'],
+      thinkMs: think ?? 0,
+      timeoutMs: f.timeout,
+      seed: f.seed ?? Date.now() % 2 ** 31,
+    },
+  };
+}
+
+/** Run one load point, in this process or split over `procs` child processes. */
+async function runPoint(load: Omit<LoadOptions, 'clients'>, clients: number, procs: number, argv: string[], progress: boolean): Promise<LoadResult> {
+  const onSecond = progress
+    ? (s: number, n: number, p99: number) => process.stderr.write(`\r[${String(s).padStart(4)}s] ${String(n).padStart(7)} ops/s  p99 ${(p99 / 1000).toFixed(2)} ms   `)
+    : undefined;
+  if (procs <= 1) {
+    const r = await runLoad({ ...load, clients, onSecond });
+    if (progress) process.stderr.write('\n');
+    return r;
+  }
+  const per = Array.from({ length: procs }, (_, i) => Math.floor(clients / procs) + (i < clients % procs ? 1 : 0)).filter((n) => n > 0);
+  const strip = new Set(['--procs', '--clients', '--json', '--csv', '--sweep-clients', '--plot', '--seed', '--requests']);
+  const base: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (strip.has(argv[i])) i++;
+    else if (argv[i] !== '--quiet') base.push(argv[i]);
+  }
+  const results = await Promise.all(
+    per.map(
+      (n, i) =>
+        new Promise<LoadResult>((resolve, reject) => {
+          const args = [process.argv[1], 'loadgen', ...base, '--child', '--quiet', '--clients', String(n), '--seed', String(load.seed + i)];
+          if (load.requests !== undefined) args.push('--requests', String(Math.max(1, Math.round((load.requests * n) / clients))));
+          const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+          let out = '';
+          child.stdout.on('data', (d) => (out += d.toString()));
+          child.on('error', reject);
+          child.on('exit', (code) => {
+            if (code !== 0) return reject(new Error(`generator process ${i} exited with ${code}`));
+            try {
+              resolve(JSON.parse(out) as LoadResult);
+            } catch {
+              reject(new Error(`generator process ${i} printed no result`));
+            }
+          });
+        }),
+    ),
+  );
+  return mergeResults(results);
+}
+
+export async function runLoadgen(argv: string[]): Promise<void> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(LOADGEN_HELP);
+    return;
+  }
+  let parsed: ReturnType<typeof parseLoadgenArgs>;
+  try {
+    parsed = parseLoadgenArgs(argv);
+  } catch (e) {
+    console.error(`raftkv loadgen: ${(e as Error).message}\n(see raftkv loadgen --help)`);
+    process.exitCode = 2;
+    return;
+  }
+  const { load, flags, sweep } = parsed;
+  if (flags.child) {
+    const r = await runLoad({ ...load, clients: flags.clients });
+    process.stdout.write(JSON.stringify(r));
+    return;
+  }
+  const progress = !flags.quiet && process.stderr.isTTY;
+  const points = sweep ?? [flags.clients];
+  const results: LoadResult[] = [];
+  for (const clients of points) {
+    if (sweep && !flags.quiet) console.error(`-- ${clients} clients`);
+    results.push(await runPoint(load, clients, flags.procs, argv, progress));
+  }
+  console.log(`driver ${load.driver}, targets ${load.targets.join(',')}, value ${load.valueSize} B, keys ${load.keys}, writes ${Math.round(load.writeRatio * 100)}%, seed ${load.seed}`);
+  console.log(table(results));
+  for (const r of results) if (r.errorSamples.length > 0) console.log(`errors with ${r.clients} clients, e.g.: ${r.errorSamples.join(' | ')}`);
+  if (flags.json) {
+    const text = JSON.stringify(sweep ? results : results[0], null, 2);
+    if (flags.json === '-') console.log(text);
+    else writeFileSync(flags.json, text);
+  }
+  if (flags.csv) writeFileSync(flags.csv, csv(results));
+  if (sweep) {
+    writeFileSync(flags.plot, sweepSvg([{ name: `${load.driver} (${load.targets.length} targets)`, points: results }], `raftkv: throughput vs p90 latency, ${load.valueSize} B values, ${Math.round(load.writeRatio * 100)}% writes`));
+    console.log(`plot written to ${flags.plot}`);
+  }
+}
