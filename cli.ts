@@ -4,6 +4,10 @@
  * and is loaded on demand so `raftkv --help` stays instant.
  */
 const commands: Record<string, { summary: string; run: (argv: string[]) => Promise<void> }> = {
+  local: {
+    summary: 'run a RaftCluster manifest (default deploys/kv-notlog.yaml) as local processes; Ctrl-C stops',
+    run: async (argv) => (await import('./local/run.js')).runLocal(argv),
+  },
   replica: {
     summary: 'run one replica (seed flags: --id --port --raft --join --hjoin --logfolder ...; --help for all)',
     run: async (argv) => (await import('./replica/cli.js')).runReplica(argv),

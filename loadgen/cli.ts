@@ -164,6 +164,10 @@ export async function runLoadgen(argv: string[]): Promise<void> {
     process.stdout.write(JSON.stringify(r));
     return;
   }
+  if (process.env.RAFTKV_EXIT_WITH_PARENT === '1') {
+    process.stdin.on('end', () => process.exit(0));
+    process.stdin.resume();
+  }
   const progress = !flags.quiet && process.stderr.isTTY;
   const points = sweep ?? [flags.clients];
   const results: LoadResult[] = [];

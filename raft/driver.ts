@@ -259,10 +259,12 @@ export class RaftDriver {
   }
 
   private async process(rd: Ready): Promise<void> {
+    const early = rd.sendBeforePersist && rd.messages.length > 0;
+    if (early) this.transport.send(rd.messages);
     if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
       await this.storage.save({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
     }
-    if (rd.messages.length > 0) this.transport.send(rd.messages);
+    if (!early && rd.messages.length > 0) this.transport.send(rd.messages);
     if (rd.softState) this.opts.onSoftState?.(rd.softState);
     if (rd.membership) this.opts.onMembership?.(rd.membership);
     if (rd.snapshot) {

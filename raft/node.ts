@@ -79,6 +79,12 @@ export interface Ready {
   readStates: ReadState[];
   /** Present when membership changed in this batch (for the driver's address book). */
   membership?: Membership;
+  /**
+   * The messages may be sent before the persist finishes: this node leads, and the batch
+   * changes neither term nor vote. A leader's disk write can then overlap its followers'
+   * (Raft thesis §10.2.1); it counts itself toward commitment only after advance().
+   */
+  sendBeforePersist: boolean;
 }
 
 interface PendingRead {
@@ -169,7 +175,6 @@ export class RaftNode {
   private needsFlush = false;
   /** A read is waiting for a heartbeat round; one round serves every read queued before it. */
   private readRoundNeeded = false;
-  private commitBroadcastNeeded = false;
   private prevHardState: HardState;
   private prevSoftState: SoftState;
   private inFlightReady: Ready | undefined;
@@ -376,7 +381,7 @@ export class RaftNode {
 
   hasReady(): boolean {
     if (this.inFlightReady) return false;
-    if (this.needsFlush || this.commitBroadcastNeeded || this.readRoundNeeded) this.flushAppends();
+    if (this.needsFlush || this.readRoundNeeded) this.flushAppends();
     return (
       this.msgs.length > 0 ||
       this.readStates.length > 0 ||
@@ -399,15 +404,16 @@ export class RaftNode {
     for (const e of committed) {
       if (e.type === EntryType.ConfChange && e.index > this.membershipIndex) this.applyCommittedConfChange(e);
     }
-    if (this.needsFlush || this.commitBroadcastNeeded || this.readRoundNeeded) this.flushAppends();
+    if (this.needsFlush || this.readRoundNeeded) this.flushAppends();
 
+    const hs = this.hardState();
     const rd: Ready = {
       entries: this.log.unstable(),
       committed,
       messages: this.msgs,
       readStates: this.readStates,
+      sendBeforePersist: this.role === Role.Leader && hs.term === this.prevHardState.term && hs.vote === this.prevHardState.vote,
     };
-    const hs = this.hardState();
     if (!sameHardState(hs, this.prevHardState)) rd.hardState = hs;
     const ss = this.softState();
     if (ss.leader !== this.prevSoftState.leader || ss.role !== this.prevSoftState.role) rd.softState = ss;
@@ -745,6 +751,7 @@ export class RaftNode {
         this.startCampaign(true);
         return undefined;
       case MessageType.ReadIndexResp:
+        this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
         this.readStates.push({ index: m.index, context: m.context });
         return undefined;
       default:
@@ -914,8 +921,9 @@ export class RaftNode {
     const idx = matches[quorum(matches.length) - 1];
     // Only entries of the current term are committed by counting (Raft §5.4.2).
     if (idx > this.log.committed && this.log.term(idx) === this.term) {
+      // Followers learn the new commit index from the next append or heartbeat (or a read
+      // index answer); an immediate empty append per commit would double the messages.
       this.log.commitTo(idx);
-      this.commitBroadcastNeeded = true;
       this.releaseReadsAwaitingCommit();
       return true;
     }
@@ -924,10 +932,8 @@ export class RaftNode {
 
   /** Send what each follower is missing, within its flow-control window. */
   private flushAppends(): void {
-    const commitBroadcast = this.commitBroadcastNeeded;
     const readRound = this.readRoundNeeded;
     this.needsFlush = false;
-    this.commitBroadcastNeeded = false;
     this.readRoundNeeded = false;
     if (this.role !== Role.Leader) return;
     const last = this.log.lastIndex();
@@ -935,9 +941,8 @@ export class RaftNode {
       if (id === this.id || pr.isPaused()) continue;
       if (pr.next <= last) {
         while (!pr.isPaused() && pr.next <= last && this.sendAppend(id, pr));
-      } else if ((pr.state === ProgressState.Probe && pr.match < last) || (commitBroadcast && pr.match >= this.log.committed)) {
-        // An empty append: probes where the logs agree, or tells a caught-up follower the
-        // new commit index without waiting for the next heartbeat.
+      } else if (pr.state === ProgressState.Probe && pr.match < last) {
+        // An empty append probes where the logs agree.
         this.sendAppend(id, pr);
       }
     }
@@ -1079,8 +1084,14 @@ export class RaftNode {
   }
 
   private deliverRead(requester: NodeId, index: number, context: string): void {
-    if (requester === this.id) this.readStates.push({ index, context });
-    else this.send(message({ type: MessageType.ReadIndexResp, from: this.id, to: requester, term: this.term, index, context }));
+    if (requester === this.id) {
+      this.readStates.push({ index, context });
+      return;
+    }
+    // Carry the commit index (capped at what the requester has acknowledged, as heartbeats do)
+    // so the follower can apply up to the read point without waiting for the next heartbeat.
+    const commit = Math.min(this.progress.get(requester)?.match ?? 0, this.log.committed);
+    this.send(message({ type: MessageType.ReadIndexResp, from: this.id, to: requester, term: this.term, index, context, commit }));
   }
 
   // ---------------------------------------------------------------------------------------
@@ -1112,8 +1123,9 @@ export class RaftNode {
     this.membershipChanged = true;
     if (this.role !== Role.Leader) return;
     if (!this.membership.voters.includes(this.id)) {
-      // A leader removed (or demoted) steps down once the change commits (§4.2.2); the others
-      // elect a new leader after their election timeout.
+      // A leader removed (or demoted) steps down once the change commits (§4.2.2); a last
+      // heartbeat round tells the others it committed, then they elect a new leader.
+      this.broadcastHeartbeat();
       this.becomeFollower(this.term, NONE);
       return;
     }

@@ -204,6 +204,12 @@ export async function runReplica(argv: string[]): Promise<void> {
     }
     process.exit(code);
   };
+  if (process.env.RAFTKV_EXIT_WITH_PARENT === '1') {
+    // Run by `raftkv local`: stdin is a pipe from the parent; when it closes, the parent is gone.
+    process.stdin.on('end', () => void shutdown('parent exited', 0));
+    process.stdin.on('error', () => void shutdown('parent exited', 0));
+    process.stdin.resume();
+  }
   process.on('SIGTERM', () => void shutdown('SIGTERM', 0));
   process.on('SIGINT', () => void shutdown('SIGINT', 0));
   void replica.stopped.then((e) => {

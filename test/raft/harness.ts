@@ -174,10 +174,17 @@ export class Net {
     return [...this.nodes.values()].filter((n) => n.isLeader()).map((n) => n.id);
   }
 
+  /** Propose, replicate, then one heartbeat round so followers learn the commit index. */
   propose(id: string, text: string): { index: number; term: number } {
     const r = this.node(id).propose(new TextEncoder().encode(text));
     this.settle();
+    this.heartbeat(id);
     return r;
+  }
+
+  /** One heartbeat round from `id` if it leads (heartbeats carry the commit index). */
+  heartbeat(id: string): void {
+    if (this.node(id).isLeader()) this.tick(id);
   }
 
   appliedData(id: string): string[] {

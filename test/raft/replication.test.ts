@@ -34,8 +34,10 @@ describe('log replication (Raft §5.3, §5.4.2)', () => {
     net.deliver(rd.messages);
     a.advance();
     net.settle();
+    net.heartbeat('a');
     assert.equal(net.appliedData('c').length, 100);
     assert.ok(net.count(MessageType.App, 'a') - before < 10);
+    assert.equal(net.count(MessageType.App, 'a') - before, 2, 'no extra append per commit: followers learn it from heartbeats');
   });
 
   it('pipelining: appends are sent without waiting for answers, up to maxInflight per follower', () => {

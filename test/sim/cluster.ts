@@ -374,6 +374,8 @@ export class Simulation {
     if (!rd) return;
     node.busy = true;
     const inc = node.incarnation;
+    // A leader may send before its own fsync; a crash before the fsync then loses its copy.
+    if (rd.sendBeforePersist) for (const m of rd.messages) this.sendPeer(m);
     const needsSync = rd.entries.length > 0 || rd.hardState !== undefined || rd.snapshot !== undefined;
     this.at(needsSync ? this.rng.int(0, 3) : 0, () => {
       if (node.incarnation !== inc || !node.alive) return; // crashed before the fsync finished
@@ -394,7 +396,7 @@ export class Simulation {
       this.trace(`${node.id} is ${rd.softState.role} (term ${raft.term}, leader ${rd.softState.leader || '-'})`);
       if (rd.softState.role === Role.Leader) this.onLeader(node);
     }
-    for (const m of rd.messages) this.sendPeer(m);
+    if (!rd.sendBeforePersist) for (const m of rd.messages) this.sendPeer(m);
     if (rd.snapshot) {
       node.kv = SimKv.restore(rd.snapshot.data);
       node.lastSnapshotIndex = rd.snapshot.meta.index;

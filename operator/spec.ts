@@ -1,0 +1,87 @@
+/**
+ * The RaftCluster custom resource (raftkv.io/v1alpha1): its spec, validated with zod and
+ * defaults filled. Shared by the operator and by `raftkv local`, which runs the same topology
+ * as local processes.
+ */
+import { z } from 'zod';
+
+const Quantity = z.string().regex(/^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T|m)?$/, 'must be a Kubernetes quantity like 1Gi or 500m');
+
+export const LoadgenSpec = z
+  .object({
+    driver: z.enum(['protobuf', 'text', 'http']).default('protobuf'),
+    clients: z.number().int().min(1).max(10_000).default(4),
+    /** Seconds. */
+    duration: z.number().positive().default(10),
+    keys: z.number().int().min(1).default(1000),
+    valueSize: z.number().int().min(0).max(64 << 20).default(128),
+    writeRatio: z.number().min(0).max(1).default(0.5),
+    thinkMs: z.number().min(0).default(0),
+    /** Generator processes (pods) run in parallel, results merged. */
+    parallel: z.number().int().min(1).max(64).default(1),
+  })
+  .strict();
+
+export const RaftClusterSpec = z
+  .object({
+    app: z.enum(['kvstore', 'diskstorage', 'lmdb']).default('kvstore'),
+    replicas: z.number().int().min(1).max(15).default(3),
+    loggers: z.number().int().min(0).max(7).default(0),
+    /** Every replica writes each applied command synchronously to an application log. */
+    applog: z.boolean().default(false),
+    valueSize: z.number().int().min(8).default(128),
+    preload: z.number().int().min(0).default(0),
+    /** diskstorage key space. */
+    keys: z.number().int().min(1).default(1_000_000),
+    fsync: z.enum(['batch', 'always', 'never', 'memory']).default('batch'),
+    storage: z
+      .object({
+        ephemeral: z.boolean().default(true),
+        size: Quantity.default('1Gi'),
+        storageClassName: z.string().optional(),
+      })
+      .strict()
+      .default({}),
+    image: z.string().default('raftkv:latest'),
+    resources: z
+      .object({
+        requests: z.record(z.string(), Quantity).optional(),
+        limits: z.record(z.string(), Quantity).optional(),
+      })
+      .strict()
+      .default({}),
+    raft: z
+      .object({
+        electionTimeoutMs: z.number().int().min(2).default(1000),
+        heartbeatMs: z.number().int().min(1).default(100),
+        snapshotEvery: z.number().int().min(10).default(10_000),
+      })
+      .strict()
+      .refine((r) => r.electionTimeoutMs >= 2 * r.heartbeatMs, 'electionTimeoutMs must be at least twice heartbeatMs')
+      .default({}),
+    monitoring: z.object({ enabled: z.boolean().default(true), serviceMonitor: z.boolean().default(false) }).strict().default({}),
+    loadgen: LoadgenSpec.optional(),
+  })
+  .strict();
+
+export const RaftCluster = z.object({
+  apiVersion: z.literal('raftkv.io/v1alpha1'),
+  kind: z.literal('RaftCluster'),
+  metadata: z.object({ name: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS-1123 label'), namespace: z.string().optional() }).passthrough(),
+  spec: RaftClusterSpec.default({}),
+});
+
+export type RaftClusterSpec = z.infer<typeof RaftClusterSpec>;
+export type RaftCluster = z.infer<typeof RaftCluster>;
+
+/** Parse and validate a RaftCluster, with every problem named by its path. */
+export function parseRaftCluster(doc: unknown, source = 'manifest'): RaftCluster {
+  const r = RaftCluster.safeParse(doc);
+  if (!r.success) throw new Error(`${source}: invalid RaftCluster: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+  return r.data;
+}
+
+/** Member names follow one convention everywhere: <cluster>-<ordinal>, loggers <cluster>-log-<ordinal>. */
+export function replicaName(cluster: string, ordinal: number): string {
+  return `${cluster}-${ordinal}`;
+}
