@@ -167,6 +167,8 @@ export async function runLoadgen(argv: string[]): Promise<void> {
   if (process.env.RAFTKV_EXIT_WITH_PARENT === '1') {
     process.stdin.on('end', () => process.exit(0));
     process.stdin.resume();
+    // The lifeline must not keep a finished run alive.
+    (process.stdin as unknown as { unref?: () => void }).unref?.();
   }
   const progress = !flags.quiet && process.stderr.isTTY;
   const points = sweep ?? [flags.clients];

@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { loadManifest } from '../../local/run.js';
+import { CLI } from '../helpers/cluster.js';
+
+function manifest(name: string, loadgen: boolean): string {
+  return `apiVersion: raftkv.io/v1alpha1
+kind: RaftCluster
+metadata:
+  name: ${name}
+spec:
+  replicas: 3
+  raft: { electionTimeoutMs: 400, heartbeatMs: 40 }
+${loadgen ? '  loadgen: { clients: 3, duration: 2, keys: 20, writeRatio: 0.5 }\n' : ''}`;
+}
+
+/** Processes whose command line mentions `needle` (other than this test's own). */
+function processesWith(needle: string): string[] {
+  try {
+    return execFileSync('pgrep', ['-f', needle], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+function startLocal(file: string, extra: string[]): { p: ChildProcess; out: () => string; exited: Promise<number | null> } {
+  const p = spawn(process.execPath, [CLI, 'local', file, '--base-port', '0', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout!.on('data', (d) => (out += d.toString()));
+  p.stderr!.on('data', (d) => (out += d.toString()));
+  const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+  return { p, out: () => out, exited };
+}
+
+async function waitFor(pred: () => boolean, ms: number, what: string, out: () => string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${out()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('raftkv local', () => {
+  it('runs the manifest with its load generator, prints endpoints and results, and stops leaving nothing behind', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'raftkv-localtest-'));
+    try {
+      const file = join(dir, 'local-a.yaml');
+      writeFileSync(file, manifest('local-a', true));
+      const { out, exited } = startLocal(file, ['--duration', '9']);
+      assert.equal(await exited, 0, out());
+      const text = out();
+      assert.match(text, /local-a-0: client 127\.0\.0\.1:\d+ {2}http http:\/\/127\.0\.0\.1:\d+ {2}raft 127\.0\.0\.1:\d+/);
+      assert.match(text, /local-a-\d leads after \d+ ms/);
+      assert.match(text, /load generator: 3 clients for 2 s/);
+      assert.match(text, /protobuf\s+3\s+1\s+\d+\s+\d+\s+0\s+0/, 'the loadgen table, with no errors');
+      assert.match(text, /stopped, no process left behind/);
+      assert.deepEqual(processesWith('raftkv-local-local-a-'), []);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('serves clients at the printed endpoints and stops cleanly on Ctrl-C (SIGINT)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'raftkv-localtest-'));
+    try {
+      const file = join(dir, 'local-b.yaml');
+      writeFileSync(file, manifest('local-b', false));
+      const { p, out, exited } = startLocal(file, []);
+      await waitFor(() => /running; Ctrl-C to stop/.test(out()), 30_000, 'the cluster to run', out);
+      const http = /local-b-1: client \S+ {2}http (http:\/\/127\.0\.0\.1:\d+)/.exec(out())![1];
+      const put = await fetch(`${http}/v1/kv/hello`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ value: 'local' }) });
+      assert.equal(put.status, 200);
+      assert.deepEqual(await (await fetch(`${http}/v1/kv/hello`)).json(), { key: 'hello', value: 'local' });
+      p.kill('SIGINT');
+      assert.equal(await exited, 0);
+      assert.match(out(), /Ctrl-C; stopping 3 processes/);
+      assert.deepEqual(processesWith('raftkv-local-local-b-'), []);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('its replicas exit by themselves if it is killed with SIGKILL', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'raftkv-localtest-'));
+    try {
+      const file = join(dir, 'local-c.yaml');
+      writeFileSync(file, manifest('local-c', false));
+      const { p, out, exited } = startLocal(file, []);
+      await waitFor(() => /running; Ctrl-C to stop/.test(out()), 30_000, 'the cluster to run', out);
+      assert.equal(processesWith('raftkv-local-local-c-').length, 3);
+      p.kill('SIGKILL');
+      await exited;
+      await waitFor(() => processesWith('raftkv-local-local-c-').length === 0, 10_000, 'the orphaned replicas to exit', out);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the shipped manifests are valid, and a bad one is refused with the reason', async () => {
+    for (const f of ['deploys/kv-notlog.yaml', 'deploys/kv-applog.yaml', 'deploys/disk-notlog.yaml']) {
+      const rc = loadManifest(f);
+      assert.equal(rc.kind, 'RaftCluster');
+      assert.ok(rc.spec.replicas >= 1);
+    }
+    const dir = await mkdtemp(join(tmpdir(), 'raftkv-localtest-'));
+    try {
+      const bad = join(dir, 'bad.yaml');
+      writeFileSync(bad, 'apiVersion: raftkv.io/v1alpha1\nkind: RaftCluster\nmetadata: {name: Bad_Name}\nspec: {replicas: 0, app: redis}\n');
+      assert.throws(() => loadManifest(bad), /metadata\.name: must be a DNS-1123 label.*spec\.app|spec\.app.*metadata\.name/s);
+      const { out, exited } = startLocal(bad, []);
+      assert.equal(await exited, 2);
+      assert.match(out(), /invalid RaftCluster/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
