@@ -18,6 +18,8 @@ export const LOADGEN_HELP = `usage: raftkv loadgen [flags]
 Targets (one of):
   --targets HOST:PORT,...   replicas' client addresses (etcd: client URLs' host:port)
   --config FILE             the seed's client TOML: rep, svrIps, udpport, localip, thinkingTimeMsec
+  --discover CLUSTER        a RaftCluster's running replica pods, through the Kubernetes API
+                            (in-cluster account or KUBECONFIG); --namespace NS, --port-name NAME
 Load:
   --driver NAME             protobuf (default) | text | http | etcd
   --clients N               closed-loop clients (default 4); each waits for its answer
@@ -40,6 +42,9 @@ Output:
 const Flags = z.object({
   targets: z.string().optional(),
   config: z.string().optional(),
+  discover: z.string().optional(),
+  namespace: z.string().optional(),
+  'port-name': z.string().default('client'),
   driver: z.enum(DRIVERS as [DriverName, ...DriverName[]]).default('protobuf'),
   clients: z.coerce.number().int().min(1).max(10_000).default(4),
   duration: z.coerce.number().positive().optional(),
@@ -62,7 +67,7 @@ const Flags = z.object({
 
 const SEED_SIZES = { '0': 128, '1': 1024, '2': 4096 } as const;
 
-export function parseLoadgenArgs(argv: string[]): { load: Omit<LoadOptions, 'clients'>; flags: z.infer<typeof Flags>; sweep?: number[] } {
+export async function parseLoadgenArgs(argv: string[]): Promise<{ load: Omit<LoadOptions, 'clients'>; flags: z.infer<typeof Flags>; sweep?: number[] }> {
   const booleans = new Set(['quiet', 'child']);
   const { values } = parseArgs({
     args: argv.map((a) => (/^-[a-z][a-z-]+(=.*)?$/.test(a) ? `-${a}` : a)),
@@ -79,7 +84,13 @@ export function parseLoadgenArgs(argv: string[]): { load: Omit<LoadOptions, 'cli
     targets ??= cfg.svrIps;
     think ??= cfg.thinkingTimeMsec;
   }
-  if (!targets || targets.length === 0) throw new Error('give --targets or --config');
+  if (f.discover && !targets) {
+    const { discoverMembers } = await import('../discovery/kubernetes.js');
+    const found = await discoverMembers(f.discover, { namespace: f.namespace, portName: f.driver === 'http' ? 'http' : f['port-name'] });
+    if (found.length === 0) throw new Error(`--discover ${f.discover}: no running replica pods found`);
+    targets = found.map((m) => m.addr);
+  }
+  if (!targets || targets.length === 0) throw new Error('give --targets, --config or --discover');
   if (f.duration !== undefined && f.requests !== undefined) throw new Error('--duration and --requests are exclusive');
   const sweep = f['sweep-clients']?.split(',').map((s) => {
     const n = Number(s);
@@ -150,9 +161,9 @@ export async function runLoadgen(argv: string[]): Promise<void> {
     console.log(LOADGEN_HELP);
     return;
   }
-  let parsed: ReturnType<typeof parseLoadgenArgs>;
+  let parsed: Awaited<ReturnType<typeof parseLoadgenArgs>>;
   try {
-    parsed = parseLoadgenArgs(argv);
+    parsed = await parseLoadgenArgs(argv);
   } catch (e) {
     console.error(`raftkv loadgen: ${(e as Error).message}\n(see raftkv loadgen --help)`);
     process.exitCode = 2;
