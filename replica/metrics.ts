@@ -1,4 +1,5 @@
 /** Prometheus metrics of one replica (its own registry, so several can share a process). */
+import { readFileSync } from 'node:fs';
 import client from 'prom-client';
 
 export class ReplicaMetrics {
@@ -46,6 +47,31 @@ export class ReplicaMetrics {
     registers: [this.registry],
   });
   readonly keys = new client.Gauge({ name: 'raftkv_keys', help: 'Keys in the state machine', registers: [this.registry] });
+
+  readonly diskRead = new client.Gauge({
+    name: 'raftkv_process_disk_read_bytes',
+    help: 'Bytes this process caused to be read from storage (/proc/self/io read_bytes)',
+    registers: [this.registry],
+    collect: () => this.readProcIo(),
+  });
+  readonly diskWritten = new client.Gauge({
+    name: 'raftkv_process_disk_written_bytes',
+    help: 'Bytes this process caused to be written to storage (/proc/self/io write_bytes)',
+    registers: [this.registry],
+  });
+  readonly syscallsWrite = new client.Gauge({ name: 'raftkv_process_write_syscalls', help: 'write-like syscalls (/proc/self/io syscw)', registers: [this.registry] });
+
+  private readProcIo(): void {
+    try {
+      const io = readFileSync('/proc/self/io', 'utf8');
+      const field = (k: string) => Number(new RegExp(`^${k}: (\\d+)$`, 'm').exec(io)?.[1] ?? 0);
+      this.diskRead.set(field('read_bytes'));
+      this.diskWritten.set(field('write_bytes'));
+      this.syscallsWrite.set(field('syscw'));
+    } catch {
+      // Not Linux, or /proc unavailable: leave the gauges at zero.
+    }
+  }
 
   constructor(labels: Record<string, string>) {
     this.registry.setDefaultLabels(labels);

@@ -53,7 +53,7 @@ describe('a 3-node kvstore cluster of real processes', () => {
     assert.equal((await c.http(f, 'GET', '/healthz')).status, 200);
     assert.equal((await c.http(f, 'GET', '/readyz')).status, 200);
     const metrics = (await c.http(f, 'GET', '/metrics')).json as string;
-    for (const name of ['raftkv_raft_term', 'raftkv_raft_commit_index', 'raftkv_storage_append_seconds', 'raftkv_client_request_seconds', 'raftkv_peer_rtt_seconds', 'raftkv_process_cpu_seconds_total', 'raftkv_nodejs_eventloop_lag_seconds', 'raftkv_peer_bytes_total']) {
+    for (const name of ['raftkv_raft_term', 'raftkv_raft_commit_index', 'raftkv_storage_append_seconds', 'raftkv_client_request_seconds', 'raftkv_peer_rtt_seconds', 'raftkv_process_cpu_seconds_total', 'raftkv_nodejs_eventloop_lag_seconds', 'raftkv_peer_bytes_total', 'raftkv_process_disk_written_bytes']) {
       assert.ok(metrics.includes(name), `metrics expose ${name}`);
     }
   });
