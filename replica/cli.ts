@@ -17,6 +17,7 @@ Cluster identity and addresses (seed flags):
   --raft ADDR             Raft peer address (default :12000)
   --http ADDR             HTTP API address (default: raft port + 1000, e.g. :13000)
   --advertise-host HOST   host others use to reach this node (default 127.0.0.1 / the listen host)
+  --advertise-raft ADDR   raft address to announce when peers reach this node through a proxy
 Forming a cluster (only used when the data directory is empty):
   --peers ID=ADDR,...     static bootstrap: every initial member's raft address, same list on each
   --config FILE           static bootstrap from a seed KVStore cluster file:
@@ -62,6 +63,7 @@ const Flags = z.object({
   raft: Addr.default(':12000'),
   http: Addr.optional(),
   'advertise-host': z.string().optional(),
+  'advertise-raft': Addr.optional(),
   peers: z.string().optional(),
   config: z.string().optional(),
   hjoin: Addr.optional(),
@@ -133,6 +135,7 @@ export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?
     raftAddr: f.raft,
     httpAddr: http,
     advertiseHost: f['advertise-host'] ?? process.env.POD_IP,
+    advertiseRaft: f['advertise-raft'],
     hjoin: f.hjoin,
     join: f.join ? f.join.split(',').map((s) => s.trim()) : undefined,
     voter: !f.nonvoter,

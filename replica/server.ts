@@ -46,6 +46,8 @@ export interface ReplicaOptions {
   httpAddr: string;
   /** Host other nodes and clients use to reach this one when listening on all interfaces. */
   advertiseHost?: string;
+  /** Raft address to announce, when peers reach this node through something else (a proxy, a Service). */
+  advertiseRaft?: string;
   /** Seed --hjoin: bootstrap alone (when new) and accept join requests on this address too. */
   hjoin?: string;
   /** Seed --join: HTTP/join addresses of existing members to join through (when new). */
@@ -180,7 +182,8 @@ export class Replica {
       onBytes: (dir, n) => this.metrics.peerBytes.inc({ direction: dir }, n),
     });
     const adv = (hp: HostPort, port: number) => formatHostPort(o.advertiseHost ?? dialHost(hp), port);
-    this.raftAddr = advertise.raftAddr = adv(this.ports.raft, await this.transport.start());
+    const raftPort = await this.transport.start();
+    this.raftAddr = advertise.raftAddr = o.advertiseRaft ?? adv(this.ports.raft, raftPort);
     this.clientServer = new ClientServer(this, this.ports.client, o.maxValueBytes);
     this.clientAddr = advertise.clientAddr = adv(this.ports.client, await this.clientServer.start());
     this.http = new HttpApi(this, o.maxValueBytes);

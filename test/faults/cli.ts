@@ -1,0 +1,45 @@
+/**
+ * `npm run test:faults -- --time S --seed N [--nodes 3|5] [--scenarios K] [--verbose]`: run K
+ * fault-injection scenarios (seeds N, N+1, ...) of S seconds each against real processes.
+ * Prints a summary per scenario and exits 1 on any violation, with the seed and the nemesis log.
+ */
+import { parseArgs } from 'node:util';
+import { runScenario } from './scenario.js';
+
+const { values } = parseArgs({
+  options: {
+    time: { type: 'string', default: '30' },
+    seed: { type: 'string' },
+    nodes: { type: 'string', default: '5' },
+    scenarios: { type: 'string', default: '1' },
+    verbose: { type: 'boolean', default: false },
+  },
+});
+const time = Number(values.time);
+const seed0 = values.seed !== undefined ? Number(values.seed) : Date.now() % 100_000;
+const nodes = Number(values.nodes);
+const scenarios = Number(values.scenarios);
+if (!(time > 0) || !Number.isInteger(seed0) || (nodes !== 3 && nodes !== 5) || !(scenarios >= 1)) {
+  console.error('usage: --time SECONDS --seed N --nodes 3|5 --scenarios K');
+  process.exit(2);
+}
+let violations = 0;
+const totals = { ops: 0, acked: 0, indeterminate: 0, reads: 0, faults: 0 };
+for (let s = seed0; s < seed0 + scenarios; s++) {
+  const r = await runScenario({ seed: s, timeS: time, nodes: nodes as 3 | 5, log: values.verbose ? (l) => console.log(l) : undefined });
+  const nFaults = Object.values(r.faults).reduce((a, b) => a + b, 0);
+  totals.ops += r.ops;
+  totals.acked += r.writesAcked;
+  totals.indeterminate += r.writesIndeterminate;
+  totals.reads += r.readsOk;
+  totals.faults += nFaults;
+  console.log(`seed ${s}: ${r.ops} ops (${r.writesAcked} writes acked, ${r.writesIndeterminate} indeterminate, ${r.readsOk} reads), faults ${JSON.stringify(r.faults)}, violations ${r.violations.length}`);
+  if (r.violations.length > 0) {
+    violations++;
+    console.log(`VIOLATION with seed ${s} (rerun: npm run test:faults -- --time ${time} --seed ${s} --nodes ${nodes} --verbose)`);
+    for (const v of r.violations) console.log(v);
+    if (!values.verbose) for (const l of r.log) console.log(l);
+  }
+}
+console.log(`faults: ${scenarios} scenarios, ${totals.ops} ops, ${totals.acked} writes acked, ${totals.indeterminate} indeterminate, ${totals.reads} reads, ${totals.faults} faults; violations: ${violations}`);
+process.exit(violations > 0 ? 1 : 0);

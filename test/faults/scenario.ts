@@ -1,0 +1,289 @@
+/**
+ * One fault-injection scenario against real replica processes on 127.0.0.1: a nemesis (kill -9,
+ * SIGSTOP pauses, partitions, flaky links, leadership transfers, membership changes) while
+ * concurrent clients record every operation; afterwards everything heals, the cluster must
+ * converge, and the history must be linearizable. Seeded: the same seed makes the same choices
+ * (the timing of real processes still varies, so a failure is replayed by rerunning its seed).
+ */
+import { RaftKvClient } from '../../replica/client.js';
+import { Prng } from '../../util/prng.js';
+import { TestCluster, sleep } from '../helpers/cluster.js';
+import { Operation, checkHistory, formatOps } from '../sim/linearizability.js';
+import { FaultProxy, LinkFaults } from './proxy.js';
+
+export interface ScenarioOptions {
+  seed: number;
+  /** Seconds of faults and load. */
+  timeS: number;
+  nodes: 3 | 5;
+  clients?: number;
+  keys?: number;
+  log?: (line: string) => void;
+}
+
+export interface ScenarioResult {
+  seed: number;
+  ops: number;
+  writesAcked: number;
+  writesIndeterminate: number;
+  readsOk: number;
+  faults: Record<string, number>;
+  violations: string[];
+  log: string[];
+}
+
+export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
+  const rng = new Prng(o.seed);
+  const lines: string[] = [];
+  const t0 = Date.now();
+  const log = (l: string) => {
+    const line = `${String(Date.now() - t0).padStart(6)}ms ${l}`;
+    lines.push(line);
+    o.log?.(line);
+  };
+  const faults = new LinkFaults(rng);
+  const counts: Record<string, number> = {};
+  const count = (k: string) => (counts[k] = (counts[k] ?? 0) + 1);
+  const c = await TestCluster.create(`faults-${o.seed}`);
+  const proxies = new Map<string, FaultProxy>();
+  const violations: string[] = [];
+  const history: Operation[] = [];
+  let nextNode = o.nodes + 1;
+  const paused = new Set<string>();
+  const down = new Set<string>();
+  const removed = new Set<string>();
+
+  const addNode = async (id: string) => {
+    const spec = await c.define(id);
+    const proxy = new FaultProxy(id, spec.raft, faults);
+    await proxy.start();
+    proxies.set(id, proxy);
+    return proxy;
+  };
+  const nodeArgs = (id: string) => ['--advertise-raft', `127.0.0.1:${proxies.get(id)!.port}`];
+  const members = () => [...c.nodes.keys()].filter((id) => !removed.has(id));
+  const liveMembers = () => members().filter((id) => !down.has(id) && !paused.has(id) && c.procs.has(id));
+  const leader = async (): Promise<string | undefined> => {
+    for (const id of liveMembers()) {
+      const s = await c.status(id);
+      if (s?.role === 'leader') return id;
+    }
+    return undefined;
+  };
+
+  try {
+    const ids = Array.from({ length: o.nodes }, (_, i) => `n${i + 1}`);
+    for (const id of ids) await addNode(id);
+    const peers = ids.map((id) => `${id}=127.0.0.1:${proxies.get(id)!.port}`).join(',');
+    for (const id of ids) c.start(id, ['--peers', peers, ...nodeArgs(id)]);
+    await c.waitLeader(ids);
+    log(`cluster of ${o.nodes} up, leader ${await leader()}`);
+
+    // ---- clients
+    const keys = Array.from({ length: o.keys ?? 4 }, (_, i) => `k${i}`);
+    const end = Date.now() + o.timeS * 1000;
+    let opId = 0;
+    const clientLoop = async (n: number) => {
+      const cl = new RaftKvClient({ targets: ids.map((id) => c.clientAddr(id)), timeoutMs: 1000, deadlineMs: 4000 });
+      let seq = 0;
+      while (Date.now() < end) {
+        const key = keys[rng.int(0, keys.length - 1)];
+        if (rng.chance(0.5)) {
+          const value = `c${n}-${++seq}`;
+          const op: Operation = { id: opId++, client: `c${n}`, key, kind: 'put', value, call: performance.now(), ret: Infinity };
+          try {
+            await cl.set(key, value);
+            op.ret = performance.now();
+          } catch {
+            // Outcome unknown: it may still be applied later.
+          }
+          history.push(op);
+        } else {
+          const call = performance.now();
+          try {
+            const v = await cl.getString(key);
+            history.push({ id: opId++, client: `c${n}`, key, kind: 'get', value: v ?? null, call, ret: performance.now() });
+          } catch {
+            // A failed read observed nothing.
+          }
+        }
+      }
+      cl.close();
+    };
+    const clientsDone = Promise.all(Array.from({ length: o.clients ?? 4 }, (_, i) => clientLoop(i + 1)));
+
+    // ---- nemesis
+    const restore: (() => Promise<void> | void)[] = [];
+    while (Date.now() < end - 500) {
+      await sleep(rng.int(400, 1500));
+      if (Date.now() >= end - 500) break;
+      const live = liveMembers();
+      const lead = await leader();
+      const pick = () => (lead && rng.chance(0.5) ? lead : live[rng.int(0, live.length - 1)]);
+      const kind = rng.pick(['kill', 'kill', 'pause', 'partition', 'partition', 'flaky', 'transfer', 'membership']);
+      count(kind);
+      switch (kind) {
+        case 'kill': {
+          if (down.size + paused.size >= Math.floor((members().length - 1) / 2) || live.length === 0) break;
+          const v = pick();
+          c.kill9(v);
+          down.add(v);
+          log(`NEMESIS kill -9 ${v}${v === lead ? ' (leader)' : ''}`);
+          const back = rng.int(200, 1500);
+          setTimeout(() => {
+            if (!down.has(v) || removed.has(v)) return;
+            down.delete(v);
+            c.start(v, nodeArgs(v));
+            log(`restart ${v}`);
+          }, back);
+          break;
+        }
+        case 'pause': {
+          if (down.size + paused.size >= Math.floor((members().length - 1) / 2) || live.length === 0) break;
+          const v = pick();
+          c.procs.get(v)?.kill('SIGSTOP');
+          paused.add(v);
+          log(`NEMESIS SIGSTOP ${v}${v === lead ? ' (leader)' : ''}`);
+          setTimeout(() => {
+            if (!paused.has(v)) return;
+            paused.delete(v);
+            c.procs.get(v)?.kill('SIGCONT');
+            log(`SIGCONT ${v}`);
+          }, rng.int(600, 1800));
+          break;
+        }
+        case 'partition': {
+          const all = members();
+          const shuffled = rng.shuffle([...all]);
+          const mode = all.length >= 5 && rng.chance(0.3) ? 'bridge' : lead && rng.chance(0.4) ? 'isolate-leader' : 'split';
+          if (mode === 'bridge') {
+            // Two halves that only the bridge node hears both of.
+            const [bridge, ...rest] = shuffled;
+            const half = Math.floor(rest.length / 2);
+            const a = rest.slice(0, half);
+            const b = rest.slice(half);
+            for (const x of a) for (const y of b) {
+              faults.cutLink(x, y);
+              faults.cutLink(y, x);
+            }
+            log(`NEMESIS partition bridge: {${a}} <- ${bridge} -> {${b}}`);
+          } else {
+            const side = mode === 'isolate-leader' ? [lead!] : shuffled.slice(0, rng.int(1, Math.floor(all.length / 2)));
+            for (const x of side) for (const y of all) if (!side.includes(y)) {
+              faults.cutLink(x, y);
+              faults.cutLink(y, x);
+            }
+            log(`NEMESIS partition ${mode}: {${side}} | rest`);
+          }
+          for (const p of proxies.values()) p.enforce();
+          const heal = rng.int(500, 2000);
+          restore.push(() => faults.healAll());
+          setTimeout(() => {
+            faults.healAll();
+            log('heal partition');
+          }, heal);
+          break;
+        }
+        case 'flaky': {
+          const all = members();
+          for (const x of all) for (const y of all) if (x !== y && rng.chance(0.5)) faults.setDelay(x, y, rng.int(5, 60));
+          faults.flakiness = rng.pick([0, 0.1, 0.3]);
+          for (const p of proxies.values()) p.enforce();
+          log(`NEMESIS flaky links (delays up to 60 ms, resets ${faults.flakiness})`);
+          setTimeout(() => {
+            faults.healAll();
+            log('links steady');
+          }, rng.int(500, 2000));
+          break;
+        }
+        case 'transfer': {
+          if (!lead) break;
+          const to = rng.pick(live.filter((id) => id !== lead));
+          if (!to) break;
+          const r = await c.http(lead, 'POST', '/v1/leader/transfer', { to }).catch(() => undefined);
+          log(`NEMESIS transfer ${lead} -> ${to}: ${r?.status ?? 'no answer'}`);
+          break;
+        }
+        case 'membership': {
+          const via = live[0];
+          if (!via) break;
+          const st = await c.status(via);
+          const voters = st?.members.filter((m) => m.role === 'voter').map((m) => m.id) ?? [];
+          if (voters.length > o.nodes || (voters.length > 3 && rng.chance(0.5))) {
+            const victim = rng.pick(voters.filter((v) => v !== lead && !down.has(v) && !paused.has(v)));
+            if (!victim) break;
+            const r = await c.http(via, 'DELETE', `/v1/members/${victim}`).catch(() => undefined);
+            log(`NEMESIS remove ${victim}: ${r?.status ?? 'no answer'}`);
+            if (r?.status === 200) {
+              removed.add(victim);
+              await c.terminate(victim);
+            }
+          } else {
+            const id = `n${nextNode++}`;
+            await addNode(id);
+            c.start(id, ['--join', `127.0.0.1:${c.nodes.get(via)!.http}`, ...nodeArgs(id)]);
+            log(`NEMESIS add ${id} (joins as non-voter, promoted once caught up)`);
+          }
+          break;
+        }
+      }
+    }
+    await clientsDone;
+
+    // ---- heal and converge
+    faults.healAll();
+    for (const f of restore) await f();
+    for (const v of paused) c.procs.get(v)?.kill('SIGCONT');
+    paused.clear();
+    for (const v of down) if (!removed.has(v)) c.start(v, nodeArgs(v));
+    down.clear();
+    log('heal everything');
+    const finalMembers = async () => {
+      const l = await c.waitLeader(members().filter((id) => c.procs.has(id)), 30_000);
+      const st = await c.status(l);
+      return st!.members.map((m) => m.id);
+    };
+    let mem = await finalMembers();
+    await c.waitConverged(mem, 30_000);
+    mem = await finalMembers();
+    // Final linearizable reads of every key: a lost acknowledged write shows up here.
+    const reader = new RaftKvClient({ targets: mem.map((id) => c.clientAddr(id)), timeoutMs: 2000, deadlineMs: 10_000 });
+    for (const key of keys) {
+      const call = performance.now();
+      const v = await reader.getString(key);
+      history.push({ id: opId++, client: 'final', key, kind: 'get', value: v ?? null, call, ret: performance.now() });
+    }
+    reader.close();
+    // Every member holds the same data.
+    await c.waitConverged(mem, 30_000);
+    for (const key of keys) {
+      const seen = new Set<string>();
+      for (const id of mem) {
+        const r = await c.http(id, 'GET', `/v1/kv/${key}?stale=1`);
+        seen.add(JSON.stringify(r.json));
+      }
+      if (seen.size > 1) violations.push(`replicas diverge on ${key}: ${[...seen].join(' vs ')}`);
+    }
+    const check = checkHistory(history);
+    if (check.ok === false) violations.push(`not linearizable on key ${check.key}: ${check.reason}\n${formatOps(check.ops.slice(-40))}`);
+    if (check.ok === 'unknown') log(`linearizability check inconclusive: ${check.reason}`);
+    const puts = history.filter((h) => h.kind === 'put');
+    return {
+      seed: o.seed,
+      ops: history.length,
+      writesAcked: puts.filter((p) => p.ret !== Infinity).length,
+      writesIndeterminate: puts.filter((p) => p.ret === Infinity).length,
+      readsOk: history.length - puts.length,
+      faults: counts,
+      violations,
+      log: lines,
+    };
+  } catch (e) {
+    violations.push(`scenario failed: ${(e as Error).message}`);
+    return { seed: o.seed, ops: history.length, writesAcked: 0, writesIndeterminate: 0, readsOk: 0, faults: counts, violations, log: [...lines, c.dump()] };
+  } finally {
+    for (const id of c.procs.keys()) c.procs.get(id)?.kill('SIGCONT');
+    for (const p of proxies.values()) await p.stop();
+    await c.destroy();
+  }
+}
