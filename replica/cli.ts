@@ -41,7 +41,10 @@ Raft:
   --election-timeout MS   election timeout (default 1000; the seed used 200)
   --heartbeat MS          heartbeat interval and tick (default 100; the seed used 50)
   --read-mode MODE        safe (ReadIndex, default) | lease (leader lease reads)
-  --token TOKEN           shared cluster token required on peer connections (or RAFTKV_TOKEN)
+  --token TOKEN           shared cluster token: required on peer connections and on join, member
+                          and transfer calls (x-raftkv-token header) (or RAFTKV_TOKEN)
+  --client-token TOKEN    require 'Authorization: Bearer TOKEN' on the HTTP key and status API
+                          (or RAFTKV_CLIENT_TOKEN)
 Profiling (seed flags):
   --cpuprofile FILE       write a V8 CPU profile (.cpuprofile) on exit
   --memprofile FILE       write a V8 heap snapshot (.heapsnapshot) on exit
@@ -82,6 +85,7 @@ const Flags = z.object({
   heartbeat: Int(1).default(100),
   'read-mode': z.enum(['safe', 'lease']).default('safe'),
   token: z.string().optional(),
+  'client-token': z.string().optional(),
   cpuprofile: z.string().optional(),
   memprofile: z.string().optional(),
 });
@@ -153,6 +157,7 @@ export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?
     snapshotEvery: f['snapshot-every'],
     readMode: f['read-mode'],
     token: f.token ?? process.env.RAFTKV_TOKEN,
+    clientToken: f['client-token'] ?? process.env.RAFTKV_CLIENT_TOKEN,
     cpuprofile: f.cpuprofile,
     memprofile: f.memprofile,
   };

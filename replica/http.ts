@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { RaftError } from '../raft/index.js';
 import { HostPort, dialHost, formatHostPort, listenHost } from './addr.js';
 import { Op, Response, Status } from './proto.js';
+import { bearer, sameSecret } from './secret.js';
 import type { Replica } from './server.js';
 
 const JoinBody = z.object({
@@ -50,6 +51,19 @@ export class HttpApi {
     const app = Fastify({ bodyLimit: this.maxValueBytes + (64 << 10), logger: false });
     const r = this.replica;
     app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+    const opts = r.opts;
+    // Membership and leadership changes need the cluster token; keys and status the client
+    // token, when configured. Probes and metrics stay open for the orchestrator.
+    app.addHook('onRequest', async (req, reply) => {
+      const path = req.url.split('?')[0];
+      const admin = path === '/join' || path.startsWith('/v1/members') || path.startsWith('/v1/leader');
+      if (admin && opts.token && !sameSecret(opts.token, (req.headers['x-raftkv-token'] as string | undefined) ?? bearer(req.headers.authorization))) {
+        return reply.code(401).send({ error: 'this call needs the cluster token (x-raftkv-token header)' });
+      }
+      if (!admin && opts.clientToken && (path.startsWith('/v1/kv') || path === '/v1/status') && !sameSecret(opts.clientToken, bearer(req.headers.authorization))) {
+        return reply.code(401).send({ error: 'this call needs the client token (Authorization: Bearer ...)' });
+      }
+    });
     app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
       const code = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
       void reply.code(code).send({ error: err.message });
@@ -162,9 +176,10 @@ export class HttpApi {
     if (!addr) return reply.code(503).send({ error: 'no leader elected yet; retry' });
     const [host, port] = [addr.slice(0, addr.lastIndexOf(':')), Number(addr.slice(addr.lastIndexOf(':') + 1))];
     try {
+      const token = this.replica.opts.token;
       const res = await fetch(`http://${formatHostPort(dialHost({ host, port }), port)}${path}`, {
         method,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(token ? { 'x-raftkv-token': token } : {}) },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(70_000),
       });

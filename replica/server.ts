@@ -68,7 +68,10 @@ export interface ReplicaOptions {
   maxValueBytes: number;
   snapshotEvery: number;
   readMode: 'safe' | 'lease';
+  /** Shared cluster secret: required on peer connections and on membership/transfer calls. */
   token?: string;
+  /** Optional bearer token required on the HTTP key-value and status API. */
+  clientToken?: string;
   log?: (line: string) => void;
 }
 
@@ -171,6 +174,13 @@ export class Replica {
       // peer announced when it connected to us (the leader always does, first).
       resolve: (id) => this.driver?.node.membership.addrs[id] ?? this.peerInfo.get(id)?.raftAddr,
       clusterId: () => this.clusterId,
+      // Only members may talk Raft to us; a new node that knows no members yet accepts the
+      // leader that is adding it (the cluster token and cluster id still apply).
+      admits: (id) => {
+        const m = this.driver?.node.membership;
+        if (!m || (m.voters.length === 0 && m.learners.length === 0)) return true;
+        return m.voters.includes(id) || m.learners.includes(id);
+      },
       onMessage: (m) => this.onPeerMessage(m),
       onUnreachable: (id) => this.driver?.reportUnreachable(id),
       onHello: (h) => {
@@ -411,7 +421,7 @@ export class Replica {
       try {
         const res = await fetch(`http://${formatHostPort(dialHost(hp), hp.port)}/join`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json' },
+          headers: { 'content-type': 'application/json', ...(this.opts.token ? { 'x-raftkv-token': this.opts.token } : {}) },
           body,
           signal: AbortSignal.timeout(65_000),
         });

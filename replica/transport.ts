@@ -5,6 +5,7 @@
  * loss, so a message for an unreachable peer is dropped and the core told (it then probes).
  */
 import net from 'node:net';
+import { sameSecret } from './secret.js';
 import { Message } from '../raft/index.js';
 import { HostPort, dialHost, listenHost, parseHostPort } from './addr.js';
 import { FrameError, PeerFrameDecoder, peerFrame } from './framing.js';
@@ -23,6 +24,8 @@ export interface TransportOptions {
   token?: string;
   /** Raft address of a peer, from the current membership (undefined: not a member). */
   resolve: (id: string) => string | undefined;
+  /** Whether a caller may connect: only members, once this node knows its membership. */
+  admits?: (id: string) => boolean;
   onMessage: (m: Message) => void;
   onUnreachable: (id: string) => void;
   onHello?: (h: Hello) => void;
@@ -178,8 +181,9 @@ export class PeerTransport {
           if (!hello) {
             if (f.kind !== KIND_HELLO) throw new FrameError('peer did not introduce itself');
             const h = decodeHello(f.payload);
-            if ((this.opts.token ?? '') !== h.token) throw new FrameError(`peer ${h.from} presented a wrong cluster token`);
+            if (!sameSecret(this.opts.token ?? '', h.token)) throw new FrameError(`peer ${h.from} presented a wrong cluster token`);
             if (!h.from) throw new FrameError('peer hello without an id');
+            if (this.opts.admits && !this.opts.admits(h.from)) throw new FrameError(`${h.from} is not a member of this cluster`);
             const mine = this.opts.clusterId();
             if (mine && h.clusterId && mine !== h.clusterId) throw new FrameError(`peer ${h.from} belongs to cluster ${h.clusterId}, not ${mine}`);
             hello = h;

@@ -33,6 +33,8 @@ export class TestCluster {
   readonly nodes = new Map<string, NodeSpec>();
   readonly procs = new Map<string, ChildProcess>();
   readonly logs = new Map<string, string>();
+  /** Bearer token sent on status and HTTP calls (for clusters run with --client-token). */
+  clientToken: string | undefined;
 
   private constructor(readonly dir: string) {}
 
@@ -101,7 +103,7 @@ export class TestCluster {
 
   async status(id: string): Promise<ReplicaStatusLite | undefined> {
     try {
-      const res = await fetch(this.httpUrl(id, '/v1/status'), { signal: AbortSignal.timeout(1000) });
+      const res = await fetch(this.httpUrl(id, '/v1/status'), { signal: AbortSignal.timeout(1000), headers: this.authHeaders() });
       return res.ok ? ((await res.json()) as ReplicaStatusLite) : undefined;
     } catch {
       return undefined;
@@ -138,7 +140,7 @@ export class TestCluster {
   async http(id: string, method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; json: unknown }> {
     const res = await fetch(this.httpUrl(id, path), {
       method,
-      headers: body === undefined ? {} : { 'content-type': contentType },
+      headers: { ...(body === undefined ? {} : { 'content-type': contentType }), ...this.authHeaders() },
       body: body === undefined ? undefined : typeof body === "string" ? body : body instanceof Uint8Array ? Buffer.from(body) : JSON.stringify(body),
       signal: AbortSignal.timeout(20_000),
     });
@@ -150,6 +152,10 @@ export class TestCluster {
       // not JSON
     }
     return { status: res.status, json };
+  }
+
+  private authHeaders(): Record<string, string> {
+    return this.clientToken ? { authorization: `Bearer ${this.clientToken}` } : {};
   }
 
   dump(): string {
