@@ -43,6 +43,9 @@ Raft:
   --read-mode MODE        safe (ReadIndex, default) | lease (leader lease reads)
   --token TOKEN           shared cluster token: required on peer connections and on join, member
                           and transfer calls (x-raftkv-token header) (or RAFTKV_TOKEN)
+  --tls-cert FILE         TLS: this node's certificate (PEM); with --tls-key and --tls-ca, peers use
+  --tls-key FILE          mutual TLS (only certificates signed by the CA get in) and the client port
+  --tls-ca FILE           and HTTP API serve TLS
   --client-token TOKEN    require 'Authorization: Bearer TOKEN' on the HTTP key and status API
                           (or RAFTKV_CLIENT_TOKEN)
 Profiling (seed flags):
@@ -86,6 +89,9 @@ const Flags = z.object({
   'read-mode': z.enum(['safe', 'lease']).default('safe'),
   token: z.string().optional(),
   'client-token': z.string().optional(),
+  'tls-cert': z.string().optional(),
+  'tls-key': z.string().optional(),
+  'tls-ca': z.string().optional(),
   cpuprofile: z.string().optional(),
   memprofile: z.string().optional(),
 });
@@ -96,6 +102,12 @@ const SeedClusterFile = z.object({
     Servers: z.array(z.object({ mypid: z.union([z.number(), z.string()]), url: z.string() })).min(1),
   }),
 });
+
+function tlsFiles(cert?: string, key?: string, ca?: string): { cert: string; key: string; ca: string } | undefined {
+  if (!cert && !key && !ca) return undefined;
+  if (!cert || !key || !ca) throw new Error('TLS needs all of --tls-cert, --tls-key and --tls-ca');
+  return { cert, key, ca };
+}
 
 /** Go-style single-dash long flags (`-id x`) become `--id x`. */
 export function normalizeArgs(argv: string[]): string[] {
@@ -158,6 +170,7 @@ export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?
     readMode: f['read-mode'],
     token: f.token ?? process.env.RAFTKV_TOKEN,
     clientToken: f['client-token'] ?? process.env.RAFTKV_CLIENT_TOKEN,
+    tls: tlsFiles(f['tls-cert'], f['tls-key'], f['tls-ca']),
     cpuprofile: f.cpuprofile,
     memprofile: f.memprofile,
   };

@@ -6,6 +6,8 @@
  * or the connection closed when the stream itself cannot be trusted (an oversized frame).
  */
 import net from 'node:net';
+import tls from 'node:tls';
+import type { TlsMaterial } from './tls.js';
 import { HostPort, listenHost } from './addr.js';
 import { coalescedWrite } from './coalesce.js';
 import { ClientFrameDecoder, FrameError, clientFrame } from './framing.js';
@@ -53,11 +55,12 @@ export class ClientServer {
     private readonly replica: Replica,
     private readonly listen: HostPort,
     private readonly maxValueBytes: number,
+    private readonly tls?: TlsMaterial,
   ) {}
 
   /** Listen; returns the bound port. */
   async start(): Promise<number> {
-    const server = net.createServer((s) => this.serve(s));
+    const server = this.tls ? tls.createServer({ key: this.tls.key, cert: this.tls.cert }, (s) => this.serve(s)) : net.createServer((s) => this.serve(s));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import net from 'node:net';
+import tls from 'node:tls';
 import { dialHost, parseHostPort } from './addr.js';
 import { coalescedWrite } from './coalesce.js';
 import { ClientFrameDecoder, clientFrame } from './framing.js';
@@ -32,12 +33,13 @@ export class Connection {
   constructor(
     readonly address: string,
     private readonly timeoutMs: number,
+    tlsOptions?: { ca: string | Buffer },
   ) {
     const hp = parseHostPort(address, 'replica address');
-    this.socket = net.connect({ host: dialHost(hp), port: hp.port });
+    this.socket = tlsOptions ? tls.connect({ host: dialHost(hp), port: hp.port, ca: tlsOptions.ca }) : net.connect({ host: dialHost(hp), port: hp.port });
     this.socket.setNoDelay(true);
     this.ready = new Promise((resolve, reject) => {
-      this.socket.once('connect', resolve);
+      this.socket.once(tlsOptions ? 'secureConnect' : 'connect', resolve);
       this.socket.once('error', reject);
     });
     this.ready.catch(() => undefined);
@@ -103,6 +105,8 @@ export interface ClientOptions {
   deadlineMs?: number;
   /** Session id; a fresh one per client by default. */
   clientId?: string;
+  /** Connect with TLS, trusting this CA (for replicas run with --tls-*). */
+  tls?: { ca: string | Buffer };
 }
 
 export class RaftKvClient {
@@ -185,7 +189,7 @@ export class RaftKvClient {
   }
 
   private connection(): Connection {
-    if (!this.conn || this.conn.closed) this.conn = new Connection(this.opts.targets[this.target], this.timeoutMs);
+    if (!this.conn || this.conn.closed) this.conn = new Connection(this.opts.targets[this.target], this.timeoutMs, this.opts.tls);
     return this.conn;
   }
 }

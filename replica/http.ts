@@ -8,6 +8,7 @@ import { RaftError } from '../raft/index.js';
 import { HostPort, dialHost, formatHostPort, listenHost } from './addr.js';
 import { Op, Response, Status } from './proto.js';
 import { bearer, sameSecret } from './secret.js';
+import { requestJson } from './tls.js';
 import type { Replica } from './server.js';
 
 const JoinBody = z.object({
@@ -48,7 +49,10 @@ export class HttpApi {
   }
 
   private build(): FastifyInstance {
-    const app = Fastify({ bodyLimit: this.maxValueBytes + (64 << 10), logger: false });
+    const t = this.replica.tlsMaterial;
+    const app = (t
+      ? Fastify({ bodyLimit: this.maxValueBytes + (64 << 10), logger: false, https: { key: t.key, cert: t.cert } })
+      : Fastify({ bodyLimit: this.maxValueBytes + (64 << 10), logger: false })) as unknown as FastifyInstance;
     const r = this.replica;
     app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
     const opts = r.opts;
@@ -177,13 +181,15 @@ export class HttpApi {
     const [host, port] = [addr.slice(0, addr.lastIndexOf(':')), Number(addr.slice(addr.lastIndexOf(':') + 1))];
     try {
       const token = this.replica.opts.token;
-      const res = await fetch(`http://${formatHostPort(dialHost({ host, port }), port)}${path}`, {
+      const ca = this.replica.tlsMaterial?.ca;
+      const res = await requestJson(`${ca ? 'https' : 'http'}://${formatHostPort(dialHost({ host, port }), port)}${path}`, {
         method,
         headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(token ? { 'x-raftkv-token': token } : {}) },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(70_000),
+        timeoutMs: 70_000,
+        ca,
       });
-      return reply.code(res.status).send(await res.json());
+      return reply.code(res.status).send(res.json ?? { error: res.text });
     } catch (e) {
       return reply.code(503).send({ error: `forwarding to the leader at ${addr} failed: ${(e as Error).message}` });
     }

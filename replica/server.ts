@@ -32,6 +32,7 @@ import { ApplyStatus, KvStateMachine, parseResult } from './kv-machine.js';
 import { ReplicaMetrics } from './metrics.js';
 import { Command, Op, Response, Status, encodeKvCommand } from './proto.js';
 import { PeerTransport } from './transport.js';
+import { TlsFiles, TlsMaterial, loadTls, requestJson } from './tls.js';
 
 export type AppName = 'kvstore' | 'diskstorage' | 'lmdb';
 export type FsyncSetting = 'always' | 'batch' | 'never' | 'memory';
@@ -72,6 +73,8 @@ export interface ReplicaOptions {
   token?: string;
   /** Optional bearer token required on the HTTP key-value and status API. */
   clientToken?: string;
+  /** TLS for peer (mutual), client and HTTP traffic. */
+  tls?: TlsFiles;
   log?: (line: string) => void;
 }
 
@@ -123,6 +126,7 @@ export class Replica {
   private gaugeTimer: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
   private lastLeader = '';
+  readonly tlsMaterial: TlsMaterial | undefined;
   /** Which cluster this node belongs to ('' for a new node until it is let in). */
   private clusterId = '';
   private readonly log: (line: string) => void;
@@ -137,6 +141,7 @@ export class Replica {
     this.log = opts.log ?? ((l) => console.log(l));
     this.metrics = new ReplicaMetrics({ node: opts.id });
     this.stopped = new Promise((r) => (this.resolveStopped = r));
+    this.tlsMaterial = loadTls(opts.tls);
   }
 
   /** Start a replica: recover or bootstrap, then serve. */
@@ -190,11 +195,12 @@ export class Replica {
         if (!this.clusterId && h.clusterId) this.setClusterId(h.clusterId);
       },
       onBytes: (dir, n) => this.metrics.peerBytes.inc({ direction: dir }, n),
+      tls: this.tlsMaterial,
     });
     const adv = (hp: HostPort, port: number) => formatHostPort(o.advertiseHost ?? dialHost(hp), port);
     const raftPort = await this.transport.start();
     this.raftAddr = advertise.raftAddr = o.advertiseRaft ?? adv(this.ports.raft, raftPort);
-    this.clientServer = new ClientServer(this, this.ports.client, o.maxValueBytes);
+    this.clientServer = new ClientServer(this, this.ports.client, o.maxValueBytes, this.tlsMaterial);
     this.clientAddr = advertise.clientAddr = adv(this.ports.client, await this.clientServer.start());
     this.http = new HttpApi(this, o.maxValueBytes);
     this.httpAddr = advertise.httpAddr = adv(this.ports.http, await this.http.start(this.ports.http, o.hjoin ? parseHostPort(o.hjoin, '--hjoin') : undefined));
@@ -331,7 +337,7 @@ export class Replica {
     }
     if (!this.leaderConn || this.leaderConn.closed || this.leaderConn.address !== addr) {
       this.leaderConn?.close();
-      this.leaderConn = new Connection(addr, 5000);
+      this.leaderConn = new Connection(addr, 5000, this.tlsMaterial && { ca: this.tlsMaterial.ca });
     }
     try {
       const r = await this.leaderConn.request({ ...cmd, forwarded: true });
@@ -419,17 +425,18 @@ export class Replica {
       const target = targets[attempt % targets.length];
       const hp = parseHostPort(target, '--join');
       try {
-        const res = await fetch(`http://${formatHostPort(dialHost(hp), hp.port)}/join`, {
+        const res = await requestJson(`${this.tlsMaterial ? 'https' : 'http'}://${formatHostPort(dialHost(hp), hp.port)}/join`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', ...(this.opts.token ? { 'x-raftkv-token': this.opts.token } : {}) },
           body,
-          signal: AbortSignal.timeout(65_000),
+          timeoutMs: 65_000,
+          ca: this.tlsMaterial?.ca,
         });
-        if (res.ok) {
+        if (res.status >= 200 && res.status < 300) {
           this.log(`${this.opts.id}: joined the cluster through ${target}`);
           return;
         }
-        const text = await res.text();
+        const text = res.text;
         if (res.status === 409 || res.status === 400) {
           this.log(`${this.opts.id}: join refused by ${target}: ${text}`);
           return;

@@ -5,6 +5,8 @@
  * loss, so a message for an unreachable peer is dropped and the core told (it then probes).
  */
 import net from 'node:net';
+import tls from 'node:tls';
+import type { TlsMaterial } from './tls.js';
 import { sameSecret } from './secret.js';
 import { Message } from '../raft/index.js';
 import { HostPort, dialHost, listenHost, parseHostPort } from './addr.js';
@@ -30,6 +32,8 @@ export interface TransportOptions {
   onUnreachable: (id: string) => void;
   onHello?: (h: Hello) => void;
   maxFrameBytes?: number;
+  /** Mutual TLS between peers: only holders of a certificate signed by the CA get in. */
+  tls?: TlsMaterial;
   /** Byte counters for metrics. */
   onBytes?: (direction: 'sent' | 'received', n: number) => void;
 }
@@ -59,7 +63,10 @@ export class PeerTransport {
   }
 
   async start(): Promise<number> {
-    const server = net.createServer((s) => this.accept(s));
+    const t = this.opts.tls;
+    const server = t
+      ? tls.createServer({ key: t.key, cert: t.cert, ca: t.ca, requestCert: true, rejectUnauthorized: true }, (s) => this.accept(s))
+      : net.createServer((s) => this.accept(s));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -128,10 +135,13 @@ export class PeerTransport {
     } catch {
       return false;
     }
-    const socket = net.connect({ host: dialHost(hp), port: hp.port });
+    const t = this.opts.tls;
+    const socket = t
+      ? tls.connect({ host: dialHost(hp), port: hp.port, key: t.key, cert: t.cert, ca: t.ca })
+      : net.connect({ host: dialHost(hp), port: hp.port });
     socket.setNoDelay(true);
     peer.socket = socket;
-    socket.on('connect', () => {
+    socket.on(t ? 'secureConnect' : 'connect', () => {
       peer.connected = true;
       peer.failures = 0;
       const hello = peerFrame(KIND_HELLO, encodeHello({ from: this.opts.id, token: this.opts.token ?? '', clusterId: this.opts.clusterId(), ...this.opts.advertise }));

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePorts } from './ports.js';
+import { requestJson } from '../../replica/tls.js';
 
 export const CLI = fileURLToPath(new URL('../../cli.js', import.meta.url));
 
@@ -35,6 +36,8 @@ export class TestCluster {
   readonly logs = new Map<string, string>();
   /** Bearer token sent on status and HTTP calls (for clusters run with --client-token). */
   clientToken: string | undefined;
+  /** CA to trust for clusters run with TLS (status calls then use https). */
+  ca: Buffer | undefined;
 
   private constructor(readonly dir: string) {}
 
@@ -98,13 +101,13 @@ export class TestCluster {
   }
 
   httpUrl(id: string, path: string): string {
-    return `http://127.0.0.1:${this.nodes.get(id)!.http}${path}`;
+    return `${this.ca ? 'https' : 'http'}://127.0.0.1:${this.nodes.get(id)!.http}${path}`;
   }
 
   async status(id: string): Promise<ReplicaStatusLite | undefined> {
     try {
-      const res = await fetch(this.httpUrl(id, '/v1/status'), { signal: AbortSignal.timeout(1000), headers: this.authHeaders() });
-      return res.ok ? ((await res.json()) as ReplicaStatusLite) : undefined;
+      const res = await requestJson(this.httpUrl(id, '/v1/status'), { method: 'GET', timeoutMs: 1000, headers: this.authHeaders(), ca: this.ca });
+      return res.status === 200 ? (res.json as ReplicaStatusLite) : undefined;
     } catch {
       return undefined;
     }
