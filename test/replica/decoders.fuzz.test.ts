@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { MessageType, RaftError, RaftNode, bootstrapEntries } from '../../raft/index.js';
+import { decodeRecord } from '../../raft/storage/records.js';
+import { decodeSnapshot } from '../../raft/storage/snapshots.js';
+import { ClientFrameDecoder, FrameError, PeerFrameDecoder, peerFrame } from '../../replica/framing.js';
+import { decodeCommand, decodeKvCommand, decodeRaftMessage, encodeHello } from '../../replica/proto.js';
+import { RaftKvClient } from '../../replica/client.js';
+import { TestCluster } from '../helpers/cluster.js';
+
+const seed = Number(process.env.RAFTKV_SEED ?? Date.now() % 1_000_000);
+const runs = { seed, numRuns: 400 };
+const bytes = fc.uint8Array({ maxLength: 600 }).map((b) => Buffer.from(b));
+
+/** A decoder may reject input only with an ordinary Error, never crash or hang. */
+function rejectsCleanly(fn: () => unknown): boolean {
+  try {
+    fn();
+    return true;
+  } catch (e) {
+    return e instanceof Error;
+  }
+}
+
+describe(`every decoder survives arbitrary bytes (fast-check seed ${seed}; RAFTKV_SEED replays)`, () => {
+  it('peer messages: decoding garbage fails cleanly, and whatever decodes is validated by the core before use', () => {
+    const boot = bootstrapEntries([{ id: 'a', addr: 'x' }, { id: 'b', addr: 'y' }]);
+    fc.assert(
+      fc.property(bytes, (b) => {
+        let m;
+        try {
+          m = decodeRaftMessage(b);
+        } catch (e) {
+          return e instanceof Error;
+        }
+        const node = new RaftNode({ id: 'b' }, { hardState: { term: 1, vote: '', commit: 2 }, entries: boot });
+        const before = JSON.stringify(node.hardState());
+        try {
+          node.step({ ...m, to: 'b' });
+        } catch (e) {
+          assert.ok(e instanceof RaftError && e.code === 'invalid-message', String(e));
+          assert.equal(JSON.stringify(node.hardState()), before, 'rejected input changed nothing');
+        }
+        return true;
+      }),
+      runs,
+    );
+  });
+
+  it('client commands, log commands, WAL records, snapshots', () => {
+    fc.assert(
+      fc.property(bytes, fc.nat(64), (b, off) => {
+        assert.ok(rejectsCleanly(() => decodeCommand(b)));
+        assert.ok(rejectsCleanly(() => decodeKvCommand(b)));
+        const r = decodeRecord(b, Math.min(off, b.length));
+        assert.ok(['record', 'truncated', 'corrupt'].includes(r.kind));
+        assert.ok(rejectsCleanly(() => decodeSnapshot(b)));
+        return true;
+      }),
+      runs,
+    );
+  });
+
+  it('stream framers split or refuse arbitrary chunks without losing their place', () => {
+    fc.assert(
+      fc.property(fc.array(bytes, { maxLength: 8 }), (chunks) => {
+        const peer = new PeerFrameDecoder(1 << 16);
+        const client = new ClientFrameDecoder(1 << 16, 4096);
+        for (const ch of chunks) {
+          for (const d of [peer, client]) {
+            try {
+              d.push(ch);
+            } catch (e) {
+              assert.ok(e instanceof FrameError);
+            }
+          }
+        }
+        return true;
+      }),
+      runs,
+    );
+  });
+});
+
+describe('the raft port of a live cluster under fuzzing', () => {
+  it('garbage after a valid hello drops that connection, never the node or its data', async () => {
+    const c = await TestCluster.create('rawfuzz');
+    const ids = ['f1', 'f2', 'f3'];
+    try {
+      for (const id of ids) await c.define(id);
+      for (const id of ids) c.start(id, ['--peers', c.peersFlag(ids)]);
+      await c.waitLeader(ids);
+      const client = new RaftKvClient({ targets: ids.map((id) => c.clientAddr(id)) });
+      await client.set('anchor', 'steady');
+      const port = c.nodes.get('f2')!.raft;
+      await fc.assert(
+        fc.asyncProperty(bytes, fc.boolean(), async (junk, framed) => {
+          await new Promise<void>((resolve) => {
+            const s = net.connect(port, '127.0.0.1', () => {
+              s.write(peerFrame(1, encodeHello({ from: 'f1', token: '', clientAddr: '', httpAddr: '', raftAddr: '', clusterId: '' })));
+              s.write(framed ? peerFrame(2, junk) : junk);
+              setTimeout(() => {
+                s.destroy();
+                resolve();
+              }, 30);
+            });
+            s.on('error', () => resolve());
+          });
+        }),
+        { seed, numRuns: 60 },
+      );
+      for (const id of ids) assert.equal(c.procs.get(id)!.exitCode, null, `${id} survived`);
+      assert.equal(await client.getString('anchor'), 'steady');
+      await client.set('after', 'fuzz');
+      client.close();
+      assert.ok(MessageType.App > 0);
+    } finally {
+      await c.destroy();
+    }
+  });
+});
