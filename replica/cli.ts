@@ -202,8 +202,7 @@ export async function runReplica(argv: string[]): Promise<void> {
     replica = await Replica.start(opts);
   } catch (e) {
     console.error(`raftkv replica: ${(e as Error).message}`);
-    process.exitCode = 1;
-    return;
+    process.exit(1);
   }
   let stopping = false;
   const shutdown = async (why: string, code: number) => {

@@ -153,7 +153,13 @@ export class Replica {
       http: parseHostPort(opts.httpAddr, '--http'),
     };
     const r = new Replica(opts, ports);
-    await r.boot();
+    try {
+      await r.boot();
+    } catch (e) {
+      // Release whatever was opened (ports, files) before reporting the failure.
+      await r.stop().catch(() => undefined);
+      throw e;
+    }
     return r;
   }
 
@@ -209,7 +215,14 @@ export class Replica {
     let members: { id: string; addr: string }[] | undefined;
     if (fresh) {
       if (o.peers && o.peers.length > 0) members = o.peers;
-      else if (!o.join || o.join.length === 0) members = [{ id: o.id, addr: this.raftAddr }];
+      else if (!o.join || o.join.length === 0) {
+        // A node that crashed while joining has no data yet; bootstrapping it alone now would
+        // make a second cluster out of a member of the first.
+        if (this.joinMarkerExists()) {
+          throw new Error(`${o.id} was joining a cluster (${join(o.dataDir, 'joining')}): start it with --join again, or remove its data directory to start a new cluster`);
+        }
+        members = [{ id: o.id, addr: this.raftAddr }];
+      } else this.writeJoinMarker();
     }
     this.clusterId = this.readClusterId() ?? '';
     if (fresh && members) this.setClusterId(clusterIdOf(members));
@@ -259,6 +272,16 @@ export class Replica {
         `app ${o.app}, fsync ${o.fsync}, client ${this.clientAddr}, raft ${this.raftAddr}, http ${this.httpAddr}`,
     );
     if (fresh && !members && o.join) void this.joinCluster(o.join);
+  }
+
+  private joinMarkerExists(): boolean {
+    return this.opts.fsync !== 'memory' && existsSync(join(this.opts.dataDir, 'joining'));
+  }
+
+  private writeJoinMarker(): void {
+    if (this.opts.fsync === 'memory') return;
+    mkdirSync(this.opts.dataDir, { recursive: true });
+    writeFileSync(join(this.opts.dataDir, 'joining'), `${(this.opts.join ?? []).join(',')}\n`);
   }
 
   private clusterIdFile(): string {
@@ -495,8 +518,8 @@ export class Replica {
         await this.transport?.stop();
         this.leaderConn?.close();
         await this.storage?.close();
-        await this.sm.engine.close();
-        this.sm.close();
+        await this.sm?.engine.close();
+        this.sm?.close();
       })();
     }
     return this.stopping;

@@ -60,7 +60,13 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     proxies.set(id, proxy);
     return proxy;
   };
+  const startArgs = new Map<string, string[]>();
   const nodeArgs = (id: string) => ['--advertise-raft', `127.0.0.1:${proxies.get(id)!.port}`];
+  /** Start (or restart) a node with the flags it was first started with, as an operator would. */
+  const launch = (id: string, args?: string[]) => {
+    if (args) startArgs.set(id, args);
+    c.start(id, startArgs.get(id)!);
+  };
   const members = () => [...c.nodes.keys()].filter((id) => !removed.has(id));
   const liveMembers = () => members().filter((id) => !down.has(id) && !paused.has(id) && c.procs.has(id));
   const leader = async (): Promise<string | undefined> => {
@@ -75,7 +81,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     const ids = Array.from({ length: o.nodes }, (_, i) => `n${i + 1}`);
     for (const id of ids) await addNode(id);
     const peers = ids.map((id) => `${id}=127.0.0.1:${proxies.get(id)!.port}`).join(',');
-    for (const id of ids) c.start(id, ['--peers', peers, ...nodeArgs(id)]);
+    for (const id of ids) launch(id, ['--peers', peers, ...nodeArgs(id)]);
     await c.waitLeader(ids);
     log(`cluster of ${o.nodes} up, leader ${await leader()}`);
 
@@ -133,7 +139,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
           setTimeout(() => {
             if (!down.has(v) || removed.has(v)) return;
             down.delete(v);
-            c.start(v, nodeArgs(v));
+            launch(v);
             log(`restart ${v}`);
           }, back);
           break;
@@ -221,7 +227,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
           } else {
             const id = `n${nextNode++}`;
             await addNode(id);
-            c.start(id, ['--join', `127.0.0.1:${c.nodes.get(via)!.http}`, ...nodeArgs(id)]);
+            launch(id, ['--join', `127.0.0.1:${c.nodes.get(via)!.http}`, ...nodeArgs(id)]);
             log(`NEMESIS add ${id} (joins as non-voter, promoted once caught up)`);
           }
           break;
@@ -235,7 +241,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     for (const f of restore) await f();
     for (const v of paused) c.procs.get(v)?.kill('SIGCONT');
     paused.clear();
-    for (const v of down) if (!removed.has(v)) c.start(v, nodeArgs(v));
+    for (const v of down) if (!removed.has(v)) launch(v);
     down.clear();
     log('heal everything');
     const finalMembers = async () => {

@@ -203,3 +203,21 @@ describe('two separately bootstrapped clusters never mix', () => {
     }
   });
 });
+
+describe('a node that was joining never bootstraps a cluster of its own', () => {
+  it('restarted without --join after crashing mid-join, it refuses to start alone', async () => {
+    const c = await TestCluster.create('joinmarker');
+    try {
+      await c.define('j1');
+      c.start('j1', ['--join', '127.0.0.1:1']); // nobody there: it keeps trying
+      await new Promise((r) => setTimeout(r, 1500));
+      c.kill9('j1');
+      const p = c.start('j1');
+      const code = await new Promise((r) => p.once('exit', r));
+      assert.equal(code, 1);
+      assert.match(c.logs.get('j1')!, /was joining a cluster.*start it with --join again/);
+    } finally {
+      await c.destroy();
+    }
+  });
+});
