@@ -227,7 +227,9 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
           } else {
             const id = `n${nextNode++}`;
             await addNode(id);
-            launch(id, ['--join', `127.0.0.1:${c.nodes.get(via)!.http}`, ...nodeArgs(id)]);
+            // Like an operator: every live member is a join target, so one dying does not strand it.
+            const targets = live.map((m) => `127.0.0.1:${c.nodes.get(m)!.http}`).join(',');
+            launch(id, ['--join', targets, ...nodeArgs(id)]);
             log(`NEMESIS add ${id} (joins as non-voter, promoted once caught up)`);
           }
           break;
@@ -244,10 +246,22 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     for (const v of down) if (!removed.has(v)) launch(v);
     down.clear();
     log('heal everything');
+    // The cluster's membership is what its leader says; a node whose join never went through
+    // (its targets were all removed or down) is reported, not waited for.
     const finalMembers = async () => {
-      const l = await c.waitLeader(members().filter((id) => c.procs.has(id)), 30_000);
-      const st = await c.status(l);
-      return st!.members.map((m) => m.id);
+      const deadline = Date.now() + 30_000;
+      while (Date.now() < deadline) {
+        const st = (await Promise.all(members().filter((id) => c.procs.has(id)).map((id) => c.status(id)))).filter(Boolean);
+        const lead = st.find((s) => s!.role === 'leader');
+        if (lead) {
+          const mem = lead.members.map((m) => m.id);
+          await c.waitLeader(mem, 30_000);
+          for (const id of members()) if (!mem.includes(id) && c.procs.has(id)) log(`${id} never became a member (its join did not go through)`);
+          return mem;
+        }
+        await sleep(100);
+      }
+      throw new Error(`no leader within 30 s after healing\n${c.dump()}`);
     };
     let mem = await finalMembers();
     await c.waitConverged(mem, 30_000);

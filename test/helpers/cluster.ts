@@ -45,6 +45,15 @@ export class TestCluster {
     return new TestCluster(await mkdtemp(join(tmpdir(), `raftkv-${prefix}-`)));
   }
 
+  /** A statically bootstrapped cluster (`--peers`), started, with a leader elected. */
+  static async startStatic(prefix: string, ids: string[], args: string[] = []): Promise<TestCluster> {
+    const c = await TestCluster.create(prefix);
+    for (const id of ids) await c.define(id, args);
+    for (const id of ids) c.start(id, ['--peers', c.peersFlag(ids)]);
+    await c.waitLeader(ids);
+    return c;
+  }
+
   /** Allocate addresses for a node; `args` are extra replica flags. */
   async define(id: string, args: string[] = []): Promise<NodeSpec> {
     const [client, raft, http] = await freePorts(3);

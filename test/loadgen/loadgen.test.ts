@@ -28,10 +28,7 @@ describe('loadgen against a real 3-node cluster', () => {
   let c: TestCluster;
   const ids = ['l1', 'l2', 'l3'];
   before(async () => {
-    c = await TestCluster.create('loadgen');
-    for (const id of ids) await c.define(id);
-    for (const id of ids) c.start(id, ['--peers', c.peersFlag(ids)]);
-    await c.waitLeader(ids);
+    c = await TestCluster.startStatic('loadgen', ids);
   });
   after(async () => c.destroy());
 

@@ -31,10 +31,7 @@ describe('bad input on every port gets a clear error or a closed connection, nev
   const ids = ['b1', 'b2', 'b3'];
   let client: RaftKvClient;
   before(async () => {
-    c = await TestCluster.create('badinput');
-    for (const id of ids) await c.define(id, ['--max-value', String(1 << 20)]);
-    for (const id of ids) c.start(id, ['--peers', c.peersFlag(ids)]);
-    await c.waitLeader(ids);
+    c = await TestCluster.startStatic('badinput', ids, ['--max-value', String(1 << 20)]);
     client = new RaftKvClient({ targets: ids.map((id) => c.clientAddr(id)) });
     await client.set('sentinel', 'unchanged');
   });

@@ -7,10 +7,7 @@ describe('a 3-node kvstore cluster of real processes', () => {
   let c: TestCluster;
   const ids = ['n1', 'n2', 'n3'];
   before(async () => {
-    c = await TestCluster.create('kv3');
-    for (const id of ids) await c.define(id);
-    for (const id of ids) c.start(id, ['--peers', c.peersFlag(ids)]);
-    await c.waitLeader(ids);
+    c = await TestCluster.startStatic('kv3', ids);
   });
   after(async () => c.destroy());
 
