@@ -7,7 +7,7 @@ export { ProgressState } from './progress.js';
 export { encodeConfChange, decodeConfChange, validateConfChange, applyConfChange, quorum } from './confchange.js';
 export { SessionTable } from './session.js';
 export type { SessionOutcome, SessionOptions } from './session.js';
-export { DiskStorage, MemoryStorage } from './storage/storage.js';
+export { DiskStorage, MemoryStorage, appendToLog } from './storage/storage.js';
 export type { Storage, DiskStorageOptions, RecoveryReport } from './storage/storage.js';
 export { Wal } from './storage/wal.js';
 export type { FsyncMode, WalOptions, WalBatch, WalState, FaultHooks } from './storage/wal.js';

@@ -7,6 +7,7 @@ import { Session } from 'node:inspector/promises';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { parseHostPort } from './addr.js';
+import { REPLICA_DEFAULTS as D } from './defaults.js';
 import { Replica, ReplicaOptions } from './server.js';
 
 export const REPLICA_HELP = `usage: raftkv replica [flags]
@@ -75,18 +76,18 @@ const Flags = z.object({
   hjoin: Addr.optional(),
   join: z.string().optional(),
   nonvoter: z.boolean().default(false),
-  app: z.enum(['kvstore', 'diskstorage', 'lmdb']).default('kvstore'),
+  app: z.enum(['kvstore', 'diskstorage', 'lmdb']).default(D.app),
   'data-dir': z.string().optional(),
-  fsync: z.enum(['always', 'batch', 'never', 'memory']).default('batch'),
-  preload: Int(0).default(0),
-  'value-size': Int(8).default(128),
-  keys: Int(1).default(1_000_000),
-  'max-value': Int(1).default(1 << 20),
-  'snapshot-every': Int(10).default(10_000),
+  fsync: z.enum(['always', 'batch', 'never', 'memory']).default(D.fsync),
+  preload: Int(0).default(D.preload),
+  'value-size': Int(8).default(D.valueSize),
+  keys: Int(1).default(D.keys),
+  'max-value': Int(1).default(D.maxValueBytes),
+  'snapshot-every': Int(10).default(D.snapshotEvery),
   logfolder: z.string().optional(),
-  'election-timeout': Int(2).default(1000),
-  heartbeat: Int(1).default(100),
-  'read-mode': z.enum(['safe', 'lease']).default('safe'),
+  'election-timeout': Int(2).default(D.electionTimeoutMs),
+  heartbeat: Int(1).default(D.heartbeatMs),
+  'read-mode': z.enum(['safe', 'lease']).default(D.readMode),
   token: z.string().optional(),
   'client-token': z.string().optional(),
   'tls-cert': z.string().optional(),

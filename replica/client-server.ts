@@ -11,25 +11,24 @@ import type { TlsMaterial } from './tls.js';
 import { HostPort, listenHost } from './addr.js';
 import { coalescedWrite } from './coalesce.js';
 import { ClientFrameDecoder, FrameError, clientFrame } from './framing.js';
-import { Command, Op, Response, Status, decodeCommand, encodeResponse } from './proto.js';
+import { Command, Op, Response, Status, decodeCommand, encodeResponse, newCommand } from './proto.js';
 import type { Replica } from './server.js';
 
 const MAX_IN_FLIGHT = 1024;
 
 export function parseTextCommand(line: string): Command | string {
-  const base: Command = { id: 0, ip: '', op: Op.GET, key: '', value: new Uint8Array(0), client: '', seq: 0, acked: 0, stale: false, forwarded: false };
   const dash = line.indexOf('-');
   const verb = dash < 0 ? line : line.slice(0, dash);
   const rest = dash < 0 ? '' : line.slice(dash + 1);
   switch (verb) {
     case 'get':
-      return rest ? { ...base, op: Op.GET, key: rest } : 'get needs a key: get-KEY';
+      return rest ? newCommand({ op: Op.GET, key: rest }) : 'get needs a key: get-KEY';
     case 'delete':
-      return rest ? { ...base, op: Op.DELETE, key: rest } : 'delete needs a key: delete-KEY';
+      return rest ? newCommand({ op: Op.DELETE, key: rest }) : 'delete needs a key: delete-KEY';
     case 'set': {
       const d = rest.indexOf('-');
       if (d <= 0) return 'set needs a key and a value: set-KEY-VALUE';
-      return { ...base, op: Op.SET, key: rest.slice(0, d), value: Buffer.from(rest.slice(d + 1)) };
+      return newCommand({ op: Op.SET, key: rest.slice(0, d), value: Buffer.from(rest.slice(d + 1)) });
     }
     default:
       return `unknown command '${verb.slice(0, 32)}': expected get-KEY, set-KEY-VALUE or delete-KEY`;

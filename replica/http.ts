@@ -6,7 +6,7 @@ import Fastify, { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { RaftError } from '../raft/index.js';
 import { HostPort, dialHost, formatHostPort, listenHost } from './addr.js';
-import { Op, Response, Status } from './proto.js';
+import { Op, Response, Status, newCommand } from './proto.js';
 import { bearer, sameSecret } from './secret.js';
 import { requestJson } from './tls.js';
 import type { Replica } from './server.js';
@@ -85,28 +85,16 @@ export class HttpApi {
           return reply.code(503).send({ error: res.error || 'unavailable', leader: res.leader || undefined });
       }
     };
-    const timed = async (op: Op, key: string, run: () => Promise<Response>) => {
+    const timed = async (op: Op, run: () => Promise<Response>) => {
       const end = r.metrics.clientRequests.startTimer({ op: Op[op], protocol: 'http' });
       const res = await run();
       end({ status: Status[res.status] });
       return res;
     };
-    const cmd = (op: Op, key: string, value: Uint8Array, stale = false) => ({
-      id: 0,
-      ip: '',
-      op,
-      key,
-      value,
-      client: '',
-      seq: 0,
-      acked: 0,
-      stale,
-      forwarded: false,
-    });
 
     app.get<{ Params: { key: string }; Querystring: { stale?: string } }>('/v1/kv/:key', async (req, reply) => {
       const stale = req.query.stale === '1' || req.query.stale === 'true';
-      const res = await timed(Op.GET, req.params.key, () => r.execute(cmd(Op.GET, req.params.key, new Uint8Array(0), stale)));
+      const res = await timed(Op.GET, () => r.execute(newCommand({ op: Op.GET, key: req.params.key, stale })));
       return answer(reply, req.params.key, res);
     });
     app.put<{ Params: { key: string } }>('/v1/kv/:key', async (req, reply) => {
@@ -118,11 +106,11 @@ export class HttpApi {
         if (!parsed.success) return reply.code(400).send({ error: `body must be {"value": string}: ${parsed.error.issues[0]?.message}` });
         value = Buffer.from(parsed.data.value);
       }
-      const res = await timed(Op.SET, req.params.key, () => r.execute(cmd(Op.SET, req.params.key, value)));
+      const res = await timed(Op.SET, () => r.execute(newCommand({ op: Op.SET, key: req.params.key, value })));
       return answer(reply, req.params.key, res);
     });
     app.delete<{ Params: { key: string } }>('/v1/kv/:key', async (req, reply) => {
-      const res = await timed(Op.DELETE, req.params.key, () => r.execute(cmd(Op.DELETE, req.params.key, new Uint8Array(0))));
+      const res = await timed(Op.DELETE, () => r.execute(newCommand({ op: Op.DELETE, key: req.params.key })));
       return answer(reply, req.params.key, res);
     });
 

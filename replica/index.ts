@@ -6,6 +6,7 @@ export type { ClientOptions } from './client.js';
 export { parseReplicaArgs } from './cli.js';
 export { Op, Status } from './proto.js';
 
+import { REPLICA_DEFAULTS } from './defaults.js';
 import { Replica, ReplicaOptions } from './server.js';
 
 /** Defaults for an embedded replica: a single-node in-memory kvstore on ephemeral ports. */
@@ -15,16 +16,8 @@ export async function startReplica(opts: Partial<ReplicaOptions> & { id: string 
     raftAddr: '127.0.0.1:0',
     httpAddr: '127.0.0.1:0',
     dataDir: `./data/${opts.id}`,
-    app: 'kvstore',
+    ...REPLICA_DEFAULTS,
     fsync: 'memory',
-    electionTimeoutMs: 1000,
-    heartbeatMs: 100,
-    preload: 0,
-    valueSize: 128,
-    keys: 1_000_000,
-    maxValueBytes: 1 << 20,
-    snapshotEvery: 10_000,
-    readMode: 'safe',
     log: () => undefined,
     ...opts,
   });

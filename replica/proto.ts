@@ -73,6 +73,11 @@ export interface Command {
   stale: boolean;
   forwarded: boolean;
 }
+/** A command with every field present (defaults for what the caller leaves out). */
+export function newCommand(fields: Partial<Command> & Pick<Command, 'op' | 'key'>): Command {
+  return { id: 0, ip: '', value: new Uint8Array(0), client: '', seq: 0, acked: 0, stale: false, forwarded: false, ...fields };
+}
+
 export interface Response {
   id: number;
   status: Status;

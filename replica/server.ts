@@ -370,18 +370,19 @@ export class Replica {
     }
   }
 
-  leaderClientAddr(): string | undefined {
+  /** How clients reach the current leader (undefined while none is known). */
+  private leaderInfo(): { clientAddr: string; httpAddr: string } | undefined {
     const leader = this.driver?.node.leader;
     if (!leader) return undefined;
-    if (leader === this.opts.id) return this.clientAddr;
-    return this.peerInfo.get(leader)?.clientAddr;
+    return leader === this.opts.id ? { clientAddr: this.clientAddr, httpAddr: this.httpAddr } : this.peerInfo.get(leader);
+  }
+
+  leaderClientAddr(): string | undefined {
+    return this.leaderInfo()?.clientAddr;
   }
 
   leaderHttpAddr(): string | undefined {
-    const leader = this.driver?.node.leader;
-    if (!leader) return undefined;
-    if (leader === this.opts.id) return this.httpAddr;
-    return this.peerInfo.get(leader)?.httpAddr;
+    return this.leaderInfo()?.httpAddr;
   }
 
   // ---------------------------------------------------------------------------------------

@@ -9,6 +9,18 @@ import type { InitialState } from '../node.js';
 import { SnapshotStore } from './snapshots.js';
 import { FaultHooks, FsyncMode, Wal } from './wal.js';
 
+/**
+ * Append `entries` to a stored log (contiguous by index), replacing any suffix at or after
+ * the first new index: a leader overwrote our uncommitted entries.
+ */
+export function appendToLog(log: Entry[], entries: Entry[]): void {
+  if (entries.length === 0) return;
+  const first = entries[0].index;
+  const base = log.length > 0 ? log[0].index : first;
+  log.length = Math.max(0, Math.min(log.length, first - base));
+  for (const e of entries) log.push(e);
+}
+
 export interface Storage {
   readonly kind: 'disk' | 'memory';
   readonly fsync: FsyncMode | 'memory';
@@ -115,12 +127,7 @@ export class MemoryStorage implements Storage {
       this.snapshot = rd.snapshot;
       this.entries = [];
     }
-    if (rd.entries.length > 0) {
-      const first = rd.entries[0].index;
-      const base = this.entries.length > 0 ? this.entries[0].index : first;
-      this.entries.length = Math.max(0, Math.min(this.entries.length, first - base));
-      for (const e of rd.entries) this.entries.push(e);
-    }
+    appendToLog(this.entries, rd.entries);
     if (rd.hardState) this.hardState = rd.hardState;
   }
 

@@ -15,7 +15,7 @@ export class DiskStorageEngine implements KvEngine {
   private deferSync = false;
 
   constructor(
-    private readonly file: string,
+    file: string,
     private readonly keys: number,
     private readonly valueSize: number,
     private readonly sync = true,

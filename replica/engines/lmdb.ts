@@ -13,7 +13,7 @@ export class LmdbEngine implements KvEngine {
   private db: RootDatabase<Uint8Array, string>;
 
   constructor(
-    private readonly path: string,
+    path: string,
     private readonly maxValueBytes: number,
   ) {
     rmSync(path, { recursive: true, force: true });

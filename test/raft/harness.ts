@@ -13,6 +13,7 @@ import {
   RaftNode,
   ReadState,
   Snapshot,
+  appendToLog,
   bootstrapEntries,
 } from '../../raft/index.js';
 
@@ -103,10 +104,7 @@ export class Net {
       st.snapshot = rd.snapshot;
       st.entries = [];
     }
-    if (rd.entries.length > 0) {
-      const first = rd.entries[0].index;
-      st.entries = st.entries.filter((e) => e.index < first).concat(rd.entries);
-    }
+    appendToLog(st.entries, rd.entries);
     if (rd.hardState) st.hardState = rd.hardState;
     for (const m of rd.messages) {
       this.sent.push(m);

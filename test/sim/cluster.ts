@@ -16,6 +16,7 @@ import {
   Ready,
   Role,
   Snapshot,
+  appendToLog,
   bootstrapEntries,
 } from '../../raft/index.js';
 import { checkHistory, formatOps, Operation } from './linearizability.js';
@@ -61,14 +62,6 @@ class SimDisk {
   snapshot: Snapshot | undefined;
   entries: Entry[] = [];
 
-  append(entries: Entry[]): void {
-    if (entries.length === 0) return;
-    const first = entries[0].index;
-    const base = this.entries.length > 0 ? this.entries[0].index : first;
-    const keep = Math.max(0, Math.min(this.entries.length, first - base));
-    this.entries.length = keep;
-    for (const e of entries) this.entries.push(e);
-  }
 
   compact(upTo: number): void {
     let drop = 0;
@@ -389,7 +382,7 @@ export class Simulation {
       disk.snapshot = rd.snapshot;
       disk.entries = [];
     }
-    disk.append(rd.entries);
+    appendToLog(disk.entries, rd.entries);
     if (rd.hardState) disk.hardState = rd.hardState;
 
     if (rd.softState) {

@@ -1,0 +1,13 @@
+/** Replica defaults, shared by the `raftkv replica` flags and the embedded `startReplica()`. */
+export const REPLICA_DEFAULTS = {
+  app: 'kvstore',
+  fsync: 'batch',
+  electionTimeoutMs: 1000,
+  heartbeatMs: 100,
+  preload: 0,
+  valueSize: 128,
+  keys: 1_000_000,
+  maxValueBytes: 1 << 20,
+  snapshotEvery: 10_000,
+  readMode: 'safe',
+} as const;
