@@ -3,6 +3,15 @@
  * The `raftkv` command. Subcommands arrive as their issues land; each lives in its own module
  * and is loaded on demand so `raftkv --help` stays instant.
  */
+const DEMO_HELP = `usage: raftkv demo [SEED]
+
+Replays one simulated cluster schedule (seed SEED, default 7) and prints its story: elections,
+crashes, partitions, snapshots and membership changes, then what was checked.
+
+Example:
+  raftkv demo 42
+`;
+
 const commands: Record<string, { summary: string; run: (argv: string[]) => Promise<void> }> = {
   local: {
     summary: 'run a RaftCluster manifest (default deploys/kv-notlog.yaml) as local processes; Ctrl-C stops',
@@ -22,16 +31,17 @@ const commands: Record<string, { summary: string; run: (argv: string[]) => Promi
   },
   sim: {
     summary: 'run seeded simulated cluster schedules and check every safety property (--seeds N --from S --seed S --trace)',
-    run: async (argv) => {
-      process.argv = [process.argv[0], 'sim', ...argv];
-      await import('./test/sim/cli.js');
-    },
+    run: async (argv) => (await import('./test/sim/cli.js')).runSimCli(argv),
   },
   demo: {
     summary: 'show one simulated 3-5 node cluster surviving crashes, partitions and membership changes',
     run: async (argv) => {
+      const { commandLine, reportUsage } = await import('./util/cli.js');
+      const cl = commandLine('demo', DEMO_HELP, argv, {}, { positionals: 1 });
+      if (!cl) return;
+      const seed = Number(cl.positionals[0] ?? 7);
+      if (!Number.isSafeInteger(seed) || seed < 0) return reportUsage('demo', `SEED must be a non-negative integer, got '${cl.positionals[0]}'`);
       const { runSchedule } = await import('./test/sim/cluster.js');
-      const seed = Number(argv[0] ?? 7);
       const r = runSchedule({ seed, trace: true });
       const interesting = r.trace.filter((l) => /NEMESIS|is leader|CRASH|start \(|installed snapshot|conf change|config/.test(l));
       for (const line of interesting) console.log(line);

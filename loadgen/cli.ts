@@ -5,8 +5,8 @@
  */
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { parseFlags, reportUsage, wantsHelp } from '../util/cli.js';
 import { loadSeedConfig } from './config.js';
 import { DRIVERS, DriverName } from './drivers.js';
 import { sweepSvg } from './plot.js';
@@ -37,6 +37,9 @@ Output:
   --sweep-clients 1,4,7     run once per client count, then draw throughput vs p90 latency
   --plot FILE               the sweep's plot (SVG; default loadgen-sweep.svg)
   --quiet                   no progress line
+
+Example (16 clients for 10 s, half writes, against a local cluster):
+  raftkv loadgen --targets 127.0.0.1:11000,127.0.0.1:11001,127.0.0.1:11002 --clients 16 --duration 10
 `;
 
 const Flags = z.object({
@@ -69,11 +72,11 @@ const SEED_SIZES = { '0': 128, '1': 1024, '2': 4096 } as const;
 
 export async function parseLoadgenArgs(argv: string[]): Promise<{ load: Omit<LoadOptions, 'clients'>; flags: z.infer<typeof Flags>; sweep?: number[] }> {
   const booleans = new Set(['quiet', 'child']);
-  const { values } = parseArgs({
-    args: argv.map((a) => (/^-[a-z][a-z-]+(=.*)?$/.test(a) ? `-${a}` : a)),
-    options: Object.fromEntries(Object.keys(Flags.shape).map((k) => [k, { type: booleans.has(k) ? ('boolean' as const) : ('string' as const) }])),
-    strict: true,
-  });
+  const { values } = parseFlags(
+    argv,
+    Object.fromEntries(Object.keys(Flags.shape).map((k) => [k, { type: booleans.has(k) ? ('boolean' as const) : ('string' as const) }])),
+    { singleDash: true },
+  );
   const p = Flags.safeParse(values);
   if (!p.success) throw new Error(p.error.issues.map((i) => `--${i.path.join('.')}: ${i.message}`).join('\n'));
   const f = p.data;
@@ -157,16 +160,15 @@ async function runPoint(load: Omit<LoadOptions, 'clients'>, clients: number, pro
 }
 
 export async function runLoadgen(argv: string[]): Promise<void> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(LOADGEN_HELP);
+  if (wantsHelp(argv)) {
+    console.log(LOADGEN_HELP.trimEnd());
     return;
   }
   let parsed: Awaited<ReturnType<typeof parseLoadgenArgs>>;
   try {
     parsed = await parseLoadgenArgs(argv);
   } catch (e) {
-    console.error(`raftkv loadgen: ${(e as Error).message}\n(see raftkv loadgen --help)`);
-    process.exitCode = 2;
+    reportUsage('loadgen', (e as Error).message);
     return;
   }
   const { load, flags, sweep } = parsed;

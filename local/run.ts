@@ -4,14 +4,14 @@
  * status line, and a clean stop on Ctrl-C that leaves no process behind.
  */
 import { ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { parseAllDocuments } from 'yaml';
 import { RaftCluster, parseRaftCluster, replicaName } from '../operator/spec.js';
+import { commandLine, reportUsage } from '../util/cli.js';
 
 export const LOCAL_HELP = `usage: raftkv local [FILE] [flags]
 
@@ -21,6 +21,12 @@ Runs a RaftCluster manifest (default deploys/kv-notlog.yaml) as local processes 
                       default 11000; 0 picks free ports
   --data-dir DIR      where persistent (non-ephemeral) storage lives (default ./data/local)
   --no-loadgen        ignore the manifest's loadgen block
+
+Stops every process it started on Ctrl-C, SIGTERM or SIGHUP, and when its own parent goes away.
+
+Example:
+  raftkv local                                   # deploys/kv-notlog.yaml: 3 replicas + a load generator
+  raftkv local deploys/disk-notlog.yaml --duration 30
 `;
 
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
@@ -49,6 +55,39 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+const OWNER_FILE = 'owner.pid';
+
+/**
+ * Remove the ephemeral data of earlier runs whose `raftkv local` died without cleaning up (a
+ * SIGKILL leaves no chance to). Only directories that name an owner that is gone are touched.
+ */
+export function sweepStaleEphemeral(root = tmpdir()): string[] {
+  const removed: string[] = [];
+  for (const name of readdirSync(root)) {
+    if (!name.startsWith('raftkv-local-')) continue;
+    const dir = join(root, name);
+    let pid: number;
+    try {
+      pid = Number(readFileSync(join(dir, OWNER_FILE), 'utf8'));
+    } catch {
+      continue;
+    }
+    if (!Number.isInteger(pid) || pid <= 0 || processAlive(pid)) continue;
+    rmSync(dir, { recursive: true, force: true });
+    removed.push(dir);
+  }
+  return removed;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export function loadManifest(file: string): RaftCluster {
   const docs = parseAllDocuments(readFileSync(file, 'utf8'));
   for (const d of docs) {
@@ -69,21 +108,21 @@ async function status(m: Member): Promise<{ role: string; term: number; leader: 
 }
 
 export async function runLocal(argv: string[]): Promise<void> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(LOCAL_HELP);
-    return;
-  }
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
+  const cl = commandLine(
+    'local',
+    LOCAL_HELP,
+    argv,
+    {
       duration: { type: 'string' },
       'base-port': { type: 'string', default: '11000' },
       'data-dir': { type: 'string', default: './data/local' },
       'no-loadgen': { type: 'boolean', default: false },
     },
-  });
-  const file = positionals[0] ?? 'deploys/kv-notlog.yaml';
+    { positionals: 1 },
+  );
+  if (!cl) return;
+  const values = cl.values as { duration?: string; 'base-port': string; 'data-dir': string; 'no-loadgen': boolean };
+  const file = cl.positionals[0] ?? 'deploys/kv-notlog.yaml';
   let rc: RaftCluster;
   try {
     rc = loadManifest(file);
@@ -95,15 +134,16 @@ export async function runLocal(argv: string[]): Promise<void> {
   const duration = values.duration === undefined ? undefined : Number(values.duration);
   const basePort = Number(values['base-port']);
   if ((duration !== undefined && !(duration > 0)) || !Number.isInteger(basePort) || basePort < 0 || basePort > 60000) {
-    console.error('raftkv local: --duration must be positive and --base-port an integer port');
-    process.exitCode = 2;
+    reportUsage('local', '--duration must be positive and --base-port an integer port');
     return;
   }
   const spec = rc.spec;
   const name = rc.metadata.name;
   const ephemeral = spec.storage.ephemeral || spec.fsync === 'memory';
+  if (ephemeral) for (const d of sweepStaleEphemeral()) console.log(`raftkv local: removed ${d}, left by a run that was killed`);
   const dataRoot = ephemeral ? mkdtempSync(join(tmpdir(), `raftkv-local-${name}-`)) : resolve(values['data-dir']!, name);
   mkdirSync(dataRoot, { recursive: true });
+  if (ephemeral) writeFileSync(join(dataRoot, OWNER_FILE), String(process.pid));
 
   const members: Member[] = [];
   for (let i = 0; i < spec.replicas; i++) {
@@ -169,6 +209,14 @@ export async function runLocal(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', () => void stop('Ctrl-C'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGHUP', () => void stop('SIGHUP'));
+  // Run under `npm start` or a shell, a supervisor signals the process it started, which may not
+  // be this one (npm and sh exit and leave us re-parented). Being re-parented is the sign.
+  const parent = process.ppid;
+  const parentWatch = setInterval(() => {
+    if (process.ppid !== parent) void stop('parent process exited');
+  }, 250);
+  parentWatch.unref();
   for (const m of members) {
     m.proc!.on('exit', (code, signal) => {
       if (!stopping) void stop(`replica ${m.id} exited (${signal ?? code})`, 1);
@@ -188,7 +236,7 @@ export async function runLocal(argv: string[]): Promise<void> {
     await new Promise((r) => setTimeout(r, 100));
   }
   if (!leader) return stop('no leader elected within 30 s', 1);
-  console.log(`raftkv local: ${leader} leads after ${Date.now() - t0} ms. Try: curl -XPUT http://127.0.0.1:${members[0].http}/v1/kv/hello -d '{"value":"world"}' -H 'content-type: application/json'`);
+  console.log(`raftkv local: ${leader} leads after ${Date.now() - t0} ms. Try: curl -XPUT http://127.0.0.1:${members[0].http}/v1/kv/hello -d world; curl http://127.0.0.1:${members[0].http}/v1/kv/hello`);
 
   // Live status line: leader, term, commit index and committed entries per second.
   let lastCommit = -1;

@@ -4,8 +4,8 @@
  */
 import { readFileSync, writeFileSync, createWriteStream } from 'node:fs';
 import { Session } from 'node:inspector/promises';
-import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { parseFlags, reportUsage, wantsHelp } from '../util/cli.js';
 import { parseHostPort } from './addr.js';
 import { REPLICA_DEFAULTS as D } from './defaults.js';
 import { Replica, ReplicaOptions } from './server.js';
@@ -52,6 +52,12 @@ Raft:
 Profiling (seed flags):
   --cpuprofile FILE       write a V8 CPU profile (.cpuprofile) on exit
   --memprofile FILE       write a V8 heap snapshot (.heapsnapshot) on exit
+
+Example (a 3-node cluster; run each line in its own terminal, or with &):
+  P=n1=127.0.0.1:12001,n2=127.0.0.1:12002,n3=127.0.0.1:12003
+  raftkv replica --id n1 --port :11001 --raft :12001 --http :13001 --peers $P
+  raftkv replica --id n2 --port :11002 --raft :12002 --http :13002 --peers $P
+  raftkv replica --id n3 --port :11003 --raft :12003 --http :13003 --peers $P
 `;
 
 const Addr = z.string().refine((s) => {
@@ -110,19 +116,12 @@ function tlsFiles(cert?: string, key?: string, ca?: string): { cert: string; key
   return { cert, key, ca };
 }
 
-/** Go-style single-dash long flags (`-id x`) become `--id x`. */
-export function normalizeArgs(argv: string[]): string[] {
-  return argv.map((a) => (/^-[a-z][a-z-]+(=.*)?$/.test(a) ? `-${a}` : a));
-}
-
 export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?: string; memprofile?: string } {
-  const { values } = parseArgs({
-    args: normalizeArgs(argv),
-    options: Object.fromEntries(
-      Object.keys(Flags.shape).map((k) => [k, { type: k === 'nonvoter' ? ('boolean' as const) : ('string' as const) }]),
-    ),
-    strict: true,
-  });
+  const { values } = parseFlags(
+    argv,
+    Object.fromEntries(Object.keys(Flags.shape).map((k) => [k, { type: k === 'nonvoter' ? ('boolean' as const) : ('string' as const) }])),
+    { singleDash: true },
+  );
   const parsed = Flags.safeParse(values);
   if (!parsed.success) {
     throw new Error(parsed.error.issues.map((i) => `--${i.path.join('.')}: ${i.message}`).join('\n'));
@@ -178,16 +177,15 @@ export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?
 }
 
 export async function runReplica(argv: string[]): Promise<void> {
-  if (argv.includes('--help') || argv.includes('-h') || argv.includes('-help')) {
-    console.log(REPLICA_HELP);
+  if (wantsHelp(argv)) {
+    console.log(REPLICA_HELP.trimEnd());
     return;
   }
   let opts: ReturnType<typeof parseReplicaArgs>;
   try {
     opts = parseReplicaArgs(argv);
   } catch (e) {
-    console.error(`raftkv replica: ${(e as Error).message}\n(see raftkv replica --help)`);
-    process.exitCode = 2;
+    reportUsage('replica', (e as Error).message);
     return;
   }
   const inspector = opts.cpuprofile || opts.memprofile ? new Session() : undefined;

@@ -107,6 +107,12 @@ export interface ClientOptions {
   clientId?: string;
   /** Connect with TLS, trusting this CA (for replicas run with --tls-*). */
   tls?: { ca: string | Buffer };
+  /**
+   * Fail a request at once when every target refused the connection (nothing listens: a typo or
+   * a stopped cluster), instead of retrying until the deadline. Off by default, because a
+   * library client usually outlives restarts; the interactive CLI turns it on.
+   */
+  giveUpWhenAllRefuse?: boolean;
 }
 
 export class RaftKvClient {
@@ -170,7 +176,9 @@ export class RaftKvClient {
   private async send(cmd: Partial<Command>): Promise<Response> {
     const deadline = Date.now() + this.deadlineMs;
     let last: Error | undefined;
+    const refused = new Set<string>();
     for (let attempt = 0; Date.now() < deadline; attempt++) {
+      const target = this.opts.targets[this.target];
       try {
         const r = await this.connection().request({ ...cmd, acked: cmd.client ? Math.min(this.ackedThrough(), (cmd.seq ?? 1) - 1) : 0 });
         if (r.status === Status.OK || r.status === Status.NOT_FOUND) return r;
@@ -182,6 +190,13 @@ export class RaftKvClient {
         this.conn?.close();
         this.conn = undefined;
         this.target = (this.target + 1) % this.opts.targets.length;
+        if ((e as NodeJS.ErrnoException).code === 'ECONNREFUSED') {
+          // Nothing listens there: try the next target now rather than after a backoff.
+          refused.add(target);
+          if (refused.size < new Set(this.opts.targets).size) continue;
+          if (this.opts.giveUpWhenAllRefuse) throw new RaftKvError(`no replica accepts connections (refused: ${[...refused].join(', ')})`, 'connection');
+          refused.clear();
+        }
       }
       await new Promise((r) => setTimeout(r, Math.min(1000, 20 * 2 ** Math.min(attempt, 6))));
     }

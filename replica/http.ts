@@ -6,6 +6,7 @@ import Fastify, { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { RaftError } from '../raft/index.js';
 import { HostPort, dialHost, formatHostPort, listenHost } from './addr.js';
+import { quoteKey } from './engines/engine.js';
 import { Op, Response, Status, newCommand } from './proto.js';
 import { bearer, sameSecret } from './secret.js';
 import { requestJson } from './tls.js';
@@ -19,6 +20,8 @@ const JoinBody = z.object({
   clusterId: z.string().optional(),
 });
 const PutBody = z.object({ value: z.string() });
+/** Content types whose body is the value itself (`curl -d`, `--data-binary`, text, bytes). */
+const RAW_VALUE_TYPES = ['application/octet-stream', 'application/x-www-form-urlencoded', 'text/plain'];
 const TransferBody = z.object({ to: z.string().min(1) });
 
 export class HttpApi {
@@ -54,7 +57,16 @@ export class HttpApi {
       ? Fastify({ bodyLimit: this.maxValueBytes + (64 << 10), logger: false, https: { key: t.key, cert: t.cert } })
       : Fastify({ bodyLimit: this.maxValueBytes + (64 << 10), logger: false })) as unknown as FastifyInstance;
     const r = this.replica;
-    app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+    // Any body that is not JSON is the value's bytes. `curl -d v` sends it as a form; a form of
+    // exactly one field named value (etcd v2's `-d value=v`) means that field.
+    app.addContentTypeParser('*', { parseAs: 'buffer' }, (req, body, done) => {
+      const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+      if (type === 'application/x-www-form-urlencoded') {
+        const text = (body as Buffer).toString('utf8');
+        if (text.startsWith('value=') && !text.includes('&')) return done(null, Buffer.from(new URLSearchParams(text).get('value')!));
+      }
+      done(null, body);
+    });
     const opts = r.opts;
     // Membership and leadership changes need the cluster token; keys and status the client
     // token, when configured. Probes and metrics stay open for the orchestrator.
@@ -68,9 +80,9 @@ export class HttpApi {
         return reply.code(401).send({ error: 'this call needs the client token (Authorization: Bearer ...)' });
       }
     });
-    app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
+    app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
       const code = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
-      void reply.code(code).send({ error: err.message });
+      void reply.code(code).send({ error: err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? `body is over the ${this.maxValueBytes}-byte value limit` : err.message });
     });
 
     const answer = (reply: FastifyReply, key: string, res: Response) => {
@@ -78,7 +90,7 @@ export class HttpApi {
         case Status.OK:
           return reply.send(res.value.length > 0 || reply.request.method === 'GET' ? { key, value: Buffer.from(res.value).toString() } : { ok: true });
         case Status.NOT_FOUND:
-          return reply.code(404).send({ error: `key '${key}' not found` });
+          return reply.code(404).send({ error: `key ${quoteKey(key)} not found` });
         case Status.ERROR:
           return reply.code(400).send({ error: res.error });
         default:
@@ -92,26 +104,34 @@ export class HttpApi {
       return res;
     };
 
-    app.get<{ Params: { key: string }; Querystring: { stale?: string } }>('/v1/kv/:key', async (req, reply) => {
+    // Keys are taken from the rest of the path (a wildcard, which the router's 100-character
+    // parameter limit does not cover), so every legal key, up to MAX_KEY_BYTES and slashes
+    // included, is reachable here as on the other protocols, and a longer one gets the same
+    // clear error from the engine's validation.
+    type KeyRoute = { Params: { '*': string } };
+    app.get<KeyRoute & { Querystring: { stale?: string } }>('/v1/kv/*', async (req, reply) => {
+      const key = req.params['*'];
       const stale = req.query.stale === '1' || req.query.stale === 'true';
-      const res = await timed(Op.GET, () => r.execute(newCommand({ op: Op.GET, key: req.params.key, stale })));
-      return answer(reply, req.params.key, res);
+      const res = await timed(Op.GET, () => r.execute(newCommand({ op: Op.GET, key, stale })));
+      return answer(reply, key, res);
     });
-    app.put<{ Params: { key: string } }>('/v1/kv/:key', async (req, reply) => {
+    app.put<KeyRoute>('/v1/kv/*', async (req, reply) => {
+      const key = req.params['*'];
       let value: Uint8Array;
       if (Buffer.isBuffer(req.body)) value = req.body;
       else if (typeof req.body === 'string') value = Buffer.from(req.body);
       else {
         const parsed = PutBody.safeParse(req.body);
-        if (!parsed.success) return reply.code(400).send({ error: `body must be {"value": string}: ${parsed.error.issues[0]?.message}` });
+        if (!parsed.success) return reply.code(400).send({ error: `a JSON body must be {"value": string}: ${parsed.error.issues[0]?.message}; or send the value itself as the body (${RAW_VALUE_TYPES.join(', ')} or any non-JSON type)` });
         value = Buffer.from(parsed.data.value);
       }
-      const res = await timed(Op.SET, () => r.execute(newCommand({ op: Op.SET, key: req.params.key, value })));
-      return answer(reply, req.params.key, res);
+      const res = await timed(Op.SET, () => r.execute(newCommand({ op: Op.SET, key, value })));
+      return answer(reply, key, res);
     });
-    app.delete<{ Params: { key: string } }>('/v1/kv/:key', async (req, reply) => {
-      const res = await timed(Op.DELETE, () => r.execute(newCommand({ op: Op.DELETE, key: req.params.key })));
-      return answer(reply, req.params.key, res);
+    app.delete<KeyRoute>('/v1/kv/*', async (req, reply) => {
+      const key = req.params['*'];
+      const res = await timed(Op.DELETE, () => r.execute(newCommand({ op: Op.DELETE, key })));
+      return answer(reply, key, res);
     });
 
     app.get('/v1/status', async (_req, reply) => (r.hasNode() ? r.status() : reply.code(503).send({ error: 'starting' })));

@@ -105,7 +105,12 @@ export class Wal {
       } catch (e) {
         throw describeIoError('opening', last.path, e);
       }
-      if (state.tornBytesRepaired > 0 || wal.size === 0) await wal.repairTail(last, wal.size - state.tornBytesRepaired);
+      if (state.tornBytesRepaired > 0 || wal.size === 0) {
+        await wal.repairTail(last, wal.size - state.tornBytesRepaired).catch(async (e: unknown) => {
+          await wal.fh?.close().catch(() => undefined);
+          throw e;
+        });
+      }
     }
     return { wal, state };
   }

@@ -1,6 +1,6 @@
 import { closeSync, fdatasyncSync, ftruncateSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { KvEngine } from './engine.js';
+import { KvEngine, quoteKey, validateKey } from './engine.js';
 
 /**
  * The seed's diskstorage: a preallocated state file; the record for integer key k lives at
@@ -29,7 +29,9 @@ export class DiskStorageEngine implements KvEngine {
   }
 
   validate(key: string, value?: Uint8Array): string | undefined {
-    if (!/^\d+$/.test(key) || Number(key) >= this.keys) return `diskstorage keys are integers in [0, ${this.keys}), not '${key.slice(0, 40)}'`;
+    const bad = validateKey(key);
+    if (bad) return bad;
+    if (!/^\d+$/.test(key) || Number(key) >= this.keys) return `diskstorage keys are integers in [0, ${this.keys}), not ${quoteKey(key)}`;
     if (value && value.length > this.valueSize - 4) return `diskstorage values hold at most ${this.valueSize - 4} bytes (value size ${this.valueSize})`;
     return undefined;
   }

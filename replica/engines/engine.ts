@@ -18,8 +18,21 @@ export interface KvEngine {
   close(): void | Promise<void>;
 }
 
-export function validateKey(key: string, maxKeyBytes: number): string | undefined {
+/**
+ * The one key limit, for every engine and every protocol (text, protobuf, HTTP), in UTF-8 bytes.
+ * LMDB's own ceiling is 1978 bytes; 1 KiB leaves room and keeps a percent-encoded key inside
+ * any HTTP server's URL limits.
+ */
+export const MAX_KEY_BYTES = 1024;
+
+export function validateKey(key: string): string | undefined {
   if (typeof key !== 'string' || key.length === 0) return 'key must be a non-empty string';
-  if (Buffer.byteLength(key) > maxKeyBytes) return `key is longer than ${maxKeyBytes} bytes`;
+  const bytes = Buffer.byteLength(key);
+  if (bytes > MAX_KEY_BYTES) return `key of ${bytes} bytes is over the ${MAX_KEY_BYTES}-byte limit`;
   return undefined;
+}
+
+/** A key as it may appear in a message: never more than a short prefix of it. */
+export function quoteKey(key: string): string {
+  return key.length <= 64 ? `'${key}'` : `'${key.slice(0, 64)}...' (${Buffer.byteLength(key)} bytes)`;
 }

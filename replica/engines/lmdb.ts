@@ -21,7 +21,7 @@ export class LmdbEngine implements KvEngine {
   }
 
   validate(key: string, value?: Uint8Array): string | undefined {
-    return validateKey(key, 1024) ?? (value && value.length > this.maxValueBytes ? `value of ${value.length} bytes is over the ${this.maxValueBytes}-byte limit` : undefined);
+    return validateKey(key) ?? (value && value.length > this.maxValueBytes ? `value of ${value.length} bytes is over the ${this.maxValueBytes}-byte limit` : undefined);
   }
   get(key: string): Uint8Array | undefined {
     const v = this.db.get(key);

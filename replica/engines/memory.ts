@@ -6,7 +6,7 @@ export class MemoryEngine implements KvEngine {
   private map = new Map<string, Uint8Array>();
   constructor(private readonly maxValueBytes: number) {}
   validate(key: string, value?: Uint8Array): string | undefined {
-    return validateKey(key, 4096) ?? (value && value.length > this.maxValueBytes ? `value of ${value.length} bytes is over the ${this.maxValueBytes}-byte limit` : undefined);
+    return validateKey(key) ?? (value && value.length > this.maxValueBytes ? `value of ${value.length} bytes is over the ${this.maxValueBytes}-byte limit` : undefined);
   }
   get(key: string): Uint8Array | undefined {
     return this.map.get(key);

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadManifest } from '../../local/run.js';
 import { CLI } from '../helpers/cluster.js';
+
+const ROOT = join(CLI, '..', '..');
 
 function manifest(name: string, loadgen: boolean): string {
   return `apiVersion: raftkv.io/v1alpha1
@@ -96,10 +98,50 @@ describe('raftkv local', () => {
       p.kill('SIGKILL');
       await exited;
       await waitFor(() => processesWith('raftkv-local-local-c-').length === 0, 10_000, 'the orphaned replicas to exit', out);
+      // Its ephemeral data could not be removed by the killed process; the next run removes it.
+      const stale = readdirSync(tmpdir()).filter((n) => n.startsWith('raftkv-local-local-c-')).map((n) => join(tmpdir(), n)).filter((d) => existsSync(join(d, 'owner.pid')));
+      assert.ok(stale.length >= 1, 'the killed run left its temp dir');
+      const next = startLocal(file, ['--duration', '1']);
+      assert.equal(await next.exited, 0, next.out());
+      for (const d of stale) assert.ok(!existsSync(d), `${d} was swept by the next run\n${next.out()}`);
+      assert.match(next.out(), /left by a run that was killed/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+    it(`\`npm start\` stops every process it started on ${signal} to npm`, async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'raftkv-localtest-'));
+      const name = `npm-${signal.toLowerCase()}`;
+      try {
+        const file = join(dir, `${name}.yaml`);
+        writeFileSync(file, manifest(name, false));
+        // The real path a newcomer takes: npm runs a shell that runs the build, then raftkv local.
+        const p = spawn('npm', ['start', '--silent', '--', file, '--base-port', '0'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+        let text = '';
+        p.stdout!.on('data', (d) => (text += d.toString()));
+        p.stderr!.on('data', (d) => (text += d.toString()));
+        const out = () => text;
+        const exited = new Promise<void>((r) => p.once('exit', () => r()));
+        await waitFor(() => /running; Ctrl-C to stop/.test(out()), 60_000, 'the cluster to run', out);
+        assert.equal(processesWith(`raftkv-local-${name}-`).length, 3);
+        p.kill(signal);
+        await exited;
+        await waitFor(() => processesWith(`raftkv-local-${name}-`).length === 0 && processesWith(file).length === 0, 10_000, 'every process to stop', out);
+        assert.doesNotMatch(out(), /\n\s+at /, 'no stack trace');
+      } finally {
+        for (const pid of [...processesWith(`raftkv-local-${name}-`), ...processesWith(join(dir, name))]) {
+          try {
+            process.kill(Number(pid), 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
 
   it('the shipped manifests are valid, and a bad one is refused with the reason', async () => {
     for (const f of ['deploys/kv-notlog.yaml', 'deploys/kv-applog.yaml', 'deploys/disk-notlog.yaml']) {

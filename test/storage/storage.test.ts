@@ -53,13 +53,19 @@ contract('MemoryStorage', async () => {
 contract('DiskStorage', async () => {
   const { dir, cleanup } = await tempDir('storage');
   const storage = await DiskStorage.open(dir);
+  const reopened: Storage[] = [];
   return {
     storage,
     reopen: async () => {
       await storage.close();
-      return DiskStorage.open(dir);
+      const again = await DiskStorage.open(dir);
+      reopened.push(again);
+      return again;
     },
-    cleanup,
+    cleanup: async () => {
+      for (const s of [storage, ...reopened]) await s.close();
+      await cleanup();
+    },
   };
 });
 
@@ -96,7 +102,9 @@ describe('snapshot files', () => {
       await storage.close();
       // The snapshot file made it, the WAL reset did not. It conflicts with our entry 12.
       await new SnapshotStore(join(dir, 'snap')).save(snap(12, 3));
-      const st = (await DiskStorage.open(dir)).initialState();
+      const again = await DiskStorage.open(dir);
+      const st = again.initialState();
+      await again.close();
       assert.equal(st.snapshot?.meta.index, 12);
       assert.deepEqual(st.entries, []);
     } finally {

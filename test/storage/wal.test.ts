@@ -47,7 +47,8 @@ describe('write-ahead log', () => {
       await wal.append({ entries: entries(1, 10, 1) });
       await wal.append({ entries: entries(7, 8, 3) });
       await wal.close();
-      const { state } = await Wal.open(dir);
+      const { wal: reopened, state } = await Wal.open(dir);
+      await reopened.close();
       assert.deepEqual(state.entries.map((e) => `${e.index}:${e.term}`), ['1:1', '2:1', '3:1', '4:1', '5:1', '6:1', '7:3', '8:3']);
     } finally {
       await cleanup();
@@ -65,7 +66,8 @@ describe('write-ahead log', () => {
       const after = await segments(dir);
       assert.ok(after.length < before.length, 'old segments deleted');
       await wal.close();
-      const { state } = await Wal.open(dir);
+      const { wal: reopened, state } = await Wal.open(dir);
+      await reopened.close();
       assert.ok(state.entries[0].index <= 151, 'everything after the snapshot is still there');
       assert.equal(state.entries[state.entries.length - 1].index, 200);
       assert.deepEqual(state.hardState, { term: 1, vote: '', commit: 190 }, 'hard state survives losing the segment that held it');
@@ -91,7 +93,8 @@ describe('write-ahead log', () => {
       assert.ok(state.tornBytesRepaired > 0);
       await w2.append({ entries: entries(6, 7, 2) });
       await w2.close();
-      const { state: s3 } = await Wal.open(dir);
+      const { wal: w3, state: s3 } = await Wal.open(dir);
+      await w3.close();
       assert.deepEqual(s3.entries.map((e) => e.index), [1, 2, 3, 4, 5, 6, 7]);
       assert.equal(s3.tornBytesRepaired, 0);
     } finally {
@@ -108,7 +111,8 @@ describe('write-ahead log', () => {
         await wal.close();
         const [seg] = await segments(dir);
         await appendFile(join(dir, seg), junk);
-        const { state } = await Wal.open(dir);
+        const { wal: reopened, state } = await Wal.open(dir);
+      await reopened.close();
         assert.equal(state.entries.length, 3);
         assert.equal(state.tornBytesRepaired, 300);
       } finally {
@@ -169,7 +173,9 @@ describe('write-ahead log', () => {
       await assert.rejects(wal.append({ entries: entries(11, 12, 1) }), (e: unknown) => e instanceof StorageError && /I\/O error/.test(e.message));
       failNext = false;
       await assert.rejects(wal.append({ entries: entries(11, 12, 1) }), StorageError, 'no appends after a failure');
-      const { state } = await Wal.open(dir);
+      await wal.close();
+      const { wal: reopened, state } = await Wal.open(dir);
+      await reopened.close();
       assert.equal(state.entries.length, 10);
     } finally {
       await cleanup();
@@ -184,7 +190,9 @@ describe('write-ahead log', () => {
       await wal.append({ entries: entries(1, 4, 1) });
       limit = 30; // less than one record
       await assert.rejects(wal.append({ entries: entries(5, 8, 1) }), /short write/);
-      const { state } = await Wal.open(dir);
+      await wal.close();
+      const { wal: reopened, state } = await Wal.open(dir);
+      await reopened.close();
       assert.deepEqual(state.entries.map((e) => e.index), [1, 2, 3, 4]);
       assert.ok(state.tornBytesRepaired > 0);
     } finally {
@@ -202,6 +210,7 @@ describe('write-ahead log', () => {
       await assert.rejects(wal.append({ entries: entries(3, 3, 1) }), /syncing/);
       fail = false;
       await assert.rejects(wal.append({ entries: entries(3, 3, 1) }), StorageError);
+      await wal.close();
     } finally {
       await cleanup();
     }
