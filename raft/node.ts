@@ -47,6 +47,24 @@ export interface RaftConfig {
   readMode?: 'safe' | 'lease';
   /** A learner within this many entries of the leader's last index can be promoted. */
   promoteLag?: number;
+  /**
+   * Monotonic milliseconds (performance.now() in a process, simulated time in the simulator).
+   * The leader lease is measured with it, never by counting ticks: a timer whose ticks are lost
+   * to a blocked event loop would stretch a tick-counted lease by the length of the block.
+   * Without a clock, time is ticks x tickMs.
+   */
+  clock?: () => number;
+  /** Milliseconds per tick (default 1), to turn the election timeout into a lease duration. */
+  tickMs?: number;
+  /** The largest relative difference in clock rate between two members (default 0.05). */
+  maxClockDrift?: number;
+  /**
+   * Refuse (non-transfer) votes for one election timeout after start. A node that restarts
+   * forgets which leader it heard from, and without this would grant a vote inside that
+   * leader's lease (dissertation §6.4). Default: on in lease mode. A brand-new node of a new
+   * cluster may leave it off: no lease can count on it yet.
+   */
+  startupVoteGuard?: boolean;
   /** Source of randomness for election timeouts; the simulator passes a seeded PRNG. */
   random?: () => number;
 }
@@ -144,8 +162,21 @@ export class RaftNode {
   private electionElapsed = 0;
   private heartbeatElapsed = 0;
   private randomizedElectionTimeout = 0;
-  /** Monotonic tick count, for the leader lease. */
+  /** Ticks since this node started (the startup vote guard counts them). */
   private now = 0;
+  private readonly clock: () => number;
+  /** How long a heartbeat round acknowledged by a quorum keeps leadership certain, in clock ms. */
+  private readonly leaseMs: number;
+  /** Votes are refused while `now` is below this (the startup vote guard). */
+  private readonly startupGuardTicks: number;
+  /**
+   * Set once this leader sent TimeoutNow: the target's campaign overrides every follower's
+   * lease guard, and that message may arrive late, even after the transfer was abandoned, so
+   * the lease can no longer be trusted for the rest of this term.
+   */
+  private leaseRevoked = false;
+  /** ReadIndex requests forwarded to a leader: context -> the term and leader asked. */
+  private forwardedReads = new Map<string, { term: number; to: NodeId }>();
 
   private progress = new Map<NodeId, Progress>();
   private votes = new Map<NodeId, boolean>();
@@ -159,7 +190,7 @@ export class RaftNode {
 
   /** Heartbeat round counter; read requests and the lease are confirmed by rounds. */
   private seq = 0;
-  private roundSentAt: { seq: number; tick: number }[] = [];
+  private roundSentAt: { seq: number; at: number }[] = [];
   private pendingReads: PendingRead[] = [];
   /** Reads asked for before this leader committed an entry of its term. */
   private readsAwaitingCommit: { context: string; requester: NodeId }[] = [];
@@ -194,6 +225,16 @@ export class RaftNode {
     if (this.readMode === 'lease' && !this.checkQuorum) throw new Error('raft: lease reads need checkQuorum');
     this.promoteLag = config.promoteLag ?? 1000;
     this.random = config.random ?? Math.random;
+    const tickMs = config.tickMs ?? 1;
+    this.clock = config.clock ?? (() => this.now * tickMs);
+    const drift = config.maxClockDrift ?? 0.05;
+    if (!(drift >= 0 && drift < 0.5)) throw new Error('raft: maxClockDrift must be in [0, 0.5)');
+    // A follower refuses votes for electionTicks of its ticks after it processes our heartbeat,
+    // which it does after we sent it. Its first tick may follow at once (one tick less), its
+    // clock may run faster than ours by `drift`, and its timer may fire up to a tick early by
+    // our clock's measure (one more tick less). What remains is certain.
+    this.leaseMs = Math.max(0, ((this.electionTicks - 1) * (1 - drift) - 1) * tickMs);
+    this.startupGuardTicks = (config.startupVoteGuard ?? this.readMode === 'lease') ? this.electionTicks : 0;
 
     const snap = initial.snapshot;
     const snapIndex = snap?.meta.index ?? 0;
@@ -321,7 +362,7 @@ export class RaftNode {
     this.leadTransferee = to;
     this.electionElapsed = 0;
     const pr = this.progress.get(to)!;
-    if (pr.match === this.log.lastIndex()) this.send(message({ type: MessageType.TimeoutNow, from: this.id, to, term: this.term }));
+    if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(to);
     else this.needsFlush = true;
   }
 
@@ -338,6 +379,9 @@ export class RaftNode {
       return;
     }
     if (this.leader === NONE) throw new RaftError('not-leader', 'no leader known for a read', NONE);
+    this.forwardedReads.set(context, { term: this.term, to: this.leader });
+    // Answers lost with a leader change never come; keep the table bounded all the same.
+    if (this.forwardedReads.size > 100_000) this.forwardedReads.delete(this.forwardedReads.keys().next().value!);
     this.send(message({ type: MessageType.ReadIndex, from: this.id, to: this.leader, term: this.term, context }));
   }
 
@@ -379,9 +423,13 @@ export class RaftNode {
     return cloneMembership(found);
   }
 
+  /** Whether ready() may have work (no side effects; ready() may still find none). */
   hasReady(): boolean {
     if (this.inFlightReady) return false;
-    if (this.needsFlush || this.readRoundNeeded) this.flushAppends();
+    return this.needsFlush || this.readRoundNeeded || this.hasWork();
+  }
+
+  private hasWork(): boolean {
     return (
       this.msgs.length > 0 ||
       this.readStates.length > 0 ||
@@ -397,7 +445,9 @@ export class RaftNode {
 
   /** Collect the pending work; returns undefined when there is none. */
   ready(): Ready | undefined {
-    if (!this.hasReady()) return undefined;
+    if (this.inFlightReady) return undefined;
+    if (this.needsFlush || this.readRoundNeeded) this.flushAppends();
+    if (!this.hasWork()) return undefined;
     // Membership changes take effect as committed conf changes are handed out; doing it here,
     // before messages are collected, lets a change affect this very batch's quorum.
     const committed = this.snapshotToInstall ? EMPTY_ENTRIES : this.log.nextToApply();
@@ -459,6 +509,7 @@ export class RaftNode {
     if (term !== this.term) {
       this.term = term;
       this.vote = NONE;
+      this.forwardedReads.clear();
     }
     this.role = Role.Follower;
     this.leader = leader;
@@ -478,6 +529,7 @@ export class RaftNode {
 
   private becomeCandidate(): void {
     this.term++;
+    this.forwardedReads.clear();
     this.vote = this.id;
     this.role = Role.Candidate;
     this.leader = NONE;
@@ -505,6 +557,7 @@ export class RaftNode {
     }
     this.seq = 0;
     this.roundSentAt = [];
+    this.leaseRevoked = false;
     // Commit an entry of this term before anything relies on the commit index: reads wait for
     // it, and no membership change may be proposed until it is applied (the fix for the
     // single-server change bug found after the dissertation).
@@ -660,9 +713,10 @@ export class RaftNode {
   private stepValid(m: Message): string | undefined {
     if (m.term > this.term) {
       const isVoteReq = m.type === MessageType.Vote || m.type === MessageType.PreVote;
-      if (isVoteReq && !m.transfer && this.checkQuorum && this.leader !== NONE && this.electionElapsed < this.electionTicks) {
-        // We heard from a leader within the minimum election timeout: do not let a node that
-        // cannot hear it depose it (this is also what makes the leader lease safe).
+      if (isVoteReq && !m.transfer && this.checkQuorum && this.inLease()) {
+        // We heard from a leader within the minimum election timeout (or just restarted and
+        // may have): do not let a node that cannot hear it depose it (this is also what makes
+        // the leader lease safe).
         return 'vote request ignored: current leader lease';
       }
       if (m.type === MessageType.PreVote) {
@@ -705,6 +759,10 @@ export class RaftNode {
       case Role.Follower:
         return this.stepFollower(m);
     }
+  }
+
+  private inLease(): boolean {
+    return (this.leader !== NONE && this.electionElapsed < this.electionTicks) || this.now < this.startupGuardTicks;
   }
 
   private stepCandidate(m: Message): string | undefined {
@@ -750,10 +808,15 @@ export class RaftNode {
         if (!this.promotable()) return 'timeout-now to a node that cannot vote';
         this.startCampaign(true);
         return undefined;
-      case MessageType.ReadIndexResp:
+      case MessageType.ReadIndexResp: {
+        // Only the answer to a request of ours, from the leader we asked, in the term we asked.
+        const asked = this.forwardedReads.get(m.context);
+        if (!asked || asked.term !== m.term || asked.to !== m.from) return 'read index answer to no request of ours';
+        this.forwardedReads.delete(m.context);
         this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
         this.readStates.push({ index: m.index, context: m.context });
         return undefined;
+      }
       default:
         return `${MessageType[m.type]} ignored by a follower`;
     }
@@ -808,8 +871,8 @@ export class RaftNode {
   private handleSnapshotChunk(m: Message): void {
     const chunk = m.snapshot!;
     const { meta } = chunk;
-    const ack = (index: number, reject: boolean) =>
-      this.send(message({ type: MessageType.SnapResp, from: this.id, to: m.from, term: this.term, index, commit: meta.index, reject }));
+    const ack = (offset: number, reject: boolean) =>
+      this.send(message({ type: MessageType.SnapResp, from: this.id, to: m.from, term: this.term, snapshotIndex: meta.index, snapshotOffset: offset, reject }));
     if (meta.index <= this.log.committed) {
       // We already have everything it covers.
       this.incomingSnapshot = undefined;
@@ -839,7 +902,9 @@ export class RaftNode {
     }
     const data = concat(inc.chunks, inc.received);
     this.restoreSnapshot({ meta, data });
-    this.send(message({ type: MessageType.AppResp, from: this.id, to: m.from, term: this.term, index: this.log.lastIndex() }));
+    // What we now know matches the leader is the log up to the snapshot; entries after it
+    // (kept when we already had the snapshot's entry) are unverified.
+    this.send(message({ type: MessageType.AppResp, from: this.id, to: m.from, term: this.term, index: meta.index }));
   }
 
   private restoreSnapshot(snap: Snapshot): void {
@@ -891,25 +956,28 @@ export class RaftNode {
     } else if (pr.state === ProgressState.Replicate) pr.inflights.freeTo(m.index);
     this.maybeCommit();
     this.needsFlush = true;
-    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) {
-      this.send(message({ type: MessageType.TimeoutNow, from: this.id, to: m.from, term: this.term }));
-    }
+    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    this.leaseRevoked = true;
+    this.send(message({ type: MessageType.TimeoutNow, from: this.id, to, term: this.term }));
   }
 
   private handleSnapshotResponse(m: Message, pr: Progress): void {
     if (pr.state !== ProgressState.Snapshot || !this.snapshot) return;
-    if (m.commit !== pr.pendingSnapshot) {
+    if (m.snapshotIndex !== pr.pendingSnapshot) {
       if (m.reject) this.startSnapshot(m.from, pr);
       return;
     }
     pr.snapshotIdleTicks = 0;
     if (m.reject) {
-      pr.snapshotOffset = Math.min(m.index, this.snapshot.data.length);
+      pr.snapshotOffset = Math.min(m.snapshotOffset, this.snapshot.data.length);
       this.sendSnapshotChunk(m.from, pr);
       return;
     }
-    if (m.index <= pr.snapshotOffset) return; // duplicate ack
-    pr.snapshotOffset = m.index;
+    if (m.snapshotOffset <= pr.snapshotOffset) return; // duplicate ack
+    pr.snapshotOffset = m.snapshotOffset;
     if (pr.snapshotOffset < this.snapshot.data.length) this.sendSnapshotChunk(m.from, pr);
   }
 
@@ -1003,7 +1071,7 @@ export class RaftNode {
 
   private broadcastHeartbeat(): void {
     const seq = ++this.seq;
-    this.roundSentAt.push({ seq, tick: this.now });
+    this.roundSentAt.push({ seq, at: this.clock() });
     for (const [id, pr] of this.progress) {
       if (id === this.id) continue;
       this.send(
@@ -1075,12 +1143,11 @@ export class RaftNode {
   }
 
   private leaseValid(): boolean {
+    if (this.leaseRevoked) return false;
     const acked = this.quorumAckedSeq();
     const round = this.roundSentAt.find((r) => r.seq === acked);
-    // Followers ignore vote requests for electionTicks after hearing from us, so leadership is
-    // certain until then, measured from when the acknowledged heartbeat was sent. One tick of
-    // margin covers clock rate differences.
-    return round !== undefined && this.now < round.tick + this.electionTicks - 1;
+    // Leadership is certain for leaseMs after the acknowledged round was sent (see leaseMs).
+    return round !== undefined && this.clock() < round.at + this.leaseMs;
   }
 
   private deliverRead(requester: NodeId, index: number, context: string): void {

@@ -78,7 +78,7 @@ export enum MessageType {
   HeartbeatResp = 8,
   /** One chunk of an InstallSnapshot. */
   Snap = 9,
-  /** Acknowledges one snapshot chunk (or asks for a restart at `index` = expected offset). */
+  /** Acknowledges the chunks of snapshot `snapshotIndex` up to `snapshotOffset` (or, with reject, asks to resume there). */
   SnapResp = 10,
   TimeoutNow = 11,
   /** A follower forwards a ReadIndex request to the leader. */
@@ -108,6 +108,10 @@ export interface Message {
   transfer: boolean;
   /** Snap: the snapshot being sent (meta always, `data` is the chunk at `offset`). */
   snapshot?: SnapshotChunk;
+  /** SnapResp: which snapshot (its index) the answer is about. */
+  snapshotIndex: number;
+  /** SnapResp: bytes received in order so far; on reject, the offset to resume from. */
+  snapshotOffset: number;
 }
 
 export interface SnapshotChunk {
@@ -142,6 +146,8 @@ export function message(partial: Partial<Message> & Pick<Message, 'type' | 'from
     context: '',
     transfer: false,
     snapshot: undefined,
+    snapshotIndex: 0,
+    snapshotOffset: 0,
     ...partial,
   };
 }

@@ -12,7 +12,7 @@ export function validateMessage(m: Message, self: NodeId): string | undefined {
   if (typeof m.from !== 'string' || m.from === '') return 'message has no sender';
   if (m.from === self) return 'message claims to come from this node';
   if (m.to !== self) return `message addressed to ${String(m.to)}, not ${self}`;
-  for (const f of ['term', 'index', 'logTerm', 'commit', 'rejectHint', 'seq'] as const) {
+  for (const f of ['term', 'index', 'logTerm', 'commit', 'rejectHint', 'seq', 'snapshotIndex', 'snapshotOffset'] as const) {
     if (!isIndex(m[f])) return `field ${f} is not a non-negative integer`;
   }
   if (!Array.isArray(m.entries)) return 'entries is not a list';

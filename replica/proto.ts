@@ -21,6 +21,7 @@ message RaftMessage {
   uint32 type = 1; string from = 2; string to = 3; uint64 term = 4; uint64 log_term = 5; uint64 index = 6;
   repeated Entry entries = 7; uint64 commit = 8; bool reject = 9; uint64 reject_hint = 10; uint64 seq = 11;
   string context = 12; bool transfer = 13; SnapshotChunk snapshot = 14;
+  uint64 snapshot_index = 15; uint64 snapshot_offset = 16;
 }
 // First frame on a peer connection: who is calling, and where its clients reach it.
 message Hello { string from = 1; string token = 2; string client_addr = 3; string http_addr = 4; string raft_addr = 5; string cluster_id = 6; }
@@ -123,6 +124,8 @@ export function encodeRaftMessage(m: Message): Uint8Array {
     seq: m.seq,
     context: m.context,
     transfer: m.transfer,
+    snapshotIndex: m.snapshotIndex,
+    snapshotOffset: m.snapshotOffset,
     snapshot: m.snapshot && {
       meta: {
         index: m.snapshot.meta.index,
@@ -186,6 +189,8 @@ export function decodeRaftMessage(buf: Uint8Array): Message {
     context: str(d.context),
     transfer: Boolean(d.transfer),
     snapshot,
+    snapshotIndex: num(d.snapshotIndex),
+    snapshotOffset: num(d.snapshotOffset),
   };
 }
 

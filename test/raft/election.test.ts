@@ -43,14 +43,14 @@ describe('leader election (Raft §5.2, dissertation §9.6 PreVote, §6.2 CheckQu
   it('each node grants at most one vote per term, and the vote is durable before the answer', () => {
     const net = new Net(['a', 'b', 'c'], { preVote: false });
     const b = net.node('b');
-    b.step({ type: MessageType.Vote, from: 'a', to: 'b', term: 5, logTerm: 1, index: 3, entries: [], commit: 0, reject: false, rejectHint: 0, seq: 0, context: '', transfer: false });
+    b.step({ type: MessageType.Vote, from: 'a', to: 'b', term: 5, logTerm: 1, index: 3, entries: [], commit: 0, reject: false, rejectHint: 0, seq: 0, context: '', transfer: false, snapshotIndex: 0, snapshotOffset: 0 });
     const rd = b.ready()!;
     assert.equal(rd.hardState?.vote, 'a');
     assert.equal(rd.hardState?.term, 5);
     assert.equal(rd.messages[0].type, MessageType.VoteResp);
     assert.equal(rd.messages[0].reject, false);
     b.advance();
-    b.step({ type: MessageType.Vote, from: 'c', to: 'b', term: 5, logTerm: 1, index: 3, entries: [], commit: 0, reject: false, rejectHint: 0, seq: 0, context: '', transfer: false });
+    b.step({ type: MessageType.Vote, from: 'c', to: 'b', term: 5, logTerm: 1, index: 3, entries: [], commit: 0, reject: false, rejectHint: 0, seq: 0, context: '', transfer: false, snapshotIndex: 0, snapshotOffset: 0 });
     const rd2 = b.ready()!;
     assert.equal(rd2.messages[0].reject, true);
     b.advance();
@@ -90,7 +90,7 @@ describe('leader election (Raft §5.2, dissertation §9.6 PreVote, §6.2 CheckQu
     const net = new Net(['a', 'b', 'c']);
     net.elect('a');
     const b = net.node('b');
-    const reason = b.step({ type: MessageType.Vote, from: 'c', to: 'b', term: 99, logTerm: 50, index: 100, entries: [], commit: 0, reject: false, rejectHint: 0, seq: 0, context: '', transfer: false });
+    const reason = b.step({ type: MessageType.Vote, from: 'c', to: 'b', term: 99, logTerm: 50, index: 100, entries: [], commit: 0, reject: false, rejectHint: 0, seq: 0, context: '', transfer: false, snapshotIndex: 0, snapshotOffset: 0 });
     assert.match(reason ?? '', /lease/);
     assert.equal(b.term, net.node('a').term);
   });

@@ -34,6 +34,8 @@ export class Net {
   /** Return false to drop a message. */
   filter: (m: Message) => boolean = () => true;
   private seed = 1;
+  /** Simulated milliseconds: one per tick unless a test moves it (a stall: time without ticks). */
+  time = 0;
 
   constructor(
     ids: string[],
@@ -42,12 +44,15 @@ export class Net {
     const boot = bootstrapEntries(ids.map((id) => ({ id, addr: `mem:${id}` })));
     for (const id of ids) {
       this.stored.set(id, { hardState: { term: 1, vote: '', commit: boot.length }, entries: boot.slice() });
-      this.boot(id);
+      this.boot(id, true);
     }
   }
 
-  /** (Re)create a node from what it has stored, like a process restart. */
-  boot(id: string): RaftNode {
+  /**
+   * (Re)create a node from what it has stored, like a process restart. A node of a brand-new
+   * cluster (`fresh`) starts without the startup vote guard: no lease can count on it yet.
+   */
+  boot(id: string, fresh = false): RaftNode {
     const st = this.stored.get(id) ?? { hardState: { term: 0, vote: '', commit: 0 }, entries: [] };
     this.stored.set(id, st);
     let s = this.seed++ * 7919;
@@ -56,7 +61,7 @@ export class Net {
       return s / 2147483648;
     };
     const node = new RaftNode(
-      { id, electionTicks: 10, heartbeatTicks: 1, random, ...this.cfg },
+      { id, electionTicks: 10, heartbeatTicks: 1, random, clock: () => this.time, tickMs: 1, ...(fresh ? { startupVoteGuard: false } : {}), ...this.cfg },
       { hardState: st.hardState, entries: st.entries.slice(), snapshot: st.snapshot, applied: st.snapshot?.meta.index ?? 0 },
     );
     this.nodes.set(id, node);
@@ -151,6 +156,7 @@ export class Net {
 
   tick(id: string, n = 1): void {
     for (let i = 0; i < n; i++) {
+      this.time++;
       this.node(id).tick();
       this.settle();
     }
@@ -158,6 +164,7 @@ export class Net {
 
   tickAll(n = 1): void {
     for (let i = 0; i < n; i++) {
+      this.time++;
       for (const node of this.nodes.values()) node.tick();
       this.settle();
     }
