@@ -34,11 +34,9 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 class ProtobufDriver implements Driver {
   private conn: Connection;
   private seq = 0;
-  constructor(
-    target: string,
-    timeoutMs: number,
-    private readonly client: string,
-  ) {
+  /** This generator client's session, registered through the log before its first write. */
+  private session = '';
+  constructor(target: string, timeoutMs: number) {
     this.conn = new Connection(target, timeoutMs);
   }
   async get(key: string): Promise<void> {
@@ -46,9 +44,17 @@ class ProtobufDriver implements Driver {
     if (r.status !== Status.OK && r.status !== Status.NOT_FOUND) throw new Error(r.error || Status[r.status]);
   }
   async set(key: string, value: Uint8Array): Promise<void> {
+    if (!this.session) await this.register();
     const seq = ++this.seq;
-    const r = await this.conn.request({ op: Op.SET, key, value, client: this.client, seq, acked: seq - 1 });
+    const r = await this.conn.request({ op: Op.SET, key, value, client: this.session, seq, acked: seq - 1 });
+    if (r.status === Status.SESSION_EXPIRED) this.session = ''; // the next write registers anew
     if (r.status !== Status.OK) throw new Error(r.error || Status[r.status]);
+  }
+  private async register(): Promise<void> {
+    const r = await this.conn.request({ op: Op.REGISTER, key: '' });
+    if (r.status !== Status.OK) throw new Error(r.error || `session registration: ${Status[r.status]}`);
+    this.session = Buffer.from(r.value).toString();
+    this.seq = 0;
   }
   close(): void {
     this.conn.close();
@@ -176,12 +182,12 @@ class EtcdDriver implements Driver {
   }
 }
 
-export async function makeDriver(name: DriverName, targets: string[], index: number, timeoutMs: number, clientId: string): Promise<Driver> {
+export async function makeDriver(name: DriverName, targets: string[], index: number, timeoutMs: number): Promise<Driver> {
   // Spread clients over the targets, like independent users of a load-balanced service.
   const target = targets[index % targets.length];
   switch (name) {
     case 'protobuf':
-      return new ProtobufDriver(target, timeoutMs, clientId);
+      return new ProtobufDriver(target, timeoutMs);
     case 'text':
       return new TextDriver(target, timeoutMs);
     case 'http':

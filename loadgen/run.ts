@@ -5,7 +5,6 @@
  * sent = answered + errors + timeouts always holds.
  */
 import hdr from 'hdr-histogram-js';
-import { randomUUID } from 'node:crypto';
 import { Prng } from '../util/prng.js';
 import { DriverName, TimeoutError, makeDriver } from './drivers.js';
 
@@ -87,7 +86,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const counts = { sent: 0, answered: 0, errors: 0, timeouts: 0 };
   const perSecond: number[] = [];
   const errorSamples = new Set<string>();
-  const drivers = await Promise.all(Array.from({ length: o.clients }, (_, i) => makeDriver(o.driver, o.targets, i, o.timeoutMs, `lg-${randomUUID()}`)));
+  const drivers = await Promise.all(Array.from({ length: o.clients }, (_, i) => makeDriver(o.driver, o.targets, i, o.timeoutMs)));
   const cpu0 = process.cpuUsage();
   const start = performance.now();
   const deadline = o.durationS ? start + o.durationS * 1000 : Infinity;

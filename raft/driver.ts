@@ -4,6 +4,7 @@
  * are queued and handed to the core together, so each fsync covers everything that arrived
  * during the previous one (group commit without any tuning knob).
  */
+import { randomBytes } from 'node:crypto';
 import { RaftError } from './errors.js';
 import { RaftNode, Ready } from './node.js';
 import type { Storage } from './storage/storage.js';
@@ -42,6 +43,11 @@ export interface DriverOptions {
   onMembership?: (m: Membership) => void;
   /** The node cannot go on (storage failure): it has stopped. */
   onFatal?: (e: Error) => void;
+  /**
+   * Prefix of this process's ReadIndex contexts, unique per start so an answer meant for an
+   * earlier process can never complete a read of this one (default: random).
+   */
+  readContextPrefix?: string;
 }
 
 export interface Applied {
@@ -84,6 +90,7 @@ export class RaftDriver {
   private readWaiters = new Map<string, Waiter<number>>();
   private readsByIndex: { index: number; w: Waiter<number> }[] = [];
   private readSeq = 0;
+  private readonly readPrefix: string;
   private applied: number;
   private lastSnapshotIndex: number;
   private snapshotting = false;
@@ -97,6 +104,7 @@ export class RaftDriver {
     this.tickMs = opts.tickMs ?? 100;
     this.snapshotEvery = opts.snapshotEvery ?? 10_000;
     this.keepEntries = opts.keepEntries ?? 1_000;
+    this.readPrefix = opts.readContextPrefix ?? randomBytes(6).toString('hex');
     this.applied = this.node.log.applied;
     this.lastSnapshotIndex = this.node.log.snapshotIndex;
   }
@@ -153,7 +161,7 @@ export class RaftDriver {
   readBarrier(timeoutMs = 5_000): Promise<number> {
     return new Promise<number>((resolve, reject) => {
       if (this.stopped) return reject(this.stopped);
-      const ctx = `r${++this.readSeq}`;
+      const ctx = `${this.readPrefix}.${++this.readSeq}`;
       const w: Waiter<number> = { resolve, reject };
       w.timer = setTimeout(() => {
         this.readWaiters.delete(ctx);
@@ -215,8 +223,15 @@ export class RaftDriver {
         w.timer = setTimeout(() => {
           if (this.proposals.get(r.index) === w) this.proposals.delete(r.index);
           // The command may still commit later: the outcome is unknown, not failed.
-          reject(new RaftError('not-leader', `proposal ${r.index} not applied within ${timeoutMs} ms (outcome unknown)`, this.node.leader));
+          reject(new RaftError('outcome-unknown', `proposal ${r.index} not applied within ${timeoutMs} ms (outcome unknown)`, this.node.leader));
         }, timeoutMs);
+        const earlier = this.proposals.get(r.index);
+        if (earlier) {
+          // We lead again and reuse the index, so our log lost the earlier entry there: it was
+          // never committed (a leader has every committed entry) and never will be.
+          clearTimeout(earlier.timer);
+          earlier.reject(new RaftError('dropped', `entry ${r.index} of term ${earlier.term} was replaced by another leader's; not applied`, this.node.leader));
+        }
         this.proposals.set(r.index, w);
       });
     });
@@ -270,7 +285,7 @@ export class RaftDriver {
     if (rd.snapshot) {
       await this.sm.restore(rd.snapshot);
       this.applied = rd.snapshot.meta.index;
-      this.lastSnapshotIndex = rd.snapshot.meta.index;
+      this.lastSnapshotIndex = Math.max(this.lastSnapshotIndex, rd.snapshot.meta.index);
       this.failProposalsUpTo(this.applied);
     }
     const results = this.sm.applyBatch && rd.committed.length > 0 ? await this.sm.applyBatch(rd.committed) : undefined;
@@ -285,7 +300,7 @@ export class RaftDriver {
         this.proposals.delete(e.index);
         clearTimeout(w.timer);
         if (w.term === e.term) w.resolve({ index: e.index, term: e.term, result });
-        else w.reject(new RaftError('not-leader', `entry ${e.index} was replaced by another leader's; retry`, this.node.leader));
+        else w.reject(new RaftError('dropped', `entry ${e.index} was replaced by another leader's; not applied`, this.node.leader));
       }
     }
     for (const rs of rd.readStates) {
@@ -330,7 +345,8 @@ export class RaftDriver {
         this.schedule();
         const snap: Snapshot = { meta: { index, term, membership }, data };
         return this.storage.saveSnapshot(snap, index - this.keepEntries).then(() => {
-          this.lastSnapshotIndex = index;
+          // An installed snapshot may have overtaken this one while it was being written.
+          this.lastSnapshotIndex = Math.max(this.lastSnapshotIndex, index);
           this.enqueue(() => this.node.compact(snap, this.keepEntries));
         });
       })
@@ -345,7 +361,7 @@ export class RaftDriver {
       if (i > index) continue;
       this.proposals.delete(i);
       clearTimeout(w.timer);
-      w.reject(new RaftError('not-leader', `entry ${i} outcome unknown after a snapshot install; retry with the same session`, this.node.leader));
+      w.reject(new RaftError('outcome-unknown', `entry ${i} outcome unknown after a snapshot install; retry with the same session`, this.node.leader));
     }
   }
 

@@ -5,7 +5,7 @@ export type { RaftConfig, InitialState, Ready } from './node.js';
 export { RaftLog } from './log.js';
 export { ProgressState } from './progress.js';
 export { encodeConfChange, decodeConfChange, validateConfChange, applyConfChange, quorum } from './confchange.js';
-export { SessionTable } from './session.js';
+export { DEFAULT_SESSION_TTL_MS, SessionTable } from './session.js';
 export type { SessionOutcome, SessionOptions } from './session.js';
 export { DiskStorage, MemoryStorage, appendToLog } from './storage/storage.js';
 export type { Storage, DiskStorageOptions, RecoveryReport } from './storage/storage.js';

@@ -4,7 +4,6 @@
  * who leads. Writes carry a session (client id, sequence number, acknowledged-through) so a
  * retry after a timeout or a dropped connection is applied at most once.
  */
-import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { dialHost, parseHostPort } from './addr.js';
@@ -103,8 +102,6 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** Give up after this long across retries (default 10 s). */
   deadlineMs?: number;
-  /** Session id; a fresh one per client by default. */
-  clientId?: string;
   /** Connect with TLS, trusting this CA (for replicas run with --tls-*). */
   tls?: { ca: string | Buffer };
   /**
@@ -116,7 +113,9 @@ export interface ClientOptions {
 }
 
 export class RaftKvClient {
-  readonly clientId: string;
+  /** Our session, registered through the log before the first write (dissertation §6.3). */
+  private session: string | undefined;
+  private registering: Promise<string> | undefined;
   private seq = 0;
   private outstanding = new Set<number>();
   private conn: Connection | undefined;
@@ -127,7 +126,6 @@ export class RaftKvClient {
   constructor(private readonly opts: ClientOptions) {
     if (opts.targets.length === 0) throw new Error('RaftKvClient needs at least one target address');
     for (const t of opts.targets) parseHostPort(t, 'target');
-    this.clientId = opts.clientId ?? randomUUID();
     this.timeoutMs = opts.timeoutMs ?? 2000;
     this.deadlineMs = opts.deadlineMs ?? 10_000;
     this.target = Math.floor(Math.random() * opts.targets.length);
@@ -156,13 +154,38 @@ export class RaftKvClient {
     this.conn = undefined;
   }
 
+  /** This client's session id (registered with the cluster on first use). */
+  async sessionId(): Promise<string> {
+    if (this.session) return this.session;
+    this.registering ??= this.send({ op: Op.REGISTER, key: '' })
+      .then((r) => {
+        this.session = Buffer.from(r.value).toString();
+        this.seq = 0;
+        return this.session;
+      })
+      .finally(() => {
+        this.registering = undefined;
+      });
+    return this.registering;
+  }
+
   private async write(op: Op, key: string, value: Uint8Array): Promise<void> {
-    const seq = ++this.seq;
-    this.outstanding.add(seq);
-    try {
-      await this.send({ op, key, value, client: this.clientId, seq });
-    } finally {
-      this.outstanding.delete(seq);
+    // Whether an attempt may have been applied: then a retry must keep the session and seq.
+    const attempt = { maybeApplied: false };
+    for (;;) {
+      const client = await this.sessionId();
+      const seq = ++this.seq;
+      this.outstanding.add(seq);
+      try {
+        const r = await this.send({ op, key, value, client, seq }, attempt);
+        if (r.status !== Status.SESSION_EXPIRED) return;
+        // The session is gone (idle too long, or the cluster had too many): nothing was applied
+        // by this answer, but an earlier attempt might have been, and no one can tell now.
+        if (this.session === client) this.session = undefined;
+        if (attempt.maybeApplied) throw new RaftKvError(`outcome unknown: the session expired while the write's outcome was unknown (${r.error})`, Status.UNKNOWN);
+      } finally {
+        this.outstanding.delete(seq);
+      }
     }
   }
 
@@ -173,7 +196,11 @@ export class RaftKvClient {
     return min - 1;
   }
 
-  private async send(cmd: Partial<Command>): Promise<Response> {
+  /**
+   * Send until answered. UNAVAILABLE (not applied) and UNKNOWN (maybe applied) are retried with
+   * the same session and seq, which is what makes the retry safe; SESSION_EXPIRED is returned.
+   */
+  private async send(cmd: Partial<Command>, outcome = { maybeApplied: false }): Promise<Response> {
     const deadline = Date.now() + this.deadlineMs;
     let last: Error | undefined;
     const refused = new Set<string>();
@@ -181,11 +208,15 @@ export class RaftKvClient {
       const target = this.opts.targets[this.target];
       try {
         const r = await this.connection().request({ ...cmd, acked: cmd.client ? Math.min(this.ackedThrough(), (cmd.seq ?? 1) - 1) : 0 });
-        if (r.status === Status.OK || r.status === Status.NOT_FOUND) return r;
+        if (r.status === Status.OK || r.status === Status.NOT_FOUND || r.status === Status.SESSION_EXPIRED) return r;
         if (r.status === Status.ERROR) throw new RaftKvError(r.error || 'request failed', r.status);
+        if (r.status === Status.UNKNOWN) outcome.maybeApplied = true;
         last = new RaftKvError(r.error || Status[r.status], r.status);
       } catch (e) {
         if (e instanceof RaftKvError && e.status === Status.ERROR) throw e;
+        // A socket error before connecting means nothing was sent; a timeout or a connection
+        // lost after sending may have reached the cluster.
+        if (typeof (e as NodeJS.ErrnoException).code !== 'string') outcome.maybeApplied = true;
         last = e as Error;
         this.conn?.close();
         this.conn = undefined;
@@ -199,6 +230,9 @@ export class RaftKvClient {
         }
       }
       await new Promise((r) => setTimeout(r, Math.min(1000, 20 * 2 ** Math.min(attempt, 6))));
+    }
+    if (outcome.maybeApplied && cmd.op !== Op.GET) {
+      throw new RaftKvError(`outcome unknown: no answer within ${this.deadlineMs} ms (${last?.message ?? 'deadline exceeded'})`, Status.UNKNOWN);
     }
     throw last ?? new RaftKvError('deadline exceeded', 'timeout');
   }

@@ -93,6 +93,9 @@ export class HttpApi {
           return reply.code(404).send({ error: `key ${quoteKey(key)} not found` });
         case Status.ERROR:
           return reply.code(400).send({ error: res.error });
+        case Status.UNKNOWN:
+          // Not a failure to retry blindly: the write may have been applied.
+          return reply.code(504).send({ error: res.error || 'outcome unknown', outcome: 'unknown' });
         default:
           return reply.code(503).send({ error: res.error || 'unavailable', leader: res.leader || undefined });
       }

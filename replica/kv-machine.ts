@@ -5,7 +5,7 @@
  */
 import { closeSync, fdatasyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { Entry, EntryType, SessionTable, Snapshot, StateMachine } from '../raft/index.js';
+import { Entry, EntryType, SessionOptions, SessionTable, Snapshot, StateMachine } from '../raft/index.js';
 import { KvEngine } from './engines/engine.js';
 import { KvCommand, Op, decodeKvCommand } from './proto.js';
 
@@ -16,6 +16,8 @@ export enum ApplyStatus {
   Expired = 1,
   /** The command could not be applied (it failed validation); nothing changed. */
   Rejected = 2,
+  /** Its session is unknown (expired, or never registered): not applied. */
+  SessionExpired = 3,
 }
 
 const MAGIC = Buffer.from('RKVKV001');
@@ -25,17 +27,21 @@ export interface KvMachineOptions {
   /** Directory for the application log; every applied command is written and synced. */
   logFolder?: string;
   nodeId: string;
+  sessions?: SessionOptions;
 }
 
 export class KvStateMachine implements StateMachine {
-  sessions = new SessionTable();
+  sessions: SessionTable;
   appliedIndex = 0;
   private applogFd: number | undefined;
+  private readonly sessionOptions: SessionOptions;
 
   constructor(
     readonly engine: KvEngine,
     opts: KvMachineOptions,
   ) {
+    this.sessionOptions = opts.sessions ?? {};
+    this.sessions = new SessionTable(this.sessionOptions);
     if (opts.logFolder) {
       mkdirSync(opts.logFolder, { recursive: true });
       this.applogFd = openSync(join(opts.logFolder, `${opts.nodeId}.applog`), 'a');
@@ -62,10 +68,13 @@ export class KvStateMachine implements StateMachine {
     } catch {
       return result(ApplyStatus.Rejected, 'undecodable command');
     }
+    this.sessions.advance(cmd.time);
+    if (cmd.op === Op.REGISTER) return result(ApplyStatus.Ok, this.sessions.register(e.index));
     if (cmd.client) {
       const seen = this.sessions.check(cmd.client, cmd.seq, cmd.acked, e.index);
       if (seen.kind === 'duplicate') return seen.response;
       if (seen.kind === 'expired') return result(ApplyStatus.Expired, 'request expired: its answer was already acknowledged');
+      if (seen.kind === 'unknown-session') return result(ApplyStatus.SessionExpired, `session ${cmd.client.slice(0, 40)} expired or was never registered: register a new one`);
     }
     const invalid = this.engine.validate(cmd.key, cmd.op === Op.SET ? cmd.value : undefined);
     let out: Uint8Array;
@@ -100,7 +109,7 @@ export class KvStateMachine implements StateMachine {
     if (buf.length < 12 || !buf.subarray(0, 8).equals(MAGIC)) throw new Error('snapshot is not a raftkv key-value snapshot');
     const slen = buf.readUInt32LE(8);
     const meta = JSON.parse(buf.subarray(12, 12 + slen).toString()) as { applied: number; sessions: unknown };
-    this.sessions = SessionTable.fromJSON(meta.sessions);
+    this.sessions = SessionTable.fromJSON(meta.sessions, this.sessionOptions);
     this.engine.clear();
     this.engine.bulk(() => {
       let off = 12 + slen;

@@ -26,7 +26,8 @@ message RaftMessage {
 // First frame on a peer connection: who is calling, and where its clients reach it.
 message Hello { string from = 1; string token = 2; string client_addr = 3; string http_addr = 4; string raft_addr = 5; string cluster_id = 6; }
 
-enum Op { SET = 0; GET = 1; DELETE = 2; }
+// REGISTER opens a client session through the log; the answer's value is the session id.
+enum Op { SET = 0; GET = 1; DELETE = 2; REGISTER = 3; }
 // The seed's client message, plus an optional session (client, seq, acked) for exactly-once retries.
 message Command {
   uint64 id = 1; string ip = 2; Op op = 3; string key = 4; bytes value = 5;
@@ -34,11 +35,14 @@ message Command {
   // Set by a follower passing the command to the leader: never forwarded twice.
   bool forwarded = 10;
 }
-enum Status { OK = 0; NOT_FOUND = 1; ERROR = 2; NOT_LEADER = 3; UNAVAILABLE = 4; }
+// UNAVAILABLE: not applied, safe to retry. UNKNOWN: the write may or may not have been applied
+// (retry with the same session to find out). SESSION_EXPIRED: the session is gone; not applied.
+enum Status { OK = 0; NOT_FOUND = 1; ERROR = 2; NOT_LEADER = 3; UNAVAILABLE = 4; UNKNOWN = 5; SESSION_EXPIRED = 6; }
 message Response { uint64 id = 1; Status status = 2; bytes value = 3; string leader = 4; string error = 5; }
 
 // What a KV command looks like inside a Raft log entry.
-message KvCommand { Op op = 1; string key = 2; bytes value = 3; string client = 4; uint64 seq = 5; uint64 acked = 6; }
+// time: the proposing leader's clock (ms), the state machine's deterministic notion of time.
+message KvCommand { Op op = 1; string key = 2; bytes value = 3; string client = 4; uint64 seq = 5; uint64 acked = 6; uint64 time = 7; }
 `;
 
 const root = protobuf.parse(SCHEMA, { keepCase: false }).root;
@@ -53,13 +57,19 @@ export enum Op {
   SET = 0,
   GET = 1,
   DELETE = 2,
+  REGISTER = 3,
 }
 export enum Status {
   OK = 0,
   NOT_FOUND = 1,
   ERROR = 2,
   NOT_LEADER = 3,
+  /** Not applied: safe to retry. */
   UNAVAILABLE = 4,
+  /** The write may or may not have been applied; retry with the same session to find out. */
+  UNKNOWN = 5,
+  /** The session expired (or never existed); the command was not applied. */
+  SESSION_EXPIRED = 6,
 }
 
 export interface Command {
@@ -93,6 +103,8 @@ export interface KvCommand {
   client: string;
   seq: number;
   acked: number;
+  /** The proposing leader's clock, in ms (0: not stamped). */
+  time: number;
 }
 export interface Hello {
   from: string;
@@ -240,5 +252,5 @@ export function encodeKvCommand(c: KvCommand): Uint8Array {
 export function decodeKvCommand(buf: Uint8Array): KvCommand {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const d = KvCommandPb.decode(buf) as any;
-  return { op: num(d.op), key: str(d.key), value: asBytes(d.value), client: str(d.client), seq: num(d.seq), acked: num(d.acked) };
+  return { op: num(d.op), key: str(d.key), value: asBytes(d.value), client: str(d.client), seq: num(d.seq), acked: num(d.acked), time: num(d.time) };
 }

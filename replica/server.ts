@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import {
   ConfChangeType,
+  DEFAULT_SESSION_TTL_MS,
   DiskStorage,
   Entry,
   HardState,
@@ -30,7 +31,8 @@ import { MemoryEngine } from './engines/memory.js';
 import { HttpApi } from './http.js';
 import { ApplyStatus, KvStateMachine, parseResult } from './kv-machine.js';
 import { ReplicaMetrics } from './metrics.js';
-import { Command, Op, Response, Status, encodeKvCommand } from './proto.js';
+import { Command, Op, Response, Status, encodeKvCommand, newCommand } from './proto.js';
+import { PooledSession, SessionPool } from './session-pool.js';
 import { PeerTransport } from './transport.js';
 import { TlsFiles, TlsMaterial, loadTls, requestJson } from './tls.js';
 
@@ -122,6 +124,7 @@ export class Replica {
   /** What each peer announced in its hello: how its clients reach it, and its raft address. */
   private peerInfo = new Map<string, { clientAddr: string; httpAddr: string; raftAddr: string }>();
   private leaderConn: Connection | undefined;
+  private readonly sessionPool = new SessionPool(() => this.registerSession(), DEFAULT_SESSION_TTL_MS / 2);
   private heartbeatSent = new Map<string, number>();
   private gaugeTimer: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
@@ -237,6 +240,9 @@ export class Replica {
         electionTicks: Math.max(2, Math.round(o.electionTimeoutMs / tickMs)),
         heartbeatTicks: 1,
         readMode: o.readMode,
+        // The lease is measured in real time, so a blocked event loop cannot stretch it.
+        clock: () => performance.now(),
+        tickMs,
       },
       initial,
     );
@@ -320,35 +326,111 @@ export class Replica {
   async execute(cmd: Command): Promise<Response> {
     const base = { id: cmd.id, value: EMPTY, leader: '', error: '' };
     if (!this.driver || this.stopping) return { ...base, status: Status.UNAVAILABLE, error: 'replica is starting or stopping; retry' };
-    try {
-      if (cmd.op === Op.GET) {
+    if (cmd.op === Op.GET) {
+      try {
         const invalid = this.sm.engine.validate(cmd.key);
         if (invalid) return { ...base, status: Status.ERROR, error: invalid };
         if (!cmd.stale) await this.driver.readBarrier();
         const v = this.sm.engine.get(cmd.key);
         return v === undefined ? { ...base, status: Status.NOT_FOUND } : { ...base, status: Status.OK, value: v };
+      } catch (e) {
+        // A read changes nothing: whatever went wrong, it is safe to retry.
+        return { ...base, status: Status.UNAVAILABLE, error: (e as Error).message, leader: this.leaderClientAddr() ?? '' };
       }
-      if (cmd.op !== Op.SET && cmd.op !== Op.DELETE) return { ...base, status: Status.ERROR, error: `unknown op ${String(cmd.op)}` };
-      const invalid = this.sm.engine.validate(cmd.key, cmd.op === Op.SET ? cmd.value : undefined);
-      if (invalid) return { ...base, status: Status.ERROR, error: invalid };
-      const node = this.driver.node;
-      if (node.role !== Role.Leader) return await this.forward(cmd);
+    }
+    if (cmd.op === Op.REGISTER) return this.writeOnce(cmd);
+    if (cmd.op !== Op.SET && cmd.op !== Op.DELETE) return { ...base, status: Status.ERROR, error: `unknown op ${String(cmd.op)}` };
+    const invalid = this.sm.engine.validate(cmd.key, cmd.op === Op.SET ? cmd.value : undefined);
+    if (invalid) return { ...base, status: Status.ERROR, error: invalid };
+    // A write with the caller's session is tried once: the caller retries with that session.
+    // One without gets a session of ours, so that we can retry it without applying it twice.
+    if (cmd.client || cmd.forwarded) return this.writeOnce(cmd);
+    return this.writeWithOwnSession(cmd);
+  }
+
+  /** Register a client session through the log; returns its id. */
+  async registerSession(): Promise<string> {
+    const r = await this.writeOnce(newCommand({ op: Op.REGISTER, key: '' }));
+    if (r.status !== Status.OK) throw new Error(r.error || `cannot open a session: ${Status[r.status]}`);
+    return Buffer.from(r.value).toString();
+  }
+
+  private async writeWithOwnSession(cmd: Command): Promise<Response> {
+    const base = { id: cmd.id, value: EMPTY, leader: '', error: '' };
+    const deadline = Date.now() + WRITE_DEADLINE_MS;
+    let session: PooledSession;
+    try {
+      session = await this.sessionPool.acquire();
+    } catch (e) {
+      return { ...base, status: Status.UNAVAILABLE, error: `no session could be opened: ${(e as Error).message}`, leader: this.leaderClientAddr() ?? '' };
+    }
+    // Whether an earlier attempt may have been applied: then only the same session can tell.
+    let maybeApplied = false;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const r = await this.writeOnce({ ...cmd, client: session.id, seq: session.seq, acked: session.seq - 1 });
+        if (r.status === Status.OK || r.status === Status.ERROR || r.status === Status.NOT_FOUND) return { ...r, id: cmd.id };
+        if (r.status === Status.UNKNOWN) maybeApplied = true;
+        if (r.status === Status.SESSION_EXPIRED) {
+          session.discarded = true;
+          if (maybeApplied) return { ...base, status: Status.UNKNOWN, error: 'outcome unknown: the write may have been applied, and its session expired before a retry could tell' };
+          this.sessionPool.release(session);
+          session = await this.sessionPool.acquire();
+          continue;
+        }
+        if (Date.now() >= deadline || this.stopping) {
+          return maybeApplied
+            ? { ...base, status: Status.UNKNOWN, error: `outcome unknown after ${WRITE_DEADLINE_MS} ms: ${r.error}` }
+            : { ...r, id: cmd.id };
+        }
+        await new Promise((res) => setTimeout(res, Math.min(500, 10 * 2 ** Math.min(attempt, 6))));
+      }
+    } catch (e) {
+      return { ...base, status: maybeApplied ? Status.UNKNOWN : Status.UNAVAILABLE, error: (e as Error).message };
+    } finally {
+      this.sessionPool.release(session);
+    }
+  }
+
+  /** One attempt: propose here when leading, else pass it to the leader. */
+  private async writeOnce(cmd: Command): Promise<Response> {
+    const base = { id: cmd.id, value: EMPTY, leader: '', error: '' };
+    if (!this.driver || this.stopping) return { ...base, status: Status.UNAVAILABLE, error: 'replica is starting or stopping; retry' };
+    if (this.driver.node.role !== Role.Leader) return this.forward(cmd);
+    try {
       const applied = await this.driver.propose(
-        encodeKvCommand({ op: cmd.op, key: cmd.key, value: cmd.value, client: cmd.client, seq: cmd.seq, acked: cmd.acked }),
+        encodeKvCommand({ op: cmd.op, key: cmd.key, value: cmd.value, client: cmd.client, seq: cmd.seq, acked: cmd.acked, time: Date.now() }),
       );
       this.metrics.proposals.inc({ result: 'applied' });
       const r = parseResult(applied.result);
-      if (r.status === ApplyStatus.Ok) return { ...base, status: Status.OK };
-      return { ...base, status: Status.ERROR, error: r.message };
-    } catch (e) {
-      if (e instanceof RaftError) {
-        this.metrics.proposals.inc({ result: e.code });
-        if (e.code === 'not-leader' && !cmd.forwarded && cmd.op !== Op.GET && this.driver.node.leader && this.driver.node.leader !== this.opts.id) {
-          return this.forward(cmd);
-        }
-        return { ...base, status: e.code === 'not-leader' || e.code === 'transfer-in-progress' ? Status.UNAVAILABLE : Status.ERROR, error: e.message, leader: this.leaderClientAddr() ?? '' };
+      switch (r.status) {
+        case ApplyStatus.Ok:
+          return { ...base, status: Status.OK, value: cmd.op === Op.REGISTER ? Buffer.from(r.message) : EMPTY };
+        case ApplyStatus.SessionExpired:
+          return { ...base, status: Status.SESSION_EXPIRED, error: r.message };
+        default:
+          return { ...base, status: Status.ERROR, error: r.message };
       }
-      return { ...base, status: Status.UNAVAILABLE, error: (e as Error).message };
+    } catch (e) {
+      const leader = this.leaderClientAddr() ?? '';
+      if (!(e instanceof RaftError)) {
+        // The node stopped with the proposal pending: it may yet commit elsewhere.
+        return { ...base, status: Status.UNKNOWN, error: `outcome unknown: ${(e as Error).message}`, leader };
+      }
+      this.metrics.proposals.inc({ result: e.code });
+      switch (e.code) {
+        case 'not-leader':
+          // Nothing was proposed: passing it on is safe.
+          if (!cmd.forwarded && this.driver.node.leader && this.driver.node.leader !== this.opts.id) return this.forward(cmd);
+          return { ...base, status: Status.UNAVAILABLE, error: e.message, leader };
+        case 'transfer-in-progress':
+        case 'dropped':
+          return { ...base, status: Status.UNAVAILABLE, error: e.message, leader };
+        case 'outcome-unknown':
+          return { ...base, status: Status.UNKNOWN, error: e.message, leader };
+        default:
+          return { ...base, status: Status.ERROR, error: e.message, leader };
+      }
     }
   }
 
@@ -366,7 +448,15 @@ export class Replica {
       const r = await this.leaderConn.request({ ...cmd, forwarded: true });
       return { ...r, id: cmd.id };
     } catch (e) {
-      return { ...base, status: Status.UNAVAILABLE, leader: addr, error: `forwarding to the leader failed: ${(e as Error).message}` };
+      // A socket error before the connection was made means nothing was sent; anything later
+      // (a timeout, a dropped connection) may have reached the leader.
+      const neverSent = typeof (e as NodeJS.ErrnoException).code === 'string';
+      return {
+        ...base,
+        status: neverSent || cmd.op === Op.GET ? Status.UNAVAILABLE : Status.UNKNOWN,
+        leader: addr,
+        error: `forwarding to the leader failed: ${(e as Error).message}`,
+      };
     }
   }
 
@@ -556,6 +646,8 @@ export class Replica {
 }
 
 const EMPTY = new Uint8Array(0);
+/** How long the replica retries a write it holds the session of before answering "unknown". */
+const WRITE_DEADLINE_MS = 8_000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
