@@ -25,6 +25,13 @@ export enum RecordType {
   SnapshotMarker = 4,
   /** An installed snapshot replaced the whole log: forget every entry before this record. */
   LogReset = 5,
+  /**
+   * Starts every write (one write, one fsync): `bytes` of records follow that belong to it.
+   * Recovery applies a batch only once it has read all of it, and knows where the last batch
+   * began, so a power cut that tore the last write anywhere inside it (a zeroed sector in the
+   * middle, say) is told apart from damage to data that was already synced.
+   */
+  BatchHeader = 6,
 }
 
 export const WAL_VERSION = 1;
@@ -33,7 +40,8 @@ export type WalRecord =
   | { type: RecordType.SegmentHeader; version: number }
   | { type: RecordType.Entry; entry: Entry }
   | { type: RecordType.HardState; hardState: HardState }
-  | { type: RecordType.SnapshotMarker | RecordType.LogReset; index: number; term: number };
+  | { type: RecordType.SnapshotMarker | RecordType.LogReset; index: number; term: number }
+  | { type: RecordType.BatchHeader; bytes: number };
 
 const fromUtf8 = new TextDecoder();
 
@@ -48,6 +56,8 @@ function payloadSize(r: WalRecord): number {
     case RecordType.SnapshotMarker:
     case RecordType.LogReset:
       return 12;
+    case RecordType.BatchHeader:
+      return 4;
   }
 }
 
@@ -55,7 +65,14 @@ export function encodedSize(r: WalRecord): number {
   return HEADER_BYTES + payloadSize(r);
 }
 
-/** Encode records back to back into one buffer (one write, one sync). */
+/** Encode one write: a batch header, then the records, back to back in one buffer. */
+export function encodeBatch(records: WalRecord[]): Buffer {
+  let bytes = 0;
+  for (const r of records) bytes += encodedSize(r);
+  return encodeRecords([{ type: RecordType.BatchHeader, bytes }, ...records]);
+}
+
+/** Encode records back to back into one buffer. */
 export function encodeRecords(records: WalRecord[]): Buffer {
   let total = 0;
   for (const r of records) total += encodedSize(r);
@@ -99,6 +116,10 @@ function encodeInto(buf: Buffer, off: number, r: WalRecord): number {
       buf.writeUIntLE(r.index, off, 6);
       buf.writeUIntLE(r.term, off + 6, 6);
       off += 12;
+      break;
+    case RecordType.BatchHeader:
+      buf.writeUInt32LE(r.bytes, off);
+      off += 4;
       break;
   }
   // CRC over the length field and the body.
@@ -156,6 +177,9 @@ export function decodeRecord(buf: Buffer, off: number): DecodeResult {
     case RecordType.LogReset:
       if (!need(12)) break;
       return { kind: 'record', record: { type, index: buf.readUIntLE(p, 6), term: buf.readUIntLE(p + 6, 6) }, next: end };
+    case RecordType.BatchHeader:
+      if (!need(4)) break;
+      return { kind: 'record', record: { type, bytes: buf.readUInt32LE(p) }, next: end };
     default:
       return { kind: 'corrupt', reason: `unknown record type ${String(type)}` };
   }

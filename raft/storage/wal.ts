@@ -10,7 +10,7 @@ import { FileHandle, mkdir, open, readdir, readFile, rm } from 'node:fs/promises
 import { join } from 'node:path';
 import { Entry, HardState } from '../types.js';
 import { CorruptionError, StorageError, describeIoError } from './errors.js';
-import { RecordType, WAL_VERSION, WalRecord, decodeRecord, encodeRecords } from './records.js';
+import { RecordType, WAL_VERSION, WalRecord, decodeRecord, encodeBatch } from './records.js';
 
 export type FsyncMode = 'always' | 'batch' | 'never';
 
@@ -134,11 +134,11 @@ export class Wal {
       if (this.fsync === 'always') {
         // One write and one sync per record: the cost of not batching, for experiments.
         for (const r of records) {
-          await this.write(encodeRecords([r]));
+          await this.write(encodeBatch([r]));
           await this.sync();
         }
       } else {
-        await this.write(encodeRecords(records));
+        await this.write(encodeBatch(records));
         if (this.fsync === 'batch') await this.sync();
       }
       if (batch.reset) {
@@ -157,7 +157,7 @@ export class Wal {
    */
   markSnapshot(index: number, term: number, compactTo: number): Promise<void> {
     return this.serialize(async () => {
-      await this.write(encodeRecords([{ type: RecordType.SnapshotMarker, index, term }]));
+      await this.write(encodeBatch([{ type: RecordType.SnapshotMarker, index, term }]));
       if (this.fsync !== 'never') await this.sync();
       if (index > this.marker.index) this.marker = { index, term };
       // Segment k holds entries below segment k+1's first index; never delete the open one.
@@ -271,7 +271,7 @@ export class Wal {
 
   /** Header, hard state and snapshot marker: what a segment needs once older ones are gone. */
   private segmentPreamble(): Buffer {
-    return encodeRecords([
+    return encodeBatch([
       { type: RecordType.SegmentHeader, version: WAL_VERSION },
       { type: RecordType.HardState, hardState: this.hardState },
       { type: RecordType.SnapshotMarker, ...this.marker },
@@ -320,26 +320,64 @@ async function replay(segments: Segment[]): Promise<WalState> {
     const buf = await readFile(seg.path);
     let off = 0;
     let first = true;
+    // The write being read: where it starts and ends, and its records, applied once complete.
+    let batchStart = -1;
+    let batchEnd = -1;
+    let pending: { rec: WalRecord; off: number }[] = [];
+    const tornFrom = (start: number): void => {
+      // A crash tore the last write. Nothing in it was acknowledged (acknowledgement follows
+      // the fsync of the whole write), so all of it goes, from its first byte.
+      state.tornBytesRepaired = buf.length - start;
+      pending = [];
+    };
     while (off < buf.length) {
       const r = decodeRecord(buf, off);
       if (r.kind !== 'record') {
         const reason = r.kind === 'corrupt' ? r.reason : 'record cut short';
-        if (isLast && !validRecordAfter(buf, off)) {
-          // A crash tore the last write. Nothing after it is valid, and nothing in it was
-          // acknowledged (acknowledgement follows the fsync of the whole write).
-          state.tornBytesRepaired = buf.length - off;
-          break;
+        if (isLast) {
+          if (off < batchEnd && !validRecordAt(buf, batchEnd)) {
+            // Damage inside the last write, wherever in it: a torn write.
+            tornFrom(batchStart);
+            break;
+          }
+          if (off >= batchEnd && !(batchStart >= 0 ? validBatchHeaderAfter(buf, off) : validRecordAfter(buf, off))) {
+            // Damage where a write begins (its header), with no later write: torn too.
+            tornFrom(off);
+            break;
+          }
         }
-        throw new CorruptionError(seg.path, off, isLast ? `${reason}, and valid records follow it` : `${reason} in a sealed segment`);
+        throw new CorruptionError(seg.path, off, isLast ? `${reason}, and a later write follows it` : `${reason} in a sealed segment`);
       }
       const rec = r.record;
+      if (rec.type === RecordType.BatchHeader) {
+        if (off < batchEnd) throw new CorruptionError(seg.path, off, 'a write begins inside another');
+        batchStart = off;
+        batchEnd = r.next + rec.bytes;
+        off = r.next;
+        continue;
+      }
       if (first) {
         if (rec.type !== RecordType.SegmentHeader) throw new CorruptionError(seg.path, off, 'segment does not start with a header');
         if (rec.version !== WAL_VERSION) throw new CorruptionError(seg.path, off, `unsupported WAL version ${rec.version}`);
         first = false;
       }
-      applyRecord(state, rec, seg.path, off);
+      if (off < batchEnd) {
+        if (r.next > batchEnd) throw new CorruptionError(seg.path, off, 'a record runs past the end of its write');
+        pending.push({ rec, off });
+        if (r.next === batchEnd) {
+          for (const p of pending) applyRecord(state, p.rec, seg.path, p.off);
+          pending = [];
+        }
+      } else {
+        // A record outside any batch (a log written before batches were marked).
+        applyRecord(state, rec, seg.path, off);
+      }
       off = r.next;
+    }
+    if (off >= buf.length && off < batchEnd) {
+      // The file ends inside a write: it was cut short.
+      if (!isLast) throw new CorruptionError(seg.path, batchStart, 'a write cut short in a sealed segment');
+      tornFrom(batchStart);
     }
   }
   // Entries a snapshot marker covers may still be listed; the caller trims to its snapshot.
@@ -377,6 +415,20 @@ function applyRecord(state: WalState, rec: WalRecord, file: string, off: number)
       return;
     }
   }
+}
+
+function validRecordAt(buf: Buffer, off: number): boolean {
+  return off < buf.length && decodeRecord(buf, off).kind === 'record';
+}
+
+/** Whether a later write (a well-formed batch header) starts after `off`. */
+function validBatchHeaderAfter(buf: Buffer, off: number): boolean {
+  for (let p = off + 1; p + 9 <= buf.length; p++) {
+    if (buf[p] === 0 && buf[p + 1] === 0 && buf[p + 2] === 0 && buf[p + 3] === 0) continue;
+    const r = decodeRecord(buf, p);
+    if (r.kind === 'record' && r.record.type === RecordType.BatchHeader) return true;
+  }
+  return false;
 }
 
 /** Whether any well-formed record starts after `off` (then the damage is not a torn tail). */

@@ -204,7 +204,12 @@ export class Simulation {
 
   // Invariant state.
   private leaderOfTerm = new Map<number, string>();
-  private appliedAt = new Map<number, { term: number; data: string }>();
+  /**
+   * Every applied index: its entry's term and data, and the lowest term any node was in when
+   * applying it, an upper bound on the term in which it was committed (a node learns of a
+   * commit from a leader of its own term, never an older one).
+   */
+  private appliedAt = new Map<number, { term: number; data: string; applyTerm: number }>();
   private freshApplied = new Map<string, number>();
   private readonly stats: SimStats = {
     events: 0,
@@ -464,7 +469,8 @@ export class Simulation {
       this.violation(`state machine safety: ${node.id} applied index ${e.index} term ${e.term} ${data}, another node applied term ${seen.term} ${seen.data}`);
       return;
     }
-    if (!seen) this.appliedAt.set(e.index, { term: e.term, data });
+    if (!seen) this.appliedAt.set(e.index, { term: e.term, data, applyTerm: node.raft.term });
+    else if (node.raft.term < seen.applyTerm) seen.applyTerm = node.raft.term;
     if (e.index > this.stats.maxCommit) this.stats.maxCommit = e.index;
     if (e.index !== node.kv.applied + 1) {
       this.violation(`${node.id} applied index ${e.index} after ${node.kv.applied}: gap or repeat`);
@@ -509,7 +515,10 @@ export class Simulation {
     }
     this.leaderOfTerm.set(raft.term, node.id);
     // Leader completeness: every entry anyone applied (so committed) is in the new leader's log.
-    for (const [index, { term }] of this.appliedAt) {
+    for (const [index, { term, applyTerm }] of this.appliedAt) {
+      // Only entries committed before this term are owed to its leader; a leader of an old term
+      // may win late (its votes were delayed) without entries committed in later terms.
+      if (applyTerm >= raft.term) continue;
       if (index < raft.log.snapshotIndex) continue;
       const t = raft.log.term(index);
       if (t !== term) {

@@ -121,6 +121,54 @@ describe('write-ahead log', () => {
     }
   });
 
+  it('a power cut that zeroed a sector inside the last, unsynced write is a torn write: that write goes, the rest stays', async () => {
+    const { dir, cleanup } = await tempDir('wal');
+    try {
+      const { wal } = await Wal.open(dir);
+      for (let i = 0; i < 4; i++) await wal.append({ entries: entries(i * 10 + 1, i * 10 + 10, 1, 200) });
+      const syncedBytes = (await stat(join(dir, (await segments(dir))[0]))).size;
+      await wal.append({ entries: entries(41, 80, 1, 400) }); // ~17 KB in one write
+      await wal.close();
+      const file = join(dir, (await segments(dir))[0]);
+      const bytes = await readFile(file);
+      // The disk wrote the write's sectors out of order: one in its middle never made it.
+      const hole = Math.ceil((syncedBytes + 4096) / 4096) * 4096;
+      assert.ok(hole + 4096 < bytes.length - 200, 'the hole lies inside the last write, intact records after it');
+      bytes.fill(0, hole, hole + 4096);
+      await writeFile(file, bytes);
+      const { wal: again, state } = await Wal.open(dir);
+      assert.deepEqual(state.entries.map((e) => e.index), Array.from({ length: 40 }, (_, i) => i + 1));
+      assert.equal(state.tornBytesRepaired, bytes.length - syncedBytes);
+      await again.append({ entries: entries(41, 42, 2) });
+      await again.close();
+      const { wal: third, state: after } = await Wal.open(dir);
+      await third.close();
+      assert.equal(after.entries.length, 42);
+      assert.equal(after.tornBytesRepaired, 0);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('the same hole in a write that a later write follows is corruption of synced data: refused, nothing changed', async () => {
+    const { dir, cleanup } = await tempDir('wal');
+    try {
+      const { wal } = await Wal.open(dir);
+      await wal.append({ entries: entries(1, 10, 1, 200) });
+      await wal.append({ entries: entries(11, 50, 1, 400) });
+      await wal.append({ entries: entries(51, 52, 1, 200) });
+      await wal.close();
+      const file = join(dir, (await segments(dir))[0]);
+      const bytes = await readFile(file);
+      bytes.fill(0, 4096, 8192);
+      await writeFile(file, bytes);
+      await assert.rejects(Wal.open(dir), (e: unknown) => e instanceof CorruptionError && e.file === file && /later write follows/.test(e.message));
+      assert.deepEqual(await readFile(file), bytes, 'nothing on disk changed');
+    } finally {
+      await cleanup();
+    }
+  });
+
   it('refuses to start on a flipped byte in the middle of the log, naming file and offset, changing nothing', async () => {
     const { dir, cleanup } = await tempDir('wal');
     try {
