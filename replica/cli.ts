@@ -41,7 +41,11 @@ State machine and storage:
 Raft:
   --election-timeout MS   election timeout (default 1000; the seed used 200)
   --heartbeat MS          heartbeat interval and tick (default 100; the seed used 50)
-  --read-mode MODE        safe (ReadIndex, default) | lease (leader lease reads)
+  --read-mode MODE        safe (ReadIndex, default) | lease (leader lease reads); the same on
+                          every member
+  --max-sessions N        client sessions kept (default 10000); beyond, the least recently
+                          active expires and its client registers a new one
+  --session-ttl MS        a session unused this long expires (default 600000)
   --token TOKEN           shared cluster token: required on peer connections and on join, member
                           and transfer calls (x-raftkv-token header) (or RAFTKV_TOKEN)
   --tls-cert FILE         TLS: this node's certificate (PEM); with --tls-key and --tls-ca, peers use
@@ -94,6 +98,8 @@ const Flags = z.object({
   'election-timeout': Int(2).default(D.electionTimeoutMs),
   heartbeat: Int(1).default(D.heartbeatMs),
   'read-mode': z.enum(['safe', 'lease']).default(D.readMode),
+  'max-sessions': Int(1).default(D.maxSessions),
+  'session-ttl': Int(1000).default(D.sessionTtlMs),
   token: z.string().optional(),
   'client-token': z.string().optional(),
   'tls-cert': z.string().optional(),
@@ -168,6 +174,8 @@ export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?
     maxValueBytes: f['max-value'],
     snapshotEvery: f['snapshot-every'],
     readMode: f['read-mode'],
+    maxSessions: f['max-sessions'],
+    sessionTtlMs: f['session-ttl'],
     token: f.token ?? process.env.RAFTKV_TOKEN,
     clientToken: f['client-token'] ?? process.env.RAFTKV_CLIENT_TOKEN,
     tls: tlsFiles(f['tls-cert'], f['tls-key'], f['tls-ca']),

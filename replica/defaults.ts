@@ -10,4 +10,6 @@ export const REPLICA_DEFAULTS = {
   maxValueBytes: 1 << 20,
   snapshotEvery: 10_000,
   readMode: 'safe',
+  maxSessions: 10_000,
+  sessionTtlMs: 600_000,
 } as const;

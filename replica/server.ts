@@ -5,7 +5,6 @@
 import { join } from 'node:path';
 import {
   ConfChangeType,
-  DEFAULT_SESSION_TTL_MS,
   DiskStorage,
   Entry,
   HardState,
@@ -71,6 +70,10 @@ export interface ReplicaOptions {
   maxValueBytes: number;
   snapshotEvery: number;
   readMode: 'safe' | 'lease';
+  /** Client sessions kept; beyond this the least recently active expires. */
+  maxSessions: number;
+  /** A client session unused this long (log time) expires. */
+  sessionTtlMs: number;
   /** Shared cluster secret: required on peer connections and on membership/transfer calls. */
   token?: string;
   /** Optional bearer token required on the HTTP key-value and status API. */
@@ -124,7 +127,7 @@ export class Replica {
   /** What each peer announced in its hello: how its clients reach it, and its raft address. */
   private peerInfo = new Map<string, { clientAddr: string; httpAddr: string; raftAddr: string }>();
   private leaderConn: Connection | undefined;
-  private readonly sessionPool = new SessionPool(() => this.registerSession(), DEFAULT_SESSION_TTL_MS / 2);
+  private readonly sessionPool: SessionPool;
   private heartbeatSent = new Map<string, number>();
   private gaugeTimer: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
@@ -141,6 +144,8 @@ export class Replica {
     readonly opts: ReplicaOptions,
     private readonly ports: { client: HostPort; raft: HostPort; http: HostPort },
   ) {
+    // Pooled sessions are dropped after half the TTL idle, well before the cluster expires them.
+    this.sessionPool = new SessionPool(() => this.registerSession(), opts.sessionTtlMs / 2);
     this.log = opts.log ?? ((l) => console.log(l));
     this.metrics = new ReplicaMetrics({ node: opts.id });
     this.stopped = new Promise((r) => (this.resolveStopped = r));
@@ -168,7 +173,7 @@ export class Replica {
 
   private async boot(): Promise<void> {
     const o = this.opts;
-    this.sm = new KvStateMachine(await makeEngine(o), { logFolder: o.logFolder, nodeId: o.id });
+    this.sm = new KvStateMachine(await makeEngine(o), { logFolder: o.logFolder, nodeId: o.id, sessions: { maxSessions: o.maxSessions, ttlMs: o.sessionTtlMs } });
     this.storage =
       o.fsync === 'memory' ? new MemoryStorage() : await DiskStorage.open(join(o.dataDir, 'raft'), { fsync: o.fsync });
     if (this.storage instanceof DiskStorage) {
@@ -348,11 +353,18 @@ export class Replica {
     return this.writeWithOwnSession(cmd);
   }
 
-  /** Register a client session through the log; returns its id. */
-  async registerSession(): Promise<string> {
-    const r = await this.writeOnce(newCommand({ op: Op.REGISTER, key: '' }));
-    if (r.status !== Status.OK) throw new Error(r.error || `cannot open a session: ${Status[r.status]}`);
-    return Buffer.from(r.value).toString();
+  /**
+   * Register a client session through the log; returns its id. Retried until it works: a
+   * registration whose outcome was unknown at worst leaves an unused session, which expires.
+   */
+  async registerSession(deadlineMs = WRITE_DEADLINE_MS): Promise<string> {
+    const deadline = Date.now() + deadlineMs;
+    for (let attempt = 0; ; attempt++) {
+      const r = await this.writeOnce(newCommand({ op: Op.REGISTER, key: '' }));
+      if (r.status === Status.OK) return Buffer.from(r.value).toString();
+      if (r.status === Status.ERROR || Date.now() >= deadline || this.stopping) throw new Error(r.error || `cannot open a session: ${Status[r.status]}`);
+      await new Promise((res) => setTimeout(res, Math.min(500, 10 * 2 ** Math.min(attempt, 6))));
+    }
   }
 
   private async writeWithOwnSession(cmd: Command): Promise<Response> {

@@ -8,41 +8,76 @@ const dec = (b: Uint8Array) => new TextDecoder().decode(b);
 describe('client sessions (dissertation §6.3)', () => {
   it('a retried command is not applied again and gets the original answer', () => {
     const t = new SessionTable();
-    assert.equal(t.check('c1', 1, 0, 10).kind, 'new');
-    t.record('c1', 1, enc('answer-1'), 10);
-    const again = t.check('c1', 1, 0, 11);
+    const c = t.register(5);
+    assert.equal(t.check(c, 1, 0, 10).kind, 'new');
+    t.record(c, 1, enc('answer-1'), 10);
+    const again = t.check(c, 1, 0, 11);
     assert.equal(again.kind, 'duplicate');
     assert.equal(again.kind === 'duplicate' && dec(again.response), 'answer-1');
-    assert.equal(t.check('c1', 2, 1, 12).kind, 'new');
+    assert.equal(t.check(c, 2, 1, 12).kind, 'new');
   });
 
   it('answers the client acknowledged are forgotten; a retry of one is reported expired, not re-applied', () => {
     const t = new SessionTable();
-    t.record('c1', 1, enc('a'), 1);
-    t.record('c1', 2, enc('b'), 2);
-    assert.equal(t.check('c1', 3, 2, 3).kind, 'new');
-    assert.equal(t.check('c1', 1, 2, 4).kind, 'expired');
+    const c = t.register(1);
+    t.record(c, 1, enc('a'), 2);
+    t.record(c, 2, enc('b'), 3);
+    assert.equal(t.check(c, 3, 2, 4).kind, 'new');
+    assert.equal(t.check(c, 1, 2, 5).kind, 'expired');
   });
 
-  it('eviction is by least recent log index, so every replica evicts the same sessions', () => {
-    const a = new SessionTable({ maxSessions: 2 });
-    const b = new SessionTable({ maxSessions: 2 });
-    for (const t of [a, b]) {
-      t.record('x', 1, enc('1'), 1);
-      t.record('y', 1, enc('1'), 2);
-      t.check('x', 2, 1, 3);
-      t.record('z', 1, enc('1'), 4);
-    }
-    assert.equal(a.size(), 2);
-    assert.deepEqual(a.toJSON(), b.toJSON());
-    assert.equal(a.check('y', 1, 0, 5).kind, 'new', 'y was evicted');
-  });
-
-  it('survives a snapshot round trip', () => {
+  it('a session id is the index of its registration: never handed out twice, and unknown ids are never treated as new', () => {
     const t = new SessionTable();
-    t.record('c1', 7, enc('seven'), 3);
-    const back = SessionTable.fromJSON(JSON.parse(JSON.stringify(t.toJSON())));
-    const r = back.check('c1', 7, 0, 4);
+    assert.equal(t.check('c1', 1, 0, 1).kind, 'unknown-session', 'an id nobody registered');
+    const a = t.register(7);
+    const b = t.register(9);
+    assert.notEqual(a, b);
+    assert.equal(a, '7');
+  });
+
+  it('with more clients than the table holds, the evicted session answers "session expired" and its retry is never applied again', () => {
+    const t = new SessionTable({ maxSessions: 2 });
+    const x = t.register(1);
+    t.record(x, 1, enc('x1'), 2); // x's write 1 applied; its answer is lost on the way back
+    const y = t.register(3);
+    t.record(y, 1, enc('y1'), 4);
+    const z = t.register(5); // the least recently active, x, is evicted
+    assert.equal(t.size(), 2);
+    assert.equal(t.check(x, 1, 0, 6).kind, 'unknown-session', 'x retries write 1: refused, not re-applied');
+    assert.equal(t.check(y, 2, 1, 7).kind, 'new');
+    assert.equal(t.check(z, 1, 0, 8).kind, 'new');
+  });
+
+  it('sessions idle longer than the TTL in log time expire, the same way on every replica', () => {
+    const replicas = [new SessionTable({ ttlMs: 1000 }), new SessionTable({ ttlMs: 1000 })];
+    for (const t of replicas) {
+      t.advance(10_000);
+      t.register(1); // '1'
+      t.advance(10_500);
+      t.register(2); // '2'
+      t.record('2', 1, enc('ok'), 3);
+      t.advance(11_200); // '1' idle 1200 ms: gone; '2' idle 700 ms: kept
+      t.advance(11_100); // a slower leader's clock never moves log time back
+    }
+    const [a, b] = replicas;
+    assert.deepEqual(a.toJSON(), b.toJSON());
+    assert.equal(a.has('1'), false);
+    assert.equal(a.has('2'), true);
+    assert.equal(a.check('1', 1, 0, 4).kind, 'unknown-session');
+  });
+
+  it('survives a snapshot round trip, with its order and log time', () => {
+    const t = new SessionTable({ maxSessions: 2 });
+    t.advance(500);
+    const c = t.register(3);
+    t.record(c, 7, enc('seven'), 4);
+    const d = t.register(5);
+    const back = SessionTable.fromJSON(JSON.parse(JSON.stringify(t.toJSON())), { maxSessions: 2 });
+    const r = back.check(c, 7, 0, 6);
     assert.equal(r.kind === 'duplicate' && dec(r.response), 'seven');
+    back.register(8); // evicts d, now the least recently active
+    assert.equal(back.has(d), false);
+    assert.equal(back.has(c), true);
+    assert.throws(() => SessionTable.fromJSON([['old', 1, 0, []]]), /malformed/);
   });
 });
