@@ -28,6 +28,27 @@ export interface Transport {
   send(messages: Message[]): void;
 }
 
+/** The timer functions the driver uses: the process's, or the simulator's virtual ones. */
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+  setInterval(fn: () => void, ms: number): unknown;
+  clearInterval(handle: unknown): void;
+  setImmediate(fn: () => void): void;
+}
+
+export const processTimers: Timers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+  setInterval: (fn, ms) => {
+    const t = setInterval(fn, ms);
+    t.unref();
+    return t;
+  },
+  clearInterval: (h) => clearInterval(h as NodeJS.Timeout),
+  setImmediate: (fn) => void setImmediate(fn),
+};
+
 export interface DriverOptions {
   node: RaftNode;
   storage: Storage;
@@ -48,6 +69,8 @@ export interface DriverOptions {
    * earlier process can never complete a read of this one (default: random).
    */
   readContextPrefix?: string;
+  /** Timers (default: the process's). */
+  timers?: Timers;
 }
 
 export interface Applied {
@@ -59,7 +82,7 @@ export interface Applied {
 interface Waiter<T> {
   resolve: (v: T) => void;
   reject: (e: Error) => void;
-  timer?: NodeJS.Timeout;
+  timer?: unknown;
 }
 
 export class DriverStoppedError extends Error {
@@ -82,7 +105,8 @@ export class RaftDriver {
   private inputs: (() => void)[] = [];
   private busy = false;
   private scheduled = false;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: unknown;
+  private readonly timers: Timers;
   private stopped: Error | undefined;
   private idle: (() => void)[] = [];
 
@@ -105,20 +129,20 @@ export class RaftDriver {
     this.snapshotEvery = opts.snapshotEvery ?? 10_000;
     this.keepEntries = opts.keepEntries ?? 1_000;
     this.readPrefix = opts.readContextPrefix ?? randomBytes(6).toString('hex');
+    this.timers = opts.timers ?? processTimers;
     this.applied = this.node.log.applied;
     this.lastSnapshotIndex = this.node.log.snapshotIndex;
   }
 
   /** Start ticking and processing. The state machine must already hold the snapshot's state. */
   start(): void {
-    this.timer = setInterval(() => this.enqueue(() => this.node.tick()), this.tickMs);
-    this.timer.unref?.();
+    this.timer = this.timers.setInterval(() => this.enqueue(() => this.node.tick()), this.tickMs);
     this.schedule();
   }
 
   /** Stop: finish the batch in flight, fail what is pending, stop the timer. */
   async stop(why = 'shutting down'): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) this.timers.clearInterval(this.timer);
     this.timer = undefined;
     if (!this.stopped) this.stopped = new DriverStoppedError(why);
     if (this.busy) await new Promise<void>((r) => this.idle.push(r));
@@ -163,7 +187,7 @@ export class RaftDriver {
       if (this.stopped) return reject(this.stopped);
       const ctx = `${this.readPrefix}.${++this.readSeq}`;
       const w: Waiter<number> = { resolve, reject };
-      w.timer = setTimeout(() => {
+      w.timer = this.timers.setTimeout(() => {
         this.readWaiters.delete(ctx);
         this.readsByIndex = this.readsByIndex.filter((r) => r.w !== w);
         reject(new RaftError('not-leader', `read not confirmed within ${timeoutMs} ms (no reachable leader?)`, this.node.leader));
@@ -173,7 +197,7 @@ export class RaftDriver {
           this.node.readIndex(ctx);
           this.readWaiters.set(ctx, w);
         } catch (e) {
-          clearTimeout(w.timer);
+          this.timers.clearTimeout(w.timer);
           reject(e as Error);
         }
       });
@@ -220,7 +244,7 @@ export class RaftDriver {
           return;
         }
         const w = { resolve, reject, term: r.term } as Waiter<Applied> & { term: number };
-        w.timer = setTimeout(() => {
+        w.timer = this.timers.setTimeout(() => {
           if (this.proposals.get(r.index) === w) this.proposals.delete(r.index);
           // The command may still commit later: the outcome is unknown, not failed.
           reject(new RaftError('outcome-unknown', `proposal ${r.index} not applied within ${timeoutMs} ms (outcome unknown)`, this.node.leader));
@@ -229,7 +253,7 @@ export class RaftDriver {
         if (earlier) {
           // We lead again and reuse the index, so our log lost the earlier entry there: it was
           // never committed (a leader has every committed entry) and never will be.
-          clearTimeout(earlier.timer);
+          this.timers.clearTimeout(earlier.timer);
           earlier.reject(new RaftError('dropped', `entry ${r.index} of term ${earlier.term} was replaced by another leader's; not applied`, this.node.leader));
         }
         this.proposals.set(r.index, w);
@@ -246,7 +270,7 @@ export class RaftDriver {
   private schedule(): void {
     if (this.scheduled || this.busy) return;
     this.scheduled = true;
-    setImmediate(() => {
+    this.timers.setImmediate(() => {
       this.scheduled = false;
       this.pump();
     });
@@ -298,7 +322,7 @@ export class RaftDriver {
       const w = this.proposals.get(e.index);
       if (w) {
         this.proposals.delete(e.index);
-        clearTimeout(w.timer);
+        this.timers.clearTimeout(w.timer);
         if (w.term === e.term) w.resolve({ index: e.index, term: e.term, result });
         else w.reject(new RaftError('dropped', `entry ${e.index} was replaced by another leader's; not applied`, this.node.leader));
       }
@@ -313,7 +337,7 @@ export class RaftDriver {
       const still: typeof this.readsByIndex = [];
       for (const r of this.readsByIndex) {
         if (r.index <= this.applied) {
-          clearTimeout(r.w.timer);
+          this.timers.clearTimeout(r.w.timer);
           r.w.resolve(r.index);
         } else still.push(r);
       }
@@ -322,7 +346,7 @@ export class RaftDriver {
     if (rd.softState && rd.softState.role !== Role.Leader) {
       // Reads this node was confirming as leader can no longer complete.
       for (const [ctx, w] of this.readWaiters) {
-        clearTimeout(w.timer);
+        this.timers.clearTimeout(w.timer);
         w.reject(new RaftError('not-leader', 'leadership changed during the read', rd.softState.leader));
         this.readWaiters.delete(ctx);
       }
@@ -360,31 +384,31 @@ export class RaftDriver {
     for (const [i, w] of this.proposals) {
       if (i > index) continue;
       this.proposals.delete(i);
-      clearTimeout(w.timer);
+      this.timers.clearTimeout(w.timer);
       w.reject(new RaftError('outcome-unknown', `entry ${i} outcome unknown after a snapshot install; retry with the same session`, this.node.leader));
     }
   }
 
   private failAll(e: Error): void {
     for (const w of this.proposals.values()) {
-      clearTimeout(w.timer);
+      this.timers.clearTimeout(w.timer);
       w.reject(e);
     }
     this.proposals.clear();
     for (const w of this.readWaiters.values()) {
-      clearTimeout(w.timer);
+      this.timers.clearTimeout(w.timer);
       w.reject(e);
     }
     this.readWaiters.clear();
     for (const r of this.readsByIndex) {
-      clearTimeout(r.w.timer);
+      this.timers.clearTimeout(r.w.timer);
       r.w.reject(e);
     }
     this.readsByIndex = [];
   }
 
   private fatal(e: Error): void {
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) this.timers.clearInterval(this.timer);
     this.timer = undefined;
     this.busy = false;
     for (const r of this.idle.splice(0)) r();

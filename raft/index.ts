@@ -13,6 +13,8 @@ export { Wal } from './storage/wal.js';
 export type { FsyncMode, WalOptions, WalBatch, WalState, FaultHooks } from './storage/wal.js';
 export { SnapshotStore, encodeSnapshot, decodeSnapshot } from './storage/snapshots.js';
 export { StorageError, CorruptionError } from './storage/errors.js';
+export { nodeFs } from './storage/fs.js';
+export type { FileSystem, FileHandleLike } from './storage/fs.js';
 export { crc32c, crc32cPortable, crc32cImplementation } from './storage/crc32c.js';
 export { RaftDriver, DriverStoppedError } from './driver.js';
 export type { StateMachine, Transport, DriverOptions, Applied } from './driver.js';

@@ -28,10 +28,10 @@ import { DiskStorageEngine } from './engines/diskstorage.js';
 import { KvEngine } from './engines/engine.js';
 import { MemoryEngine } from './engines/memory.js';
 import { HttpApi } from './http.js';
-import { ApplyStatus, KvStateMachine, parseResult } from './kv-machine.js';
+import { KvStateMachine } from './kv-machine.js';
 import { ReplicaMetrics } from './metrics.js';
-import { Command, Op, Response, Status, encodeKvCommand, newCommand } from './proto.js';
-import { PooledSession, SessionPool } from './session-pool.js';
+import { Command, Op, Response, Status } from './proto.js';
+import { CommandExecutor } from './executor.js';
 import { PeerTransport } from './transport.js';
 import { TlsFiles, TlsMaterial, loadTls, requestJson } from './tls.js';
 
@@ -127,7 +127,7 @@ export class Replica {
   /** What each peer announced in its hello: how its clients reach it, and its raft address. */
   private peerInfo = new Map<string, { clientAddr: string; httpAddr: string; raftAddr: string }>();
   private leaderConn: Connection | undefined;
-  private readonly sessionPool: SessionPool;
+  private readonly executor: CommandExecutor;
   private heartbeatSent = new Map<string, number>();
   private gaugeTimer: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
@@ -144,8 +144,16 @@ export class Replica {
     readonly opts: ReplicaOptions,
     private readonly ports: { client: HostPort; raft: HostPort; http: HostPort },
   ) {
-    // Pooled sessions are dropped after half the TTL idle, well before the cluster expires them.
-    this.sessionPool = new SessionPool(() => this.registerSession(), opts.sessionTtlMs / 2);
+    this.executor = new CommandExecutor({
+      id: opts.id,
+      sessionTtlMs: opts.sessionTtlMs,
+      driver: () => this.driver,
+      stopping: () => this.stopping !== undefined,
+      engine: () => this.sm.engine,
+      leaderClientAddr: () => this.leaderClientAddr(),
+      forwardToLeader: (cmd, addr) => this.forwardToLeader(cmd, addr),
+      onProposal: (result) => this.metrics.proposals.inc({ result }),
+    });
     this.log = opts.log ?? ((l) => console.log(l));
     this.metrics = new ReplicaMetrics({ node: opts.id });
     this.stopped = new Promise((r) => (this.resolveStopped = r));
@@ -328,130 +336,18 @@ export class Replica {
   // Client operations (shared by the TCP and HTTP front ends)
 
   /** Execute a client command here or at the leader. Never throws; errors become responses. */
-  async execute(cmd: Command): Promise<Response> {
-    const base = { id: cmd.id, value: EMPTY, leader: '', error: '' };
-    if (!this.driver || this.stopping) return { ...base, status: Status.UNAVAILABLE, error: 'replica is starting or stopping; retry' };
-    if (cmd.op === Op.GET) {
-      try {
-        const invalid = this.sm.engine.validate(cmd.key);
-        if (invalid) return { ...base, status: Status.ERROR, error: invalid };
-        if (!cmd.stale) await this.driver.readBarrier();
-        const v = this.sm.engine.get(cmd.key);
-        return v === undefined ? { ...base, status: Status.NOT_FOUND } : { ...base, status: Status.OK, value: v };
-      } catch (e) {
-        // A read changes nothing: whatever went wrong, it is safe to retry.
-        return { ...base, status: Status.UNAVAILABLE, error: (e as Error).message, leader: this.leaderClientAddr() ?? '' };
-      }
-    }
-    if (cmd.op === Op.REGISTER) return this.writeOnce(cmd);
-    if (cmd.op !== Op.SET && cmd.op !== Op.DELETE) return { ...base, status: Status.ERROR, error: `unknown op ${String(cmd.op)}` };
-    const invalid = this.sm.engine.validate(cmd.key, cmd.op === Op.SET ? cmd.value : undefined);
-    if (invalid) return { ...base, status: Status.ERROR, error: invalid };
-    // A write with the caller's session is tried once: the caller retries with that session.
-    // One without gets a session of ours, so that we can retry it without applying it twice.
-    if (cmd.client || cmd.forwarded) return this.writeOnce(cmd);
-    return this.writeWithOwnSession(cmd);
+  execute(cmd: Command): Promise<Response> {
+    return this.executor.execute(cmd);
   }
 
-  /**
-   * Register a client session through the log; returns its id. Retried until it works: a
-   * registration whose outcome was unknown at worst leaves an unused session, which expires.
-   */
-  async registerSession(deadlineMs = WRITE_DEADLINE_MS): Promise<string> {
-    const deadline = Date.now() + deadlineMs;
-    for (let attempt = 0; ; attempt++) {
-      const r = await this.writeOnce(newCommand({ op: Op.REGISTER, key: '' }));
-      if (r.status === Status.OK) return Buffer.from(r.value).toString();
-      if (r.status === Status.ERROR || Date.now() >= deadline || this.stopping) throw new Error(r.error || `cannot open a session: ${Status[r.status]}`);
-      await new Promise((res) => setTimeout(res, Math.min(500, 10 * 2 ** Math.min(attempt, 6))));
-    }
+  /** Register a client session through the log; returns its id. */
+  registerSession(): Promise<string> {
+    return this.executor.registerSession();
   }
 
-  private async writeWithOwnSession(cmd: Command): Promise<Response> {
-    const base = { id: cmd.id, value: EMPTY, leader: '', error: '' };
-    const deadline = Date.now() + WRITE_DEADLINE_MS;
-    let session: PooledSession;
-    try {
-      session = await this.sessionPool.acquire();
-    } catch (e) {
-      return { ...base, status: Status.UNAVAILABLE, error: `no session could be opened: ${(e as Error).message}`, leader: this.leaderClientAddr() ?? '' };
-    }
-    // Whether an earlier attempt may have been applied: then only the same session can tell.
-    let maybeApplied = false;
-    try {
-      for (let attempt = 0; ; attempt++) {
-        const r = await this.writeOnce({ ...cmd, client: session.id, seq: session.seq, acked: session.seq - 1 });
-        if (r.status === Status.OK || r.status === Status.ERROR || r.status === Status.NOT_FOUND) return { ...r, id: cmd.id };
-        if (r.status === Status.UNKNOWN) maybeApplied = true;
-        if (r.status === Status.SESSION_EXPIRED) {
-          session.discarded = true;
-          if (maybeApplied) return { ...base, status: Status.UNKNOWN, error: 'outcome unknown: the write may have been applied, and its session expired before a retry could tell' };
-          this.sessionPool.release(session);
-          session = await this.sessionPool.acquire();
-          continue;
-        }
-        if (Date.now() >= deadline || this.stopping) {
-          return maybeApplied
-            ? { ...base, status: Status.UNKNOWN, error: `outcome unknown after ${WRITE_DEADLINE_MS} ms: ${r.error}` }
-            : { ...r, id: cmd.id };
-        }
-        await new Promise((res) => setTimeout(res, Math.min(500, 10 * 2 ** Math.min(attempt, 6))));
-      }
-    } catch (e) {
-      return { ...base, status: maybeApplied ? Status.UNKNOWN : Status.UNAVAILABLE, error: (e as Error).message };
-    } finally {
-      this.sessionPool.release(session);
-    }
-  }
-
-  /** One attempt: propose here when leading, else pass it to the leader. */
-  private async writeOnce(cmd: Command): Promise<Response> {
-    const base = { id: cmd.id, value: EMPTY, leader: '', error: '' };
-    if (!this.driver || this.stopping) return { ...base, status: Status.UNAVAILABLE, error: 'replica is starting or stopping; retry' };
-    if (this.driver.node.role !== Role.Leader) return this.forward(cmd);
-    try {
-      const applied = await this.driver.propose(
-        encodeKvCommand({ op: cmd.op, key: cmd.key, value: cmd.value, client: cmd.client, seq: cmd.seq, acked: cmd.acked, time: Date.now() }),
-      );
-      this.metrics.proposals.inc({ result: 'applied' });
-      const r = parseResult(applied.result);
-      switch (r.status) {
-        case ApplyStatus.Ok:
-          return { ...base, status: Status.OK, value: cmd.op === Op.REGISTER ? Buffer.from(r.message) : EMPTY };
-        case ApplyStatus.SessionExpired:
-          return { ...base, status: Status.SESSION_EXPIRED, error: r.message };
-        default:
-          return { ...base, status: Status.ERROR, error: r.message };
-      }
-    } catch (e) {
-      const leader = this.leaderClientAddr() ?? '';
-      if (!(e instanceof RaftError)) {
-        // The node stopped with the proposal pending: it may yet commit elsewhere.
-        return { ...base, status: Status.UNKNOWN, error: `outcome unknown: ${(e as Error).message}`, leader };
-      }
-      this.metrics.proposals.inc({ result: e.code });
-      switch (e.code) {
-        case 'not-leader':
-          // Nothing was proposed: passing it on is safe.
-          if (!cmd.forwarded && this.driver.node.leader && this.driver.node.leader !== this.opts.id) return this.forward(cmd);
-          return { ...base, status: Status.UNAVAILABLE, error: e.message, leader };
-        case 'transfer-in-progress':
-        case 'dropped':
-          return { ...base, status: Status.UNAVAILABLE, error: e.message, leader };
-        case 'outcome-unknown':
-          return { ...base, status: Status.UNKNOWN, error: e.message, leader };
-        default:
-          return { ...base, status: Status.ERROR, error: e.message, leader };
-      }
-    }
-  }
-
-  private async forward(cmd: Command): Promise<Response> {
+  /** Send a command to the leader over the client protocol (the executor's way to forward). */
+  private async forwardToLeader(cmd: Command, addr: string): Promise<Response> {
     const base = { id: cmd.id, value: EMPTY, error: '' };
-    const addr = this.leaderClientAddr();
-    if (cmd.forwarded || !addr) {
-      return { ...base, status: Status.UNAVAILABLE, leader: addr ?? '', error: addr ? 'not the leader' : 'no leader elected yet; retry' };
-    }
     if (!this.leaderConn || this.leaderConn.closed || this.leaderConn.address !== addr) {
       this.leaderConn?.close();
       this.leaderConn = new Connection(addr, 5000, this.tlsMaterial && { ca: this.tlsMaterial.ca });
@@ -658,8 +554,7 @@ export class Replica {
 }
 
 const EMPTY = new Uint8Array(0);
-/** How long the replica retries a write it holds the session of before answering "unknown". */
-const WRITE_DEADLINE_MS = 8_000;
+
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

@@ -8,11 +8,11 @@
  * A file that fails its checksum (a half-written or damaged snapshot) is ignored on start and
  * an older one is used.
  */
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Snapshot, SnapshotMeta } from '../types.js';
 import { StorageError, describeIoError } from './errors.js';
 import { crc32c } from './crc32c.js';
+import { FileSystem, nodeFs } from './fs.js';
 
 const MAGIC = Buffer.from('RKVSNAP1');
 const NAME_RE = /^snap-([0-9a-f]{16})-([0-9a-f]{16})\.snap$/;
@@ -55,27 +55,28 @@ export class SnapshotStore {
     readonly dir: string,
     private readonly keep = 2,
     private readonly sync = true,
+    private readonly fs: FileSystem = nodeFs,
   ) {
     if (keep < 1) throw new Error('must keep at least one snapshot');
   }
 
   async save(s: Snapshot): Promise<string> {
-    await mkdir(this.dir, { recursive: true });
+    await this.fs.mkdir(this.dir, { recursive: true });
     const name = `snap-${hex16(s.meta.index)}-${hex16(s.meta.term)}.snap`;
     const final = join(this.dir, name);
     const tmp = `${final}.tmp`;
     try {
-      const fh = await open(tmp, 'w');
+      const fh = await this.fs.open(tmp, 'w');
       try {
         await fh.writeFile(encodeSnapshot(s));
         if (this.sync) await fh.sync();
       } finally {
         await fh.close();
       }
-      await rename(tmp, final);
-      if (this.sync) await syncDir(this.dir);
+      await this.fs.rename(tmp, final);
+      if (this.sync) await syncDir(this.fs, this.dir);
     } catch (e) {
-      await rm(tmp, { force: true }).catch(() => undefined);
+      await this.fs.rm(tmp, { force: true }).catch(() => undefined);
       throw describeIoError('writing snapshot', final, e);
     }
     await this.prune();
@@ -87,19 +88,19 @@ export class SnapshotStore {
     const skipped: { file: string; reason: string }[] = [];
     let names: string[];
     try {
-      names = await readdir(this.dir);
+      names = await this.fs.readdir(this.dir);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { snapshot: undefined, skipped };
       throw e;
     }
     for (const n of names.filter((n) => n.endsWith('.tmp'))) {
       skipped.push({ file: join(this.dir, n), reason: 'unfinished write (removed)' });
-      await rm(join(this.dir, n), { force: true });
+      await this.fs.rm(join(this.dir, n), { force: true });
     }
     for (const name of this.sortedNames(names)) {
       const file = join(this.dir, name);
       try {
-        return { snapshot: decodeSnapshot(await readFile(file)), skipped };
+        return { snapshot: decodeSnapshot(await this.fs.readFile(file)), skipped };
       } catch (e) {
         skipped.push({ file, reason: (e as Error).message });
       }
@@ -116,8 +117,8 @@ export class SnapshotStore {
   }
 
   private async prune(): Promise<void> {
-    const names = this.sortedNames(await readdir(this.dir));
-    for (const n of names.slice(this.keep)) await rm(join(this.dir, n), { force: true });
+    const names = this.sortedNames(await this.fs.readdir(this.dir));
+    for (const n of names.slice(this.keep)) await this.fs.rm(join(this.dir, n), { force: true });
   }
 }
 
@@ -125,8 +126,8 @@ function hex16(n: number): string {
   return n.toString(16).padStart(16, '0');
 }
 
-async function syncDir(dir: string): Promise<void> {
-  const d = await open(dir, 'r');
+async function syncDir(fs: FileSystem, dir: string): Promise<void> {
+  const d = await fs.open(dir, 'r');
   try {
     await d.sync();
   } finally {

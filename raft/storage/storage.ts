@@ -8,6 +8,7 @@ import { Entry, HardState, Snapshot } from '../types.js';
 import type { InitialState } from '../node.js';
 import { SnapshotStore } from './snapshots.js';
 import { FaultHooks, FsyncMode, Wal } from './wal.js';
+import type { FileSystem } from './fs.js';
 
 /**
  * Append `entries` to a stored log (contiguous by index), replacing any suffix at or after
@@ -38,6 +39,8 @@ export interface DiskStorageOptions {
   segmentBytes?: number;
   keepSnapshots?: number;
   faults?: FaultHooks;
+  /** The file system (default node:fs; the simulator passes a simulated disk). */
+  fs?: FileSystem;
 }
 
 export interface RecoveryReport {
@@ -60,9 +63,9 @@ export class DiskStorage implements Storage {
 
   /** Open `dir` (wal/ and snap/ inside), repairing a torn tail and refusing corruption. */
   static async open(dir: string, opts: DiskStorageOptions = {}): Promise<DiskStorage> {
-    const snapshots = new SnapshotStore(join(dir, 'snap'), opts.keepSnapshots ?? 2, opts.fsync !== 'never');
+    const snapshots = new SnapshotStore(join(dir, 'snap'), opts.keepSnapshots ?? 2, opts.fsync !== 'never', opts.fs);
     const loaded = await snapshots.loadLatest();
-    const { wal, state } = await Wal.open(join(dir, 'wal'), { fsync: opts.fsync, segmentBytes: opts.segmentBytes, faults: opts.faults });
+    const { wal, state } = await Wal.open(join(dir, 'wal'), { fsync: opts.fsync, segmentBytes: opts.segmentBytes, faults: opts.faults, fs: opts.fs });
     const snap = loaded.snapshot;
     let entries = state.entries;
     if (snap) {

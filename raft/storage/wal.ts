@@ -6,10 +6,10 @@
  * Every segment starts with a header, the current hard state and the latest snapshot marker,
  * so older segments can be deleted once a snapshot covers their entries.
  */
-import { FileHandle, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Entry, HardState } from '../types.js';
 import { CorruptionError, StorageError, describeIoError } from './errors.js';
+import { FileHandleLike, FileSystem, nodeFs } from './fs.js';
 import { RecordType, WAL_VERSION, WalRecord, decodeRecord, encodeBatch } from './records.js';
 
 export type FsyncMode = 'always' | 'batch' | 'never';
@@ -31,6 +31,8 @@ export interface WalOptions {
   /** Roll to a new segment once the current one passes this size. */
   segmentBytes?: number;
   faults?: FaultHooks;
+  /** The file system (default node:fs; the simulator passes a simulated disk). */
+  fs?: FileSystem;
 }
 
 export interface WalBatch {
@@ -59,7 +61,8 @@ const SEGMENT_RE = /^([0-9a-f]{16})-([0-9a-f]{16})\.wal$/;
 const segName = (seq: number, first: number) => `${seq.toString(16).padStart(16, '0')}-${first.toString(16).padStart(16, '0')}.wal`;
 
 export class Wal {
-  private fh: FileHandle | undefined;
+  private fh: FileHandleLike | undefined;
+  private readonly fs: FileSystem;
   private size = 0;
   private failed: StorageError | undefined;
   private lastIndex: number;
@@ -80,6 +83,7 @@ export class Wal {
     this.fsync = opts.fsync ?? 'batch';
     this.segmentBytes = opts.segmentBytes ?? 64 << 20;
     this.faults = opts.faults ?? {};
+    this.fs = opts.fs ?? nodeFs;
     this.hardState = state.hardState;
     this.marker = state.snapshot;
     this.lastIndex = state.entries.length > 0 ? state.entries[state.entries.length - 1].index : state.snapshot.index;
@@ -90,16 +94,17 @@ export class Wal {
     if (opts.fsync && !['always', 'batch', 'never'].includes(opts.fsync)) {
       throw new Error(`fsync must be always, batch or never, not ${String(opts.fsync)}`);
     }
-    await mkdir(dir, { recursive: true });
-    const segments = await listSegments(dir);
-    const state = await replay(segments);
+    const fs = opts.fs ?? nodeFs;
+    await fs.mkdir(dir, { recursive: true });
+    const segments = await listSegments(fs, dir);
+    const state = await replay(fs, segments);
     const wal = new Wal(dir, segments, state, opts);
     if (segments.length === 0) {
       await wal.createSegment(1);
     } else {
       const last = segments[segments.length - 1];
       try {
-        wal.fh = await open(last.path, 'r+');
+        wal.fh = await wal.fs.open(last.path, 'r+');
         const { size } = await wal.fh.stat();
         wal.size = size;
       } catch (e) {
@@ -164,7 +169,7 @@ export class Wal {
       while (this.segments.length > 1 && this.segments[1].firstIndex - 1 <= compactTo) {
         const old = this.segments.shift()!;
         try {
-          await rm(old.path);
+          await this.fs.rm(old.path);
         } catch (e) {
           throw this.fail(describeIoError('deleting', old.path, e));
         }
@@ -241,7 +246,7 @@ export class Wal {
   private async syncDir(): Promise<void> {
     if (this.fsync === 'never') return;
     try {
-      const d = await open(this.dir, 'r');
+      const d = await this.fs.open(this.dir, 'r');
       try {
         await d.sync();
       } finally {
@@ -257,7 +262,7 @@ export class Wal {
     const seg: Segment = { seq, firstIndex, path: join(this.dir, segName(seq, firstIndex)) };
     const old = this.fh;
     try {
-      this.fh = await open(seg.path, 'wx');
+      this.fh = await this.fs.open(seg.path, 'wx');
     } catch (e) {
       throw this.fail(describeIoError('creating', seg.path, e));
     }
@@ -290,8 +295,8 @@ export class Wal {
   }
 }
 
-async function listSegments(dir: string): Promise<Segment[]> {
-  const names = (await readdir(dir)).filter((n) => n.endsWith('.wal'));
+async function listSegments(fs: FileSystem, dir: string): Promise<Segment[]> {
+  const names = (await fs.readdir(dir)).filter((n) => n.endsWith('.wal'));
   const segments: Segment[] = [];
   for (const name of names) {
     const m = SEGMENT_RE.exec(name);
@@ -307,7 +312,7 @@ async function listSegments(dir: string): Promise<Segment[]> {
   return segments;
 }
 
-async function replay(segments: Segment[]): Promise<WalState> {
+async function replay(fs: FileSystem, segments: Segment[]): Promise<WalState> {
   const state: WalState = {
     hardState: { term: 0, vote: '', commit: 0 },
     entries: [],
@@ -317,7 +322,7 @@ async function replay(segments: Segment[]): Promise<WalState> {
   for (let s = 0; s < segments.length; s++) {
     const seg = segments[s];
     const isLast = s === segments.length - 1;
-    const buf = await readFile(seg.path);
+    const buf = await fs.readFile(seg.path);
     let off = 0;
     let first = true;
     // The write being read: where it starts and ends, and its records, applied once complete.

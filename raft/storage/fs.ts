@@ -1,0 +1,36 @@
+/**
+ * The file-system calls the WAL and the snapshot store make, as an interface, so the whole
+ * storage stack can run over a simulated disk (unsynced writes lost or torn on a power cut,
+ * fsync errors) in the deterministic simulator, and over node:fs everywhere else.
+ */
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+
+export interface FileHandleLike {
+  write(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }>;
+  writeFile(data: Uint8Array): Promise<void>;
+  /** Make the file's data durable. */
+  datasync(): Promise<void>;
+  /** Make the file's data and metadata durable (on a directory: its entries). */
+  sync(): Promise<void>;
+  truncate(length: number): Promise<void>;
+  stat(): Promise<{ size: number }>;
+  close(): Promise<void>;
+}
+
+export interface FileSystem {
+  open(path: string, flags: 'r' | 'r+' | 'w' | 'wx'): Promise<FileHandleLike>;
+  mkdir(path: string, opts: { recursive: true }): Promise<unknown>;
+  readdir(path: string): Promise<string[]>;
+  readFile(path: string): Promise<Buffer>;
+  rm(path: string, opts?: { force?: boolean; recursive?: boolean }): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+}
+
+export const nodeFs: FileSystem = {
+  open: (path, flags) => open(path, flags),
+  mkdir: (path, opts) => mkdir(path, opts),
+  readdir: (path) => readdir(path),
+  readFile: (path) => readFile(path),
+  rm: (path, opts) => rm(path, opts),
+  rename: (from, to) => rename(from, to),
+};
