@@ -127,7 +127,7 @@ class SimClient {
   constructor(readonly id: string) {}
 }
 
-class EventQueue {
+export class EventQueue {
   private heap: { time: number; seq: number; fn: () => void }[] = [];
   private seq = 0;
   get size(): number {

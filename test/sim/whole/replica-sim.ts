@@ -1,0 +1,740 @@
+/**
+ * The whole-replica simulator: the real RaftDriver, WAL and snapshot store (over a simulated
+ * disk that loses and tears unsynced writes on a power cut and fails fsyncs), the real KV state
+ * machine with its sessions, and the real client command path (pooled sessions, forwarding to
+ * the leader, retries), driven by virtual timers on one seeded schedule. Everything the core
+ * simulator leaves out (the glue between the parts) runs here under faults.
+ *
+ * Async code is deterministic here because nothing waits on real I/O: every timer, fsync and
+ * message is an event in the simulation's queue, and between two events the microtask queue
+ * is drained completely. One seed is one schedule, replayed exactly.
+ */
+import {
+  ConfChangeType,
+  CorruptionError,
+  DiskStorage,
+  Entry,
+  Message,
+  RaftDriver,
+  RaftError,
+  RaftNode,
+  Role,
+  SessionOptions,
+  Timers,
+  loadOrBootstrap,
+} from '../../../raft/index.js';
+import { MemoryEngine } from '../../../replica/engines/memory.js';
+import { CommandExecutor } from '../../../replica/executor.js';
+import { KvStateMachine } from '../../../replica/kv-machine.js';
+import { Command, Op, Response, Status, newCommand } from '../../../replica/proto.js';
+import { Prng } from '../../../util/prng.js';
+import { EventQueue } from '../cluster.js';
+import { checkHistory, formatOps, Operation } from '../linearizability.js';
+import { SimFs } from './sim-fs.js';
+
+export interface WholeSimOptions {
+  seed: number;
+  durationMs?: number;
+  settleMs?: number;
+  trace?: boolean;
+}
+
+export interface WholeSimStats {
+  events: number;
+  writesAcked: number;
+  writesIndeterminate: number;
+  writesRefused: number;
+  readsOk: number;
+  faults: number;
+  powerCuts: number;
+  tornFiles: number;
+  fsyncErrors: number;
+  elections: number;
+  sessionsExpired: number;
+}
+
+export interface WholeSimResult {
+  seed: number;
+  violations: string[];
+  stats: WholeSimStats;
+  trace: string[];
+}
+
+const TICK_MS = 10;
+const DATA = '/data';
+
+interface Proc {
+  inc: number;
+  driver: RaftDriver;
+  sm: KvStateMachine;
+  executor: CommandExecutor;
+  timers: Timers;
+}
+
+class SimReplica {
+  inc = 0;
+  alive = false;
+  proc: Proc | undefined;
+  pausedUntil = 0;
+  /** Monotonic clock rate against true time, and the wall clock's offset. */
+  clockRate = 1;
+  wallOffset = 0;
+  constructor(
+    readonly id: string,
+    readonly fs: SimFs,
+  ) {}
+}
+
+interface Timer {
+  cancelled: boolean;
+}
+
+export class WholeReplicaSim {
+  private readonly rng: Prng;
+  private readonly queue = new EventQueue();
+  private now = 0;
+  /** Orders every call and return of the client history. */
+  private clock = 0;
+  private readonly nodes = new Map<string, SimReplica>();
+  private readonly initial: { id: string; addr: string }[];
+  private readonly history: Operation[] = [];
+  private readonly violations: string[] = [];
+  private readonly traceLines: string[] = [];
+  private readonly traceOn: boolean;
+  private readonly durationMs: number;
+  private readonly settleMs: number;
+  private readonly readMode: 'safe' | 'lease';
+  private readonly sessionOptions: Required<Pick<SessionOptions, 'maxSessions' | 'ttlMs'>>;
+  private readonly snapshotEvery: number;
+  private nextNode: number;
+  private opId = 0;
+  private healed = false;
+  // Network.
+  private blocked = new Set<string>();
+  private dropRate = 0;
+  private dupRate = 0;
+  private maxLatency = 5;
+  // Invariants.
+  private leaderOfTerm = new Map<number, string>();
+  private appliedAt = new Map<number, { term: number; data: string }>();
+  /** Put value -> the log index where it took effect (values are unique). */
+  private freshAt = new Map<string, number>();
+  private readonly stats: WholeSimStats = {
+    events: 0,
+    writesAcked: 0,
+    writesIndeterminate: 0,
+    writesRefused: 0,
+    readsOk: 0,
+    faults: 0,
+    powerCuts: 0,
+    tornFiles: 0,
+    fsyncErrors: 0,
+    elections: 0,
+    sessionsExpired: 0,
+  };
+
+  constructor(private readonly opts: WholeSimOptions) {
+    this.rng = new Prng(opts.seed);
+    this.traceOn = opts.trace ?? false;
+    this.durationMs = opts.durationMs ?? 3000;
+    this.settleMs = opts.settleMs ?? 4000;
+    this.readMode = this.rng.chance(0.5) ? 'lease' : 'safe';
+    this.sessionOptions = this.rng.chance(0.3) ? { maxSessions: this.rng.int(2, 6), ttlMs: this.rng.int(300, 3000) } : { maxSessions: 1000, ttlMs: 600_000 };
+    this.snapshotEvery = this.rng.int(15, 80);
+    const voters = this.rng.chance(0.5) ? 3 : 5;
+    this.nextNode = voters + 1;
+    this.initial = Array.from({ length: voters }, (_, i) => ({ id: `n${i + 1}`, addr: `sim:n${i + 1}` }));
+    for (const m of this.initial) this.addNode(m.id);
+    this.trace(
+      `config: voters=${voters} readMode=${this.readMode} sessions=${this.sessionOptions.maxSessions}/${this.sessionOptions.ttlMs}ms snapshotEvery=${this.snapshotEvery}`,
+    );
+  }
+
+  async run(): Promise<WholeSimResult> {
+    for (const m of this.initial) this.at(this.rng.int(0, 5), () => void this.startNode(this.nodes.get(m.id)!, true));
+    const clients = this.rng.int(2, 5);
+    for (let i = 0; i < clients; i++) {
+      const withSession = this.rng.chance(0.5);
+      this.at(this.rng.int(50, 150), () => void this.client(`c${i + 1}`, withSession));
+    }
+    const nemesis = () => {
+      if (this.now >= this.durationMs) return;
+      this.nemesis();
+      this.at(this.rng.int(80, 400), nemesis);
+    };
+    this.at(this.rng.int(200, 500), nemesis);
+    this.at(this.durationMs, () => this.healAll());
+    const end = this.durationMs + this.settleMs;
+    let events = 0;
+    for (;;) {
+      const ev = this.queue.pop();
+      if (!ev || ev.time > end) break;
+      this.now = ev.time;
+      ev.fn();
+      // Let every promise chain the event started run to its next wait on the simulation.
+      await new Promise<void>((r) => setImmediate(r));
+      if (++events > 3_000_000) {
+        this.violation('simulation did not quiesce (event budget exhausted)');
+        break;
+      }
+      if (this.violations.length > 0) break;
+    }
+    this.stats.events = events;
+    if (this.violations.length === 0) this.finalChecks();
+    return { seed: this.opts.seed, violations: this.violations, stats: this.stats, trace: this.traceLines };
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Scheduling
+
+  private at(delay: number, fn: () => void): void {
+    this.queue.push(this.now + Math.max(0, delay), fn);
+  }
+
+  private trace(line: string): void {
+    if (this.traceOn) this.traceLines.push(`${this.now.toFixed(1).padStart(8)}ms ${line}`);
+  }
+
+  private violation(what: string): void {
+    this.trace(`VIOLATION ${what}`);
+    this.violations.push(what);
+  }
+
+  /** Run `fn` on `node` when it is running (deferred while its process is paused). */
+  private onNode(node: SimReplica, inc: number, fn: () => void): void {
+    if (!node.alive || node.inc !== inc) return;
+    if (node.pausedUntil > this.now) {
+      this.queue.push(node.pausedUntil, () => this.onNode(node, inc, fn));
+      return;
+    }
+    fn();
+  }
+
+  /** A process's timers: virtual, scaled by its clock rate, silenced by a crash. */
+  private timersFor(node: SimReplica, inc: number): Timers {
+    const sim = this;
+    const scale = (ms: number) => ms / node.clockRate;
+    return {
+      setTimeout(fn, ms) {
+        const t: Timer = { cancelled: false };
+        sim.at(scale(ms), () => t.cancelled || sim.onNode(node, inc, fn));
+        return t;
+      },
+      clearTimeout(h) {
+        if (h) (h as Timer).cancelled = true;
+      },
+      setInterval(fn, ms) {
+        const t: Timer = { cancelled: false };
+        const step = () => {
+          if (t.cancelled || !node.alive || node.inc !== inc) return;
+          // A blocked event loop loses interval ticks; the clock goes on.
+          if (node.pausedUntil <= sim.now) fn();
+          sim.at(scale(ms) + sim.rng.float() * 0.5, step);
+        };
+        sim.at(scale(ms), step);
+        return t;
+      },
+      clearInterval(h) {
+        if (h) (h as Timer).cancelled = true;
+      },
+      setImmediate(fn) {
+        sim.at(0, () => sim.onNode(node, inc, fn));
+      },
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Replica processes
+
+  private addNode(id: string): SimReplica {
+    const node: SimReplica = new SimReplica(
+      id,
+      new SimFs(this.rng, (ms) => {
+        const inc = node.inc;
+        // An fsync of a crashed process never returns.
+        return new Promise<void>((r) => this.at(ms, () => node.alive && node.inc === inc && r()));
+      }),
+    );
+    node.clockRate = 1 + (this.rng.float() * 0.04 - 0.02);
+    node.wallOffset = this.rng.int(-50, 50);
+    this.nodes.set(id, node);
+    return node;
+  }
+
+  private async startNode(node: SimReplica, initialMember: boolean): Promise<void> {
+    if (node.alive) return;
+    const inc = ++node.inc;
+    node.alive = true;
+    node.pausedUntil = 0;
+    node.fs.reopen();
+    const timers = this.timersFor(node, inc);
+    let storage: DiskStorage;
+    try {
+      storage = await DiskStorage.open(DATA, { fs: node.fs, fsync: 'batch', segmentBytes: 8192 });
+    } catch (e) {
+      if (node.inc !== inc) return;
+      if (e instanceof CorruptionError || !(e as NodeJS.ErrnoException).code) {
+        this.violation(`${node.id} cannot start after a power cut: ${(e as Error).message}`);
+      } else this.crash(node, `start failed: ${(e as Error).message}`);
+      return;
+    }
+    if (node.inc !== inc) return;
+    const initial = await loadOrBootstrap(storage, initialMember ? this.initial : undefined).catch((e: Error) => e);
+    if (node.inc !== inc) return;
+    if (initial instanceof Error) {
+      this.crash(node, `bootstrap failed: ${initial.message}`);
+      return;
+    }
+    const sm = new KvStateMachine(new MemoryEngine(1 << 20), { nodeId: node.id, sessions: this.sessionOptions });
+    this.watch(node, sm);
+    if (initial.snapshot) sm.restore(initial.snapshot);
+    const raft = new RaftNode(
+      {
+        id: node.id,
+        electionTicks: 10,
+        heartbeatTicks: 1,
+        readMode: this.readMode,
+        maxInflight: 8,
+        maxAppendBytes: 4096,
+        snapshotChunkBytes: this.rng.int(256, 4096),
+        promoteLag: 20,
+        random: () => this.rng.float(),
+        clock: () => this.now * node.clockRate,
+        tickMs: TICK_MS,
+        maxClockDrift: 0.05,
+      },
+      initial,
+    );
+    const driver = new RaftDriver({
+      node: raft,
+      storage,
+      stateMachine: sm,
+      transport: { send: (msgs) => this.sendPeer(node, inc, msgs) },
+      tickMs: TICK_MS,
+      snapshotEvery: this.snapshotEvery,
+      keepEntries: this.rng.int(0, 10),
+      timers,
+      readContextPrefix: `${node.id}.${inc}`,
+      onSoftState: (s) => {
+        this.trace(`${node.id} is ${s.role} (term ${raft.term}, leader ${s.leader || '-'})`);
+        if (s.role === Role.Leader) this.onLeader(node, raft);
+      },
+      onFatal: (e) => {
+        if (node.inc !== inc) return;
+        this.stats.fsyncErrors++;
+        // The storage gave up (an fsync failed): the process exits, and what it had not synced
+        // may be gone. It is started again later, as a supervisor would.
+        this.crash(node, `storage failed: ${e.message}`);
+        this.at(this.rng.int(50, 300), () => void this.startNode(node, false));
+      },
+    });
+    const executor = new CommandExecutor({
+      id: node.id,
+      sessionTtlMs: this.sessionOptions.ttlMs,
+      driver: () => (node.alive && node.inc === inc ? driver : undefined),
+      stopping: () => !node.alive || node.inc !== inc,
+      engine: () => sm.engine,
+      leaderClientAddr: () => driver.node.leader || undefined,
+      forwardToLeader: (cmd, addr) => this.forward(node, inc, cmd, addr),
+      now: () => Math.floor(this.now * node.clockRate + node.wallOffset),
+      sleep: (ms) => new Promise((r) => timers.setTimeout(r, ms)),
+    });
+    node.proc = { inc, driver, sm, executor, timers };
+    driver.start();
+    this.trace(`${node.id} started (incarnation ${inc}, term ${raft.term}, ${initial.entries?.length ?? 0} entries, snapshot ${initial.snapshot?.meta.index ?? 0})`);
+  }
+
+  /** Power cut (or a process that died with its storage): everything unsynced may be gone. */
+  private crash(node: SimReplica, why: string): void {
+    if (!node.alive) return;
+    node.alive = false;
+    node.inc++;
+    node.proc = undefined;
+    const torn = node.fs.crash();
+    this.stats.powerCuts++;
+    this.stats.tornFiles += torn;
+    this.trace(`${node.id} CRASH (${why}; ${torn} files lost unsynced data)`);
+  }
+
+  /** Check every applied entry and every fresh write, on every replica. */
+  private watch(node: SimReplica, sm: KvStateMachine): void {
+    const applyBatch = sm.applyBatch.bind(sm);
+    sm.applyBatch = (entries: Entry[]) => {
+      for (const e of entries) {
+        const data = Buffer.from(e.data).toString('base64');
+        const seen = this.appliedAt.get(e.index);
+        if (seen && (seen.term !== e.term || seen.data !== data)) {
+          this.violation(`state machine safety: ${node.id} applied term ${e.term} at index ${e.index}, another replica term ${seen.term}`);
+        } else if (!seen) this.appliedAt.set(e.index, { term: e.term, data });
+      }
+      return applyBatch(entries);
+    };
+    const engine = sm.engine;
+    const put = engine.put.bind(engine);
+    const bulk = engine.bulk.bind(engine);
+    let restoring = false;
+    engine.bulk = <T>(fn: () => T): T => {
+      restoring = true;
+      try {
+        return bulk(fn);
+      } finally {
+        restoring = false;
+      }
+    };
+    engine.put = (key, value) => {
+      if (restoring) return put(key, value); // a snapshot being installed, not a command
+      const v = Buffer.from(value).toString();
+      const index = sm.appliedIndex;
+      const prior = this.freshAt.get(v);
+      if (prior !== undefined && prior !== index) this.violation(`duplicate apply: ${key}=${v} took effect at index ${prior} and again at ${index} (${node.id})`);
+      this.freshAt.set(v, index);
+      put(key, value);
+    };
+  }
+
+  private onLeader(node: SimReplica, raft: RaftNode): void {
+    this.stats.elections++;
+    const prior = this.leaderOfTerm.get(raft.term);
+    if (prior && prior !== node.id) this.violation(`election safety: ${prior} and ${node.id} both lead term ${raft.term}`);
+    this.leaderOfTerm.set(raft.term, node.id);
+  }
+
+  private leader(): SimReplica | undefined {
+    let best: SimReplica | undefined;
+    for (const n of this.nodes.values()) {
+      const d = n.proc?.driver;
+      if (n.alive && n.pausedUntil <= this.now && d && d.node.role === Role.Leader && (!best || d.node.term > best.proc!.driver.node.term)) best = n;
+    }
+    return best;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Network
+
+  private linkUp(from: string, to: string): boolean {
+    return !this.blocked.has(`${from}>${to}`);
+  }
+
+  private sendPeer(node: SimReplica, inc: number, msgs: Message[]): void {
+    if (node.inc !== inc) return;
+    for (const m of msgs) {
+      const to = this.nodes.get(m.to);
+      if (!to || !this.linkUp(m.from, m.to) || this.rng.chance(this.dropRate)) continue;
+      const copies = this.rng.chance(this.dupRate) ? 2 : 1;
+      for (let i = 0; i < copies; i++) {
+        this.at(this.rng.int(1, this.maxLatency), () => {
+          if (!this.linkUp(m.from, m.to) || !to.proc) return;
+          const target = to.proc;
+          this.onNode(to, target.inc, () => target.driver.step(m));
+        });
+      }
+    }
+  }
+
+  /** A follower passing a command to the leader over the (simulated) client protocol. */
+  private forward(from: SimReplica, inc: number, cmd: Command, addr: string): Promise<Response> {
+    const timers = from.proc?.inc === inc ? from.proc.timers : this.timersFor(from, inc);
+    return new Promise<Response>((resolve) => {
+      let done = false;
+      const finish = (r: Response) => {
+        if (done) return;
+        done = true;
+        resolve({ ...r, id: cmd.id });
+      };
+      const base = { id: cmd.id, value: new Uint8Array(0), leader: addr };
+      const to = this.nodes.get(addr);
+      if (!to || !this.linkUp(from.id, addr)) {
+        // The connection cannot be made: nothing was sent.
+        timers.setTimeout(() => finish({ ...base, status: Status.UNAVAILABLE, error: 'cannot reach the leader' }), 20);
+        return;
+      }
+      timers.setTimeout(() => finish({ ...base, status: cmd.op === Op.GET ? Status.UNAVAILABLE : Status.UNKNOWN, error: 'no answer from the leader' }), 2000);
+      this.at(this.rng.int(1, this.maxLatency), () => {
+        const target = to.proc;
+        if (!target || !this.linkUp(from.id, addr)) return;
+        this.onNode(to, target.inc, () => {
+          void target.executor.execute({ ...cmd, forwarded: true }).then((r) => {
+            this.at(this.rng.int(1, this.maxLatency), () => {
+              if (this.linkUp(addr, from.id)) this.onNode(from, inc, () => finish(r));
+            });
+          });
+        });
+      });
+    });
+  }
+
+  /** A client's request to a replica; 'timeout' when no answer came in time. */
+  private call(nodeId: string, cmd: Command, timeoutMs = 1500): Promise<Response | 'timeout'> {
+    return new Promise((resolve) => {
+      let done = false;
+      const finish = (r: Response | 'timeout') => {
+        if (!done) {
+          done = true;
+          resolve(r);
+        }
+      };
+      this.at(timeoutMs, () => finish('timeout'));
+      const node = this.nodes.get(nodeId)!;
+      this.at(this.rng.int(1, this.maxLatency), () => {
+        const p = node.proc;
+        if (!p) return;
+        this.onNode(node, p.inc, () => {
+          void p.executor.execute(cmd).then((r) => this.at(this.rng.int(1, this.maxLatency), () => finish(r)));
+        });
+      });
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Clients
+
+  private pickTarget(): string {
+    return this.rng.pick([...this.nodes.keys()]);
+  }
+
+  /**
+   * A closed-loop client. Without a session it is a curl user: one request per operation, and
+   * the replica owns the retries. With one it behaves like RaftKvClient: a registered session,
+   * retries of the same (session, seq), a new session when told it expired.
+   */
+  private async client(id: string, withSession: boolean): Promise<void> {
+    let ops = 0;
+    let session = '';
+    let seq = 0;
+    const stopAt = this.durationMs + 500;
+    while (this.now < stopAt) {
+      const key = `k${this.rng.int(0, 3)}`;
+      const roll = this.rng.float();
+      if (roll < 0.4) {
+        const call = this.clock++;
+        const r = await this.call(this.pickTarget(), newCommand({ op: Op.GET, key }));
+        if (r !== 'timeout' && (r.status === Status.OK || r.status === Status.NOT_FOUND)) {
+          this.stats.readsOk++;
+          this.history.push({ id: this.opId++, client: id, key, kind: 'get', value: r.status === Status.OK ? Buffer.from(r.value).toString() : null, call, ret: this.clock++ });
+        }
+      } else {
+        const del = roll > 0.9;
+        const value = del ? null : `${id}.${++ops}`;
+        const op: Operation = { id: this.opId++, client: id, key, kind: 'put', value, call: this.clock++, ret: Infinity };
+        const cmd = newCommand({ op: del ? Op.DELETE : Op.SET, key, value: value ? Buffer.from(value) : new Uint8Array(0) });
+        let outcome: 'ok' | 'unknown' | 'refused';
+        if (!withSession) {
+          const r = await this.call(this.pickTarget(), cmd);
+          outcome = r === 'timeout' || r.status === Status.UNKNOWN ? 'unknown' : r.status === Status.OK ? 'ok' : 'refused';
+        } else {
+          let maybe = false;
+          const deadline = this.now + 3000;
+          outcome = 'refused';
+          while (this.now < deadline) {
+            if (!session) {
+              const r = await this.call(this.pickTarget(), newCommand({ op: Op.REGISTER, key: '' }));
+              if (r !== 'timeout' && r.status === Status.OK) {
+                session = Buffer.from(r.value).toString();
+                seq = 0;
+                this.trace(`${id} registered session ${session}`);
+              }
+              continue;
+            }
+            seq++;
+            const sent = { ...cmd, client: session, seq, acked: seq - 1 };
+            let r: Response | 'timeout' | undefined;
+            // Retries of this write keep its session and seq: that is what makes them safe.
+            while (this.now < deadline) {
+              r = await this.call(this.pickTarget(), sent);
+              if (r === 'timeout' || r.status === Status.UNKNOWN) maybe = true;
+              if (r !== 'timeout' && (r.status === Status.OK || r.status === Status.ERROR || r.status === Status.SESSION_EXPIRED)) break;
+              await new Promise<void>((res) => this.at(10, res));
+            }
+            if (r && r !== 'timeout' && r.status === Status.SESSION_EXPIRED) {
+              this.stats.sessionsExpired++;
+              this.trace(`${id} session ${session} expired`);
+              session = '';
+              if (maybe) break; // an earlier attempt may have been applied: unknown
+              continue; // this write surely was not: send it again under a new session
+            }
+            outcome = r && r !== 'timeout' && r.status === Status.OK ? 'ok' : r && r !== 'timeout' && r.status === Status.ERROR ? 'refused' : 'unknown';
+            break;
+          }
+          if (outcome === 'refused' && maybe) outcome = 'unknown';
+        }
+        if (outcome === 'ok') {
+          op.ret = this.clock++;
+          this.stats.writesAcked++;
+          this.history.push(op);
+        } else if (outcome === 'unknown') {
+          this.stats.writesIndeterminate++;
+          this.history.push(op);
+        } else this.stats.writesRefused++; // surely not applied: not part of the history
+        this.trace(`${id} ${del ? 'delete' : 'put'}(${key}${value ? `, ${value}` : ''}) ${outcome}`);
+      }
+      await new Promise<void>((res) => this.at(this.rng.int(0, 20), res));
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Nemesis
+
+  private nemesis(): void {
+    const all = [...this.nodes.values()];
+    const leader = this.leader();
+    this.stats.faults++;
+    switch (this.rng.int(0, 9)) {
+      case 0:
+      case 1: {
+        const ids = this.rng.shuffle(all.map((n) => n.id));
+        const side = leader && this.rng.chance(0.4) ? new Set([leader.id]) : new Set(ids.slice(0, this.rng.int(1, Math.floor(ids.length / 2))));
+        this.partition(side, `partition {${[...side].join(',')}} | rest`);
+        return;
+      }
+      case 2: {
+        const victim = leader && this.rng.chance(0.5) ? leader : this.rng.pick(all);
+        if (!victim.alive) return;
+        this.crash(victim, 'NEMESIS power cut');
+        this.at(this.rng.int(20, 600), () => void this.startNode(victim, false));
+        return;
+      }
+      case 3: {
+        // A stalled process (GC, a blocked event loop): ticks lost, the clock runs on.
+        const victim = leader && this.rng.chance(0.5) ? leader : this.rng.pick(all);
+        if (!victim.alive) return;
+        victim.pausedUntil = Math.max(victim.pausedUntil, this.now + this.rng.int(50, 600));
+        this.trace(`NEMESIS pause ${victim.id} until ${victim.pausedUntil.toFixed(0)}ms`);
+        return;
+      }
+      case 4:
+        this.dropRate = this.rng.pick([0, 0, 0.05, 0.2]);
+        this.dupRate = this.rng.pick([0, 0.02, 0.1]);
+        this.maxLatency = this.rng.pick([3, 5, 20, 60]);
+        this.trace(`NEMESIS network drop=${this.dropRate} dup=${this.dupRate} latency<=${this.maxLatency}ms`);
+        return;
+      case 5: {
+        if (!leader?.proc) return;
+        const voters = leader.proc.driver.node.membership.voters.filter((v) => v !== leader.id);
+        if (voters.length === 0) return;
+        const to = this.rng.pick(voters);
+        this.trace(`NEMESIS transfer ${leader.id} -> ${to}`);
+        leader.proc.driver.transferLeadership(to).catch(() => undefined);
+        if (this.rng.chance(0.5)) this.at(this.rng.int(1, 15), () => this.partition(new Set([leader.id]), `isolate old leader ${leader.id} after transfer`));
+        return;
+      }
+      case 6: {
+        const victim = this.rng.pick(all);
+        victim.fs.syncFailureRate = 0.3;
+        this.trace(`NEMESIS failing fsyncs on ${victim.id}`);
+        this.at(this.rng.int(50, 300), () => (victim.fs.syncFailureRate = 0));
+        return;
+      }
+      case 7: {
+        // A follower restarts inside the leader's lease.
+        const followers = all.filter((n) => n.alive && n !== leader);
+        if (followers.length === 0) return;
+        const victim = this.rng.pick(followers);
+        this.crash(victim, 'NEMESIS quick restart');
+        this.at(this.rng.int(1, 30), () => void this.startNode(victim, false));
+        return;
+      }
+      default:
+        this.changeMembership(leader);
+    }
+  }
+
+  private partition(side: Set<string>, what: string): void {
+    this.blocked.clear();
+    const ids = [...this.nodes.keys()];
+    for (const a of ids) for (const b of ids) if (side.has(a) !== side.has(b)) this.blocked.add(`${a}>${b}`);
+    this.trace(`NEMESIS ${what}`);
+    this.at(this.rng.int(100, 700), () => {
+      this.blocked.clear();
+      this.trace('NEMESIS heal partition');
+    });
+  }
+
+  private changeMembership(leader: SimReplica | undefined): void {
+    const d = leader?.proc?.driver;
+    if (!leader || !d) return;
+    const m = d.node.membership;
+    const members = new Set([...m.voters, ...m.learners]);
+    const roll = this.rng.int(0, 2);
+    const propose = (cc: Parameters<RaftDriver['proposeConfChange']>[0], what: string) => {
+      this.trace(`NEMESIS ${what}`);
+      d.proposeConfChange(cc).catch((e: unknown) => {
+        if (!(e instanceof RaftError) && !(e instanceof Error)) throw e;
+      });
+    };
+    if (roll === 0 && m.voters.length + m.learners.length < 7) {
+      // A new member, or a removed one back with a wiped disk, under the same id.
+      const gone = [...this.nodes.values()].filter((n) => !members.has(n.id));
+      let node: SimReplica;
+      if (gone.length > 0 && this.rng.chance(0.5)) {
+        node = this.rng.pick(gone);
+        this.crash(node, 'removed member shut down for re-adding');
+        node.fs.wipe();
+      } else node = this.addNode(`n${this.nextNode++}`);
+      void this.startNode(node, false);
+      propose({ type: ConfChangeType.AddLearner, node: node.id, addr: `sim:${node.id}` }, `add learner ${node.id}`);
+    } else if (roll === 1 && m.learners.length > 0) {
+      const l = this.rng.pick(m.learners);
+      propose({ type: ConfChangeType.AddVoter, node: l }, `promote ${l}`);
+    } else if (m.voters.length > 3) {
+      const v = this.rng.pick(m.voters);
+      propose({ type: ConfChangeType.RemoveNode, node: v }, `remove ${v}`);
+    }
+  }
+
+  private healAll(): void {
+    this.healed = true;
+    this.blocked.clear();
+    this.dropRate = 0;
+    this.dupRate = 0;
+    this.maxLatency = 5;
+    for (const n of this.nodes.values()) {
+      n.fs.syncFailureRate = 0;
+      n.pausedUntil = Math.min(n.pausedUntil, this.now);
+      if (!n.alive) void this.startNode(n, false);
+    }
+    this.trace('NEMESIS heal everything');
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // After the run
+
+  private finalChecks(): void {
+    if (!this.healed) return;
+    const leader = this.leader();
+    if (!leader?.proc) {
+      this.violation('liveness: no leader after healing');
+      return;
+    }
+    const ld = leader.proc.driver;
+    const m = ld.node.membership;
+    for (const id of [...m.voters, ...m.learners]) {
+      const n = this.nodes.get(id);
+      const p = n?.proc;
+      if (!p) {
+        this.violation(`liveness: member ${id} is not running after healing`);
+        continue;
+      }
+      if (p.driver.appliedIndex < ld.node.log.committed) {
+        this.violation(`liveness: ${id} applied ${p.driver.appliedIndex}, the leader committed ${ld.node.log.committed}`);
+        continue;
+      }
+      if (p.driver.appliedIndex === leader.proc.driver.appliedIndex) {
+        const a = JSON.stringify([...p.sm.engine.entries()].map(([k, v]) => [k, Buffer.from(v).toString()]));
+        const b = JSON.stringify([...leader.proc.sm.engine.entries()].map(([k, v]) => [k, Buffer.from(v).toString()]));
+        if (a !== b) this.violation(`replicas diverge: ${id} has ${a}, leader ${leader.id} has ${b}`);
+      }
+    }
+    for (const op of this.history) {
+      if (op.kind === 'put' && op.value !== null && op.ret !== Infinity && !this.freshAt.has(op.value)) {
+        this.violation(`acknowledged write lost: ${op.client} put(${op.key}, ${op.value})`);
+      }
+    }
+    const r = checkHistory(this.history);
+    if (r.ok === false) this.violation(`not linearizable on key ${r.key}: ${r.reason}\n${formatOps(r.ops)}`);
+    else if (r.ok === 'unknown') this.violation(`linearizability check inconclusive on key ${r.key}: ${r.reason}`);
+  }
+}
+
+export function runWholeSchedule(opts: WholeSimOptions): Promise<WholeSimResult> {
+  return new WholeReplicaSim(opts).run();
+}
