@@ -774,6 +774,20 @@ export class Simulation {
         if (!victim.alive || victim.paused) return;
         victim.paused = true;
         this.trace(`NEMESIS pause ${victim.id}`);
+        if (victim === leader && this.rng.chance(0.5)) {
+          // A stalled leader the others stop hearing: they elect and write while it sleeps.
+          const ids = [...this.nodes.keys()];
+          for (const n of ids) {
+            if (n === victim.id) continue;
+            this.blocked.add(`${victim.id}>${n}`);
+            this.blocked.add(`${n}>${victim.id}`);
+          }
+          this.trace(`NEMESIS isolate stalled leader ${victim.id}`);
+          this.at(this.rng.int(150, 800), () => {
+            this.blocked.clear();
+            this.trace('NEMESIS heal partition');
+          });
+        }
         this.at(this.rng.int(100, 700), () => this.resume(victim));
         return;
       }

@@ -599,6 +599,9 @@ export class WholeReplicaSim {
         if (!victim.alive) return;
         victim.pausedUntil = Math.max(victim.pausedUntil, this.now + this.rng.int(50, 600));
         this.trace(`NEMESIS pause ${victim.id} until ${victim.pausedUntil.toFixed(0)}ms`);
+        // A stalled leader that the others stop hearing: they elect and write while it sleeps,
+        // and the first thing it does on waking may be to answer a read from its lease.
+        if (victim === leader && this.rng.chance(0.5)) this.partition(new Set([victim.id]), `isolate stalled leader ${victim.id}`);
         return;
       }
       case 4:
