@@ -419,6 +419,7 @@ export class Simulation {
     if (rd.softState) {
       this.trace(`${node.id} is ${rd.softState.role} (term ${raft.term}, leader ${rd.softState.leader || '-'})`);
       if (rd.softState.role === Role.Leader) this.onLeader(node);
+      if (rd.softState.role === Role.PreCandidate) this.restartSomeoneInsideTheLease(node);
     }
     if (!rd.sendBeforePersist) for (const m of rd.messages) this.sendPeer(m);
     if (rd.snapshot) {
@@ -503,6 +504,25 @@ export class Simulation {
       else if (r.result === SESSION_EXPIRED) this.reply(pending.req, { kind: 'session-expired' });
       else this.reply(pending.req, { kind: 'retry' });
     }
+  }
+
+  /**
+   * A node starts an election: now is when a follower that restarts forgets the leader it was
+   * hearing, and could hand the candidate the vote that deposes a leader inside its lease.
+   */
+  private restartSomeoneInsideTheLease(candidate: SimNode): void {
+    if (this.now >= this.durationMs || !this.rng.chance(0.2)) return;
+    const leader = this.leaderNode();
+    const others = [...this.nodes.values()].filter((n) => n.alive && n !== candidate && n !== leader);
+    if (!leader || others.length === 0) return;
+    const victim = this.rng.pick(others);
+    this.stats.faults++;
+    this.crash(victim);
+    this.trace(`NEMESIS restart ${victim.id} as ${candidate.id} campaigns (inside ${leader.id}'s lease)`);
+    // Back at once: up before the candidate's request arrives, not yet hearing the leader.
+    this.at(0, () => {
+      if (!victim.alive) this.start(victim);
+    });
   }
 
   private onLeader(node: SimNode): void {

@@ -318,6 +318,7 @@ export class WholeReplicaSim {
       onSoftState: (s) => {
         this.trace(`${node.id} is ${s.role} (term ${raft.term}, leader ${s.leader || '-'})`);
         if (s.role === Role.Leader) this.onLeader(node, raft);
+        if (s.role === Role.PreCandidate) this.restartSomeoneInsideTheLease(node);
       },
       onFatal: (e) => {
         if (node.inc !== inc) return;
@@ -390,6 +391,22 @@ export class WholeReplicaSim {
       this.freshAt.set(v, index);
       put(key, value);
     };
+  }
+
+  /**
+   * A node starts an election: now is when a follower that restarts forgets the leader it was
+   * hearing, and could hand the candidate the vote that deposes a leader inside its lease.
+   */
+  private restartSomeoneInsideTheLease(candidate: SimReplica): void {
+    if (this.now >= this.durationMs || !this.rng.chance(0.2)) return;
+    const leader = this.leader();
+    const others = [...this.nodes.values()].filter((n) => n.alive && n !== candidate && n !== leader);
+    if (!leader || others.length === 0) return;
+    const victim = this.rng.pick(others);
+    this.stats.faults++;
+    this.crash(victim, `NEMESIS restart as ${candidate.id} campaigns, inside ${leader.id}'s lease`);
+    // Back at once: up before the candidate's request arrives, not yet hearing the leader.
+    this.at(0, () => void this.startNode(victim, false));
   }
 
   private onLeader(node: SimReplica, raft: RaftNode): void {
