@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { commandLine, reportUsage } from '../../../util/cli.js';
 import { runWholeSchedule } from './replica-sim.js';
 
-export const WHOLE_SIM_HELP = `usage: raftkv sim:replica [flags]   (npm run sim:replica -- [flags])
+export const WHOLE_SIM_HELP = `usage: npm run sim:replica -- [flags]
 
 Runs seeded whole-replica schedules: the real RaftDriver, WAL and snapshot store over a
 simulated disk (power cuts lose or tear unsynced writes, fsyncs fail), the real state machine
