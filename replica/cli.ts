@@ -184,7 +184,8 @@ export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?
   };
 }
 
-export async function runReplica(argv: string[]): Promise<void> {
+/** `extra` is for tests that run the real command with a different piece inside (a file system). */
+export async function runReplica(argv: string[], extra: Partial<ReplicaOptions> = {}): Promise<void> {
   if (wantsHelp(argv)) {
     console.log(REPLICA_HELP.trimEnd());
     return;
@@ -206,7 +207,7 @@ export async function runReplica(argv: string[]): Promise<void> {
   }
   let replica: Replica;
   try {
-    replica = await Replica.start(opts);
+    replica = await Replica.start({ ...opts, ...extra });
   } catch (e) {
     console.error(`raftkv replica: ${(e as Error).message}`);
     process.exit(1);

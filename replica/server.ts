@@ -7,6 +7,7 @@ import {
   ConfChangeType,
   DiskStorage,
   Entry,
+  FileSystem,
   HardState,
   MemoryStorage,
   Message,
@@ -81,6 +82,8 @@ export interface ReplicaOptions {
   /** TLS for peer (mutual), client and HTTP traffic. */
   tls?: TlsFiles;
   log?: (line: string) => void;
+  /** The file system under the Raft storage (tests pass one that can lose unsynced writes). */
+  fs?: FileSystem;
 }
 
 export interface MemberStatus {
@@ -183,7 +186,7 @@ export class Replica {
     const o = this.opts;
     this.sm = new KvStateMachine(await makeEngine(o), { logFolder: o.logFolder, nodeId: o.id, sessions: { maxSessions: o.maxSessions, ttlMs: o.sessionTtlMs } });
     this.storage =
-      o.fsync === 'memory' ? new MemoryStorage() : await DiskStorage.open(join(o.dataDir, 'raft'), { fsync: o.fsync });
+      o.fsync === 'memory' ? new MemoryStorage() : await DiskStorage.open(join(o.dataDir, 'raft'), { fsync: o.fsync, fs: o.fs });
     if (this.storage instanceof DiskStorage) {
       const rec = this.storage.recovery;
       if (rec.tornBytesRepaired > 0) this.log(`${o.id}: repaired a torn WAL tail (${rec.tornBytesRepaired} bytes of an unacknowledged write)`);

@@ -1,5 +1,5 @@
 /**
- * `npm run test:faults -- --time S --seed N [--nodes 3|5] [--scenarios K] [--verbose]`: run K
+ * `npm run test:faults -- --time S --seed N [--nodes 3|5] [--read-mode safe|lease] [--scenarios K] [--verbose]`: run K
  * fault-injection scenarios (seeds N, N+1, ...) of S seconds each against real processes.
  * Prints a summary per scenario and exits 1 on any violation, with the seed and the nemesis log.
  */
@@ -13,8 +13,14 @@ const { values } = parseArgs({
     nodes: { type: 'string', default: '5' },
     scenarios: { type: 'string', default: '1' },
     verbose: { type: 'boolean', default: false },
+    'read-mode': { type: 'string' },
   },
 });
+const readMode = values['read-mode'];
+if (readMode !== undefined && readMode !== 'safe' && readMode !== 'lease') {
+  console.error('--read-mode must be safe or lease');
+  process.exit(2);
+}
 const time = Number(values.time);
 const seed0 = values.seed !== undefined ? Number(values.seed) : Date.now() % 100_000;
 const nodes = Number(values.nodes);
@@ -26,7 +32,7 @@ if (!(time > 0) || !Number.isInteger(seed0) || (nodes !== 3 && nodes !== 5) || !
 let violations = 0;
 const totals = { ops: 0, acked: 0, indeterminate: 0, reads: 0, faults: 0 };
 for (let s = seed0; s < seed0 + scenarios; s++) {
-  const r = await runScenario({ seed: s, timeS: time, nodes: nodes as 3 | 5, log: values.verbose ? (l) => console.log(l) : undefined });
+  const r = await runScenario({ seed: s, timeS: time, nodes: nodes as 3 | 5, readMode, log: values.verbose ? (l) => console.log(l) : undefined });
   const nFaults = Object.values(r.faults).reduce((a, b) => a + b, 0);
   totals.ops += r.ops;
   totals.acked += r.writesAcked;

@@ -38,6 +38,8 @@ export class TestCluster {
   clientToken: string | undefined;
   /** CA to trust for clusters run with TLS (status calls then use https). */
   ca: Buffer | undefined;
+  /** How a replica process is started (the fault suite swaps in one whose kill -9 is a power cut). */
+  replicaCommand: string[] = [CLI, 'replica'];
 
   private constructor(readonly dir: string) {}
 
@@ -69,8 +71,7 @@ export class TestCluster {
   start(id: string, extra: string[] = []): ChildProcess {
     const n = this.nodes.get(id)!;
     const args = [
-      CLI,
-      'replica',
+      ...this.replicaCommand,
       '--id', id,
       '--port', `127.0.0.1:${n.client}`,
       '--raft', `127.0.0.1:${n.raft}`,
