@@ -948,6 +948,10 @@ export class RaftNode {
       }
       return;
     }
+    // A probe is answered at or above where it probed; anything lower answers an older append,
+    // possibly one to an earlier incarnation of a member removed and added again, whose log
+    // the new one does not have. Trusting it would claim entries the follower lacks.
+    if (pr.state === ProgressState.Probe && m.index < pr.next - 1) return;
     if (!pr.maybeUpdate(m.index)) return;
     if (pr.state === ProgressState.Probe) pr.becomeReplicate();
     else if (pr.state === ProgressState.Snapshot && pr.match >= pr.pendingSnapshot) {

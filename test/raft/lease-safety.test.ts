@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { EntryType, Message, MessageType, RaftNode, bootstrapEntries, message } from '../../raft/index.js';
+import { ConfChangeType, EntryType, Message, MessageType, RaftNode, bootstrapEntries, message } from '../../raft/index.js';
 import { Net } from './harness.js';
 
 /** Reads `id` was handed at an index older than `committed`: each one a stale read. */
@@ -129,6 +129,31 @@ describe('read-index answers and snapshot acknowledgements are matched to their 
     assert.equal(snapResp.snapshotIndex, 5);
     assert.equal(snapResp.snapshotOffset, 1);
     b.advance();
+  });
+
+  it('an append answer from the earlier life of a member removed and added back (wiped) does not count for the new one', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('a');
+    net.addBlank('d');
+    net.node('a').proposeConfChange({ type: ConfChangeType.AddLearner, node: 'd', addr: 'mem:d' });
+    net.settle();
+    for (let i = 0; i < 5; i++) net.propose('a', `x${i}`);
+    const oldMatch = net.node('a').progressOf('d')!.match;
+    assert.ok(oldMatch > 5);
+    net.node('a').proposeConfChange({ type: ConfChangeType.RemoveNode, node: 'd' });
+    net.settle();
+    net.heartbeat('a');
+    net.addBlank('d'); // a new machine, empty disk, same id
+    net.filter = (m) => m.to !== 'd' && m.from !== 'd'; // hold the new d back for a moment
+    net.node('a').proposeConfChange({ type: ConfChangeType.AddLearner, node: 'd', addr: 'mem:d' });
+    net.settle();
+    // An answer the old d sent before it was removed arrives only now.
+    net.node('a').step(message({ type: MessageType.AppResp, from: 'd', to: 'a', term: net.node('a').term, index: oldMatch }));
+    assert.equal(net.node('a').progressOf('d')!.match, 0, 'the new d has nothing yet');
+    net.filter = () => true;
+    net.heartbeat('a');
+    net.settle();
+    assert.equal(net.node('d').log.lastIndex(), net.node('a').log.lastIndex(), 'the new d catches up');
   });
 
   it('hasReady() only looks: it sends nothing itself', () => {

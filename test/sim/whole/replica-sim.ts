@@ -686,10 +686,23 @@ export class WholeReplicaSim {
       const gone = [...this.nodes.values()].filter((n) => !members.has(n.id));
       let node: SimReplica;
       if (gone.length > 0 && this.rng.chance(0.5)) {
+        // The operator replaces the removed member's machine and adds it back under its id.
+        // Messages its old process had in flight drain first (a re-add is a later action, and
+        // a connection's data dies with its process); see the note in the issue tracker.
         node = this.rng.pick(gone);
         this.crash(node, 'removed member shut down for re-adding');
         node.fs.wipe();
-      } else node = this.addNode(`n${this.nextNode++}`);
+        const back = node;
+        this.at(100, () => {
+          void this.startNode(back, false);
+          const l = this.leader()?.proc?.driver;
+          if (!l) return;
+          this.trace(`NEMESIS add learner ${back.id} again, wiped`);
+          l.proposeConfChange({ type: ConfChangeType.AddLearner, node: back.id, addr: `sim:${back.id}` }).catch(() => undefined);
+        });
+        return;
+      }
+      node = this.addNode(`n${this.nextNode++}`);
       void this.startNode(node, false);
       propose({ type: ConfChangeType.AddLearner, node: node.id, addr: `sim:${node.id}` }, `add learner ${node.id}`);
     } else if (roll === 1 && m.learners.length > 0) {
@@ -735,7 +748,11 @@ export class WholeReplicaSim {
         continue;
       }
       if (p.driver.appliedIndex < ld.node.log.committed) {
-        this.violation(`liveness: ${id} applied ${p.driver.appliedIndex}, the leader committed ${ld.node.log.committed}`);
+        const pr = ld.node.progressOf(id);
+        this.violation(
+          `liveness: ${id} applied ${p.driver.appliedIndex}, the leader committed ${ld.node.log.committed} ` +
+            `(leader's view of it: ${pr ? `match ${pr.match} next ${pr.next} ${pr.state}` : 'no progress'}; its term ${p.driver.node.term}, leader ${p.driver.node.leader || '-'}, log ${p.driver.node.log.lastIndex()})`,
+        );
         continue;
       }
       if (p.driver.appliedIndex === leader.proc.driver.appliedIndex) {
