@@ -644,6 +644,18 @@ export class WholeReplicaSim {
         this.at(this.rng.int(50, 300), () => (victim.fs.syncFailureRate = 0));
         return;
       }
+      case 8:
+        if (this.rng.chance(0.5)) {
+          // A wall clock jumps (NTP, a VM migration). Only command time stamps, and so session
+          // expiry, see it; the lease runs on the monotonic clock.
+          const victim = this.rng.pick(all);
+          const jump = this.rng.int(-3000, 3000);
+          victim.wallOffset += jump;
+          this.trace(`NEMESIS wall clock of ${victim.id} jumps ${jump} ms`);
+          return;
+        }
+        this.changeMembership(leader);
+        return;
       case 7: {
         // A follower restarts inside the leader's lease.
         const followers = all.filter((n) => n.alive && n !== leader);
@@ -704,7 +716,8 @@ export class WholeReplicaSim {
       }
       node = this.addNode(`n${this.nextNode++}`);
       void this.startNode(node, false);
-      propose({ type: ConfChangeType.AddLearner, node: node.id, addr: `sim:${node.id}` }, `add learner ${node.id}`);
+      if (this.rng.chance(0.3)) propose({ type: ConfChangeType.AddVoter, node: node.id, addr: `sim:${node.id}` }, `add ${node.id} directly as a voter`);
+      else propose({ type: ConfChangeType.AddLearner, node: node.id, addr: `sim:${node.id}` }, `add learner ${node.id}`);
     } else if (roll === 1 && m.learners.length > 0) {
       const l = this.rng.pick(m.learners);
       propose({ type: ConfChangeType.AddVoter, node: l }, `promote ${l}`);
