@@ -624,7 +624,8 @@ export class WholeReplicaSim {
       case 4:
         this.dropRate = this.rng.pick([0, 0, 0.05, 0.2]);
         this.dupRate = this.rng.pick([0, 0.02, 0.1]);
-        this.maxLatency = this.rng.pick([3, 5, 20, 60]);
+        // Now and then a congested network: answers arrive long after the asker moved on.
+        this.maxLatency = this.rng.pick([3, 5, 20, 60, 150]);
         this.trace(`NEMESIS network drop=${this.dropRate} dup=${this.dupRate} latency<=${this.maxLatency}ms`);
         return;
       case 5: {
