@@ -6,6 +6,7 @@
 import { pathToFileURL } from 'node:url';
 import { commandLine, reportUsage } from '../../util/cli.js';
 import { runSchedule } from './cluster.js';
+import { runSeeds } from './seed-runner.js';
 
 export const SIM_HELP = `usage: raftkv sim [flags]   (npm run sim -- [flags])
 
@@ -25,7 +26,7 @@ Example:
 `;
 
 /** Exits the process: 0 when every schedule held, 1 on a violation, 2 on a usage error. */
-export function runSimCli(argv: string[]): void {
+export async function runSimCli(argv: string[]): Promise<void> {
   const cl = commandLine('sim', SIM_HELP, argv, {
     seeds: { type: 'string', default: '100' },
     from: { type: 'string', default: '1' },
@@ -51,43 +52,23 @@ export function runSimCli(argv: string[]): void {
   const durationMs = intArg('duration', values.duration);
   const traceLines = intArg('trace-lines', values['trace-lines']);
 
-  const t0 = Date.now();
-  const totals = { events: 0, elections: 0, ops: 0, reads: 0, faults: 0, snapshots: 0, confChanges: 0, transfers: 0, indeterminate: 0 };
-  let violations = 0;
-  for (let seed = from; seed < from + count; seed++) {
-    const r = runSchedule({ seed, durationMs, trace: values.trace });
-    totals.events += r.stats.events;
-    totals.elections += r.stats.elections;
-    totals.ops += r.stats.opsAcked;
-    totals.reads += r.stats.readsOk;
-    totals.faults += r.stats.faults;
-    totals.snapshots += r.stats.snapshotsSent;
-    totals.confChanges += r.stats.confChanges;
-    totals.transfers += r.stats.transfers;
-    totals.indeterminate += r.stats.opsIndeterminate;
-    if (values.trace) for (const line of r.trace) console.log(line);
-    if (r.violations.length > 0) {
-      violations++;
-      const replay = values.trace ? r : runSchedule({ seed, durationMs, trace: true });
-      console.log(`\nVIOLATION in seed ${seed} (replay: npm run sim -- --seed ${seed} --trace)`);
-      for (const v of r.violations) console.log(`  ${v}`);
-      if (!values.trace) {
-        console.log(`--- last ${traceLines} trace lines of seed ${seed} ---`);
-        for (const line of replay.trace.slice(-traceLines)) console.log(line);
-      }
-      break;
-    }
-    if (!values.quiet && process.stdout.isTTY && seed % 10 === 0) process.stdout.write(`\rseed ${seed}...`);
-  }
-  if (process.stdout.isTTY && !values.quiet) process.stdout.write('\r');
-  const secs = ((Date.now() - t0) / 1000).toFixed(1);
+  const { totals: t, violated, seconds } = await runSeeds({
+    from,
+    count,
+    trace: values.trace,
+    traceLines,
+    quiet: values.quiet,
+    replay: (seed) => `npm run sim -- --seed ${seed} --trace`,
+    run: (seed, trace) => runSchedule({ seed, durationMs, trace }),
+  });
   console.log(
-    `sim: ${totals.ops} writes acked, ${totals.indeterminate} indeterminate, ${totals.reads} reads, ${totals.faults} faults, ` +
-      `${totals.elections} elections, ${totals.transfers} transfers, ${totals.confChanges} membership changes, ` +
-      `${totals.snapshots} snapshots installed, ${totals.events} events in ${secs}s`,
+    `sim: ${t.opsAcked ?? 0} writes acked, ${t.opsIndeterminate ?? 0} indeterminate, ${t.readsOk ?? 0} reads, ${t.faults ?? 0} faults, ` +
+      `${t.elections ?? 0} elections, ${t.transfers ?? 0} transfers, ${t.confChanges ?? 0} membership changes, ` +
+      `${t.snapshotsSent ?? 0} snapshots installed, ${t.events ?? 0} events in ${seconds.toFixed(1)}s`,
   );
+  const violations = violated ? 1 : 0;
   console.log(`schedules: ${violations > 0 ? 'stopped at first violation' : count}, violations: ${violations}`);
   process.exit(violations > 0 ? 1 : 0);
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) runSimCli(process.argv.slice(2));
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await runSimCli(process.argv.slice(2));

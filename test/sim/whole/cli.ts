@@ -5,6 +5,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { commandLine, reportUsage } from '../../../util/cli.js';
+import { runSeeds } from '../seed-runner.js';
 import { runWholeSchedule } from './replica-sim.js';
 
 export const WHOLE_SIM_HELP = `usage: npm run sim:replica -- [flags]
@@ -43,35 +44,20 @@ export async function runWholeSimCli(argv: string[]): Promise<number> {
   }
   const from = v.seed !== undefined ? Number(v.seed) : Number(v.from);
   const count = v.seed !== undefined ? 1 : Number(v.seeds);
-  const t0 = Date.now();
-  const total = { acked: 0, unknown: 0, reads: 0, faults: 0, cuts: 0, torn: 0, fsyncErrors: 0, expired: 0, events: 0 };
-  for (let seed = from; seed < from + count; seed++) {
-    const r = await runWholeSchedule({ seed, durationMs: Number(v.duration), trace: v.trace });
-    total.acked += r.stats.writesAcked;
-    total.unknown += r.stats.writesIndeterminate;
-    total.reads += r.stats.readsOk;
-    total.faults += r.stats.faults;
-    total.cuts += r.stats.powerCuts;
-    total.torn += r.stats.tornFiles;
-    total.fsyncErrors += r.stats.fsyncErrors;
-    total.expired += r.stats.sessionsExpired;
-    total.events += r.stats.events;
-    if (v.trace) for (const line of r.trace) console.log(line);
-    if (r.violations.length > 0) {
-      const replay = v.trace ? r : await runWholeSchedule({ seed, durationMs: Number(v.duration), trace: true });
-      console.log(`\nVIOLATION in seed ${seed} (replay: npm run sim:replica -- --seed ${seed} --trace)`);
-      for (const x of r.violations) console.log(`  ${x}`);
-      console.log(`--- last ${v['trace-lines']} trace lines of seed ${seed} ---`);
-      for (const line of replay.trace.slice(-Number(v['trace-lines']))) console.log(line);
-      return 1;
-    }
-    if (process.stdout.isTTY && seed % 10 === 0) process.stdout.write(`\rseed ${seed}...`);
-  }
-  if (process.stdout.isTTY) process.stdout.write('\r');
+  const { totals: t, violated, seconds } = await runSeeds({
+    from,
+    count,
+    trace: v.trace,
+    traceLines: Number(v['trace-lines']),
+    quiet: false,
+    replay: (seed) => `npm run sim:replica -- --seed ${seed} --trace`,
+    run: (seed, trace) => runWholeSchedule({ seed, durationMs: Number(v.duration), trace }),
+  });
+  if (violated) return 1;
   console.log(
-    `sim:replica: ${total.acked} writes acked, ${total.unknown} indeterminate, ${total.reads} reads, ${total.faults} faults, ` +
-      `${total.cuts} power cuts (${total.torn} files torn), ${total.fsyncErrors} fsync failures, ${total.expired} sessions expired, ` +
-      `${total.events} events in ${((Date.now() - t0) / 1000).toFixed(1)}s`,
+    `sim:replica: ${t.writesAcked ?? 0} writes acked, ${t.writesIndeterminate ?? 0} indeterminate, ${t.readsOk ?? 0} reads, ${t.faults ?? 0} faults, ` +
+      `${t.powerCuts ?? 0} power cuts (${t.tornFiles ?? 0} files torn), ${t.fsyncErrors ?? 0} fsync failures, ${t.sessionsExpired ?? 0} sessions expired, ` +
+      `${t.events ?? 0} events in ${seconds.toFixed(1)}s`,
   );
   console.log(`schedules: ${count} from seed ${from}, violations: 0`);
   return 0;
