@@ -35,13 +35,13 @@ describe('RaftDriver', () => {
     });
     driver.start();
     try {
-      const first = driver.propose(new Uint8Array([1]), 60_000);
+      const first = driver.propose(new Uint8Array([1]), 3_000);
       const outcome = first.then(
         () => 'applied',
         (e: unknown) => (e instanceof RaftError ? e.code : String(e)),
       );
       await new Promise((r) => setImmediate(r));
-      const second = driver.propose(new Uint8Array([2]), 60_000);
+      const second = driver.propose(new Uint8Array([2]), 3_000);
       second.catch(() => undefined);
       assert.equal(await outcome, 'dropped', 'the entry of term 2 at index 5 is gone: never applied, safe to retry');
     } finally {
