@@ -55,8 +55,9 @@ describe('RaftDriver', () => {
       const core = { ...(scriptedCore([]) as unknown as object), readIndex: (ctx: string) => contexts.push(ctx) } as unknown as RaftNode;
       const driver = new RaftDriver({ node: core, storage: new MemoryStorage(), stateMachine: noMachine, transport: noTransport });
       driver.start();
-      driver.readBarrier(50).catch(() => undefined);
-      await new Promise((r) => setTimeout(r, 5));
+      driver.readBarrier(2000).catch(() => undefined);
+      // The request reaches the core on the driver's next turn; wait for it, however busy the machine.
+      for (let i = 0; i < 2000 && contexts.length <= boot; i++) await new Promise((r) => setTimeout(r, 1));
       await driver.stop();
     }
     assert.equal(contexts.length, 2);
