@@ -212,6 +212,12 @@ export class RaftKvClient {
         if (r.status === Status.ERROR) throw new RaftKvError(r.error || 'request failed', r.status);
         if (r.status === Status.UNKNOWN) outcome.maybeApplied = true;
         last = new RaftKvError(r.error || Status[r.status], r.status);
+        if (r.status === Status.UNAVAILABLE || r.status === Status.NOT_LEADER) {
+          // This replica cannot serve it now (no leader it can reach): ask another.
+          this.conn?.close();
+          this.conn = undefined;
+          this.target = (this.target + 1) % this.opts.targets.length;
+        }
       } catch (e) {
         if (e instanceof RaftKvError && e.status === Status.ERROR) throw e;
         // A socket error before connecting means nothing was sent; a timeout or a connection

@@ -214,7 +214,14 @@ export class Replica {
       onMessage: (m) => this.onPeerMessage(m),
       onUnreachable: (id) => this.driver?.reportUnreachable(id),
       onHello: (h) => {
-        this.peerInfo.set(h.from, { clientAddr: h.clientAddr, httpAddr: h.httpAddr, raftAddr: h.raftAddr });
+        // An empty field never erases what the peer told us before (found by fuzzing the raft
+        // port: a hello with empty addresses made followers forget how to reach the leader).
+        const known = this.peerInfo.get(h.from);
+        this.peerInfo.set(h.from, {
+          clientAddr: h.clientAddr || known?.clientAddr || '',
+          httpAddr: h.httpAddr || known?.httpAddr || '',
+          raftAddr: h.raftAddr || known?.raftAddr || '',
+        });
         // A new node adopts the cluster of the first member that contacts it (the leader that
         // added it); from then on peers of any other cluster are refused.
         if (!this.clusterId && h.clusterId) this.setClusterId(h.clusterId);

@@ -85,6 +85,29 @@ describe(`every decoder survives arbitrary bytes (fast-check seed ${seed}; RAFTK
 });
 
 describe('the raft port of a live cluster under fuzzing', () => {
+  it('a hello with empty addresses does not make a member forget how its peers are reached', async () => {
+    const c = await TestCluster.startStatic('hello', ['h1', 'h2', 'h3']);
+    try {
+      const before = await c.status('h2');
+      const h1 = before!.members.find((m) => m.id === 'h1') as { clientAddr?: string } | undefined;
+      await new Promise<void>((resolve) => {
+        const s = net.connect(c.nodes.get('h2')!.raft, '127.0.0.1', () => {
+          s.write(peerFrame(1, encodeHello({ from: 'h1', token: '', clientAddr: '', httpAddr: '', raftAddr: '', clusterId: '' })));
+          setTimeout(() => {
+            s.destroy();
+            resolve();
+          }, 100);
+        });
+        s.on('error', () => resolve());
+      });
+      const after = await c.status('h2');
+      assert.equal((after!.members.find((m) => m.id === 'h1') as { clientAddr?: string }).clientAddr, h1?.clientAddr);
+      assert.ok(h1?.clientAddr, 'h2 knew where h1 serves clients');
+    } finally {
+      await c.destroy();
+    }
+  });
+
   it('garbage after a valid hello drops that connection, never the node or its data', async () => {
     const c = await TestCluster.create('rawfuzz');
     const ids = ['f1', 'f2', 'f3'];
