@@ -70,10 +70,14 @@ export class DiskStorage implements Storage {
     let entries = state.entries;
     if (snap) {
       const at = entries.find((e) => e.index === snap.meta.index);
-      if (at && at.term !== snap.meta.term) {
-        // The snapshot was installed over a conflicting log and the crash came before the WAL
-        // recorded the reset: what follows in the WAL belongs to the old, overwritten history.
+      const walLast = entries.length > 0 ? entries[entries.length - 1].index : state.snapshot.index;
+      if ((at && at.term !== snap.meta.term) || walLast < snap.meta.index) {
+        // The snapshot was installed (over a conflicting log, or past the end of ours) and the
+        // crash came before the WAL recorded the reset: what the WAL holds belongs to the old
+        // history. Record the reset now, before anything is appended after the snapshot, or
+        // the next replay would find those appends following the old entries: a gap.
         entries = [];
+        await wal.append({ reset: { index: snap.meta.index, term: snap.meta.term }, entries: [] });
       } else if (!at && entries.length > 0 && entries[0].index > snap.meta.index + 1) {
         throw new Error(`storage: WAL starts at entry ${entries[0].index} but the newest intact snapshot ends at ${snap.meta.index}`);
       } else {

@@ -112,6 +112,29 @@ describe('snapshot files', () => {
     }
   });
 
+  it('a crash between an installed snapshot ahead of the log and its reset: appends after it replay without a gap', async () => {
+    const { dir, cleanup } = await tempDir('storage');
+    try {
+      const first = await DiskStorage.open(dir);
+      await first.save({ entries: entries(1, 20, 1), hardState: { term: 1, vote: '', commit: 20 } });
+      await first.close();
+      // The leader's snapshot at 30 made it to disk; the WAL's reset did not.
+      await new SnapshotStore(join(dir, 'snap')).save(snap(30, 2));
+      const second = await DiskStorage.open(dir);
+      assert.equal(second.initialState().snapshot?.meta.index, 30);
+      assert.deepEqual(second.initialState().entries, []);
+      await second.save({ entries: entries(31, 33, 2), hardState: { term: 2, vote: '', commit: 33 } });
+      await second.close();
+      const third = await DiskStorage.open(dir);
+      const st = third.initialState();
+      await third.close();
+      assert.equal(st.snapshot?.meta.index, 30);
+      assert.deepEqual(st.entries!.map((e) => e.index), [31, 32, 33]);
+    } finally {
+      await cleanup();
+    }
+  });
+
   it('reports fsync mode and recovery details', async () => {
     const { dir, cleanup } = await tempDir('storage');
     try {
