@@ -21,6 +21,10 @@ const commands: Record<string, { summary: string; run: (argv: string[]) => Promi
     summary: 'run one replica (seed flags: --id --port --raft --join --hjoin --logfolder ...; --help for all)',
     run: async (argv) => (await import('./replica/cli.js')).runReplica(argv),
   },
+  logger: {
+    summary: "non-voting logger for one or more clusters (seed flags: --id 'log0,log1' --raft --join --logfolder --recov)",
+    run: async (argv) => (await import('./logger/cli.js')).runLogger(argv),
+  },
   loadgen: {
     summary: 'closed-loop load (protobuf, text, http, etcd drivers), reports, --sweep-clients plots; --help for all',
     run: async (argv) => (await import('./loadgen/cli.js')).runLoadgen(argv),

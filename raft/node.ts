@@ -67,6 +67,11 @@ export interface RaftConfig {
   startupVoteGuard?: boolean;
   /** Source of randomness for election timeouts; the simulator passes a seeded PRNG. */
   random?: () => number;
+  /**
+   * false: this node never campaigns or votes, even if some operator makes it a voter (a
+   * logger: it must never decide anything). Default true.
+   */
+  candidate?: boolean;
 }
 
 /** What the driver recovered from stable storage (all empty for a brand-new node). */
@@ -157,6 +162,7 @@ export class RaftNode {
   private readonly snapshotChunkBytes: number;
   private readonly readMode: 'safe' | 'lease';
   private readonly promoteLag: number;
+  private readonly candidate: boolean;
   private readonly random: () => number;
 
   private electionElapsed = 0;
@@ -224,6 +230,7 @@ export class RaftNode {
     this.readMode = config.readMode ?? 'safe';
     if (this.readMode === 'lease' && !this.checkQuorum) throw new Error('raft: lease reads need checkQuorum');
     this.promoteLag = config.promoteLag ?? 1000;
+    this.candidate = config.candidate ?? true;
     this.random = config.random ?? Math.random;
     const tickMs = config.tickMs ?? 1;
     this.clock = config.clock ?? (() => this.now * tickMs);
@@ -291,7 +298,7 @@ export class RaftNode {
 
   /** Whether this node may vote and campaign. */
   promotable(): boolean {
-    return this.membership.voters.includes(this.id);
+    return this.candidate && this.membership.voters.includes(this.id);
   }
 
   progressOf(id: NodeId): { match: number; next: number; state: ProgressState } | undefined {
@@ -691,9 +698,10 @@ export class RaftNode {
     const pre = m.type === MessageType.PreVote;
     const respType = pre ? MessageType.PreVoteResp : MessageType.VoteResp;
     const canVote =
-      this.vote === m.from ||
+      this.candidate &&
+      (this.vote === m.from ||
       (this.vote === NONE && this.leader === NONE) ||
-      (pre && m.term > this.term);
+      (pre && m.term > this.term));
     if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
       // A granted pre-vote answers with the term the candidate will use; a real vote is durable
       // (the hard state is persisted before this response leaves).

@@ -4,7 +4,7 @@
  */
 import Fastify, { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
-import { RaftError } from '../raft/index.js';
+import { RaftError, encodeSnapshot } from '../raft/index.js';
 import { HostPort, dialHost, formatHostPort, listenHost } from './addr.js';
 import { quoteKey } from './engines/engine.js';
 import { Op, Response, Status, newCommand } from './proto.js';
@@ -18,6 +18,8 @@ const JoinBody = z.object({
   voter: z.boolean().default(true),
   /** Set by a node that already belongs to a cluster: it may only rejoin that one. */
   clusterId: z.string().optional(),
+  /** A logger: added as a non-voter and never promoted. */
+  role: z.enum(['logger']).optional(),
 });
 const PutBody = z.object({ value: z.string() });
 /** Content types whose body is the value itself (`curl -d`, `--data-binary`, text, bytes). */
@@ -72,7 +74,7 @@ export class HttpApi {
     // token, when configured. Probes and metrics stay open for the orchestrator.
     app.addHook('onRequest', async (req, reply) => {
       const path = req.url.split('?')[0];
-      const admin = path === '/join' || path.startsWith('/v1/members') || path.startsWith('/v1/leader');
+      const admin = path === '/join' || path.startsWith('/v1/members') || path.startsWith('/v1/leader') || path === '/v1/snapshot';
       if (admin && opts.token && !sameSecret(opts.token, (req.headers['x-raftkv-token'] as string | undefined) ?? bearer(req.headers.authorization))) {
         return reply.code(401).send({ error: 'this call needs the cluster token (x-raftkv-token header)' });
       }
@@ -142,7 +144,8 @@ export class HttpApi {
     const join = async (body: unknown, reply: FastifyReply) => {
       const parsed = JoinBody.safeParse(body);
       if (!parsed.success) return reply.code(400).send({ error: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') });
-      const { id, addr, voter, clusterId } = parsed.data;
+      const { id, addr, voter, clusterId, role } = parsed.data;
+      if (role === 'logger' && voter) return reply.code(400).send({ error: `${id} is a logger: loggers join as non-voters and are never promoted` });
       if (clusterId && r.getClusterId() && clusterId !== r.getClusterId()) {
         return reply.code(409).send({ error: `${id} belongs to cluster ${clusterId}, this is cluster ${r.getClusterId()}: it cannot join (wipe its data directory to add it as a new member)` });
       }
@@ -177,6 +180,13 @@ export class HttpApi {
       }
     });
 
+    // The whole state, for a logger's base or a state transfer: a cluster-token call.
+    app.get('/v1/snapshot', async (_req, reply) => {
+      if (!r.hasNode()) return reply.code(503).send({ error: 'starting' });
+      const snap = await r.currentSnapshot();
+      reply.header('content-type', 'application/octet-stream').header('x-raftkv-index', String(snap.meta.index)).header('x-raftkv-term', String(snap.meta.term));
+      return reply.send(encodeSnapshot(snap));
+    });
     app.get('/metrics', async (_req, reply) => {
       reply.header('content-type', r.metrics.registry.contentType);
       return r.metrics.registry.metrics();

@@ -24,7 +24,7 @@ message RaftMessage {
   uint64 snapshot_index = 15; uint64 snapshot_offset = 16;
 }
 // First frame on a peer connection: who is calling, and where its clients reach it.
-message Hello { string from = 1; string token = 2; string client_addr = 3; string http_addr = 4; string raft_addr = 5; string cluster_id = 6; }
+message Hello { string from = 1; string token = 2; string client_addr = 3; string http_addr = 4; string raft_addr = 5; string cluster_id = 6; string role = 7; }
 
 // REGISTER opens a client session through the log; the answer's value is the session id.
 enum Op { SET = 0; GET = 1; DELETE = 2; REGISTER = 3; }
@@ -114,6 +114,8 @@ export interface Hello {
   raftAddr: string;
   /** Identity of the cluster the sender belongs to ('' for a new node that has not joined yet). */
   clusterId: string;
+  /** 'logger' for a logger (never to be promoted to voter); '' for a replica. */
+  role?: string;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -212,7 +214,7 @@ export function encodeHello(h: Hello): Uint8Array {
 export function decodeHello(buf: Uint8Array): Hello {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const d = HelloPb.decode(buf) as any;
-  return { from: str(d.from), token: str(d.token), clientAddr: str(d.clientAddr), httpAddr: str(d.httpAddr), raftAddr: str(d.raftAddr), clusterId: str(d.clusterId) };
+  return { from: str(d.from), token: str(d.token), clientAddr: str(d.clientAddr), httpAddr: str(d.httpAddr), raftAddr: str(d.raftAddr), clusterId: str(d.clusterId), role: str(d.role) };
 }
 
 export function encodeCommand(c: Partial<Command>): Uint8Array {

@@ -21,7 +21,6 @@ import {
   clusterIdOf,
   loadOrBootstrap,
 } from '../raft/index.js';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { HostPort, dialHost, formatHostPort, parseHostPort } from './addr.js';
 import { ClientServer } from './client-server.js';
 import { Connection } from './client.js';
@@ -34,7 +33,8 @@ import { ReplicaMetrics } from './metrics.js';
 import { Command, Op, Response, Status } from './proto.js';
 import { CommandExecutor } from './executor.js';
 import { PeerTransport } from './transport.js';
-import { TlsFiles, TlsMaterial, loadTls, requestJson } from './tls.js';
+import { TlsFiles, TlsMaterial, loadTls } from './tls.js';
+import { MemberFiles, joinThrough } from './join.js';
 
 export type AppName = 'kvstore' | 'diskstorage' | 'lmdb';
 export type FsyncSetting = 'always' | 'batch' | 'never' | 'memory';
@@ -128,7 +128,7 @@ export class Replica {
   private http!: HttpApi;
   private storage!: Storage;
   /** What each peer announced in its hello: how its clients reach it, and its raft address. */
-  private peerInfo = new Map<string, { clientAddr: string; httpAddr: string; raftAddr: string }>();
+  private peerInfo = new Map<string, { clientAddr: string; httpAddr: string; raftAddr: string; role?: string }>();
   private leaderConn: Connection | undefined;
   private readonly executor: CommandExecutor;
   private heartbeatSent = new Map<string, number>();
@@ -139,6 +139,7 @@ export class Replica {
   /** Which cluster this node belongs to ('' for a new node until it is let in). */
   private clusterId = '';
   private readonly log: (line: string) => void;
+  private readonly files: MemberFiles;
   /** Resolves when the node stops on its own (fatal storage error). */
   readonly stopped: Promise<Error | undefined>;
   private resolveStopped!: (e: Error | undefined) => void;
@@ -161,6 +162,7 @@ export class Replica {
     this.metrics = new ReplicaMetrics({ node: opts.id });
     this.stopped = new Promise((r) => (this.resolveStopped = r));
     this.tlsMaterial = loadTls(opts.tls);
+    this.files = new MemberFiles(opts.dataDir, opts.fsync !== 'memory');
   }
 
   /** Start a replica: recover or bootstrap, then serve. */
@@ -221,6 +223,7 @@ export class Replica {
           clientAddr: h.clientAddr || known?.clientAddr || '',
           httpAddr: h.httpAddr || known?.httpAddr || '',
           raftAddr: h.raftAddr || known?.raftAddr || '',
+          role: h.role || known?.role || '',
         });
         // A new node adopts the cluster of the first member that contacts it (the leader that
         // added it); from then on peers of any other cluster are refused.
@@ -244,13 +247,13 @@ export class Replica {
       else if (!o.join || o.join.length === 0) {
         // A node that crashed while joining has no data yet; bootstrapping it alone now would
         // make a second cluster out of a member of the first.
-        if (this.joinMarkerExists()) {
+        if (this.files.joining()) {
           throw new Error(`${o.id} was joining a cluster (${join(o.dataDir, 'joining')}): start it with --join again, or remove its data directory to start a new cluster`);
         }
         members = [{ id: o.id, addr: this.raftAddr }];
-      } else this.writeJoinMarker();
+      } else this.files.markJoining(o.join);
     }
-    this.clusterId = this.readClusterId() ?? '';
+    this.clusterId = this.files.clusterId() ?? '';
     if (fresh && members) this.setClusterId(clusterIdOf(members));
     const initial = await loadOrBootstrap(this.storage, members);
     if (initial.snapshot) this.sm.restore(initial.snapshot);
@@ -303,30 +306,9 @@ export class Replica {
     if (fresh && !members && o.join) void this.joinCluster(o.join);
   }
 
-  private joinMarkerExists(): boolean {
-    return this.opts.fsync !== 'memory' && existsSync(join(this.opts.dataDir, 'joining'));
-  }
-
-  private writeJoinMarker(): void {
-    if (this.opts.fsync === 'memory') return;
-    mkdirSync(this.opts.dataDir, { recursive: true });
-    writeFileSync(join(this.opts.dataDir, 'joining'), `${(this.opts.join ?? []).join(',')}\n`);
-  }
-
-  private clusterIdFile(): string {
-    return join(this.opts.dataDir, 'cluster-id');
-  }
-
-  private readClusterId(): string | undefined {
-    if (this.opts.fsync === 'memory' || !existsSync(this.clusterIdFile())) return undefined;
-    return readFileSync(this.clusterIdFile(), 'utf8').trim() || undefined;
-  }
-
   private setClusterId(id: string): void {
     this.clusterId = id;
-    if (this.opts.fsync === 'memory') return;
-    mkdirSync(this.opts.dataDir, { recursive: true });
-    writeFileSync(this.clusterIdFile(), `${id}\n`);
+    this.files.setClusterId(id);
   }
 
   getClusterId(): string {
@@ -410,6 +392,7 @@ export class Replica {
       await this.retryConfChange({ type: ConfChangeType.AddLearner, node: id, addr: raftAddr }, deadline);
     }
     if (!voter || this.driver.node.membership.voters.includes(id)) return;
+    if (this.peerInfo.get(id)?.role === 'logger') throw new RaftError('invalid-conf-change', `${id} is a logger: loggers are never promoted to voters`);
     await this.retryConfChange({ type: ConfChangeType.AddVoter, node: id }, deadline);
   }
 
@@ -443,6 +426,17 @@ export class Replica {
     throw new RaftError('transfer-in-progress', `leadership did not move to ${to} within ${2 * this.opts.electionTimeoutMs + 500} ms; ${this.driver.node.leader || 'no one'} leads`);
   }
 
+  /**
+   * The state as of the last applied entry, as a snapshot (index, term, membership, data): what
+   * a logger keeps as its base when it truncates, and what a state transfer sends.
+   */
+  currentSnapshot(): Promise<Snapshot> {
+    return this.driver.withNode((n) => {
+      const index = this.driver.appliedIndex;
+      return { meta: { index, term: n.log.term(index), membership: n.membershipAt(index) }, data: this.sm.snapshot() };
+    });
+  }
+
   hasNode(): boolean {
     return this.driver !== undefined;
   }
@@ -452,32 +446,11 @@ export class Replica {
   }
 
   private async joinCluster(targets: string[]): Promise<void> {
-    const body = JSON.stringify({ id: this.opts.id, addr: this.raftAddr, voter: this.opts.voter ?? true, clusterId: this.clusterId || undefined });
-    for (let attempt = 0; attempt < 600 && !this.stopping; attempt++) {
-      const target = targets[attempt % targets.length];
-      const hp = parseHostPort(target, '--join');
-      try {
-        const res = await requestJson(`${this.tlsMaterial ? 'https' : 'http'}://${formatHostPort(dialHost(hp), hp.port)}/join`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', ...(this.opts.token ? { 'x-raftkv-token': this.opts.token } : {}) },
-          body,
-          timeoutMs: 65_000,
-          ca: this.tlsMaterial?.ca,
-        });
-        if (res.status >= 200 && res.status < 300) {
-          this.log(`${this.opts.id}: joined the cluster through ${target}`);
-          return;
-        }
-        const text = res.text;
-        if (res.status === 409 || res.status === 400) {
-          this.log(`${this.opts.id}: join refused by ${target}: ${text}`);
-          return;
-        }
-      } catch {
-        // Not up yet, or no leader: keep trying.
-      }
-      await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 4)));
-    }
+    await joinThrough(
+      targets,
+      { id: this.opts.id, addr: this.raftAddr, voter: this.opts.voter ?? true, clusterId: this.clusterId || undefined },
+      { token: this.opts.token, ca: this.tlsMaterial?.ca, log: this.log, stopped: () => this.stopping !== undefined },
+    );
   }
 
   // ---------------------------------------------------------------------------------------

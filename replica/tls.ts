@@ -33,15 +33,17 @@ export function loadTls(files: TlsFiles | undefined): TlsMaterial | undefined {
  */
 export function requestJson(
   url: string,
-  opts: { method: string; headers?: Record<string, string>; body?: string; timeoutMs: number; ca?: Buffer },
-): Promise<{ status: number; json: unknown; text: string }> {
+  opts: { method: string; headers?: Record<string, string>; body?: string; timeoutMs: number; ca?: Buffer; binary?: boolean },
+): Promise<{ status: number; json: unknown; text: string; body?: Buffer }> {
   return new Promise((resolve, reject) => {
     const lib = url.startsWith('https:') ? https : http;
     const req = lib.request(url, { method: opts.method, headers: opts.headers, timeout: opts.timeoutMs, ...(opts.ca ? { ca: opts.ca } : {}) }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (text += d));
+      const parts: Buffer[] = [];
+      res.on('data', (d: Buffer) => parts.push(d));
       res.on('end', () => {
+        const body = Buffer.concat(parts);
+        const text = opts.binary && res.statusCode === 200 ? '' : body.toString('utf8');
+        if (opts.binary && res.statusCode === 200) return resolve({ status: 200, json: undefined, text, body });
         let json: unknown = undefined;
         try {
           json = JSON.parse(text);

@@ -19,7 +19,7 @@ const KIND_RAFT = 2;
 export interface TransportOptions {
   id: string;
   listen: HostPort;
-  advertise: { raftAddr: string; clientAddr: string; httpAddr: string };
+  advertise: { raftAddr: string; clientAddr: string; httpAddr: string; role?: string };
   /** This node's cluster identity ('' until known); peers of another cluster are refused. */
   clusterId: () => string;
   /** Shared cluster token: peers must present it in their hello. Empty = no check. */

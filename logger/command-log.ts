@@ -1,0 +1,570 @@
+/**
+ * The command log: committed entries of one cluster, in index order, durable, readable by range.
+ * It is what a logger keeps (and what a replica's applog keeps): the recovery source.
+ *
+ * Layout of its directory:
+ *   seg-<first index, 16 hex>.log   records: u32 body length | u32 CRC-32C of body | body
+ *                                   body: u48 index | u48 term | u8 entry type | command bytes
+ *   base/snap-*.snap                the state the log starts from when it does not start at 1
+ *                                   (an installed cluster snapshot, or one taken at truncation)
+ *   meta.json                       { first, base?: { index, term } }: the authority on where
+ *                                   the log starts; written to a temp file, fsynced, renamed
+ *
+ * Appends are group-committed: `append` queues, `flush` writes everything queued with one
+ * write and one fdatasync, and concurrent flushes share it. Readers see only durable records.
+ * Dropping a prefix or starting over at a base snapshot first commits the new meta, then deletes
+ * files; a crash in between leaves files that the next open deletes, never a log that lies.
+ */
+import { closeSync, fdatasyncSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { FileHandle, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Entry, EntryType, Snapshot } from '../raft/types.js';
+import { CorruptionError } from '../raft/storage/errors.js';
+import { SnapshotStore, decodeSnapshot } from '../raft/storage/snapshots.js';
+import { crc32c } from '../raft/storage/crc32c.js';
+
+const HEADER = 8;
+const BODY_FIXED = 13;
+const SEG_RE = /^seg-([0-9a-f]{16})\.log$/;
+/** The largest command a record may hold: far above any value limit, far below a bad length. */
+const MAX_RECORD = 256 << 20;
+
+export interface CommandLogOptions {
+  /** Start a new segment file once the current one reaches this size (default 64 MiB). */
+  segmentBytes?: number;
+  /** fdatasync on flush (default true; false only for throwaway logs). */
+  sync?: boolean;
+  /**
+   * Test hook: named points in truncation and base installation at which a test process kills
+   * itself (SIGKILL), to prove a crash there leaves a consistent log.
+   */
+  crashAt?: string;
+}
+
+export interface CommandLogInfo {
+  /** Lowest index a range may start at. */
+  first: number;
+  /** Highest durable index (first - 1 when the log holds no entry). */
+  last: number;
+  /** The snapshot the log starts from, when it does not start at index 1. */
+  base?: { index: number; term: number };
+  bytes: number;
+  segments: number;
+}
+
+export interface OpenReport {
+  tornBytesRepaired: number;
+  /** Files a crash left behind (an interrupted truncation or base install), now removed. */
+  leftoversRemoved: string[];
+}
+
+interface Segment {
+  file: string;
+  first: number;
+  /** Byte offset of each record, by index - first. */
+  offsets: number[];
+  size: number;
+}
+
+interface Meta {
+  first: number;
+  base?: { index: number; term: number };
+}
+
+/** A range outside what the log holds: says what is available instead. */
+export class UnavailableRangeError extends Error {
+  constructor(
+    message: string,
+    readonly available: { first: number; last: number },
+  ) {
+    super(message);
+    this.name = 'UnavailableRangeError';
+  }
+}
+
+export class CommandLog {
+  private segments: Segment[] = [];
+  private meta: Meta = { first: 1 };
+  private durableLast = 0;
+  /** Last index appended (durable or queued). */
+  private appendedLast = 0;
+  private lastTerm = 0;
+  private queued: Buffer[] = [];
+  private queuedIndexes: { index: number; bytes: number }[] = [];
+  private flushing: Promise<void> | undefined;
+  private flushAgain = false;
+  private activeFd: number | undefined;
+  private waiters: { index: number; resolve: () => void; timer: NodeJS.Timeout }[] = [];
+  private closed = false;
+  private readonly segmentBytes: number;
+  private readonly sync: boolean;
+  private readonly bases: SnapshotStore;
+  private baseCache: Snapshot | undefined;
+  report: OpenReport = { tornBytesRepaired: 0, leftoversRemoved: [] };
+  /** Called after each flush with the new durable index, entries and bytes made durable and the fsync time. */
+  onFlush?: (info: { last: number; entries: number; bytes: number; seconds: number }) => void;
+
+  private constructor(
+    readonly dir: string,
+    private readonly opts: CommandLogOptions,
+  ) {
+    this.segmentBytes = opts.segmentBytes ?? 64 << 20;
+    this.sync = opts.sync ?? true;
+    this.bases = new SnapshotStore(join(dir, 'base'), 2, this.sync);
+  }
+
+  static async open(dir: string, opts: CommandLogOptions = {}): Promise<CommandLog> {
+    const log = new CommandLog(dir, opts);
+    await log.load();
+    return log;
+  }
+
+  info(): CommandLogInfo {
+    let bytes = 0;
+    for (const s of this.segments) bytes += s.size;
+    return { first: this.meta.first, last: this.durableLast, base: this.meta.base, bytes, segments: this.segments.length };
+  }
+
+  /** Index and term of the last entry appended, durable or not (0, 0 when empty). */
+  lastAppended(): { index: number; term: number } {
+    return { index: this.appendedLast, term: this.lastTerm };
+  }
+
+  /** Term of a durable entry, or undefined if the log does not hold it. */
+  async termAt(index: number): Promise<number | undefined> {
+    if (index === this.meta.base?.index) return this.meta.base.term;
+    if (index < this.meta.first || index > this.durableLast) return undefined;
+    for await (const batch of this.read(index, index)) return batch[0]?.term;
+    return undefined;
+  }
+
+  /**
+   * Queue committed entries (contiguous, continuing the log). Entries at or below the last
+   * appended index are checked and skipped: a restarted node applies some entries twice.
+   */
+  append(entries: Entry[]): void {
+    if (this.closed) throw new Error('command log is closed');
+    for (const e of entries) {
+      if (e.index <= this.appendedLast) continue;
+      if (e.index !== this.appendedLast + 1) {
+        throw new Error(`command log ${this.dir}: entry ${e.index} does not follow ${this.appendedLast} (a gap would make the log lie)`);
+      }
+      const rec = encodeRecord(e);
+      this.queued.push(rec);
+      this.queuedIndexes.push({ index: e.index, bytes: rec.length });
+      this.appendedLast = e.index;
+      this.lastTerm = e.term;
+    }
+  }
+
+  /** Make everything appended so far durable (one write, one fdatasync, shared by concurrent callers). */
+  flush(): Promise<void> {
+    if (this.queued.length === 0 && !this.flushing) return Promise.resolve();
+    if (this.flushing) {
+      this.flushAgain = true;
+      const current = this.flushing;
+      return current.then(() => this.flush());
+    }
+    this.flushing = this.doFlush().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  /** Resolves once `index` is durable, or after `timeoutMs` (then false). */
+  waitFor(index: number, timeoutMs: number): Promise<boolean> {
+    if (this.durableLast >= index) return Promise.resolve(true);
+    if (timeoutMs <= 0) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const w = {
+        index,
+        resolve: () => resolve(true),
+        timer: setTimeout(() => {
+          this.waiters = this.waiters.filter((x) => x !== w);
+          resolve(false);
+        }, timeoutMs),
+      };
+      this.waiters.push(w);
+    });
+  }
+
+  /**
+   * Read durable entries from..to (inclusive) in batches. Throws UnavailableRangeError when the
+   * range is not held whole.
+   */
+  async *read(from: number, to: number, batchBytes = 4 << 20): AsyncGenerator<Entry[]> {
+    for await (const raw of this.readRaw(from, to, batchBytes)) yield decodeRecords(raw);
+  }
+
+  /**
+   * The same range as whole records in their stored encoding (which is also the stream format
+   * of recover(i, n)), straight from the files: nothing decoded or copied per entry.
+   */
+  async *readRaw(from: number, to: number, batchBytes = 4 << 20): AsyncGenerator<Buffer> {
+    this.checkRange(from, to);
+    let index = from;
+    for (const seg of this.segments) {
+      const segLast = seg.first + seg.offsets.length - 1;
+      if (segLast < index || index > to) continue;
+      const stop = Math.min(to, segLast);
+      const fh = await open(seg.file, 'r');
+      try {
+        let i = index - seg.first;
+        const endI = stop - seg.first;
+        while (i <= endI) {
+          // As many whole records as fit in one read (at least one).
+          const start = seg.offsets[i];
+          let j = i;
+          while (j < endI && seg.offsets[j + 1] + recordEnd(seg, j + 1) - start <= batchBytes) j++;
+          const end = start + (j === i ? recordEnd(seg, i) : seg.offsets[j] - start + recordEnd(seg, j));
+          const len = end - start;
+          const buf = Buffer.allocUnsafe(len);
+          const { bytesRead } = await fh.read(buf, 0, len, start);
+          if (bytesRead !== len) throw new CorruptionError(seg.file, start + bytesRead, 'segment shorter than its index says');
+          yield buf;
+          i = j + 1;
+        }
+        index = stop + 1;
+      } finally {
+        await fh.close();
+      }
+    }
+  }
+
+  /** Throws UnavailableRangeError unless from..to is held whole and durable. */
+  checkRange(from: number, to: number): void {
+    const avail = { first: this.meta.first, last: this.durableLast };
+    if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to) || from < 1 || to < from) {
+      throw new UnavailableRangeError(`range ${from}..${to} is not a range of indexes (need 1 <= from <= to)`, avail);
+    }
+    if (from < avail.first) {
+      const base = this.meta.base ? `; the state at ${this.meta.base.index} is available as a snapshot` : '';
+      throw new UnavailableRangeError(`entries before ${avail.first} were truncated or never received: available ${avail.first}..${avail.last}${base}`, avail);
+    }
+    if (to > avail.last) throw new UnavailableRangeError(`entry ${to} is not in the log yet: available ${avail.first}..${avail.last}`, avail);
+  }
+
+  /** The snapshot the log starts from (undefined when it starts at index 1). */
+  async base(): Promise<Snapshot | undefined> {
+    const b = this.meta.base;
+    if (!b) return undefined;
+    if (this.baseCache?.meta.index === b.index && this.baseCache.meta.term === b.term) return this.baseCache;
+    const names = (await readdir(join(this.dir, 'base')).catch(() => [] as string[])).filter((n) => n.endsWith('.snap'));
+    for (const n of names) {
+      try {
+        const s = decodeSnapshot(await readFile(join(this.dir, 'base', n)));
+        if (s.meta.index === b.index && s.meta.term === b.term) return (this.baseCache = s);
+      } catch {
+        // A damaged older base: not the one meta.json names, so not needed.
+      }
+    }
+    throw new CorruptionError(join(this.dir, 'base'), 0, `the base snapshot at ${b.index} (term ${b.term}) named by meta.json is missing or damaged`);
+  }
+
+  /**
+   * Start over at `snapshot` (a cluster snapshot that is ahead of everything held): the entries
+   * before it are gone from the cluster and from here. A snapshot at or below the last appended
+   * index changes nothing (the log already holds that history).
+   */
+  async installBase(snapshot: Snapshot): Promise<boolean> {
+    const { index, term } = snapshot.meta;
+    if (index <= this.appendedLast) return false;
+    await this.flush();
+    await this.bases.save(snapshot);
+    this.crashPoint('base:after-snapshot-file');
+    await this.writeMeta({ first: index + 1, base: { index, term } });
+    this.crashPoint('base:after-meta');
+    this.closeActive();
+    const old = this.segments;
+    this.segments = [];
+    for (const s of old) await rm(s.file, { force: true });
+    this.baseCache = snapshot;
+    this.durableLast = this.appendedLast = index;
+    this.lastTerm = term;
+    return true;
+  }
+
+  /**
+   * Drop entries up to `upTo` (inclusive). When `base` is given (a snapshot at or after `upTo`),
+   * it becomes the state the log starts from, so the log alone can still rebuild the state.
+   * Returns the new first index.
+   */
+  async truncatePrefix(upTo: number, base?: Snapshot): Promise<number> {
+    await this.flush();
+    upTo = Math.min(upTo, this.durableLast);
+    if (upTo < this.meta.first) return this.meta.first;
+    if (base && base.meta.index < upTo) throw new Error(`a base snapshot at ${base.meta.index} cannot cover a truncation to ${upTo}`);
+    if (base && !(await this.waitFor(base.meta.index, 30_000))) throw new Error(`a base snapshot at ${base.meta.index} is past the log's end (${this.durableLast})`);
+    if (base) {
+      await this.bases.save(base);
+      this.baseCache = base;
+    }
+    this.crashPoint('truncate:after-snapshot-file');
+    await this.writeMeta({ first: upTo + 1, base: base ? { index: base.meta.index, term: base.meta.term } : this.meta.base });
+    this.crashPoint('truncate:after-meta');
+    await this.removeSegmentsBelow(this.meta.first, (f) => this.crashPoint('truncate:mid-delete', f));
+    return this.meta.first;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.flush();
+    this.closed = true;
+    this.closeActive();
+    for (const w of this.waiters) clearTimeout(w.timer);
+    this.waiters = [];
+  }
+
+  // ---------------------------------------------------------------------------------------
+
+  private async doFlush(): Promise<void> {
+    do {
+      this.flushAgain = false;
+      const bufs = this.queued;
+      const idx = this.queuedIndexes;
+      this.queued = [];
+      this.queuedIndexes = [];
+      if (bufs.length === 0) continue;
+      const started = performance.now();
+      let bytes = 0;
+      let seg = this.segments[this.segments.length - 1];
+      if (!seg || this.activeFd === undefined || seg.size >= this.segmentBytes) seg = await this.startSegment(idx[0].index);
+      const data = bufs.length === 1 ? bufs[0] : Buffer.concat(bufs);
+      // Synchronous write + fdatasync: one syscall pair per group, no thread-pool hop, and no
+      // appender can interleave with it.
+      writeSync(this.activeFd!, data, 0, data.length, seg.size);
+      if (this.sync) fdatasyncSync(this.activeFd!);
+      for (const q of idx) {
+        seg.offsets.push(seg.size);
+        seg.size += q.bytes;
+        bytes += q.bytes;
+      }
+      this.durableLast = idx[idx.length - 1].index;
+      this.onFlush?.({ last: this.durableLast, entries: idx.length, bytes, seconds: (performance.now() - started) / 1000 });
+      this.wake();
+      // Let appends queued meanwhile (same tick) ride the next round.
+      await Promise.resolve();
+    } while (this.flushAgain || this.queued.length > 0);
+  }
+
+  private wake(): void {
+    if (this.waiters.length === 0) return;
+    const still: typeof this.waiters = [];
+    for (const w of this.waiters) {
+      if (w.index <= this.durableLast) {
+        clearTimeout(w.timer);
+        w.resolve();
+      } else still.push(w);
+    }
+    this.waiters = still;
+  }
+
+  private async startSegment(first: number): Promise<Segment> {
+    this.closeActive();
+    const file = join(this.dir, `seg-${first.toString(16).padStart(16, '0')}.log`);
+    this.activeFd = openSync(file, 'w');
+    if (this.sync) syncDirSync(this.dir);
+    const seg: Segment = { file, first, offsets: [], size: 0 };
+    this.segments.push(seg);
+    return seg;
+  }
+
+  private closeActive(): void {
+    if (this.activeFd !== undefined) closeSync(this.activeFd);
+    this.activeFd = undefined;
+  }
+
+  private async writeMeta(meta: Meta): Promise<void> {
+    const file = join(this.dir, 'meta.json');
+    const tmp = `${file}.tmp`;
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.writeFile(JSON.stringify(meta) + '\n');
+      if (this.sync) await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, file);
+    if (this.sync) syncDirSync(this.dir);
+    this.meta = meta;
+  }
+
+  private async removeSegmentsBelow(first: number, each?: (file: string) => void): Promise<void> {
+    const keep: Segment[] = [];
+    const active = this.segments[this.segments.length - 1];
+    for (const s of this.segments) {
+      const last = s.first + s.offsets.length - 1;
+      // The active segment stays (appends continue there); its dropped records are skipped.
+      if (last < first && s !== active) {
+        each?.(s.file);
+        await rm(s.file, { force: true });
+      } else keep.push(s);
+    }
+    this.segments = keep;
+  }
+
+  private crashPoint(name: string, detail?: string): void {
+    if (this.opts.crashAt !== name) return;
+    // Only ever set by a test's child process: die here as a power cut or kill -9 would.
+    void detail;
+    process.kill(process.pid, 'SIGKILL');
+  }
+
+  private async load(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    try {
+      this.meta = JSON.parse(await readFile(join(this.dir, 'meta.json'), 'utf8')) as Meta;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CorruptionError(join(this.dir, 'meta.json'), 0, `unreadable: ${(e as Error).message}`);
+    }
+    await rm(join(this.dir, 'meta.json.tmp'), { force: true });
+    const names = (await readdir(this.dir)).filter((n) => SEG_RE.test(n)).sort();
+    const segs: Segment[] = [];
+    for (let i = 0; i < names.length; i++) {
+      const file = join(this.dir, names[i]);
+      const isLast = i === names.length - 1;
+      const seg = await this.scanSegment(file, Number.parseInt(SEG_RE.exec(names[i])![1], 16), isLast);
+      segs.push(seg);
+    }
+    // Segments wholly below meta.first belong to a truncation or base install that a crash
+    // interrupted after committing meta.json: finish it.
+    this.segments = [];
+    for (const s of segs) {
+      if (s.offsets.length === 0 || s.first + s.offsets.length - 1 < this.meta.first) {
+        await rm(s.file, { force: true });
+        this.report.leftoversRemoved.push(s.file);
+      } else this.segments.push(s);
+    }
+    for (let i = 1; i < this.segments.length; i++) {
+      const prev = this.segments[i - 1];
+      const s = this.segments[i];
+      if (s.first !== prev.first + prev.offsets.length) throw new CorruptionError(s.file, 0, `segment starts at ${s.first}, the one before ends at ${prev.first + prev.offsets.length - 1}: entries are missing`);
+    }
+    const startsAt = this.meta.base ? this.meta.base.index + 1 : 1;
+    if (this.segments.length > 0 && this.segments[0].first > Math.max(this.meta.first, startsAt)) {
+      throw new CorruptionError(this.segments[0].file, 0, `the log should hold ${this.meta.first} but its first segment starts at ${this.segments[0].first}`);
+    }
+    const held = this.segments[this.segments.length - 1];
+    this.durableLast = held ? held.first + held.offsets.length - 1 : this.meta.first - 1;
+    if (this.meta.base) {
+      await this.base();
+      this.durableLast = Math.max(this.durableLast, this.meta.base.index);
+      this.lastTerm = this.meta.base.term;
+    }
+    if (held) for await (const b of this.read(this.durableLast, this.durableLast)) this.lastTerm = b[b.length - 1].term;
+    this.appendedLast = this.durableLast;
+    // Appends go to a new segment after a restart: the old tail stays as it was verified.
+  }
+
+  private async scanSegment(file: string, first: number, isLast: boolean): Promise<Segment> {
+    const buf = await readFile(file);
+    const offsets: number[] = [];
+    let off = 0;
+    let index = first;
+    while (off < buf.length) {
+      const bad = (why: string) => new CorruptionError(file, off, why);
+      let torn: string | undefined;
+      if (off + HEADER > buf.length) torn = 'a partial record header';
+      else {
+        const len = buf.readUInt32LE(off);
+        if (len < BODY_FIXED || len > MAX_RECORD) torn = `an impossible record length ${len}`;
+        else if (off + HEADER + len > buf.length) torn = 'a record cut short';
+        else if (crc32c(buf.subarray(off + HEADER, off + HEADER + len)) !== buf.readUInt32LE(off + 4)) torn = 'a checksum mismatch';
+        else {
+          const e = decodeBody(buf, off + HEADER, len);
+          if (e.index !== index) throw bad(`record holds index ${e.index}, expected ${index}`);
+          offsets.push(off);
+          off += HEADER + len;
+          index++;
+          continue;
+        }
+      }
+      // Only the end of the newest segment can be torn by a crash during an append that was
+      // never acknowledged; anywhere else it is damage.
+      if (!isLast) throw bad(`${torn} inside a sealed segment`);
+      const fh: FileHandle = await open(file, 'r+');
+      try {
+        await fh.truncate(off);
+        if (this.sync) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      this.report.tornBytesRepaired += buf.length - off;
+      break;
+    }
+    return { file, first, offsets, size: off };
+  }
+}
+
+/** Length of record i of a segment (its offset to the next one, or to the end). */
+function recordEnd(seg: Segment, i: number): number {
+  return (i + 1 < seg.offsets.length ? seg.offsets[i + 1] : seg.size) - seg.offsets[i];
+}
+
+/** Decode whole records (as read or streamed); throws on a damaged one. */
+export function decodeRecords(buf: Buffer): Entry[] {
+  const out: Entry[] = [];
+  let off = 0;
+  while (off < buf.length) {
+    if (off + HEADER > buf.length) throw new Error(`record header cut short at byte ${off}`);
+    const len = buf.readUInt32LE(off);
+    if (len < BODY_FIXED || len > MAX_RECORD || off + HEADER + len > buf.length) throw new Error(`bad record length ${len} at byte ${off}`);
+    if (crc32c(buf.subarray(off + HEADER, off + HEADER + len)) !== buf.readUInt32LE(off + 4)) throw new Error(`record checksum mismatch at byte ${off}`);
+    out.push(decodeBody(buf, off + HEADER, len));
+    off += HEADER + len;
+  }
+  return out;
+}
+
+/** Splits a byte stream of records into whole records, as the bytes arrive. */
+export class RecordSplitter {
+  private carry: Buffer = Buffer.alloc(0);
+  /** Feed bytes; returns the whole records completed so far, decoded and checked. */
+  push(chunk: Buffer): Entry[] {
+    const buf = this.carry.length > 0 ? Buffer.concat([this.carry, chunk]) : chunk;
+    let off = 0;
+    while (off + HEADER <= buf.length) {
+      const len = buf.readUInt32LE(off);
+      if (len < BODY_FIXED || len > MAX_RECORD) throw new Error(`bad record length ${len} in the stream`);
+      if (off + HEADER + len > buf.length) break;
+      off += HEADER + len;
+    }
+    const whole = decodeRecords(buf.subarray(0, off));
+    this.carry = Buffer.from(buf.subarray(off));
+    return whole;
+  }
+  /** Bytes of an unfinished record at the end (0 when the stream ended cleanly). */
+  pending(): number {
+    return this.carry.length;
+  }
+}
+
+export function encodeRecord(e: Entry): Buffer {
+  const len = BODY_FIXED + e.data.length;
+  const buf = Buffer.allocUnsafe(HEADER + len);
+  buf.writeUInt32LE(len, 0);
+  buf.writeUIntLE(e.index, 8, 6);
+  buf.writeUIntLE(e.term, 14, 6);
+  buf.writeUInt8(e.type, 20);
+  buf.set(e.data, 21);
+  buf.writeUInt32LE(crc32c(buf.subarray(HEADER)), 4);
+  return buf;
+}
+
+function decodeBody(buf: Buffer, off: number, len: number): Entry {
+  return {
+    index: buf.readUIntLE(off, 6),
+    term: buf.readUIntLE(off + 6, 6),
+    type: buf.readUInt8(off + 12) as EntryType,
+    data: new Uint8Array(buf.buffer, buf.byteOffset + off + BODY_FIXED, len - BODY_FIXED),
+  };
+}
+
+function syncDirSync(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
