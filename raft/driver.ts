@@ -62,6 +62,8 @@ export interface DriverOptions {
   keepEntries?: number;
   onSoftState?: (s: SoftState) => void;
   onMembership?: (m: Membership) => void;
+  /** A snapshot this node took is durable (its log was compacted behind it). */
+  onSnapshot?: (index: number) => void;
   /** The node cannot go on (storage failure): it has stopped. */
   onFatal?: (e: Error) => void;
   /**
@@ -372,6 +374,7 @@ export class RaftDriver {
           // An installed snapshot may have overtaken this one while it was being written.
           this.lastSnapshotIndex = Math.max(this.lastSnapshotIndex, index);
           this.enqueue(() => this.node.compact(snap, this.keepEntries));
+          this.opts.onSnapshot?.(index);
         });
       })
       .catch((e: unknown) => this.fatal(e as Error))

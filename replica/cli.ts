@@ -37,7 +37,15 @@ State machine and storage:
   --keys N                diskstorage key space: integer keys in [0, N) (default 1000000)
   --max-value BYTES       largest accepted value (default 1048576)
   --snapshot-every N      snapshot after N applied entries (default 10000)
-  --logfolder DIR         write every applied command synchronously to DIR/ID.applog (seed applog)
+  --logfolder DIR         write every applied entry synchronously to the command log DIR/ID.applog/
+                          (the seed's applog; the same format a logger keeps)
+  --recov ADDR            serve the applog for state transfer (INFO, BASE, RECOVER i n; see raftkv recovery)
+Decoupled logger:
+  --logger ADDR           a logger's HTTP address (or recov://HOST:PORT): a replica that starts empty
+                          or far behind takes the state from it instead of from the leader
+  --logger-catchup-min N  only when the logger is at least N entries ahead (default 1000; empty: any)
+  --logger-truncate       after each snapshot, ask the cluster's loggers to drop the prefix it covers
+                          (they do once a majority of voters asked; default: loggers keep everything)
 Raft:
   --election-timeout MS   election timeout (default 1000; the seed used 200)
   --heartbeat MS          heartbeat interval and tick (default 100; the seed used 50)
@@ -95,6 +103,10 @@ const Flags = z.object({
   'max-value': Int(1).default(D.maxValueBytes),
   'snapshot-every': Int(10).default(D.snapshotEvery),
   logfolder: z.string().optional(),
+  recov: Addr.optional(),
+  logger: z.string().optional(),
+  'logger-truncate': z.boolean().default(false),
+  'logger-catchup-min': Int(1).default(1000),
   'election-timeout': Int(2).default(D.electionTimeoutMs),
   heartbeat: Int(1).default(D.heartbeatMs),
   'read-mode': z.enum(['safe', 'lease']).default(D.readMode),
@@ -125,7 +137,7 @@ function tlsFiles(cert?: string, key?: string, ca?: string): { cert: string; key
 export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?: string; memprofile?: string } {
   const { values } = parseFlags(
     argv,
-    Object.fromEntries(Object.keys(Flags.shape).map((k) => [k, { type: k === 'nonvoter' ? ('boolean' as const) : ('string' as const) }])),
+    Object.fromEntries(Object.keys(Flags.shape).map((k) => [k, { type: k === 'nonvoter' || k === 'logger-truncate' ? ('boolean' as const) : ('string' as const) }])),
     { singleDash: true },
   );
   const parsed = Flags.safeParse(values);
@@ -166,6 +178,10 @@ export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?
     app: f.app,
     fsync: f.fsync,
     logFolder: f.logfolder,
+    recov: f.recov,
+    logger: f.logger,
+    loggerTruncate: f['logger-truncate'],
+    loggerCatchupMin: f['logger-catchup-min'],
     electionTimeoutMs: f['election-timeout'],
     heartbeatMs: f.heartbeat,
     preload: f.preload,

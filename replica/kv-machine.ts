@@ -1,11 +1,11 @@
 /**
  * The replicated key-value state machine: decodes KvCommands from the log, deduplicates them by
- * client session, applies them to an engine, and optionally writes every applied command
- * synchronously to an application log (the seed's --logfolder "applog" variant).
+ * client session, applies them to an engine, and optionally writes every applied entry
+ * synchronously to an application log (the seed's --logfolder "applog" variant). The applog is
+ * a command log, the same format a logger keeps, so either serves recover(i, n).
  */
-import { closeSync, fdatasyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
 import { Entry, EntryType, SessionOptions, SessionTable, Snapshot, StateMachine } from '../raft/index.js';
+import type { CommandLog } from '../logger/command-log.js';
 import { KvEngine } from './engines/engine.js';
 import { KvCommand, Op, decodeKvCommand } from './proto.js';
 
@@ -24,8 +24,8 @@ const MAGIC = Buffer.from('RKVKV001');
 const EMPTY = new Uint8Array(0);
 
 export interface KvMachineOptions {
-  /** Directory for the application log; every applied command is written and synced. */
-  logFolder?: string;
+  /** The application log: every applied entry is written and synced before it is answered. */
+  applog?: CommandLog;
   nodeId: string;
   sessions?: SessionOptions;
 }
@@ -33,7 +33,7 @@ export interface KvMachineOptions {
 export class KvStateMachine implements StateMachine {
   sessions: SessionTable;
   appliedIndex = 0;
-  private applogFd: number | undefined;
+  readonly applog: CommandLog | undefined;
   private readonly sessionOptions: SessionOptions;
 
   constructor(
@@ -42,17 +42,22 @@ export class KvStateMachine implements StateMachine {
   ) {
     this.sessionOptions = opts.sessions ?? {};
     this.sessions = new SessionTable(this.sessionOptions);
-    if (opts.logFolder) {
-      mkdirSync(opts.logFolder, { recursive: true });
-      this.applogFd = openSync(join(opts.logFolder, `${opts.nodeId}.applog`), 'a');
-    }
+    this.applog = opts.applog;
   }
 
   apply(e: Entry): Uint8Array {
-    return this.applyBatch([e])[0];
+    return this.applyToEngine([e])[0];
   }
 
-  applyBatch(entries: Entry[]): Uint8Array[] {
+  applyBatch(entries: Entry[]): Uint8Array[] | Promise<Uint8Array[]> {
+    const results = this.applyToEngine(entries);
+    if (!this.applog) return results;
+    this.applog.append(entries);
+    return this.applog.flush().then(() => results);
+  }
+
+  /** Apply to the engine only (not to the applog): for rebuilding state from elsewhere. */
+  applyToEngine(entries: Entry[]): Uint8Array[] {
     return this.engine.batch(() =>
       entries.map((e) => {
         this.appliedIndex = e.index;
@@ -84,11 +89,6 @@ export class KvStateMachine implements StateMachine {
       if (cmd.op === Op.SET) this.engine.put(cmd.key, cmd.value);
       else if (cmd.op === Op.DELETE) this.engine.delete(cmd.key);
       out = result(ApplyStatus.Ok);
-      if (this.applogFd !== undefined) {
-        const line = `${e.index} ${Op[cmd.op]} ${cmd.key} ${Buffer.from(cmd.value).toString('base64')}\n`;
-        writeSync(this.applogFd, line);
-        fdatasyncSync(this.applogFd);
-      }
     }
     if (cmd.client) this.sessions.record(cmd.client, cmd.seq, out, e.index);
     return out;
@@ -104,7 +104,14 @@ export class KvStateMachine implements StateMachine {
     return Buffer.concat(parts);
   }
 
-  restore(s: Snapshot): void {
+  restore(s: Snapshot): void | Promise<void> {
+    this.restoreState(s);
+    // The applog starts over at a snapshot that is ahead of it (a no-op at a replica's restart).
+    if (this.applog) return this.applog.installBase(s).then(() => undefined);
+  }
+
+  /** Replace the engine's state and the sessions with a snapshot's. */
+  restoreState(s: Snapshot): void {
     const buf = Buffer.from(s.data.buffer, s.data.byteOffset, s.data.length);
     if (buf.length < 12 || !buf.subarray(0, 8).equals(MAGIC)) throw new Error('snapshot is not a raftkv key-value snapshot');
     const slen = buf.readUInt32LE(8);
@@ -125,9 +132,8 @@ export class KvStateMachine implements StateMachine {
     this.appliedIndex = s.meta.index;
   }
 
-  close(): void {
-    if (this.applogFd !== undefined) closeSync(this.applogFd);
-    this.applogFd = undefined;
+  close(): Promise<void> {
+    return this.applog ? this.applog.close() : Promise.resolve();
   }
 }
 

@@ -9,6 +9,7 @@ import {
   Entry,
   FileSystem,
   HardState,
+  InitialState,
   MemoryStorage,
   Message,
   MessageType,
@@ -33,8 +34,12 @@ import { ReplicaMetrics } from './metrics.js';
 import { Command, Op, Response, Status } from './proto.js';
 import { CommandExecutor } from './executor.js';
 import { PeerTransport } from './transport.js';
-import { TlsFiles, TlsMaterial, loadTls } from './tls.js';
+import { TlsFiles, TlsMaterial, loadTls, requestJson } from './tls.js';
 import { MemberFiles, joinThrough } from './join.js';
+import { CommandLog } from '../logger/command-log.js';
+import { RecovServer } from '../logger/recov.js';
+import { logSource, pickLog } from '../logger/client.js';
+import { rebuild } from '../logger/rebuild.js';
 
 export type AppName = 'kvstore' | 'diskstorage' | 'lmdb';
 export type FsyncSetting = 'always' | 'batch' | 'never' | 'memory';
@@ -63,6 +68,17 @@ export interface ReplicaOptions {
   app: AppName;
   fsync: FsyncSetting;
   logFolder?: string;
+  /** The seed's state-transfer port: serves this replica's applog (needs logFolder). */
+  recov?: string;
+  /**
+   * A logger's HTTP address (or recov://host:port): the recovery source. A replica that starts
+   * empty, or far behind, takes the state from it instead of from the leader.
+   */
+  logger?: string;
+  /** Catch up from the logger when it is at least this many entries ahead (default 1000). */
+  loggerCatchupMin?: number;
+  /** After each snapshot, ask the cluster's loggers to truncate their logs up to it. */
+  loggerTruncate?: boolean;
   electionTimeoutMs: number;
   heartbeatMs: number;
   preload: number;
@@ -122,6 +138,8 @@ export class Replica {
   clientAddr = '';
   raftAddr = '';
   httpAddr = '';
+  recovAddr = '';
+  private recov: RecovServer | undefined;
   private driver!: RaftDriver;
   private transport!: PeerTransport;
   private clientServer!: ClientServer;
@@ -186,7 +204,8 @@ export class Replica {
 
   private async boot(): Promise<void> {
     const o = this.opts;
-    this.sm = new KvStateMachine(await makeEngine(o), { logFolder: o.logFolder, nodeId: o.id, sessions: { maxSessions: o.maxSessions, ttlMs: o.sessionTtlMs } });
+    const applog = o.logFolder ? await CommandLog.open(join(o.logFolder, `${o.id}.applog`), { sync: o.fsync !== 'never' && o.fsync !== 'memory' }) : undefined;
+    this.sm = new KvStateMachine(await makeEngine(o), { applog, nodeId: o.id, sessions: { maxSessions: o.maxSessions, ttlMs: o.sessionTtlMs } });
     this.storage =
       o.fsync === 'memory' ? new MemoryStorage() : await DiskStorage.open(join(o.dataDir, 'raft'), { fsync: o.fsync, fs: o.fs });
     if (this.storage instanceof DiskStorage) {
@@ -255,9 +274,14 @@ export class Replica {
     }
     this.clusterId = this.files.clusterId() ?? '';
     if (fresh && members) this.setClusterId(clusterIdOf(members));
-    const initial = await loadOrBootstrap(this.storage, members);
-    if (initial.snapshot) this.sm.restore(initial.snapshot);
+    let initial = await loadOrBootstrap(this.storage, members);
+    if (initial.snapshot) await this.sm.restore(initial.snapshot);
     else if (o.preload > 0) this.preload();
+    if (o.logger) initial = await this.catchUpFromLogger(o.logger, initial, fresh && !members);
+    if (applog && o.recov) {
+      this.recov = new RecovServer(() => [{ name: o.id, clusterId: this.clusterId, log: applog, commitIndex: () => this.driver?.node.log.committed ?? 0 }]);
+      this.recovAddr = formatHostPort(o.advertiseHost ?? dialHost(parseHostPort(o.recov, '--recov')), await this.recov.start(parseHostPort(o.recov, '--recov')));
+    }
 
     const tickMs = o.heartbeatMs;
     const node = new RaftNode(
@@ -287,6 +311,9 @@ export class Replica {
           this.leaderConn = undefined;
           this.log(`${o.id}: ${s.role}${s.leader ? `, leader ${s.leader}` : ', no leader'} (term ${node.term})`);
         }
+      },
+      onSnapshot: (index) => {
+        if (o.loggerTruncate) void this.askLoggersToTruncate(index);
       },
       onMembership: (m) => {
         for (const id of this.peerInfo.keys()) if (!m.voters.includes(id) && !m.learners.includes(id)) this.transport.drop(id);
@@ -437,6 +464,63 @@ export class Replica {
     });
   }
 
+  /**
+   * Take the state from a logger instead of the leader when this node is new or far behind:
+   * rebuild it from the logger's base snapshot and range, and make that a local snapshot. Only
+   * when the logger is past everything this node's log holds, so nothing it acknowledged is
+   * dropped (the same rule as installing a leader's snapshot).
+   */
+  private async catchUpFromLogger(addr: string, initial: InitialState, joining: boolean): Promise<InitialState> {
+    const o = this.opts;
+    const src = logSource(addr, { token: o.token, ca: this.tlsMaterial?.ca });
+    let cluster = this.clusterId;
+    try {
+      if (!cluster && joining && o.join?.length) cluster = await clusterOfMember(o.join, o.token, this.tlsMaterial?.ca);
+      const info = pickLog(await src.info(), cluster || undefined);
+      const entries = initial.entries ?? [];
+      const have = Math.max(initial.snapshot?.meta.index ?? 0, entries.length > 0 ? entries[entries.length - 1].index : 0);
+      const min = joining ? 1 : (o.loggerCatchupMin ?? 1000);
+      if (info.last - have < min) return initial;
+      const snapIndex = initial.snapshot?.meta.index ?? 0;
+      const haveState = initial.snapshot ? { index: snapIndex, term: initial.snapshot.meta.term, membership: initial.snapshot.meta.membership } : undefined;
+      const sm = this.sm;
+      const r = await rebuild(src, { applyBatch: (b) => sm.applyToEngine(b), restoreState: (s) => sm.restoreState(s) }, { cluster: info.clusterId || info.name, have: haveState, mode: 'streaming' });
+      if (r.index <= have) return initial;
+      const snapshot: Snapshot = { meta: { index: r.index, term: r.term, membership: r.membership }, data: this.sm.snapshot() };
+      await this.sm.applog?.installBase(snapshot);
+      const hs = initial.hardState ?? { term: 0, vote: '', commit: 0 };
+      const hardState = { term: Math.max(hs.term, r.term), vote: hs.term >= r.term ? hs.vote : '', commit: r.index };
+      await this.storage.save({ snapshot, entries: [], hardState });
+      if (!this.clusterId && r.clusterId) this.setClusterId(r.clusterId);
+      this.log(`${o.id}: caught up from the logger at ${addr}: state at ${r.index} (${r.commands} entries, ${r.bytes} bytes${r.baseIndex ? `, base snapshot at ${r.baseIndex}` : ''}) instead of from the leader`);
+      return { hardState, snapshot, entries: [] };
+    } catch (e) {
+      // The leader remains a source: a logger that cannot help only makes catching up slower.
+      this.log(`${o.id}: could not catch up from the logger at ${addr} (${(e as Error).message}); the leader will send the state`);
+      if (initial.snapshot) this.sm.restoreState(initial.snapshot);
+      else this.sm.engine.clear();
+      return initial;
+    }
+  }
+
+  private async askLoggersToTruncate(index: number): Promise<void> {
+    const loggers = [...this.peerInfo].filter(([, p]) => p.role === 'logger' && p.httpAddr);
+    for (const [id, p] of loggers) {
+      const cluster = encodeURIComponent(id);
+      try {
+        await requestJson(`${this.tlsMaterial ? 'https' : 'http'}://${p.httpAddr}/v1/log/${cluster}/truncate`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...(this.opts.token ? { 'x-raftkv-token': this.opts.token } : {}) },
+          body: JSON.stringify({ member: this.opts.id, index }),
+          timeoutMs: 130_000,
+          ca: this.tlsMaterial?.ca,
+        });
+      } catch (e) {
+        this.log(`${this.opts.id}: asking logger ${id} to truncate to ${index} failed: ${(e as Error).message}`);
+      }
+    }
+  }
+
   hasNode(): boolean {
     return this.driver !== undefined;
   }
@@ -495,13 +579,14 @@ export class Replica {
       this.stopping = (async () => {
         if (this.gaugeTimer) clearInterval(this.gaugeTimer);
         await this.clientServer?.stop();
+        await this.recov?.stop();
         await this.http?.stop();
         await this.driver?.stop();
         await this.transport?.stop();
         this.leaderConn?.close();
         await this.storage?.close();
         await this.sm?.engine.close();
-        this.sm?.close();
+        await this.sm?.close();
       })();
     }
     return this.stopping;
@@ -538,6 +623,21 @@ export class Replica {
 
 const EMPTY = new Uint8Array(0);
 
+
+/** The cluster id a member reports (its /v1/status), to pick the right log at a logger. */
+async function clusterOfMember(targets: string[], token?: string, ca?: Buffer): Promise<string> {
+  for (const t of targets) {
+    const hp = parseHostPort(t, '--join');
+    try {
+      const res = await requestJson(`${ca ? 'https' : 'http'}://${formatHostPort(dialHost(hp), hp.port)}/v1/status`, { method: 'GET', timeoutMs: 5000, ca, headers: token ? { 'x-raftkv-token': token } : {} });
+      const id = (res.json as { clusterId?: string } | undefined)?.clusterId;
+      if (res.status === 200 && id) return id;
+    } catch {
+      // try the next
+    }
+  }
+  return '';
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -624,16 +724,17 @@ class MeteredMachine {
   apply(e: Entry): Uint8Array {
     return this.inner.apply(e);
   }
-  applyBatch(entries: Entry[]): Uint8Array[] {
+  applyBatch(entries: Entry[]): Uint8Array[] | Promise<Uint8Array[]> {
     const end = this.metrics.apply.startTimer();
     const r = this.inner.applyBatch(entries);
+    if (r instanceof Promise) return r.finally(end);
     end();
     return r;
   }
   snapshot(): Uint8Array {
     return this.inner.snapshot();
   }
-  restore(s: Snapshot): void {
-    this.inner.restore(s);
+  restore(s: Snapshot): void | Promise<void> {
+    return this.inner.restore(s);
   }
 }
