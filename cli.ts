@@ -25,6 +25,14 @@ const commands: Record<string, { summary: string; run: (argv: string[]) => Promi
     summary: "non-voting logger for one or more clusters (seed flags: --id 'log0,log1' --raft --join --logfolder --recov)",
     run: async (argv) => (await import('./logger/cli.js')).runLogger(argv),
   },
+  recovery: {
+    summary: 'state transfer from a logger or applog replica, timed (the seed recovery client: --recov ADDR --after S)',
+    run: async (argv) => (await import('./logger/recovery-cli.js')).runRecovery(argv),
+  },
+  restore: {
+    summary: "disaster recovery: a new cluster's first member from a logger's log (--from-logger --data-dir --id --raft)",
+    run: async (argv) => (await import('./logger/recovery-cli.js')).runRestore(argv),
+  },
   loadgen: {
     summary: 'closed-loop load (protobuf, text, http, etcd drivers), reports, --sweep-clients plots; --help for all',
     run: async (argv) => (await import('./loadgen/cli.js')).runLoadgen(argv),

@@ -396,8 +396,8 @@ export class CommandLog {
       const last = s.first + s.offsets.length - 1;
       // The active segment stays (appends continue there); its dropped records are skipped.
       if (last < first && s !== active) {
-        each?.(s.file);
         await rm(s.file, { force: true });
+        each?.(s.file);
       } else keep.push(s);
     }
     this.segments = keep;

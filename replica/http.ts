@@ -78,7 +78,7 @@ export class HttpApi {
       if (admin && opts.token && !sameSecret(opts.token, (req.headers['x-raftkv-token'] as string | undefined) ?? bearer(req.headers.authorization))) {
         return reply.code(401).send({ error: 'this call needs the cluster token (x-raftkv-token header)' });
       }
-      if (!admin && opts.clientToken && (path.startsWith('/v1/kv') || path === '/v1/status') && !sameSecret(opts.clientToken, bearer(req.headers.authorization))) {
+      if (!admin && opts.clientToken && (path.startsWith('/v1/kv') || path === '/v1/status' || path === '/v1/digest') && !sameSecret(opts.clientToken, bearer(req.headers.authorization))) {
         return reply.code(401).send({ error: 'this call needs the client token (Authorization: Bearer ...)' });
       }
     });
@@ -180,6 +180,11 @@ export class HttpApi {
       }
     });
 
+    // What the data is, in one hash: compare replicas, or a replica and a recovered state.
+    app.get('/v1/digest', async (_req, reply) => {
+      if (!r.hasNode()) return reply.code(503).send({ error: 'starting' });
+      return r.digest();
+    });
     // The whole state, for a logger's base or a state transfer: a cluster-token call.
     app.get('/v1/snapshot', async (_req, reply) => {
       if (!r.hasNode()) return reply.code(503).send({ error: 'starting' });

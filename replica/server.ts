@@ -26,7 +26,7 @@ import { HostPort, dialHost, formatHostPort, parseHostPort } from './addr.js';
 import { ClientServer } from './client-server.js';
 import { Connection } from './client.js';
 import { DiskStorageEngine } from './engines/diskstorage.js';
-import { KvEngine } from './engines/engine.js';
+import { KvEngine, stateDigest } from './engines/engine.js';
 import { MemoryEngine } from './engines/memory.js';
 import { HttpApi } from './http.js';
 import { KvStateMachine } from './kv-machine.js';
@@ -519,6 +519,11 @@ export class Replica {
         this.log(`${this.opts.id}: asking logger ${id} to truncate to ${index} failed: ${(e as Error).message}`);
       }
     }
+  }
+
+  /** A digest of the data as of the last applied entry (and that index). */
+  digest(): Promise<{ index: number; keys: number; digest: string }> {
+    return this.driver.withNode(() => ({ index: this.driver.appliedIndex, keys: this.sm.engine.size(), digest: stateDigest(this.sm.engine) }));
   }
 
   hasNode(): boolean {

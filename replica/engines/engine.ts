@@ -1,4 +1,5 @@
 /** A storage engine under the KV state machine. All three snapshot and restore the same way. */
+import { createHash } from 'node:crypto';
 export interface KvEngine {
   readonly name: 'kvstore' | 'diskstorage' | 'lmdb';
   /** Why this key/value can never be stored here (checked before proposing), or undefined. */
@@ -35,4 +36,22 @@ export function validateKey(key: string): string | undefined {
 /** A key as it may appear in a message: never more than a short prefix of it. */
 export function quoteKey(key: string): string {
   return key.length <= 64 ? `'${key}'` : `'${key.slice(0, 64)}...' (${Buffer.byteLength(key)} bytes)`;
+}
+
+/**
+ * A digest of an engine's content (keys in sorted order with their values): two replicas, or a
+ * replica and a state rebuilt from a logger, hold the same data exactly when their digests match.
+ */
+export function stateDigest(engine: Pick<KvEngine, 'entries'>): string {
+  const pairs = [...engine.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const h = createHash('sha256');
+  const len = Buffer.allocUnsafe(4);
+  for (const [k, v] of pairs) {
+    const kb = Buffer.from(k);
+    len.writeUInt32LE(kb.length);
+    h.update(len).update(kb);
+    len.writeUInt32LE(v.length);
+    h.update(len).update(v);
+  }
+  return h.digest('hex');
 }
