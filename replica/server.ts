@@ -107,7 +107,8 @@ export interface MemberStatus {
   raftAddr: string;
   clientAddr?: string;
   httpAddr?: string;
-  role: 'voter' | 'non-voter';
+  /** A logger is a non-voter that announced itself as one: it is never promoted. */
+  role: 'voter' | 'non-voter' | 'logger';
   match?: number;
 }
 
@@ -547,7 +548,7 @@ export class Replica {
   status(): ReplicaStatus {
     const n = this.driver.node;
     const m = n.membership;
-    const member = (id: string, role: 'voter' | 'non-voter'): MemberStatus => {
+    const member = (id: string, role: MemberStatus['role']): MemberStatus => {
       const info = id === this.opts.id ? { clientAddr: this.clientAddr, httpAddr: this.httpAddr } : this.peerInfo.get(id);
       return { id, raftAddr: m.addrs[id] ?? '', clientAddr: info?.clientAddr, httpAddr: info?.httpAddr, role, match: n.progressOf(id)?.match };
     };
@@ -562,7 +563,7 @@ export class Replica {
       appliedIndex: this.driver.appliedIndex,
       lastIndex: n.log.lastIndex(),
       clusterId: this.clusterId,
-      members: [...m.voters.map((id) => member(id, 'voter')), ...m.learners.map((id) => member(id, 'non-voter'))],
+      members: [...m.voters.map((id) => member(id, 'voter')), ...m.learners.map((id) => member(id, this.peerInfo.get(id)?.role === 'logger' ? 'logger' : 'non-voter'))],
       app: this.opts.app,
       fsync: this.opts.fsync,
       keys: this.sm.engine.size(),
