@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
-import { RaftCluster, parseRaftCluster, replicaName } from '../operator/spec.js';
+import { RaftCluster, loggerName, parseRaftCluster, replicaName } from '../operator/spec.js';
 import { commandLine, reportUsage } from '../util/cli.js';
 
 export const LOCAL_HELP = `usage: raftkv local [FILE] [flags]
@@ -164,7 +164,6 @@ export async function runLocal(argv: string[]): Promise<void> {
   };
 
   console.log(`raftkv local: RaftCluster ${name} from ${file}: ${spec.replicas} ${spec.app} replicas, fsync ${spec.fsync}, ${ephemeral ? 'ephemeral storage' : `data in ${dataRoot}`}`);
-  if (spec.loggers > 0) console.log(`note: spec.loggers=${spec.loggers}: the decoupled logger is not part of raftkv yet; running without loggers`);
   for (const m of members) {
     const args = [
       'replica',
@@ -237,6 +236,22 @@ export async function runLocal(argv: string[]): Promise<void> {
   }
   if (!leader) return stop('no leader elected within 30 s', 1);
   console.log(`raftkv local: ${leader} leads after ${Date.now() - t0} ms. Try: curl -XPUT http://127.0.0.1:${members[0].http}/v1/kv/hello -d world; curl http://127.0.0.1:${members[0].http}/v1/kv/hello`);
+
+  // The decoupled loggers: non-voters that join the running cluster and keep its command log.
+  const joinVia = members.map((m) => `127.0.0.1:${m.http}`).join('|');
+  for (let i = 0; i < spec.loggers; i++) {
+    const want = basePort === 0 ? [0, 0, 0] : [basePort + 1500 + i, basePort + 3000 + i, basePort + 3500 + i];
+    const ports: number[] = [];
+    for (const p of want) ports.push(p !== 0 && (await portFree(p)) ? p : await freePort());
+    const id = loggerName(name, i);
+    const args = ['logger', '--id', id, '--raft', `127.0.0.1:${ports[0]}`, '--join', joinVia, '--logfolder', join(dataRoot, id), '--recov', `127.0.0.1:${ports[1]}`, '--http', `127.0.0.1:${ports[2]}`,
+      '--election-timeout', String(spec.raft.electionTimeoutMs), '--heartbeat', String(spec.raft.heartbeatMs)];
+    const p = spawnChild(args, id);
+    p.on('exit', (code, signal) => {
+      if (!stopping) void stop(`logger ${id} exited (${signal ?? code})`, 1);
+    });
+    console.log(`  ${id}: logger  http http://127.0.0.1:${ports[2]}/v1/log  recov 127.0.0.1:${ports[1]}`);
+  }
 
   // Live status line: leader, term, commit index and committed entries per second.
   let lastCommit = -1;

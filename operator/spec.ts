@@ -85,3 +85,7 @@ export function parseRaftCluster(doc: unknown, source = 'manifest'): RaftCluster
 export function replicaName(cluster: string, ordinal: number): string {
   return `${cluster}-${ordinal}`;
 }
+
+export function loggerName(cluster: string, ordinal: number): string {
+  return `${cluster}-log-${ordinal}`;
+}

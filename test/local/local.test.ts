@@ -143,8 +143,34 @@ describe('raftkv local', () => {
     });
   }
 
+  it('runs the loggers of a spec: they join and keep the committed log', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'raftkv-localtest-'));
+    try {
+      const file = join(dir, 'local-l.yaml');
+      writeFileSync(file, manifest('local-l', false).replace('  replicas: 3\n', '  replicas: 3\n  loggers: 1\n'));
+      const { p, out, exited } = startLocal(file, []);
+      await waitFor(() => /running; Ctrl-C to stop/.test(out()), 30_000, 'the cluster to run', out);
+      const http = /local-l-0: client \S+ {2}http (http:\/\/127\.0\.0\.1:\d+)/.exec(out())![1];
+      const logger = /local-l-log-0: logger {2}http (http:\/\/127\.0\.0\.1:\d+)\/v1\/log/.exec(out())![1];
+      for (let i = 0; i < 5; i++) assert.equal((await fetch(`${http}/v1/kv/k${i}`, { method: 'PUT', body: `v${i}` })).status, 200);
+      const commit = ((await (await fetch(`${http}/v1/status`)).json()) as { commitIndex: number }).commitIndex;
+      let last = 0;
+      for (let t = 0; t < 200 && last < commit; t++) {
+        const r = await fetch(`${logger}/v1/log`).then((x) => x.json() as Promise<{ clusters: { last: number }[] }>).catch(() => undefined);
+        last = r?.clusters[0]?.last ?? 0;
+        if (last < commit) await new Promise((res) => setTimeout(res, 100));
+      }
+      assert.ok(last >= commit, `logger reached ${last} of ${commit}\n${out()}`);
+      p.kill('SIGINT');
+      assert.equal(await exited, 0, out());
+      assert.deepEqual(processesWith('raftkv-local-local-l-'), []);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('the shipped manifests are valid, and a bad one is refused with the reason', async () => {
-    for (const f of ['deploys/kv-notlog.yaml', 'deploys/kv-applog.yaml', 'deploys/disk-notlog.yaml']) {
+    for (const f of ['deploys/kv-notlog.yaml', 'deploys/kv-applog.yaml', 'deploys/kv-logger.yaml', 'deploys/disk-notlog.yaml']) {
       const rc = loadManifest(f);
       assert.equal(rc.kind, 'RaftCluster');
       assert.ok(rc.spec.replicas >= 1);

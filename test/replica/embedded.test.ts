@@ -4,6 +4,9 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { CommandLog } from '../../logger/command-log.js';
+import { Entry, EntryType } from '../../raft/index.js';
+import { Op, decodeKvCommand } from '../../replica/proto.js';
 import { describe, it } from 'node:test';
 import { RaftKvClient, startReplica } from '../../replica/index.js';
 import { TestCluster } from '../helpers/cluster.js';
@@ -45,11 +48,15 @@ describe('seed flags: --logfolder, --cpuprofile, --memprofile, single-dash style
       await client.set('x', 'logged');
       await client.delete('x');
       client.close();
-      const applog = readFileSync(join(logDir, 'p1.applog'), 'utf8').trim().split('\n');
-      assert.equal(applog.length, 2);
-      assert.match(applog[0], /^\d+ SET x /);
-      assert.match(applog[1], /^\d+ DELETE x( |$)/);
       assert.equal(await c.terminate('p1', 'SIGINT'), 0);
+      // The applog is a command log: every applied entry, synced before it was answered.
+      const applog = await CommandLog.open(join(logDir, 'p1.applog'));
+      const entries: Entry[] = [];
+      for await (const b of applog.read(1, applog.info().last)) entries.push(...b);
+      await applog.close();
+      const writes = entries.filter((e) => e.type === EntryType.Normal).map((e) => decodeKvCommand(e.data)).filter((k) => k.op === Op.SET || k.op === Op.DELETE);
+      assert.deepEqual(writes.map((k) => `${Op[k.op]} ${k.key}`), ['SET x', 'DELETE x']);
+      assert.deepEqual(entries.map((e) => e.index), entries.map((_, i) => i + 1), 'contiguous from 1');
       assert.ok(existsSync(cpu) && JSON.parse(readFileSync(cpu, 'utf8')).nodes.length > 0, 'CPU profile written');
       assert.ok(existsSync(mem) && statSync(mem).size > 100_000, 'heap snapshot written');
     } finally {
