@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { parseHostPort } from '../replica/addr.js';
 import { REPLICA_DEFAULTS as D } from '../replica/defaults.js';
 import { commandLine, reportUsage } from '../util/cli.js';
+import { stopOnSignals } from '../util/signals.js';
 import { Logger, LoggerOptions } from './logger.js';
 
 export const LOGGER_HELP = `usage: raftkv logger --id ID[,ID...] --raft ADDR[,ADDR...] --join ADDR[,ADDR...] [flags]
@@ -99,22 +100,5 @@ export async function runLogger(argv: string[]): Promise<void> {
     console.error(`raftkv logger: ${(e as Error).message}`);
     process.exit(1);
   }
-  let stopping = false;
-  const shutdown = async (why: string, code: number) => {
-    if (stopping) return;
-    stopping = true;
-    console.log(`logger: ${why}, shutting down`);
-    await logger.stop();
-    process.exit(code);
-  };
-  if (process.env.RAFTKV_EXIT_WITH_PARENT === '1') {
-    process.stdin.on('end', () => void shutdown('parent exited', 0));
-    process.stdin.on('error', () => void shutdown('parent exited', 0));
-    process.stdin.resume();
-  }
-  process.on('SIGTERM', () => void shutdown('SIGTERM', 0));
-  process.on('SIGINT', () => void shutdown('SIGINT', 0));
-  void logger.stopped.then((e) => {
-    if (e) void shutdown(`stopped: ${e.message}`, 1);
-  });
+  stopOnSignals('logger', () => logger.stop(), logger.stopped);
 }

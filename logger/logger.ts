@@ -7,13 +7,13 @@ import Fastify, { FastifyInstance } from 'fastify';
 import client from 'prom-client';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { decodeSnapshot } from '../raft/storage/snapshots.js';
-import { encodeSnapshot } from '../raft/storage/snapshots.js';
+import { Readable } from 'node:stream';
+import { decodeSnapshot, encodeSnapshot } from '../raft/storage/snapshots.js';
 import { EntryType, quorum } from '../raft/index.js';
 import { HostPort, dialHost, formatHostPort, listenHost, parseHostPort } from '../replica/addr.js';
 import { bearer, sameSecret } from '../replica/secret.js';
 import { TlsFiles, TlsMaterial, loadTls, requestJson } from '../replica/tls.js';
-import { UnavailableRangeError } from './command-log.js';
+import { UnavailableRangeError, decodeRecords } from './command-log.js';
 import { LoggerMember } from './member.js';
 import { RecovServer, RecoverySource, findSource, parseRange } from './recov.js';
 
@@ -308,8 +308,6 @@ export class Logger {
       reply.header('x-raftkv-first', String(range.from)).header('x-raftkv-last', String(range.to));
       reply.header('content-type', binary ? 'application/octet-stream' : 'application/x-ndjson');
       const gen = m.log.readRaw(range.from, range.to);
-      const { Readable } = await import('node:stream');
-      const { decodeRecords } = await import('./command-log.js');
       const body = Readable.from(
         (async function* () {
           for await (const raw of gen) {

@@ -8,7 +8,7 @@ import { DiskStorage, Message, RaftDriver, RaftNode, Snapshot } from '../raft/in
 import { HostPort, dialHost, formatHostPort } from '../replica/addr.js';
 import { MemberFiles, joinThrough } from '../replica/join.js';
 import type { TlsMaterial } from '../replica/tls.js';
-import { PeerTransport } from '../replica/transport.js';
+import { PeerTransport, admitsMembersOf } from '../replica/transport.js';
 import { CommandLog } from './command-log.js';
 import { LogMachine } from './log-machine.js';
 
@@ -96,11 +96,7 @@ export class LoggerMember {
       token: o.token,
       resolve: (id) => this.driver?.node.membership.addrs[id] ?? this.peers.get(id)?.raftAddr,
       clusterId: () => this.clusterId,
-      admits: (id) => {
-        const m = this.driver?.node.membership;
-        if (!m || (m.voters.length === 0 && m.learners.length === 0)) return true;
-        return m.voters.includes(id) || m.learners.includes(id);
-      },
+      admits: admitsMembersOf(() => this.driver?.node.membership),
       onMessage: (msg: Message) => this.driver?.step(msg),
       onUnreachable: (id) => this.driver?.reportUnreachable(id),
       onHello: (h) => {

@@ -17,7 +17,7 @@ import net from 'node:net';
 import { encodeSnapshot, decodeSnapshot } from '../raft/storage/snapshots.js';
 import { Entry, Snapshot } from '../raft/types.js';
 import { HostPort, dialHost, listenHost, parseHostPort } from '../replica/addr.js';
-import { CommandLog, RecordSplitter, UnavailableRangeError } from './command-log.js';
+import { CommandLog, RecordSplitter } from './command-log.js';
 
 export interface RecoverySource {
   /** Member name in its cluster (the logger's --id entry, or the replica's id). */
@@ -271,4 +271,3 @@ export async function recovRange(
   return result;
 }
 
-export { UnavailableRangeError };

@@ -6,6 +6,7 @@ import { readFileSync, writeFileSync, createWriteStream } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { z } from 'zod';
 import { parseFlags, reportUsage, wantsHelp } from '../util/cli.js';
+import { stopOnSignals } from '../util/signals.js';
 import { parseHostPort } from './addr.js';
 import { REPLICA_DEFAULTS as D } from './defaults.js';
 import { Replica, ReplicaOptions } from './server.js';
@@ -228,12 +229,7 @@ export async function runReplica(argv: string[], extra: Partial<ReplicaOptions> 
     console.error(`raftkv replica: ${(e as Error).message}`);
     process.exit(1);
   }
-  let stopping = false;
-  const shutdown = async (why: string, code: number) => {
-    if (stopping) return;
-    stopping = true;
-    console.log(`${opts.id}: ${why}, shutting down`);
-    await replica.stop();
+  stopOnSignals(opts.id, () => replica.stop(), replica.stopped, async () => {
     if (inspector && opts.cpuprofile) {
       const { profile } = await inspector.post('Profiler.stop');
       writeFileSync(opts.cpuprofile, JSON.stringify(profile));
@@ -246,17 +242,5 @@ export async function runReplica(argv: string[], extra: Partial<ReplicaOptions> 
       await new Promise<void>((r) => out.end(r));
       console.log(`${opts.id}: heap snapshot written to ${opts.memprofile}`);
     }
-    process.exit(code);
-  };
-  if (process.env.RAFTKV_EXIT_WITH_PARENT === '1') {
-    // Run by `raftkv local`: stdin is a pipe from the parent; when it closes, the parent is gone.
-    process.stdin.on('end', () => void shutdown('parent exited', 0));
-    process.stdin.on('error', () => void shutdown('parent exited', 0));
-    process.stdin.resume();
-  }
-  process.on('SIGTERM', () => void shutdown('SIGTERM', 0));
-  process.on('SIGINT', () => void shutdown('SIGINT', 0));
-  void replica.stopped.then((e) => {
-    if (e) void shutdown(`stopped: ${e.message}`, 1);
   });
 }

@@ -33,7 +33,7 @@ import { KvStateMachine } from './kv-machine.js';
 import { ReplicaMetrics } from './metrics.js';
 import { Command, Op, Response, Status } from './proto.js';
 import { CommandExecutor } from './executor.js';
-import { PeerTransport } from './transport.js';
+import { PeerTransport, admitsMembersOf } from './transport.js';
 import { TlsFiles, TlsMaterial, loadTls, requestJson } from './tls.js';
 import { MemberFiles, joinThrough } from './join.js';
 import { CommandLog } from '../logger/command-log.js';
@@ -228,11 +228,7 @@ export class Replica {
       clusterId: () => this.clusterId,
       // Only members may talk Raft to us; a new node that knows no members yet accepts the
       // leader that is adding it (the cluster token and cluster id still apply).
-      admits: (id) => {
-        const m = this.driver?.node.membership;
-        if (!m || (m.voters.length === 0 && m.learners.length === 0)) return true;
-        return m.voters.includes(id) || m.learners.includes(id);
-      },
+      admits: admitsMembersOf(() => this.driver?.node.membership),
       onMessage: (m) => this.onPeerMessage(m),
       onUnreachable: (id) => this.driver?.reportUnreachable(id),
       onHello: (h) => {

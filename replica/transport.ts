@@ -215,3 +215,15 @@ export class PeerTransport {
     socket.on('close', () => this.inbound.delete(socket));
   }
 }
+
+/**
+ * Who may talk Raft to a node: only members, once it knows its membership; before that (a new
+ * node), whoever the leader adding it is (the cluster token and cluster id still apply).
+ */
+export function admitsMembersOf(membership: () => { voters: string[]; learners: string[] } | undefined): (id: string) => boolean {
+  return (id) => {
+    const m = membership();
+    if (!m || (m.voters.length === 0 && m.learners.length === 0)) return true;
+    return m.voters.includes(id) || m.learners.includes(id);
+  };
+}
