@@ -23,6 +23,8 @@ Serving:
   --http ADDR           HTTP API: GET /v1/log, GET /v1/log/<cluster>?from=&to=&wait=, POST
                         /v1/log/<cluster>/truncate, /metrics, /healthz, /readyz (default :14001)
   --advertise-host H    host peers use to reach this logger (default: the listen host, or $POD_IP)
+  --advertise-raft LIST raft address per cluster to announce when peers reach this logger through
+                        a proxy or a Service (default: advertise host + the --raft port)
   --token T             cluster token (or $RAFTKV_TOKEN): needed to join and on every API call
   --tls-cert F --tls-key F --tls-ca F   mutual TLS with the replicas, TLS on the API
   --election-timeout MS, --heartbeat MS   the clusters' Raft timings (default ${D.electionTimeoutMs}, ${D.heartbeatMs})
@@ -50,6 +52,7 @@ const Flags = z.object({
   recov: Addr.default(':14000'),
   http: Addr.default(':14001'),
   'advertise-host': z.string().optional(),
+  'advertise-raft': z.string().optional(),
   token: z.string().optional(),
   'tls-cert': z.string().optional(),
   'tls-key': z.string().optional(),
@@ -68,10 +71,13 @@ export function parseLoggerArgs(values: Record<string, unknown>): LoggerOptions 
   const joins = f.join === '' ? [] : f.join.split(',').map((x) => x.trim());
   if (rafts.length !== ids.length) throw new Error(`--raft lists ${rafts.length} addresses for ${ids.length} ids: give one per cluster`);
   if (joins.length !== 0 && joins.length !== ids.length) throw new Error(`--join lists ${joins.length} entries for ${ids.length} ids: give one per cluster`);
+  const advertised = f['advertise-raft'] === undefined ? [] : list(f['advertise-raft']);
+  if (f['advertise-raft'] !== undefined && advertised.length !== ids.length) throw new Error(`--advertise-raft lists ${advertised.length} addresses for ${ids.length} ids: give one per cluster`);
+  for (const a of advertised) if (!Addr.safeParse(a).success) throw new Error(`--advertise-raft: ${JSON.stringify(a)} must be host:port`);
   const tls = f['tls-cert'] || f['tls-key'] || f['tls-ca'] ? { cert: f['tls-cert'] ?? '', key: f['tls-key'] ?? '', ca: f['tls-ca'] ?? '' } : undefined;
   if (tls && (!tls.cert || !tls.key || !tls.ca)) throw new Error('TLS needs all of --tls-cert, --tls-key and --tls-ca');
   return {
-    clusters: ids.map((id, i) => ({ id, raft: rafts[i], join: joins.length > 0 ? joins[i].split('|').map((x) => x.trim()).filter(Boolean) : [] })),
+    clusters: ids.map((id, i) => ({ id, raft: rafts[i], advertiseRaft: advertised[i], join: joins.length > 0 ? joins[i].split('|').map((x) => x.trim()).filter(Boolean) : [] })),
     logFolder: f.logfolder,
     recov: f.recov,
     http: f.http,

@@ -15,8 +15,9 @@
  * Dropping a prefix or starting over at a base snapshot first commits the new meta, then deletes
  * files; a crash in between leaves files that the next open deletes, never a log that lies.
  */
-import { closeSync, fdatasyncSync, fsyncSync, openSync, writeSync } from 'node:fs';
-import { FileHandle, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs';
+import { syncDir, writeFileDurably } from '../util/durable-file.js';
+import { FileHandle, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Entry, EntryType, Snapshot } from '../raft/types.js';
 import { CorruptionError } from '../raft/storage/errors.js';
@@ -363,7 +364,7 @@ export class CommandLog {
     this.closeActive();
     const file = join(this.dir, `seg-${first.toString(16).padStart(16, '0')}.log`);
     this.activeFd = openSync(file, 'w');
-    if (this.sync) syncDirSync(this.dir);
+    if (this.sync) syncDir(this.dir);
     const seg: Segment = { file, first, offsets: [], size: 0 };
     this.segments.push(seg);
     return seg;
@@ -375,17 +376,7 @@ export class CommandLog {
   }
 
   private async writeMeta(meta: Meta): Promise<void> {
-    const file = join(this.dir, 'meta.json');
-    const tmp = `${file}.tmp`;
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.writeFile(JSON.stringify(meta) + '\n');
-      if (this.sync) await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, file);
-    if (this.sync) syncDirSync(this.dir);
+    writeFileDurably(join(this.dir, 'meta.json'), JSON.stringify(meta) + '\n', this.sync);
     this.meta = meta;
   }
 
@@ -560,11 +551,3 @@ function decodeBody(buf: Buffer, off: number, len: number): Entry {
   };
 }
 
-function syncDirSync(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}

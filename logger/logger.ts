@@ -5,6 +5,7 @@
  */
 import Fastify, { FastifyInstance } from 'fastify';
 import client from 'prom-client';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { Readable } from 'node:stream';
@@ -15,11 +16,14 @@ import { bearer, sameSecret } from '../replica/secret.js';
 import { TlsFiles, TlsMaterial, loadTls, requestJson } from '../replica/tls.js';
 import { UnavailableRangeError, decodeRecords } from './command-log.js';
 import { LoggerMember } from './member.js';
+import { writeFileDurably } from '../util/durable-file.js';
 import { RecovServer, RecoverySource, findSource, parseRange } from './recov.js';
 
 export interface LoggerClusterSpec {
   id: string;
   raft: string;
+  /** Raft address announced to peers, when they reach this logger through a proxy or Service. */
+  advertiseRaft?: string;
   join: string[];
 }
 
@@ -43,6 +47,8 @@ export interface LoggerOptions {
 const TruncateBody = z.object({
   member: z.string().min(1).max(64),
   index: z.number().int().nonnegative(),
+  /** Where the asking voter serves GET /v1/snapshot (a restarted logger may not have heard its hello yet). */
+  http: z.string().max(300).regex(/^[^\s/]+:\d{1,5}$/, 'must be host:port').optional(),
 });
 
 class LoggerMetrics {
@@ -119,6 +125,7 @@ export class Logger {
       const m = await LoggerMember.start({
         id: c.id,
         raft: parseHostPort(c.raft, '--raft'),
+        advertiseRaft: c.advertiseRaft,
         join: c.join,
         dir: join(o.logFolder, c.id),
         httpAddr: () => this.httpAddr,
@@ -139,7 +146,7 @@ export class Logger {
         onFatal: (e) => void this.stop().then(() => this.resolveStopped(e)),
       });
       this.members.push(m);
-      this.asks.set(m, new Map());
+      this.asks.set(m, this.loadAsks(m));
       const labels = { cluster: c.id };
       m.log.onFlush = (f) => {
         this.metrics.entries.inc(labels, f.entries);
@@ -208,19 +215,43 @@ export class Logger {
     }
   }
 
+  private asksFile(m: LoggerMember): string {
+    return join(m.opts.dir, 'truncate-asks.json');
+  }
+
+  private loadAsks(m: LoggerMember): Map<string, number> {
+    let text: string;
+    try {
+      text = readFileSync(this.asksFile(m), 'utf8');
+    } catch {
+      return new Map();
+    }
+    const parsed = z.record(z.number().int().nonnegative()).safeParse(safeJson(text));
+    if (!parsed.success) {
+      this.log(`${m.opts.id}: ignoring an unreadable ${this.asksFile(m)} (voters will ask again after their next snapshot)`);
+      return new Map();
+    }
+    return new Map(Object.entries(parsed.data));
+  }
+
   /**
    * A voter asks to drop the prefix up to `index` (it has a snapshot that covers it). The log is
    * cut only to the smallest index among a majority of the voters that asked; before cutting,
    * a snapshot at or past that point is fetched from one of them, so the log can still rebuild
    * the whole state (disaster recovery) after the cut.
    */
-  async truncate(key: string, member: string, index: number) {
+  async truncate(key: string, member: string, index: number, http?: string) {
     const m = this.memberFor(key);
     const voters = m.voters();
     if (!voters.includes(member)) throw new HttpError(403, `${member} is not a voter of cluster ${m.clusterId || m.opts.id} (voters: ${voters.join(', ') || 'not known yet'}); only voters' asks count`);
+    // What a voter's own hello said wins over what an ask claims.
+    if (http && !m.peers.get(member)?.httpAddr) m.peers.set(member, { httpAddr: http, raftAddr: m.peers.get(member)?.raftAddr ?? '', role: 'voter' });
     const asks = this.asks.get(m)!;
     for (const id of asks.keys()) if (!voters.includes(id)) asks.delete(id);
     asks.set(member, Math.max(index, asks.get(member) ?? 0));
+    // Kept on disk: a logger restarted between the asks of a majority still counts the earlier
+    // ones (a voter asks again only after its next snapshot).
+    writeFileDurably(this.asksFile(m), JSON.stringify(Object.fromEntries(asks)) + '\n', this.opts.sync !== false);
     const q = quorum(voters.length);
     const values = [...asks.values()].sort((a, b) => b - a);
     const info = m.log.info();
@@ -229,7 +260,9 @@ export class Logger {
     }
     const upTo = Math.min(values[q - 1], info.last);
     if (upTo < info.first) return { truncated: false, first: info.first, reason: `already truncated past ${upTo}`, asks: Object.fromEntries(asks) };
-    const base = await this.fetchBase(m, [...asks].filter(([, v]) => v >= upTo).map(([id]) => id), upTo);
+    // The voters that asked past the cut have a snapshot covering it; any other voter may too.
+    const askers = [...asks].filter(([, v]) => v >= upTo).map(([id]) => id);
+    const base = await this.fetchBase(m, [...askers, ...voters.filter((v) => !askers.includes(v))], upTo);
     const first = await m.truncate(upTo, base);
     this.metrics.truncations.inc({ cluster: m.opts.id });
     this.log(`${m.opts.id}: truncated the command log up to ${upTo} (base snapshot at ${base.meta.index}); it now starts at ${first}`);
@@ -260,7 +293,7 @@ export class Logger {
         errors.push(`${id}: ${(e as Error).message}`);
       }
     }
-    throw new HttpError(503, `no snapshot covering ${atLeast} could be fetched from the voters that asked (${errors.join('; ')}); nothing was dropped`);
+    throw new HttpError(503, `no snapshot covering ${atLeast} could be fetched from the voters (${errors.join('; ')}); nothing was dropped`);
   }
 
   private memberFor(key: string): LoggerMember {
@@ -335,7 +368,7 @@ export class Logger {
     app.post<{ Params: { cluster: string } }>('/v1/log/:cluster/truncate', async (req, reply) => {
       const parsed = TruncateBody.safeParse(req.body);
       if (!parsed.success) return reply.code(400).send({ error: `body must be {"member": "<voter id>", "index": <n>}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}` });
-      const r = await this.truncate(req.params.cluster, parsed.data.member, parsed.data.index);
+      const r = await this.truncate(req.params.cluster, parsed.data.member, parsed.data.index, parsed.data.http);
       return reply.code(r.truncated ? 200 : 202).send(r);
     });
     app.get('/metrics', async (_req, reply) => {
@@ -387,4 +420,12 @@ function validate(o: LoggerOptions): void {
   const ports = hp.map((h) => h.port).filter((p) => p !== 0);
   if (new Set(ports).size !== ports.length) throw new Error('--http, --recov and --raft must use different ports');
   if (o.heartbeatMs <= 0 || o.electionTimeoutMs < 2 * o.heartbeatMs) throw new Error('--election-timeout must be at least twice --heartbeat');
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }

@@ -16,6 +16,8 @@ export interface LoggerMemberOptions {
   /** This logger's member id in the cluster (the seed's --id entry). */
   id: string;
   raft: HostPort;
+  /** Raft address announced to peers instead of the listen address (a proxy's, a Service's). */
+  advertiseRaft?: string;
   /** HTTP addresses of members to join through. */
   join: string[];
   /** This cluster's directory: raft/ (the logger's Raft state) and log/ (the command log). */
@@ -107,7 +109,7 @@ export class LoggerMember {
       tls: o.tls,
     });
     const port = await this.transport.start();
-    this.raftAddr = advertise.raftAddr = formatHostPort(o.advertiseHost ?? dialHost(o.raft), port);
+    this.raftAddr = advertise.raftAddr = o.advertiseRaft ?? formatHostPort(o.advertiseHost ?? dialHost(o.raft), port);
     advertise.httpAddr = o.httpAddr();
 
     const st = this.storage.initialState();

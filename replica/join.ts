@@ -3,7 +3,8 @@
  * add it, retrying with backoff while nobody answers or there is no leader, and giving up on a
  * definite refusal. Also the small files that make joining and cluster identity survive a crash.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { writeFileDurably } from '../util/durable-file.js';
 import { join } from 'node:path';
 import { dialHost, formatHostPort, parseHostPort } from './addr.js';
 import { requestJson } from './tls.js';
@@ -63,7 +64,7 @@ export class MemberFiles {
   markJoining(targets: string[]): void {
     if (!this.persistent) return;
     mkdirSync(this.dir, { recursive: true });
-    writeFileSync(join(this.dir, 'joining'), `${targets.join(',')}\n`);
+    writeFileDurably(join(this.dir, 'joining'), `${targets.join(',')}\n`);
   }
 
   joined(): void {
@@ -79,6 +80,6 @@ export class MemberFiles {
   setClusterId(id: string): void {
     if (!this.persistent) return;
     mkdirSync(this.dir, { recursive: true });
-    writeFileSync(join(this.dir, 'cluster-id'), `${id}\n`);
+    writeFileDurably(join(this.dir, 'cluster-id'), `${id}\n`);
   }
 }

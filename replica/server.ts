@@ -508,7 +508,7 @@ export class Replica {
         await requestJson(`${this.tlsMaterial ? 'https' : 'http'}://${p.httpAddr}/v1/log/${cluster}/truncate`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', ...(this.opts.token ? { 'x-raftkv-token': this.opts.token } : {}) },
-          body: JSON.stringify({ member: this.opts.id, index }),
+          body: JSON.stringify({ member: this.opts.id, index, http: this.httpAddr }),
           timeoutMs: 130_000,
           ca: this.tlsMaterial?.ca,
         });

@@ -1,5 +1,5 @@
 /**
- * `npm run test:faults -- --time S --seed N [--nodes 3|5] [--read-mode safe|lease] [--scenarios K] [--verbose]`: run K
+ * `npm run test:faults -- --time S --seed N [--nodes 3|5] [--read-mode safe|lease] [--loggers N] [--scenarios K] [--verbose]`: run K
  * fault-injection scenarios (seeds N, N+1, ...) of S seconds each against real processes.
  * Prints a summary per scenario and exits 1 on any violation, with the seed and the nemesis log.
  */
@@ -14,6 +14,7 @@ const { values } = parseArgs({
     scenarios: { type: 'string', default: '1' },
     verbose: { type: 'boolean', default: false },
     'read-mode': { type: 'string' },
+    loggers: { type: 'string', default: '1' },
   },
 });
 const readMode = values['read-mode'];
@@ -25,6 +26,11 @@ const time = Number(values.time);
 const seed0 = values.seed !== undefined ? Number(values.seed) : Date.now() % 100_000;
 const nodes = Number(values.nodes);
 const scenarios = Number(values.scenarios);
+const loggers = Number(values.loggers);
+if (!Number.isInteger(loggers) || loggers < 0 || loggers > 5) {
+  console.error('--loggers must be a whole number from 0 to 5');
+  process.exit(2);
+}
 if (!(time > 0) || !Number.isInteger(seed0) || (nodes !== 3 && nodes !== 5) || !(scenarios >= 1)) {
   console.error('usage: --time SECONDS --seed N --nodes 3|5 --scenarios K');
   process.exit(2);
@@ -32,7 +38,7 @@ if (!(time > 0) || !Number.isInteger(seed0) || (nodes !== 3 && nodes !== 5) || !
 let violations = 0;
 const totals = { ops: 0, acked: 0, indeterminate: 0, reads: 0, faults: 0 };
 for (let s = seed0; s < seed0 + scenarios; s++) {
-  const r = await runScenario({ seed: s, timeS: time, nodes: nodes as 3 | 5, readMode, log: values.verbose ? (l) => console.log(l) : undefined });
+  const r = await runScenario({ seed: s, timeS: time, nodes: nodes as 3 | 5, readMode, loggers, log: values.verbose ? (l) => console.log(l) : undefined });
   const nFaults = Object.values(r.faults).reduce((a, b) => a + b, 0);
   totals.ops += r.ops;
   totals.acked += r.writesAcked;
@@ -42,7 +48,7 @@ for (let s = seed0; s < seed0 + scenarios; s++) {
   console.log(`seed ${s}: ${r.ops} ops (${r.writesAcked} writes acked, ${r.writesIndeterminate} indeterminate, ${r.readsOk} reads), faults ${JSON.stringify(r.faults)}, violations ${r.violations.length}`);
   if (r.violations.length > 0) {
     violations++;
-    console.log(`VIOLATION with seed ${s} (rerun: npm run test:faults -- --time ${time} --seed ${s} --nodes ${nodes} --verbose)`);
+    console.log(`VIOLATION with seed ${s} (rerun: npm run test:faults -- --time ${time} --seed ${s} --nodes ${nodes} --loggers ${loggers} --verbose)`);
     for (const v of r.violations) console.log(v);
     if (!values.verbose) for (const l of r.log) console.log(l);
   }

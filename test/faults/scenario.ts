@@ -1,16 +1,25 @@
 /**
- * One fault-injection scenario against real replica processes on 127.0.0.1: a nemesis (kill -9,
- * SIGSTOP pauses, partitions, flaky links, leadership transfers, membership changes) while
- * concurrent clients record every operation; afterwards everything heals, the cluster must
- * converge, and the history must be linearizable. Seeded: the same seed makes the same choices
+ * One fault-injection scenario against real replica and logger processes on 127.0.0.1: a nemesis
+ * (kill -9, SIGSTOP pauses, partitions, flaky links, leadership transfers, membership changes, and
+ * the same for the decoupled loggers) while concurrent clients record every operation; afterwards
+ * everything heals, the cluster must converge, the history must be linearizable, and every
+ * logger's log must be a gap-free copy of the committed log that rebuilds the replicas' state. Seeded: the same seed makes the same choices
  * (the timing of real processes still varies, so a failure is replayed by rerunning its seed).
  */
 import { RaftKvClient } from '../../replica/client.js';
 import { Prng } from '../../util/prng.js';
 import { TestCluster, sleep } from '../helpers/cluster.js';
 import { Operation, checkHistory, formatOps } from '../sim/linearizability.js';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FaultProxy, LinkFaults } from './proxy.js';
+import { LoggerProc, defineLogger, kill9Logger, loggedRange, logsOf, startLogger, waitLogged } from '../helpers/logger.js';
+import { logSource } from '../../logger/client.js';
+import { rebuild } from '../../logger/rebuild.js';
+import { MemoryEngine } from '../../replica/engines/memory.js';
+import { stateDigest } from '../../replica/engines/engine.js';
+import { KvStateMachine } from '../../replica/kv-machine.js';
+import { Entry } from '../../raft/index.js';
 
 const POWERCUT_REPLICA = fileURLToPath(new URL('./powercut-replica.js', import.meta.url));
 
@@ -23,6 +32,8 @@ export interface ScenarioOptions {
   keys?: number;
   /** Read mode of every replica (default: drawn from the seed). Lease mode gets pauses too. */
   readMode?: 'safe' | 'lease';
+  /** Decoupled loggers following the cluster (default 1); they are killed, paused and cut off too. */
+  loggers?: number;
   log?: (line: string) => void;
 }
 
@@ -60,6 +71,9 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
   const paused = new Set<string>();
   const down = new Set<string>();
   const removed = new Set<string>();
+  const loggers = new Map<string, LoggerProc>();
+  const loggerDown = new Set<string>();
+  const loggerPaused = new Set<string>();
 
   const addNode = async (id: string) => {
     const spec = await c.define(id);
@@ -69,7 +83,10 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     return proxy;
   };
   const startArgs = new Map<string, string[]>();
-  const nodeArgs = (id: string) => ['--advertise-raft', `127.0.0.1:${proxies.get(id)!.port}`, '--read-mode', readMode, '--snapshot-every', '200'];
+  // Half the time replicas ask the loggers to drop what their snapshots cover, so loggers'
+  // logs start from a base snapshot and truncation runs under faults too.
+  const loggerTruncate = (o.loggers ?? 1) > 0 && rng.chance(0.5);
+  const nodeArgs = (id: string) => ['--advertise-raft', `127.0.0.1:${proxies.get(id)!.port}`, '--read-mode', readMode, '--snapshot-every', '200', ...(loggerTruncate ? ['--logger-truncate'] : [])];
   /** Start (or restart) a node with the flags it was first started with, as an operator would. */
   const launch = (id: string, args?: string[]) => {
     if (args) startArgs.set(id, args);
@@ -92,6 +109,17 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     for (const id of ids) launch(id, ['--peers', peers, ...nodeArgs(id)]);
     await c.waitLeader(ids);
     log(`cluster of ${o.nodes} up (read mode ${readMode}, kill -9 loses unsynced writes), leader ${await leader()}`);
+    for (let i = 1; i <= (o.loggers ?? 1); i++) {
+      const id = `log${i}`;
+      const l = await defineLogger(join(c.dir, id), [id], ids.map((m) => `127.0.0.1:${c.nodes.get(m)!.http}`).join('|'));
+      const proxy = new FaultProxy(id, l.raft[0], faults);
+      await proxy.start();
+      proxies.set(id, proxy);
+      l.args = ['--advertise-raft', `127.0.0.1:${proxy.port}`];
+      loggers.set(id, l);
+      startLogger(l);
+    }
+    if (loggers.size > 0) log(`${loggers.size} logger(s) joining: ${[...loggers.keys()]}${loggerTruncate ? ', replicas ask them to truncate after each snapshot' : ''}`);
 
     // ---- clients
     const keys = Array.from({ length: o.keys ?? 4 }, (_, i) => `k${i}`);
@@ -134,7 +162,13 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
       const live = liveMembers();
       const lead = await leader();
       const pick = () => (lead && rng.chance(0.5) ? lead : live[rng.int(0, live.length - 1)]);
-      const kind = rng.pick(['kill', 'kill', 'pause', 'partition', 'partition', 'flaky', 'transfer', 'membership', 'restart-in-lease']);
+      const kinds = ['kill', 'kill', 'pause', 'partition', 'partition', 'flaky', 'transfer', 'membership', 'restart-in-lease'];
+      if (loggers.size > 0) kinds.push('logger-kill', 'logger-pause', 'logger-partition');
+      const kind = rng.pick(kinds);
+      const liveLogger = () => {
+        const up = [...loggers.keys()].filter((id) => !loggerDown.has(id) && !loggerPaused.has(id));
+        return up.length > 0 ? rng.pick(up) : undefined;
+      };
       count(kind);
       switch (kind) {
         case 'kill': {
@@ -246,6 +280,47 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
           log(`NEMESIS restart ${v} inside ${lead}'s lease (kill -9, unsynced writes lost, started again at once)`);
           break;
         }
+        case 'logger-kill': {
+          const v = liveLogger();
+          if (!v) break;
+          kill9Logger(loggers.get(v)!);
+          loggerDown.add(v);
+          log(`NEMESIS kill -9 logger ${v}`);
+          setTimeout(() => {
+            if (!loggerDown.delete(v)) return;
+            startLogger(loggers.get(v)!);
+            log(`restart logger ${v}`);
+          }, rng.int(200, 2000));
+          break;
+        }
+        case 'logger-pause': {
+          const v = liveLogger();
+          if (!v) break;
+          loggers.get(v)!.proc?.kill('SIGSTOP');
+          loggerPaused.add(v);
+          log(`NEMESIS SIGSTOP logger ${v}`);
+          setTimeout(() => {
+            if (!loggerPaused.delete(v)) return;
+            loggers.get(v)!.proc?.kill('SIGCONT');
+            log(`SIGCONT logger ${v}`);
+          }, rng.int(600, 2500));
+          break;
+        }
+        case 'logger-partition': {
+          const v = liveLogger();
+          if (!v) break;
+          for (const y of members()) {
+            faults.cutLink(v, y);
+            faults.cutLink(y, v);
+          }
+          for (const p of proxies.values()) p.enforce();
+          log(`NEMESIS partition logger ${v} from every replica`);
+          setTimeout(() => {
+            faults.healAll();
+            log('heal partition');
+          }, rng.int(500, 2500));
+          break;
+        }
         case 'membership': {
           const via = live[0];
           if (!via) break;
@@ -281,6 +356,10 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     paused.clear();
     for (const v of down) if (!removed.has(v)) launch(v);
     down.clear();
+    for (const v of loggerPaused) loggers.get(v)!.proc?.kill('SIGCONT');
+    loggerPaused.clear();
+    for (const v of loggerDown) startLogger(loggers.get(v)!);
+    loggerDown.clear();
     log('heal everything');
     // The cluster's membership is what its leader says; a node whose join never went through
     // (its targets were all removed or down) is reported, not waited for.
@@ -290,7 +369,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
         const st = (await Promise.all(members().filter((id) => c.procs.has(id)).map((id) => c.status(id)))).filter(Boolean);
         const lead = st.find((s) => s!.role === 'leader');
         if (lead) {
-          const mem = lead.members.map((m) => m.id);
+          const mem = lead.members.filter((m) => m.role !== 'logger').map((m) => m.id);
           await c.waitLeader(mem, 30_000);
           for (const id of members()) if (!mem.includes(id) && c.procs.has(id)) log(`${id} never became a member (its join did not go through)`);
           return mem;
@@ -320,6 +399,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
       }
       if (seen.size > 1) violations.push(`replicas diverge on ${key}: ${[...seen].join(' vs ')}`);
     }
+    violations.push(...(await checkLoggers(c, mem, loggers, log)));
     const check = checkHistory(history);
     if (check.ok === false) violations.push(`not linearizable on key ${check.key}: ${check.reason}\n${formatOps(check.ops.slice(-40))}`);
     if (check.ok === 'unknown') violations.push(`linearizability check inconclusive: ${check.reason} (an unchecked history is not a passed one)`);
@@ -336,10 +416,61 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     };
   } catch (e) {
     violations.push(`scenario failed: ${(e as Error).message}`);
-    return { seed: o.seed, ops: history.length, writesAcked: 0, writesIndeterminate: 0, readsOk: 0, faults: counts, violations, log: [...lines, c.dump()] };
+    return { seed: o.seed, ops: history.length, writesAcked: 0, writesIndeterminate: 0, readsOk: 0, faults: counts, violations, log: [...lines, c.dump(), ...[...loggers].map(([id, l]) => `--- ${id}\n${l.out.split('\n').slice(-15).join('\n')}`)] };
   } finally {
     for (const id of c.procs.keys()) c.procs.get(id)?.kill('SIGCONT');
+    for (const l of loggers.values()) {
+      l.proc?.kill('SIGCONT');
+      kill9Logger(l);
+    }
     for (const p of proxies.values()) await p.stop();
     await c.destroy();
   }
+}
+
+/**
+ * After healing, every logger must hold a copy of the committed log: its entries numbered without
+ * gap or repeat from its first index to its last, the same bytes as every other logger where
+ * they overlap, reaching the replicas' applied index, and replaying (from its base snapshot, if
+ * it has one) to the same state digest the replicas report.
+ */
+async function checkLoggers(c: TestCluster, members: string[], loggers: Map<string, LoggerProc>, log: (l: string) => void): Promise<string[]> {
+  if (loggers.size === 0) return [];
+  const violations: string[] = [];
+  const d = (await c.http(members[0], 'GET', '/v1/digest')).json as { index: number; digest: string; keys: number };
+  const held = new Map<string, Map<number, Entry>>();
+  for (const [id, l] of loggers) {
+    try {
+      await waitLogged(l, id, d.index, 30_000);
+    } catch (e) {
+      violations.push(`logger ${id} did not catch up with the committed log: ${(e as Error).message}`);
+      continue;
+    }
+    const info = (await logsOf(l)).find((x) => x.name === id)!;
+    const entries = await loggedRange(l.recov, id, info.first, info.last);
+    const byIndex = new Map<number, Entry>();
+    entries.forEach((e, i) => {
+      if (e.index !== info.first + i) violations.push(`logger ${id}: entry ${i} of its range ${info.first}..${info.last} has index ${e.index} (a gap or a repeat)`);
+      byIndex.set(e.index, e);
+    });
+    held.set(id, byIndex);
+    const sm = new KvStateMachine(new MemoryEngine(Number.MAX_SAFE_INTEGER), { nodeId: 'check' });
+    const r = await rebuild(logSource(`recov://127.0.0.1:${l.recov}`), { applyBatch: (b) => sm.applyToEngine(b), restoreState: (s) => sm.restoreState(s) }, { cluster: id, to: d.index });
+    const digest = stateDigest(sm.engine);
+    if (r.index !== d.index || digest !== d.digest) violations.push(`logger ${id}: its log rebuilds state ${digest} at ${r.index}, the replicas hold ${d.digest} at ${d.index}`);
+    log(`logger ${id}: log ${info.first}..${info.last}${info.first > 1 ? ' after a base snapshot' : ''}, rebuilds the replicas' digest at ${d.index}: ${digest === d.digest}`);
+  }
+  const ids = [...held.keys()];
+  for (let i = 0; i < ids.length; i++) {
+    for (let j = i + 1; j < ids.length; j++) {
+      for (const [index, a] of held.get(ids[i])!) {
+        const b = held.get(ids[j])!.get(index);
+        if (b && (a.term !== b.term || a.type !== b.type || !Buffer.from(a.data).equals(Buffer.from(b.data)))) {
+          violations.push(`loggers ${ids[i]} and ${ids[j]} disagree on entry ${index} (terms ${a.term} and ${b.term})`);
+          break;
+        }
+      }
+    }
+  }
+  return violations;
 }

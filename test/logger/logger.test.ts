@@ -4,73 +4,17 @@
  * replica's applog (every applied entry, in order); truncation, recovery, catch-up and restore.
  */
 import assert from 'node:assert/strict';
-import { ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { Entry } from '../../raft/index.js';
 import { RaftKvClient } from '../../replica/client.js';
+import { CLI, TestCluster } from '../helpers/cluster.js';
 import { recovRange } from '../../logger/recov.js';
-import { CLI, TestCluster, sleep } from '../helpers/cluster.js';
 import { freePorts } from '../helpers/ports.js';
-
-interface LoggerProc {
-  ids: string[];
-  raft: number[];
-  http: number;
-  recov: number;
-  dir: string;
-  join: string;
-  proc?: ChildProcess;
-  out: string;
-}
-
-async function defineLogger(dir: string, ids: string[], join: string): Promise<LoggerProc> {
-  const ports = await freePorts(2 + ids.length);
-  return { ids, http: ports[0], recov: ports[1], raft: ports.slice(2), dir, join, out: '' };
-}
-
-function startLogger(l: LoggerProc): void {
-  const args = [CLI, 'logger', '--id', l.ids.join(','), '--raft', l.raft.map((p) => `127.0.0.1:${p}`).join(','), '--join', l.join, '--logfolder', l.dir, '--http', `127.0.0.1:${l.http}`, '--recov', `127.0.0.1:${l.recov}`, '--election-timeout', '400', '--heartbeat', '40'];
-  l.proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  l.proc.stdout!.on('data', (d: Buffer) => (l.out += d.toString()));
-  l.proc.stderr!.on('data', (d: Buffer) => (l.out += d.toString()));
-}
-
-async function api(port: number, path: string, init: RequestInit = {}): Promise<{ status: number; json: any; text: string }> {
-  const res = await fetch(`http://127.0.0.1:${port}${path}`, { ...init, signal: AbortSignal.timeout(20_000) });
-  const text = await res.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, json, text };
-}
-
-async function logsOf(l: LoggerProc): Promise<any[]> {
-  const r = await api(l.http, '/v1/log').catch(() => undefined);
-  return r?.status === 200 ? r.json.clusters : [];
-}
-
-async function range(port: number, cluster: string, from: number, to: number): Promise<Entry[]> {
-  const out: Entry[] = [];
-  await recovRange(`127.0.0.1:${port}`, cluster, from, to, (b) => out.push(...b));
-  return out;
-}
-
-/** Wait until the logger's log of `name` reaches `index`. */
-async function waitLogged(l: LoggerProc, name: string, index: number, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const c = (await logsOf(l)).find((x) => x.name === name);
-    if (c && c.last >= index) return;
-    await sleep(50);
-  }
-  throw new Error(`logger ${name} did not reach ${index}\n${l.out.slice(-2000)}`);
-}
+import { LoggerProc, defineLogger, loggedRange as range, loggerApi as api, logsOf, startLogger, waitLogged } from '../helpers/logger.js';
 
 function same(a: Entry[], b: Entry[]): void {
   assert.equal(a.length, b.length, 'same number of entries');
@@ -214,24 +158,32 @@ describe('decoupled logger (real processes)', () => {
     assert.equal((await logsOf(logA))[0].first, 1);
   });
 
-  it('truncate is refused without a majority and capped at the smallest index a majority asked', async () => {
+  it('truncate is refused without a majority, capped at the smallest index a majority asked, and counts asks made before a kill -9', async () => {
     const st = (await c.status(await c.waitLeader(ids)))!;
     const at = st.commitIndex;
-    const ask = (member: string, index: number) => api(logA.http, '/v1/log/log0/truncate', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ member, index }) });
+    // As a replica asks: its id, the index its snapshot covers, and where it serves that snapshot.
+    const ask = (member: string, index: number) => api(logA.http, '/v1/log/log0/truncate', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ member, index, http: `127.0.0.1:${c.nodes.get(member)?.http ?? 1}` }) });
     const bad = await ask('intruder', 50);
     assert.equal(bad.status, 403);
     const bad2 = await api(logA.http, '/v1/log/log0/truncate', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"member":"n1","index":-4}' });
     assert.equal(bad2.status, 400);
+    const bad3 = await api(logA.http, '/v1/log/log0/truncate', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"member":"n1","index":4,"http":"evil host/x"}' });
+    assert.equal(bad3.status, 400);
+    assert.match(bad3.json.error, /http: must be host:port/);
     const one = await ask('n1', at - 10);
     assert.equal(one.status, 202, one.text);
     assert.equal(one.json.truncated, false);
     assert.equal((await logsOf(logA))[0].first, 1, 'one voter of three cannot truncate');
+    // The first ask survives a kill -9 of the logger: the second one makes a majority.
+    logA.proc!.kill('SIGKILL');
+    startLogger(logA);
+    await waitLogged(logA, 'log0', at);
     const two = await ask('n2', 100);
     assert.equal(two.status, 200, two.text);
     assert.equal(two.json.upTo, 100, 'the smallest of the majority that asked');
     const info = (await logsOf(logA))[0];
     assert.equal(info.first, 101);
-    assert.ok(info.base.index >= 100, 'a snapshot covering the cut is kept');
+    assert.ok((info.base as { index: number }).index >= 100, 'a snapshot covering the cut is kept');
     const gone = await api(logA.http, '/v1/log/log0?from=1&to=5');
     assert.equal(gone.status, 416);
     assert.match(gone.json.error, /truncated/);
