@@ -5,26 +5,20 @@
  * count, key space, value size and write ratio. Prints each result and the ratios.
  * Options: --clients N (default 32), --seconds S (default 8), --write-ratio R (default 1).
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
 import type { LoadResult } from '../loadgen/run.js';
 import { table } from '../loadgen/report.js';
-import { CLI, TestCluster } from '../test/helpers/cluster.js';
+import { TestCluster } from '../test/helpers/cluster.js';
+import { runLoadgen } from './run-load.js';
 import { EtcdCluster } from '../test/helpers/etcd.js';
 
 const { values } = parseArgs({
   options: { clients: { type: 'string', default: '32' }, seconds: { type: 'string', default: '8' }, 'write-ratio': { type: 'string', default: '1' } },
 });
 
-async function load(driver: string, targets: string[]): Promise<LoadResult> {
-  const { stdout } = await promisify(execFile)(
-    process.execPath,
-    [CLI, 'loadgen', '--driver', driver, '--targets', targets.join(','), '--clients', values.clients!, '--procs', '2', '--duration', values.seconds!,
-      '--keys', '10000', '--value-size', '128', '--write-ratio', values['write-ratio']!, '--json', '-', '--quiet'],
-    { maxBuffer: 64 << 20 },
-  );
-  return JSON.parse(stdout.slice(stdout.indexOf('\n{') + 1)) as LoadResult;
+function load(driver: string, targets: string[]): Promise<LoadResult> {
+  return runLoadgen(['--driver', driver, '--targets', targets.join(','), '--clients', values.clients!, '--procs', '2', '--duration', values.seconds!,
+    '--keys', '10000', '--value-size', '128', '--write-ratio', values['write-ratio']!]);
 }
 
 if (!EtcdCluster.available()) {

@@ -145,7 +145,7 @@ export class LoggerMember {
     o.log(`${o.id}: ${fresh ? 'new, joining' : 'recovered'}; raft ${this.raftAddr}, command log ${this.log.info().first}..${this.log.info().last}`);
     if (fresh || this.files.joining()) {
       this.files.markJoining(o.join);
-      this.joinDone = joinThrough(o.join, { id: o.id, addr: this.raftAddr, voter: false, clusterId: this.clusterId || undefined, role: 'logger' }, {
+      this.joinDone = joinThrough(o.join, { id: o.id, addr: this.raftAddr, voter: false, clusterId: this.clusterId || undefined, role: 'logger', fresh }, {
         token: o.token,
         ca: o.tls?.ca,
         log: o.log,

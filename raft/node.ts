@@ -72,6 +72,13 @@ export interface RaftConfig {
    * logger: it must never decide anything). Default true.
    */
   candidate?: boolean;
+  /**
+   * Grant no vote until allowVotes() is called. For a node that joins with no state: if its id
+   * was a voter before (its data was lost), the votes that member cast are forgotten, and voting
+   * again could elect two leaders in one term. Its owner allows votes once the cluster has
+   * removed the old member and added this one anew (the join completed).
+   */
+  withholdVotes?: boolean;
 }
 
 /** What the driver recovered from stable storage (all empty for a brand-new node). */
@@ -163,6 +170,7 @@ export class RaftNode {
   private readonly readMode: 'safe' | 'lease';
   private readonly promoteLag: number;
   private readonly candidate: boolean;
+  private votesWithheld: boolean;
   private readonly random: () => number;
 
   private electionElapsed = 0;
@@ -231,6 +239,7 @@ export class RaftNode {
     if (this.readMode === 'lease' && !this.checkQuorum) throw new Error('raft: lease reads need checkQuorum');
     this.promoteLag = config.promoteLag ?? 1000;
     this.candidate = config.candidate ?? true;
+    this.votesWithheld = config.withholdVotes ?? false;
     this.random = config.random ?? Math.random;
     const tickMs = config.tickMs ?? 1;
     this.clock = config.clock ?? (() => this.now * tickMs);
@@ -314,6 +323,11 @@ export class RaftNode {
   }
 
   /** Start an election now (as if the election timer fired). */
+  /** End withholdVotes: this node's membership is its own again (see RaftConfig.withholdVotes). */
+  allowVotes(): void {
+    this.votesWithheld = false;
+  }
+
   campaign(): void {
     this.assertNotInReady();
     if (this.role === Role.Leader || !this.promotable()) return;
@@ -699,6 +713,7 @@ export class RaftNode {
     const respType = pre ? MessageType.PreVoteResp : MessageType.VoteResp;
     const canVote =
       this.candidate &&
+      !this.votesWithheld &&
       (this.vote === m.from ||
       (this.vote === NONE && this.leader === NONE) ||
       (pre && m.term > this.term));

@@ -43,7 +43,9 @@ State machine and storage:
   --recov ADDR            serve the applog for state transfer (INFO, BASE, RECOVER i n; see raftkv recovery)
 Decoupled logger:
   --logger ADDR           a logger's HTTP address (or recov://HOST:PORT): a replica that starts empty
-                          or far behind takes the state from it instead of from the leader
+                          or far behind takes the state from it instead of from the leader. Without
+                          it, a new member (--join) asks the cluster for its loggers and uses one;
+                          --logger off: always take the state from the leader
   --logger-catchup-min N  only when the logger is at least N entries ahead (default 1000; empty: any)
   --logger-truncate       after each snapshot, ask the cluster's loggers to drop the prefix it covers
                           (they do once a majority of voters asked; default: loggers keep everything)

@@ -20,6 +20,8 @@ const JoinBody = z.object({
   clusterId: z.string().optional(),
   /** A logger: added as a non-voter and never promoted. */
   role: z.enum(['logger']).optional(),
+  /** The joiner has no state of its own: if its id is a member already, that member lost its data. */
+  fresh: z.boolean().default(false),
 });
 const PutBody = z.object({ value: z.string() });
 /** Content types whose body is the value itself (`curl -d`, `--data-binary`, text, bytes). */
@@ -144,14 +146,14 @@ export class HttpApi {
     const join = async (body: unknown, reply: FastifyReply) => {
       const parsed = JoinBody.safeParse(body);
       if (!parsed.success) return reply.code(400).send({ error: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') });
-      const { id, addr, voter, clusterId, role } = parsed.data;
+      const { id, addr, voter, clusterId, role, fresh } = parsed.data;
       if (role === 'logger' && voter) return reply.code(400).send({ error: `${id} is a logger: loggers join as non-voters and are never promoted` });
       if (clusterId && r.getClusterId() && clusterId !== r.getClusterId()) {
         return reply.code(409).send({ error: `${id} belongs to cluster ${clusterId}, this is cluster ${r.getClusterId()}: it cannot join (wipe its data directory to add it as a new member)` });
       }
       if (!r.isLeader()) return this.toLeader(reply, '/v1/members', body);
       try {
-        await r.addMember(id, addr, voter);
+        await r.addMember(id, addr, voter, { fresh });
         return reply.send({ ok: true, id, addr, voter });
       } catch (e) {
         return this.raftFailure(reply, e);

@@ -8,6 +8,7 @@ import { writeFileDurably } from '../util/durable-file.js';
 import { join } from 'node:path';
 import { dialHost, formatHostPort, parseHostPort } from './addr.js';
 import { requestJson } from './tls.js';
+import { ConfChange, ConfChangeType, Membership } from '../raft/index.js';
 
 export interface JoinRequest {
   id: string;
@@ -15,6 +16,11 @@ export interface JoinRequest {
   voter: boolean;
   clusterId?: string;
   role?: 'logger';
+  /**
+   * The joiner started with no state of its own (new, or its data was lost): whatever a member
+   * of this id promised before (votes, acknowledged entries) is gone with it.
+   */
+  fresh?: boolean;
 }
 
 export async function joinThrough(
@@ -48,6 +54,27 @@ export async function joinThrough(
     await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** Math.min(attempt, 4))));
   }
   return false;
+}
+
+/**
+ * The configuration changes that admit a joiner, in order (run by the leader, one at a time).
+ * Re-joining with the same id and address adds nothing, so a restarted joiner is fine. A
+ * `fresh` joiner whose id is already a member lost that member's state (its votes and the
+ * entries it acknowledged): the old member is removed first and the joiner added as a new one,
+ * so it counts for nothing until it has caught up again (etcd asks for the same by hand).
+ */
+export function joinSteps(m: Membership, j: { id: string; addr: string; voter: boolean; fresh: boolean }): ConfChange[] {
+  const steps: ConfChange[] = [];
+  let known: string | undefined = m.addrs[j.id];
+  const wasVoter = m.voters.includes(j.id);
+  if (known !== undefined && j.fresh) {
+    steps.push({ type: ConfChangeType.RemoveNode, node: j.id });
+    known = undefined;
+  }
+  if (known !== undefined && known !== j.addr) throw new Error(`member ${j.id} exists with address ${known}, not ${j.addr}`);
+  if (known === undefined) steps.push({ type: ConfChangeType.AddLearner, node: j.id, addr: j.addr });
+  if (j.voter && (steps.length > 0 || !wasVoter)) steps.push({ type: ConfChangeType.AddVoter, node: j.id });
+  return steps;
 }
 
 /** The cluster-id and joining-marker files of a member's data directory (none in memory mode). */

@@ -4,6 +4,7 @@
  */
 import { join } from 'node:path';
 import {
+  ConfChange,
   ConfChangeType,
   DiskStorage,
   Entry,
@@ -35,7 +36,7 @@ import { Command, Op, Response, Status } from './proto.js';
 import { CommandExecutor } from './executor.js';
 import { PeerTransport, admitsMembersOf } from './transport.js';
 import { TlsFiles, TlsMaterial, loadTls, requestJson } from './tls.js';
-import { MemberFiles, joinThrough } from './join.js';
+import { MemberFiles, joinSteps, joinThrough } from './join.js';
 import { CommandLog } from '../logger/command-log.js';
 import { RecovServer } from '../logger/recov.js';
 import { logSource, pickLog } from '../logger/client.js';
@@ -274,7 +275,19 @@ export class Replica {
     let initial = await loadOrBootstrap(this.storage, members);
     if (initial.snapshot) await this.sm.restore(initial.snapshot);
     else if (o.preload > 0) this.preload();
-    if (o.logger) initial = await this.catchUpFromLogger(o.logger, initial, fresh && !members);
+    const joining = fresh && !members;
+    if (o.logger && o.logger !== 'off') initial = await this.catchUpFromLogger(o.logger, initial, joining);
+    else if (!o.logger && joining && o.join?.length) {
+      // Told by the cluster: a new member takes its state from one of the cluster's loggers
+      // rather than from the leader, whose disk and network serve the clients.
+      for (const addr of await loggersOfCluster(o.join, o.token, this.tlsMaterial?.ca)) {
+        const next = await this.catchUpFromLogger(addr, initial, true);
+        if (next !== initial) {
+          initial = next;
+          break;
+        }
+      }
+    }
     if (applog && o.recov) {
       this.recov = new RecovServer(() => [{ name: o.id, clusterId: this.clusterId, log: applog, commitIndex: () => this.driver?.node.log.committed ?? 0 }]);
       this.recovAddr = formatHostPort(o.advertiseHost ?? dialHost(parseHostPort(o.recov, '--recov')), await this.recov.start(parseHostPort(o.recov, '--recov')));
@@ -290,6 +303,8 @@ export class Replica {
         // The lease is measured in real time, so a blocked event loop cannot stretch it.
         clock: () => performance.now(),
         tickMs,
+        // A joiner with no state may be a voter that lost its data: no votes until re-admitted.
+        withholdVotes: fresh && !members,
       },
       initial,
     );
@@ -402,22 +417,25 @@ export class Replica {
   // ---------------------------------------------------------------------------------------
   // Membership
 
-  /**
-   * Add a member (run on the leader): as a non-voter first, then promoted once caught up when
-   * `voter`. Re-joining with the same id and address is a no-op, so a restarted joiner is fine.
-   */
-  async addMember(id: string, raftAddr: string, voter: boolean, timeoutMs = 60_000): Promise<void> {
+  /** Admit a joiner (run on the leader): the steps of joinSteps, each once it can be taken. */
+  async addMember(id: string, raftAddr: string, voter: boolean, o: { fresh?: boolean; timeoutMs?: number } = {}): Promise<void> {
     parseHostPort(raftAddr, 'member address');
+    const deadline = Date.now() + (o.timeoutMs ?? 60_000);
     const m = this.driver.node.membership;
-    const known = m.addrs[id];
-    if (known !== undefined && known !== raftAddr) throw new RaftError('invalid-conf-change', `member ${id} exists with address ${known}, not ${raftAddr}`);
-    const deadline = Date.now() + timeoutMs;
-    if (known === undefined) {
-      await this.retryConfChange({ type: ConfChangeType.AddLearner, node: id, addr: raftAddr }, deadline);
+    if (o.fresh && id === this.opts.id) throw new RaftError('invalid-conf-change', `${id} is this leader: a node with no state cannot join under its id`);
+    let steps: ConfChange[];
+    try {
+      steps = joinSteps(m, { id, addr: raftAddr, voter, fresh: o.fresh ?? false });
+    } catch (e) {
+      throw new RaftError('invalid-conf-change', (e as Error).message);
     }
-    if (!voter || this.driver.node.membership.voters.includes(id)) return;
-    if (this.peerInfo.get(id)?.role === 'logger') throw new RaftError('invalid-conf-change', `${id} is a logger: loggers are never promoted to voters`);
-    await this.retryConfChange({ type: ConfChangeType.AddVoter, node: id }, deadline);
+    if (steps[0]?.type === ConfChangeType.RemoveNode) {
+      this.log(`${this.opts.id}: ${id} joins with no state but is a member (it was at ${this.driver.node.progressOf(id)?.match ?? 0}): it lost its data; removing it and adding it back as a new member`);
+    }
+    for (const cc of steps) {
+      if (cc.type === ConfChangeType.AddVoter && this.peerInfo.get(id)?.role === 'logger') throw new RaftError('invalid-conf-change', `${id} is a logger: loggers are never promoted to voters`);
+      await this.retryConfChange(cc, deadline);
+    }
   }
 
   async removeMember(id: string, timeoutMs = 30_000): Promise<void> {
@@ -532,11 +550,13 @@ export class Replica {
   }
 
   private async joinCluster(targets: string[]): Promise<void> {
-    await joinThrough(
+    const joined = await joinThrough(
       targets,
-      { id: this.opts.id, addr: this.raftAddr, voter: this.opts.voter ?? true, clusterId: this.clusterId || undefined },
+      // Only a node that started with no state joins, so every join says so.
+      { id: this.opts.id, addr: this.raftAddr, voter: this.opts.voter ?? true, clusterId: this.clusterId || undefined, fresh: true },
       { token: this.opts.token, ca: this.tlsMaterial?.ca, log: this.log, stopped: () => this.stopping !== undefined },
     );
+    if (joined) await this.driver.withNode((n) => n.allowVotes());
   }
 
   // ---------------------------------------------------------------------------------------
@@ -627,18 +647,34 @@ const EMPTY = new Uint8Array(0);
 
 
 /** The cluster id a member reports (its /v1/status), to pick the right log at a logger. */
-async function clusterOfMember(targets: string[], token?: string, ca?: Buffer): Promise<string> {
+/** The status of the first of `targets` (HTTP addresses of members) that answers. */
+async function statusOfMember(targets: string[], token?: string, ca?: Buffer): Promise<Partial<ReplicaStatus> | undefined> {
   for (const t of targets) {
-    const hp = parseHostPort(t, '--join');
     try {
+      const hp = parseHostPort(t, '--join');
       const res = await requestJson(`${ca ? 'https' : 'http'}://${formatHostPort(dialHost(hp), hp.port)}/v1/status`, { method: 'GET', timeoutMs: 5000, ca, headers: token ? { 'x-raftkv-token': token } : {} });
-      const id = (res.json as { clusterId?: string } | undefined)?.clusterId;
-      if (res.status === 200 && id) return id;
+      if (res.status === 200 && res.json && typeof res.json === 'object') return res.json as Partial<ReplicaStatus>;
     } catch {
       // try the next
     }
   }
-  return '';
+  return undefined;
+}
+
+async function clusterOfMember(targets: string[], token?: string, ca?: Buffer): Promise<string> {
+  return (await statusOfMember(targets, token, ca))?.clusterId ?? '';
+}
+
+/**
+ * The HTTP addresses of the cluster's loggers, as its members know them. The leader hears every
+ * logger's hello, so when the member asked knows none it is asked too.
+ */
+async function loggersOfCluster(targets: string[], token?: string, ca?: Buffer): Promise<string[]> {
+  const loggers = (st: Partial<ReplicaStatus> | undefined) => (Array.isArray(st?.members) ? st.members : []).filter((m) => m.role === 'logger' && m.httpAddr).map((m) => m.httpAddr!);
+  const st = await statusOfMember(targets, token, ca);
+  const found = loggers(st);
+  if (found.length > 0 || !st?.leaderHttpAddr) return found;
+  return loggers(await statusOfMember([st.leaderHttpAddr], token, ca));
 }
 
 function sleep(ms: number): Promise<void> {

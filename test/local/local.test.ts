@@ -73,15 +73,21 @@ describe('raftkv local', () => {
       const file = join(dir, 'local-b.yaml');
       writeFileSync(file, manifest('local-b', false));
       const { p, out, exited } = startLocal(file, []);
-      await waitFor(() => /running; Ctrl-C to stop/.test(out()), 30_000, 'the cluster to run', out);
-      const http = /local-b-1: client \S+ {2}http (http:\/\/127\.0\.0\.1:\d+)/.exec(out())![1];
-      const put = await fetch(`${http}/v1/kv/hello`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ value: 'local' }) });
-      assert.equal(put.status, 200);
-      assert.deepEqual(await (await fetch(`${http}/v1/kv/hello`)).json(), { key: 'hello', value: 'local' });
-      p.kill('SIGINT');
-      assert.equal(await exited, 0);
-      assert.match(out(), /Ctrl-C; stopping 3 processes/);
-      assert.deepEqual(processesWith('raftkv-local-local-b-'), []);
+      try {
+        await waitFor(() => /running; Ctrl-C to stop/.test(out()), 30_000, 'the cluster to run', out);
+        const http = /local-b-1: client \S+ {2}http (http:\/\/127\.0\.0\.1:\d+)/.exec(out())![1];
+        const put = await fetch(`${http}/v1/kv/hello`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ value: 'local' }) });
+        assert.equal(put.status, 200);
+        assert.deepEqual(await (await fetch(`${http}/v1/kv/hello`)).json(), { key: 'hello', value: 'local' });
+        p.kill('SIGINT');
+        assert.equal(await exited, 0);
+        assert.match(out(), /Ctrl-C; stopping 3 processes/);
+        assert.deepEqual(processesWith('raftkv-local-local-b-'), []);
+      } catch (e) {
+        // Its replicas exit by themselves once it is gone; say what it printed.
+        p.kill('SIGKILL');
+        throw new Error(`${(e as Error).message} (cause: ${String((e as Error).cause ?? '-')})\n--- raftkv local printed:\n${out()}`);
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

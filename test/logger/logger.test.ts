@@ -203,6 +203,26 @@ describe('decoupled logger (real processes)', () => {
     assert.equal(new Set(digests.map((d) => d.digest)).size, 1, JSON.stringify(digests));
   });
 
+  it('a new member is told of the cluster\'s loggers and takes its state from one, unless --logger off', async () => {
+    for (const mode of ['told', 'off'] as const) {
+      const leader = await c.waitLeader(ids);
+      const [victim, other] = ids.filter((id) => id !== leader);
+      c.kill9(victim);
+      await rm(c.nodes.get(victim)!.dataDir, { recursive: true, force: true });
+      await write(c, ids.filter((id) => id !== victim), `t${mode}`, 100);
+      c.logs.set(victim, '');
+      // Joined through a follower, which may not know the loggers: the leader is asked too.
+      c.start(victim, ['--join', `127.0.0.1:${c.nodes.get(other)!.http}`, ...(mode === 'off' ? ['--logger', 'off'] : [])]);
+      await c.waitConverged(ids, 30_000).catch(async (e) => {
+        throw new Error(`${e.message}\n${JSON.stringify(await Promise.all(ids.map((id) => c.status(id))))}\n${logA.out}`);
+      });
+      if (mode === 'told') assert.match(c.logs.get(victim)!, /caught up from the logger/);
+      else assert.doesNotMatch(c.logs.get(victim)!, /caught up from the logger/);
+      const digests = await Promise.all(ids.map(async (id) => (await c.http(id, 'GET', '/v1/digest')).json as { index: number; digest: string }));
+      assert.equal(new Set(digests.map((d) => d.digest)).size, 1, JSON.stringify(digests));
+    }
+  });
+
   it('recovery reports the seed measurements, and restore rebuilds a new cluster after every replica is lost', async () => {
     const leader = await c.waitLeader(ids);
     await c.waitConverged(ids);

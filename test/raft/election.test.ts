@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MessageType, Role } from '../../raft/index.js';
+import { MessageType, RaftNode, Role } from '../../raft/index.js';
+import { message } from '../../raft/types.js';
 import { Net } from './harness.js';
 
 describe('leader election (Raft §5.2, dissertation §9.6 PreVote, §6.2 CheckQuorum)', () => {
@@ -113,5 +114,19 @@ describe('leader election (Raft §5.2, dissertation §9.6 PreVote, §6.2 CheckQu
       net.tickAll(3);
       assert.equal(net.leaders().length, 1);
     }
+  });
+
+  it('a node that joins with no state withholds its vote until it is admitted again (a voter that lost its data must not vote twice in a term)', () => {
+    // c voted for a in term 5, then lost its disk; b now asks it for a vote in the same term.
+    const c = new RaftNode({ id: 'c', electionTicks: 10, heartbeatTicks: 1, withholdVotes: true }, {});
+    const ask = (term: number) => {
+      c.step(message({ type: MessageType.Vote, from: 'b', to: 'c', term, index: 0, logTerm: 0 }));
+      const rd = c.ready();
+      c.advance();
+      return rd!.messages.find((m) => m.type === MessageType.VoteResp)!;
+    };
+    assert.equal(ask(5).reject, true, 'no vote while withheld');
+    c.allowVotes();
+    assert.equal(ask(6).reject, false, 'votes once admitted');
   });
 });

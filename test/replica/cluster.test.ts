@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { RaftKvClient } from '../../replica/index.js';
 import { TestCluster, sleep, textRequest } from '../helpers/cluster.js';
@@ -90,6 +91,29 @@ describe('a 3-node kvstore cluster of real processes', () => {
       await c.waitConverged(ids);
       assert.deepEqual((await c.http(f, 'GET', '/v1/kv/before-term?stale=1')).json, { key: 'before-term', value: 'kept' });
       assert.match(c.logs.get(f)!, /recovered/);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('a voter whose data directory was lost rejoins under its id as a new member and catches up', async () => {
+    const f = await follower();
+    const client = new RaftKvClient({ targets: ids.map((id) => c.clientAddr(id)) });
+    try {
+      for (let i = 0; i < 50; i++) await client.set(`wipe-${i}`, `v${i}`);
+      await c.waitConverged(ids);
+      c.kill9(f);
+      await rm(c.nodes.get(f)!.dataDir, { recursive: true, force: true });
+      await client.set('while-gone', 'yes');
+      const other = ids.find((id) => id !== f && c.procs.has(id))!;
+      c.start(f, ['--join', `127.0.0.1:${c.nodes.get(other)!.http}`]);
+      await c.waitConverged(ids, 20_000);
+      assert.deepEqual((await c.http(f, 'GET', '/v1/kv/while-gone?stale=1')).json, { key: 'while-gone', value: 'yes' });
+      const leader = await c.waitLeader(ids);
+      assert.match(c.logs.get(leader)!, new RegExp(`${f} joins with no state but is a member`));
+      const voters = async () => ((await c.status(await c.waitLeader(ids)))?.members ?? []).filter((m) => m.role === 'voter').map((m) => m.id).sort();
+      for (let i = 0; i < 100 && (await voters()).length < 3; i++) await sleep(100);
+      assert.deepEqual(await voters(), ids, 'it is a voter again once caught up');
     } finally {
       client.close();
     }

@@ -24,6 +24,7 @@ import {
   loadOrBootstrap,
 } from '../../../raft/index.js';
 import { MemoryEngine } from '../../../replica/engines/memory.js';
+import { joinSteps } from '../../../replica/join.js';
 import { CommandExecutor } from '../../../replica/executor.js';
 import { KvStateMachine } from '../../../replica/kv-machine.js';
 import { Command, Op, Response, Status, newCommand } from '../../../replica/proto.js';
@@ -79,6 +80,8 @@ class SimReplica {
   /** Monotonic clock rate against true time, and the wall clock's offset. */
   clockRate = 1;
   wallOffset = 0;
+  /** Its disk was lost and it is joining again under its id: no votes while it has no state. */
+  rejoining = false;
   constructor(
     readonly id: string,
     readonly fs: SimFs,
@@ -302,6 +305,8 @@ export class WholeReplicaSim {
         clock: () => this.now * node.clockRate,
         tickMs: TICK_MS,
         maxClockDrift: 0.05,
+        // As the replica server: a joiner that starts with no state votes only once admitted.
+        withholdVotes: node.rejoining && !initial.snapshot && (initial.entries?.length ?? 0) === 0 && (initial.hardState?.term ?? 0) === 0,
       },
       initial,
     );
@@ -687,13 +692,27 @@ export class WholeReplicaSim {
     if (!leader || !d) return;
     const m = d.node.membership;
     const members = new Set([...m.voters, ...m.learners]);
-    const roll = this.rng.int(0, 2);
+    const roll = this.rng.int(0, 3);
     const propose = (cc: Parameters<RaftDriver['proposeConfChange']>[0], what: string) => {
       this.trace(`NEMESIS ${what}`);
       d.proposeConfChange(cc).catch((e: unknown) => {
         if (!(e instanceof RaftError) && !(e instanceof Error)) throw e;
       });
     };
+    if (roll === 3 && m.voters.length >= 3 && ![...this.nodes.values()].some((n) => n.rejoining)) {
+      // A voter's disk is lost; it comes back empty and joins under its id, and the leader
+      // admits it as the replica server does (joinSteps: remove the old member, add it anew).
+      const victim = this.nodes.get(this.rng.pick(m.voters.filter((v) => v !== leader.id)));
+      if (!victim) return;
+      this.crash(victim, 'NEMESIS disk lost');
+      victim.fs.wipe();
+      victim.rejoining = true;
+      this.at(this.rng.int(20, 200), () => {
+        void this.startNode(victim, false);
+        this.admit(victim);
+      });
+      return;
+    }
     if (roll === 0 && m.voters.length + m.learners.length < 7) {
       // A new member, or a removed one back with a wiped disk, under the same id.
       const gone = [...this.nodes.values()].filter((n) => !members.has(n.id));
@@ -726,6 +745,34 @@ export class WholeReplicaSim {
       const v = this.rng.pick(m.voters);
       propose({ type: ConfChangeType.RemoveNode, node: v }, `remove ${v}`);
     }
+  }
+
+  /** What POST /join does on the leader for a joiner with no state: its joinSteps, in order. */
+  private admit(node: SimReplica): void {
+    const d = this.leader()?.proc?.driver;
+    if (!d) {
+      this.at(50, () => this.admit(node));
+      return;
+    }
+    let steps;
+    try {
+      steps = joinSteps(d.node.membership, { id: node.id, addr: `sim:${node.id}`, voter: false, fresh: true });
+    } catch (e) {
+      this.violation(`joinSteps refused a rejoin of ${node.id}: ${(e as Error).message}`);
+      return;
+    }
+    this.trace(`NEMESIS ${node.id} rejoins with no state: ${steps.map((cc) => `${cc.type} ${cc.node}`).join(', ')}`);
+    const run = async () => {
+      for (const cc of steps) await d.proposeConfChange(cc);
+    };
+    run().then(
+      () => {
+        node.rejoining = false;
+        node.proc?.driver.node.allowVotes();
+        this.trace(`${node.id} admitted again (a learner; promoted later)`);
+      },
+      () => this.at(50, () => this.admit(node)),
+    );
   }
 
   private healAll(): void {

@@ -1,0 +1,167 @@
+/**
+ * `npm run bench:logger`: the seed's logger measurements on this machine, with real processes.
+ *
+ * 1. logger/cluster throughput: a 3-replica kvstore cluster at saturation (closed-loop clients,
+ *    100% writes of 512 B) with one logger; over the same window, entries the logger made durable
+ *    divided by entries the cluster committed (the seed measured 0.9909).
+ * 2. clusters per logger: one logger process serving N clusters (default 9, the seed's Figure 11),
+ *    all at saturation at once; the smallest of the per-cluster ratios.
+ * 3. recovery: the cluster of part 1 is driven to 1,000,000 commands of 512 B, then `raftkv
+ *    recovery` streams them from the logger and installs them into a fresh state machine (the
+ *    seed: 12.2 s = 7.9 s transfer + 4.3 s install).
+ *
+ * Options: --seconds S (measure window, default 10), --clusters N (default 9), --replicas R
+ * (default 3), --commands N (default 1000000), --clients C per cluster (default 32), --skip LIST
+ * (parts to skip: throughput,clusters,recovery).
+ */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import { TestCluster, sleep } from '../test/helpers/cluster.js';
+import { LoggerProc, defineLogger, logsOf, startLogger, waitLogged } from '../test/helpers/logger.js';
+import { CLI } from '../test/helpers/cluster.js';
+import { runLoadgen } from './run-load.js';
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '10' },
+    clusters: { type: 'string', default: '9' },
+    replicas: { type: 'string', default: '3' },
+    commands: { type: 'string', default: '1000000' },
+    clients: { type: 'string', default: '32' },
+    skip: { type: 'string', default: '' },
+  },
+});
+const seconds = Number(values.seconds);
+const nClusters = Number(values.clusters);
+const nReplicas = Number(values.replicas);
+const commands = Number(values.commands);
+const clients = Number(values.clients);
+const skip = new Set(values.skip!.split(',').filter(Boolean));
+if (!(seconds >= 4) || !(nClusters >= 1) || !(nReplicas >= 1) || !(commands >= 1) || !(clients >= 1)) {
+  console.error('usage: --seconds S (>= 4) --clusters N --replicas R --commands N --clients C --skip throughput,clusters,recovery');
+  process.exit(2);
+}
+const VALUE = 512;
+
+interface Served {
+  cluster: TestCluster;
+  ids: string[];
+  /** The logger's member id in this cluster (its log's name). */
+  logName: string;
+}
+
+async function startCluster(prefix: string): Promise<{ c: TestCluster; ids: string[] }> {
+  const ids = Array.from({ length: nReplicas }, (_, i) => `${prefix}r${i + 1}`);
+  const c = await TestCluster.create(`bench-logger-${prefix}`);
+  for (const id of ids) await c.define(id, ['--election-timeout', '1000', '--heartbeat', '100', '--snapshot-every', '1000000000']);
+  for (const id of ids) c.start(id, ids.length > 1 ? ['--peers', c.peersFlag(ids)] : []);
+  await c.waitLeader(ids, 30_000);
+  return { c, ids };
+}
+
+function joinFlag(s: Served): string {
+  return s.ids.map((id) => `127.0.0.1:${s.cluster.nodes.get(id)!.http}`).join('|');
+}
+
+async function startLoggerFor(dir: string, served: Served[]): Promise<LoggerProc> {
+  const l = await defineLogger(dir, served.map((s) => s.logName), served.map(joinFlag).join(','), ['--election-timeout', '1000', '--heartbeat', '100']);
+  startLogger(l);
+  for (const s of served) {
+    const st = await s.cluster.status(await s.cluster.waitLeader(s.ids));
+    await waitLogged(l, s.logName, st!.commitIndex, 30_000);
+  }
+  return l;
+}
+
+async function commitIndex(s: Served): Promise<number> {
+  const st = await Promise.all(s.ids.map((id) => s.cluster.status(id)));
+  return Math.max(...st.map((x) => x?.commitIndex ?? 0));
+}
+
+/**
+ * Saturate every cluster at once and compare, over the same window, what each cluster committed
+ * with what the logger made durable for it. The logger is sampled first at both ends, so the
+ * small lag it always has cancels out.
+ */
+async function ratios(l: LoggerProc, served: Served[]): Promise<{ committed: number; logged: number; ratio: number; perSecond: number }[]> {
+  const loads = served.map((s) =>
+    runLoadgen(['--targets', s.ids.map((id) => s.cluster.clientAddr(id)).join(','), '--clients', String(clients), '--duration', String(seconds), '--keys', '1000000', '--value-size', String(VALUE), '--write-ratio', '1']),
+  );
+  const sample = async () => {
+    const logs = await logsOf(l);
+    const logged = served.map((s) => logs.find((x) => x.name === s.logName)?.last ?? 0);
+    const committed = await Promise.all(served.map(commitIndex));
+    return { logged, committed, at: performance.now() };
+  };
+  await sleep(1500);
+  const a = await sample();
+  await sleep((seconds - 2.5) * 1000);
+  const b = await sample();
+  await Promise.all(loads);
+  return served.map((_, i) => {
+    const committed = b.committed[i] - a.committed[i];
+    const logged = b.logged[i] - a.logged[i];
+    return { committed, logged, ratio: logged / committed, perSecond: committed / ((b.at - a.at) / 1000) };
+  });
+}
+
+const started: { c: TestCluster[]; loggers: LoggerProc[] } = { c: [], loggers: [] };
+async function teardown(): Promise<void> {
+  for (const l of started.loggers) l.proc?.kill('SIGKILL');
+  started.loggers = [];
+  for (const c of started.c) await c.destroy();
+  started.c = [];
+}
+
+try {
+  const lines: string[] = [];
+  if (!skip.has('throughput') || !skip.has('recovery')) {
+    const { c, ids } = await startCluster('a');
+    started.c.push(c);
+    const served: Served = { cluster: c, ids, logName: 'log0' };
+    const l = await startLoggerFor(join(c.dir, 'logger'), [served]);
+    started.loggers.push(l);
+    if (!skip.has('throughput')) {
+      const [r] = await ratios(l, [served]);
+      console.log(`one cluster (${nReplicas} replicas, ${clients} clients, ${VALUE} B writes): committed ${r.committed} in the window (${r.perSecond.toFixed(0)}/s), the logger made ${r.logged} durable`);
+      lines.push(`logger/cluster throughput: ${r.ratio.toFixed(4)}`);
+    }
+    if (!skip.has('recovery')) {
+      // Drive the cluster to `commands` entries, then recover exactly entries 1..commands.
+      const have = await commitIndex(served);
+      if (have < commands) {
+        console.log(`filling the log to ${commands} commands (${commands - have} more writes of ${VALUE} B)...`);
+        const t = performance.now();
+        await runLoadgen(['--targets', ids.map((id) => c.clientAddr(id)).join(','), '--clients', '64', '--procs', '2', '--requests', String(commands - have), '--keys', '1000000', '--value-size', String(VALUE), '--write-ratio', '1', '--timeout', '10000']);
+        console.log(`  filled in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+      }
+      await waitLogged(l, 'log0', commands, 120_000);
+      const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'recovery', '--recov', `recov://127.0.0.1:${l.recov}`, '--cluster', 'log0', '--from', '1', '--to', String(commands), '--json'], { maxBuffer: 16 << 20 });
+      const r = JSON.parse(stdout.trim().split('\n').pop()!) as { commands: number; transferSeconds: number; installSeconds: number; bytesTransferred: number; stateBytes: number; keys: number };
+      const total = r.transferSeconds + r.installSeconds;
+      console.log(`recovered ${r.commands} entries: ${r.keys} keys, state ${(r.stateBytes / 1e6).toFixed(1)} MB (the seed: 1.04 million commands, 533 MB, 12.2 s = 7.9 s transfer + 4.3 s install)`);
+      lines.push(`recovery of ${commands} commands: ${total.toFixed(2)} s (transfer ${r.transferSeconds.toFixed(2)} s, install ${r.installSeconds.toFixed(2)} s, ${r.bytesTransferred} bytes)`);
+    }
+    await teardown();
+  }
+  if (!skip.has('clusters')) {
+    const served: Served[] = [];
+    for (let i = 0; i < nClusters; i++) {
+      const { c, ids } = await startCluster(`c${i}`);
+      started.c.push(c);
+      served.push({ cluster: c, ids, logName: `log${i}` });
+    }
+    const l = await startLoggerFor(join(served[0].cluster.dir, 'logger'), served);
+    started.loggers.push(l);
+    const rs = await ratios(l, served);
+    const worst = Math.min(...rs.map((r) => r.ratio));
+    console.log(`${nClusters} clusters (${nReplicas} replicas each, ${clients} clients each) and one logger process: ${rs.map((r, i) => `log${i} ${r.perSecond.toFixed(0)}/s ratio ${r.ratio.toFixed(4)}`).join(', ')}`);
+    console.log(`  all clusters together committed ${rs.reduce((a, r) => a + r.perSecond, 0).toFixed(0)} entries/s`);
+    lines.push(`clusters per logger: ${nClusters} at ${worst.toFixed(4)}`);
+    await teardown();
+  }
+  for (const l of lines) console.log(l);
+} finally {
+  await teardown();
+}
