@@ -12,7 +12,7 @@
  *
  * Options: --seconds S (measure window, default 10), --clusters N (default 9), --replicas R
  * (default 3), --commands N (default 1000000), --clients C per cluster (default 32), --skip LIST
- * (parts to skip: throughput,clusters,recovery).
+ * (parts to skip: throughput,clusters,recovery), --profile DIR (a V8 CPU profile of the recovery).
  */
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
@@ -30,6 +30,7 @@ const { values } = parseArgs({
     commands: { type: 'string', default: '1000000' },
     clients: { type: 'string', default: '32' },
     skip: { type: 'string', default: '' },
+    profile: { type: 'string' },
   },
 });
 const seconds = Number(values.seconds);
@@ -81,17 +82,17 @@ async function commitIndex(s: Served): Promise<number> {
 
 /**
  * Saturate every cluster at once and compare, over the same window, what each cluster committed
- * with what the logger made durable for it. The logger is sampled first at both ends, so the
- * small lag it always has cancels out.
+ * with what the logger made durable for it. Both are sampled together at both ends, so the small
+ * lag the logger always has cancels out.
  */
 async function ratios(l: LoggerProc, served: Served[]): Promise<{ committed: number; logged: number; ratio: number; perSecond: number }[]> {
   const loads = served.map((s) =>
     runLoadgen(['--targets', s.ids.map((id) => s.cluster.clientAddr(id)).join(','), '--clients', String(clients), '--duration', String(seconds), '--keys', '1000000', '--value-size', String(VALUE), '--write-ratio', '1']),
   );
+  // Both sides at once, so the window is the same for the cluster and the logger.
   const sample = async () => {
-    const logs = await logsOf(l);
+    const [logs, committed] = await Promise.all([logsOf(l), Promise.all(served.map(commitIndex))]);
     const logged = served.map((s) => logs.find((x) => x.name === s.logName)?.last ?? 0);
-    const committed = await Promise.all(served.map(commitIndex));
     return { logged, committed, at: performance.now() };
   };
   await sleep(1500);
@@ -137,7 +138,7 @@ try {
         console.log(`  filled in ${((performance.now() - t) / 1000).toFixed(1)} s`);
       }
       await waitLogged(l, 'log0', commands, 120_000);
-      const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'recovery', '--recov', `recov://127.0.0.1:${l.recov}`, '--cluster', 'log0', '--from', '1', '--to', String(commands), '--json'], { maxBuffer: 16 << 20 });
+      const { stdout } = await promisify(execFile)(process.execPath, [...(values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : []), CLI, 'recovery', '--recov', `recov://127.0.0.1:${l.recov}`, '--cluster', 'log0', '--from', '1', '--to', String(commands), '--json'], { maxBuffer: 16 << 20 });
       const r = JSON.parse(stdout.trim().split('\n').pop()!) as { commands: number; transferSeconds: number; installSeconds: number; bytesTransferred: number; stateBytes: number; keys: number };
       const total = r.transferSeconds + r.installSeconds;
       console.log(`recovered ${r.commands} entries: ${r.keys} keys, state ${(r.stateBytes / 1e6).toFixed(1)} MB (the seed: 1.04 million commands, 533 MB, 12.2 s = 7.9 s transfer + 4.3 s install)`);

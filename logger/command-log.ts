@@ -508,11 +508,33 @@ export function decodeRecords(buf: Buffer): Entry[] {
 }
 
 /** Splits a byte stream of records into whole records, as the bytes arrive. */
+const EMPTY_BUF = Buffer.alloc(0);
+
 export class RecordSplitter {
-  private carry: Buffer = Buffer.alloc(0);
+  private carry: Buffer = EMPTY_BUF;
   /** Feed bytes; returns the whole records completed so far, decoded and checked. */
   push(chunk: Buffer): Entry[] {
-    const buf = this.carry.length > 0 ? Buffer.concat([this.carry, chunk]) : chunk;
+    const out: Entry[] = [];
+    let buf = chunk;
+    if (this.carry.length > 0) {
+      // Complete the record that straddles the boundary, copying only its bytes (copying the
+      // whole chunk each time was an eighth of a recovery's CPU).
+      const head = this.carry.length >= HEADER ? this.carry : Buffer.concat([this.carry, chunk.subarray(0, HEADER - this.carry.length)]);
+      if (head.length < HEADER) {
+        this.carry = head;
+        return out;
+      }
+      const len = head.readUInt32LE(0);
+      if (len < BODY_FIXED || len > MAX_RECORD) throw new Error(`bad record length ${len} in the stream`);
+      const need = HEADER + len - this.carry.length;
+      if (chunk.length < need) {
+        this.carry = Buffer.concat([this.carry, chunk]);
+        return out;
+      }
+      out.push(...decodeRecords(Buffer.concat([this.carry, chunk.subarray(0, need)])));
+      buf = chunk.subarray(need);
+      this.carry = EMPTY_BUF;
+    }
     let off = 0;
     while (off + HEADER <= buf.length) {
       const len = buf.readUInt32LE(off);
@@ -521,8 +543,10 @@ export class RecordSplitter {
       off += HEADER + len;
     }
     const whole = decodeRecords(buf.subarray(0, off));
-    this.carry = Buffer.from(buf.subarray(off));
-    return whole;
+    this.carry = off < buf.length ? Buffer.from(buf.subarray(off)) : EMPTY_BUF;
+    if (out.length === 0) return whole;
+    for (const e of whole) out.push(e);
+    return out;
   }
   /** Bytes of an unfinished record at the end (0 when the stream ended cleanly). */
   pending(): number {

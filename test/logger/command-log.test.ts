@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { CommandLog, UnavailableRangeError } from '../../logger/command-log.js';
+import fc from 'fast-check';
+import { CommandLog, RecordSplitter, UnavailableRangeError, encodeRecord } from '../../logger/command-log.js';
 import { Entry, EntryType } from '../../raft/index.js';
 
 const entry = (index: number, term = 1): Entry => ({ index, term, type: EntryType.Normal, data: Buffer.from(`cmd-${index}`) });
@@ -120,4 +121,27 @@ describe('command log', () => {
         await again.close();
       }));
   }
+});
+
+describe('record stream splitter', () => {
+  it('yields exactly the records sent, however the stream is cut into chunks (seeded; RAFTKV_SEED replays)', () => {
+    const seed = Number(process.env.RAFTKV_SEED ?? Date.now() % 1_000_000);
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { minLength: 1, maxLength: 40 }), fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 50 }), (datas, cuts) => {
+        const entries: Entry[] = datas.map((data, i) => ({ index: i + 1, term: 1 + (i >> 3), type: EntryType.Normal, data }));
+        const stream = Buffer.concat(entries.map(encodeRecord));
+        const splitter = new RecordSplitter();
+        const got: Entry[] = [];
+        let off = 0;
+        for (let i = 0; off < stream.length; i++) {
+          const n = cuts[i % cuts.length];
+          got.push(...splitter.push(stream.subarray(off, off + n)));
+          off += n;
+        }
+        assert.equal(splitter.pending(), 0);
+        assert.deepEqual(got.map((e) => [e.index, e.term, Buffer.from(e.data).toString('hex')]), entries.map((e) => [e.index, e.term, Buffer.from(e.data).toString('hex')]));
+      }),
+      { seed, numRuns: 300 },
+    );
+  });
 });
