@@ -10,6 +10,11 @@
  * What is and is not emulated: test/k8s/README.md.
  */
 import http from 'node:http';
+import https from 'node:https';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join as joinPath } from 'node:path';
+import { makePki } from '../helpers/certs.js';
 import { randomUUID } from 'node:crypto';
 import { AddressInfo } from 'node:net';
 import YAML from 'yaml';
@@ -21,6 +26,7 @@ import { SelectorError, parseFieldSelector, parseLabelSelector } from './selecto
 import { GoneError, KObject, Store, WatchType } from './store.js';
 import { openApiV2, openApiV3Doc, openApiV3Root } from './openapi.js';
 import { tableOf } from './table.js';
+import { decodeK8sProtobuf } from './protobuf.js';
 
 export interface ApiRequestLog {
   verb: string;
@@ -62,14 +68,21 @@ export class ApiServer {
   /** Bearer token -> user name. The admin token is in the kubeconfig. */
   readonly tokens = new Map<string, string>();
   readonly adminToken = `admin-${randomUUID()}`;
-  private server!: http.Server;
+  private server!: http.Server | https.Server;
+  /** The CA that signed the server's certificate (PEM), for kubeconfigs and pods. */
+  caPem = '';
+  private pkiDir: string | undefined;
   private bookmarkTimer: NodeJS.Timeout | undefined;
   private readonly openWatches = new Set<http.ServerResponse>();
   port = 0;
   /** Called after every stored change (the kubelet and controllers react to these). */
   onChange: ((typeKey: string, type: WatchType, o: KObject) => void)[] = [];
 
-  constructor(readonly o: { bookmarkMs?: number } = {}) {
+  /**
+   * `sans`: extra names and addresses for the serving certificate (e.g. `IP:10.244.0.1` where
+   * pods reach the API). Plain HTTP only with `insecure` (kubectl sends no token over it).
+   */
+  constructor(readonly o: { bookmarkMs?: number; sans?: string[]; insecure?: boolean } = {}) {
     this.tokens.set(this.adminToken, ADMIN);
     this.rbac = new Authorizer(this);
     for (const ns of ['default', 'kube-system', 'kube-public', 'kube-node-lease']) {
@@ -78,13 +91,20 @@ export class ApiServer {
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.o.insecure ? 'http' : 'https'}://127.0.0.1:${this.port}`;
   }
 
-  async start(port = 0): Promise<void> {
-    this.server = http.createServer((req, res) => void this.handle(req, res));
+  async start(port = 0, host = '127.0.0.1'): Promise<void> {
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.handle(req, res);
+    if (this.o.insecure) this.server = http.createServer(handler);
+    else {
+      this.pkiDir = mkdtempSync(joinPath(tmpdir(), 'raftkv-k8s-pki-'));
+      const pki = makePki(this.pkiDir, 'apiserver', ['DNS:kubernetes', 'DNS:kubernetes.default', 'DNS:kubernetes.default.svc', 'DNS:localhost', ...(this.o.sans ?? [])]);
+      this.caPem = readFileSync(pki.ca, 'utf8');
+      this.server = https.createServer({ cert: readFileSync(pki.cert), key: readFileSync(pki.key) }, handler);
+    }
     this.server.keepAliveTimeout = 30_000;
-    await new Promise<void>((r) => this.server.listen(port, '127.0.0.1', () => r()));
+    await new Promise<void>((r) => this.server.listen(port, host, () => r()));
     this.port = (this.server.address() as AddressInfo).port;
     this.bookmarkTimer = setInterval(() => this.sendBookmarks(), this.o.bookmarkMs ?? 5000);
     this.bookmarkTimer.unref();
@@ -95,6 +115,7 @@ export class ApiServer {
     for (const r of this.openWatches) r.end();
     this.server.closeAllConnections();
     await new Promise<void>((r) => this.server.close(() => r()));
+    if (this.pkiDir) rmSync(this.pkiDir, { recursive: true, force: true });
   }
 
   /** A kubeconfig for the admin user (what `npm run k8s:dev` prints). */
@@ -102,7 +123,7 @@ export class ApiServer {
     return YAML.stringify({
       apiVersion: 'v1',
       kind: 'Config',
-      clusters: [{ name: 'raftkv-emulator', cluster: { server: this.url } }],
+      clusters: [{ name: 'raftkv-emulator', cluster: { server: this.url, ...(this.caPem ? { 'certificate-authority-data': Buffer.from(this.caPem).toString('base64') } : {}) } }],
       users: [{ name: 'admin', user: { token: this.adminToken } }],
       contexts: [{ name: 'raftkv-emulator', context: { cluster: 'raftkv-emulator', user: 'admin', namespace } }],
       'current-context': 'raftkv-emulator',
@@ -147,6 +168,7 @@ export class ApiServer {
     try {
       if (user === undefined) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
       const body = await readBody(req);
+
       const path = url.pathname.replace(/\/+$/, '') || '/';
       const discovery = this.discovery(path, req);
       if (discovery !== undefined) return sendJson(res, 200, discovery);
@@ -184,7 +206,7 @@ export class ApiServer {
           out = this.patch(t, body, req.headers['content-type'] ?? '', user, { dryRun, strict, force: url.searchParams.get('force') === 'true' });
           break;
         case 'delete':
-          out = { code: 200, body: this.delete(t, parseOptionalBody(body), url, dryRun) };
+          out = { code: 200, body: this.delete(t, parseOptionalBody(body, req), url, dryRun) };
           break;
         case 'deletecollection':
           out = { code: 200, body: this.deleteCollection(t, url, dryRun) };
@@ -329,7 +351,10 @@ export class ApiServer {
     }
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'cache-control': 'no-cache' });
     res.flushHeaders();
-    const send = (type: string, object: unknown) => res.write(JSON.stringify({ type, object }) + '\n');
+    // kubectl get -w asks for Tables: each event then carries a one-row Table.
+    const asTable = wantsTable(req);
+    const send = (type: string, object: unknown) =>
+      res.write(JSON.stringify({ type, object: asTable && type !== 'BOOKMARK' && type !== 'ERROR' ? tableOf(t.type, [object as KObject], (object as KObject).metadata.resourceVersion) : object }) + '\n');
     for (const e of backlog) send(e.type, e.object);
     const watcher = { typeKey: t.typeKey, namespace: t.namespace, accept, send, bookmarks, kind: t.type.kind, apiVersion: apiVersionOf(t.type) };
     this.store.watchers.add(watcher);
@@ -413,7 +438,10 @@ export class ApiServer {
       next = structuredClone(obj);
       next.metadata = { ...next.metadata, name: current.metadata.name, uid: current.metadata.uid, creationTimestamp: current.metadata.creationTimestamp, generation: current.metadata.generation, deletionTimestamp: current.metadata.deletionTimestamp };
       if (current.metadata.namespace) next.metadata.namespace = current.metadata.namespace;
-      if (t.type.status) next.status = current.status;
+      if (t.type.status) {
+        if (current.status === undefined) delete next.status;
+        else next.status = current.status;
+      }
     }
     return this.commitUpdate(t, current, next, obj.metadata?.resourceVersion, t.subresource === 'status', o);
   }
@@ -731,6 +759,14 @@ function readBody(req: http.IncomingMessage): Promise<Buffer> {
 }
 
 function parseBody(body: Buffer, req: http.IncomingMessage): KObject {
+  const type = req.headers['content-type'] ?? '';
+  if (type.includes('protobuf')) {
+    try {
+      return decodeK8sProtobuf(body) as KObject;
+    } catch (e) {
+      throw new ApiError(415, 'UnsupportedMediaType', (e as Error).message);
+    }
+  }
   const text = body.toString();
   try {
     return (req.headers['content-type'] ?? '').includes('yaml') ? YAML.parse(text) : JSON.parse(text);
@@ -739,8 +775,9 @@ function parseBody(body: Buffer, req: http.IncomingMessage): KObject {
   }
 }
 
-function parseOptionalBody(body: Buffer): Record<string, any> | undefined {
+function parseOptionalBody(body: Buffer, req: http.IncomingMessage): Record<string, any> | undefined {
   if (body.length === 0) return undefined;
+  if ((req.headers['content-type'] ?? '').includes('protobuf')) return parseBody(body, req);
   try {
     return JSON.parse(body.toString());
   } catch {

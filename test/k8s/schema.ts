@@ -81,6 +81,7 @@ export function validate(value: unknown, schema: JsonSchema | undefined, path = 
     const obj = value as Record<string, unknown>;
     for (const r of schema.required ?? []) if (obj[r] === undefined) errs.push({ field: join(path, r), message: 'Required value' });
     for (const [k, v] of Object.entries(obj)) {
+      if (v === undefined) continue;
       const s = schema.properties?.[k] ?? (typeof schema.additionalProperties === 'object' ? schema.additionalProperties : undefined);
       if (s) errs.push(...validate(v, s, join(path, k)));
     }
