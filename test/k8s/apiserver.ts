@@ -72,6 +72,7 @@ export class ApiServer {
   /** The CA that signed the server's certificate (PEM), for kubeconfigs and pods. */
   caPem = '';
   private pkiDir: string | undefined;
+  private tls: { cert: Buffer; key: Buffer } | undefined;
   private bookmarkTimer: NodeJS.Timeout | undefined;
   private readonly openWatches = new Set<http.ServerResponse>();
   port = 0;
@@ -101,7 +102,8 @@ export class ApiServer {
       this.pkiDir = mkdtempSync(joinPath(tmpdir(), 'raftkv-k8s-pki-'));
       const pki = makePki(this.pkiDir, 'apiserver', ['DNS:kubernetes', 'DNS:kubernetes.default', 'DNS:kubernetes.default.svc', 'DNS:localhost', ...(this.o.sans ?? [])]);
       this.caPem = readFileSync(pki.ca, 'utf8');
-      this.server = https.createServer({ cert: readFileSync(pki.cert), key: readFileSync(pki.key) }, handler);
+      this.tls = { cert: readFileSync(pki.cert), key: readFileSync(pki.key) };
+      this.server = https.createServer(this.tls, handler);
     }
     this.server.keepAliveTimeout = 30_000;
     await new Promise<void>((r) => this.server.listen(port, host, () => r()));
@@ -110,8 +112,24 @@ export class ApiServer {
     this.bookmarkTimer.unref();
   }
 
+  private readonly extra: (http.Server | https.Server)[] = [];
+
+  /** Serve on another address too, same port (the pods' network reaches the API there). */
+  async listenAlso(host: string): Promise<void> {
+    const server = this.o.insecure ? http.createServer(this.server.listeners('request')[0] as http.RequestListener) : https.createServer({ cert: this.tls!.cert, key: this.tls!.key }, this.server.listeners('request')[0] as http.RequestListener);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, host, () => resolve());
+    });
+    this.extra.push(server);
+  }
+
   async stop(): Promise<void> {
     clearInterval(this.bookmarkTimer);
+    for (const s of this.extra) {
+      s.closeAllConnections();
+      s.close();
+    }
     for (const r of this.openWatches) r.end();
     this.server.closeAllConnections();
     await new Promise<void>((r) => this.server.close(() => r()));
