@@ -76,6 +76,9 @@ function usage(): void {
 const [cmd, ...rest] = process.argv.slice(2);
 if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
   usage();
+} else if (cmd === '--version' || cmd === 'version') {
+  const { readFileSync } = await import('node:fs');
+  console.log(`raftkv ${JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version} (node ${process.version})`);
 } else if (!(cmd in commands)) {
   console.error(`raftkv: unknown command '${cmd}'`);
   usage();

@@ -61,4 +61,10 @@ describe('the raftkv command line', () => {
     assert.equal(r.code, 2);
     assert.match(r.stderr, /unknown command 'frobnicate'/);
   });
+
+  it('--version prints the package version', () => {
+    const r = raftkv(['--version']);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /^raftkv \d+\.\d+\.\d+ \(node v\d+/);
+  });
 });
