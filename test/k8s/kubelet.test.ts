@@ -90,6 +90,10 @@ describe('process kubelet (pods as real processes, each with its own IP)', () =>
       const ns = (await run('ip', ['netns', 'identify', String(Number((await run('pgrep', ['-f', 'data-dir /data/kv-0'])).stdout.trim().split('\n')[0]))])).stdout.trim();
       assert.match(ns, /^rkv-/);
     }
+    const describe = (await kubectl('describe', 'pod', 'kv-0')).out;
+    assert.match(describe, /Normal\s+Scheduled\s+.*Successfully assigned default\/kv-0 to node-\d/);
+    assert.match(describe, /Normal\s+Started\s+.*Started container replica/);
+    assert.match((await kubectl('get', 'pod', 'kv-0', '-o', 'yaml')).out, /podIP: /);
     const get = await kubectl('get', 'pods', '-o', 'wide');
     assert.match(get.out, /kv-0\s+1\/1\s+Running\s+0\s+\S+\s+\S+\s+node-\d/);
   });
@@ -166,6 +170,8 @@ spec:
     assert.equal(nodes.length, 3);
     assert.equal(new Set(nodes).size, 3, 'one per node');
     assert.match(await jsonpath('pods -l app=spread --field-selector=status.phase=Pending', '{.items[0].status.conditions[0].message}'), /0\/3 nodes are available: 3 node\(s\) didn't match pod anti-affinity rules/);
+    const pending = (await jsonpath('pods -l app=spread --field-selector=status.phase=Pending', '{.items[0].metadata.name}'));
+    assert.match((await kubectl('describe', 'pod', pending)).out, /Warning\s+FailedScheduling/);
     assert.equal((await kubectl('scale', 'deploy/spread', '--replicas=2')).code, 0);
     for (let i = 0; i < 100 && (await jsonpath('pods -l app=spread', '{.items[*].metadata.name}')).split(' ').filter(Boolean).length !== 2; i++) await new Promise((r) => setTimeout(r, 100));
     assert.equal((await jsonpath('pods -l app=spread', '{.items[*].metadata.name}')).split(' ').filter(Boolean).length, 2);

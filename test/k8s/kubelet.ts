@@ -111,6 +111,7 @@ export class Kubelet {
       const r = this.running.get(key);
       if (pod.metadata.deletionTimestamp) {
         if (r) {
+          if (!r.stopping) recordEvent(api, pod, 'Normal', 'Killing', `Stopping container(s) ${pod.spec.containers.map((c: any) => c.name).join(', ')} (grace ${pod.metadata.deletionGracePeriodSeconds ?? 30} s)`, 'kubelet');
           if (!r.stopping) r.stopping = this.stopPod(r, pod.metadata.deletionGracePeriodSeconds ?? 30).then(() => this.forget(key, pod));
         } else if (pod.spec?.nodeName && this.nodes.includes(pod.spec.nodeName)) this.forget(key, pod);
         continue;
@@ -155,6 +156,7 @@ export class Kubelet {
     if (fits.length === 0) {
       const msg = `0/${this.nodes.length} nodes are available: ${reasons.length} ${reasons[0]?.split(': ')[1] ?? 'no node fits'}.`;
       if (pod.status?.conditions?.[0]?.message === msg) return;
+      recordEvent(api, pod, 'Warning', 'FailedScheduling', msg, 'default-scheduler');
       api.update({ ...t, subresource: 'status' }, { ...pod, status: { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: msg, lastTransitionTime: now() }] } });
       return;
     }
@@ -164,6 +166,7 @@ export class Kubelet {
     api.update(t, { ...pod, metadata: { ...pod.metadata, resourceVersion: undefined }, spec: { ...pod.spec, nodeName: node } });
     // The next pod scheduled in this pass must see this one where it now is.
     pod.spec.nodeName = node;
+    recordEvent(api, pod, 'Normal', 'Scheduled', `Successfully assigned ${pod.metadata.namespace}/${pod.metadata.name} to ${node}`, 'default-scheduler');
   }
 
   // ---- running pods
@@ -190,6 +193,7 @@ export class Kubelet {
     const image: string = c.image ?? '';
     if (!/^(?:[\w./-]*\/)?raftkv(?::[\w.-]+)?$/.test(image)) {
       run.waiting = { reason: 'ErrImagePull', message: `image ${JSON.stringify(image)} cannot run in the emulator: only raftkv:* images map to this checkout's dist/cli.js` };
+      recordEvent(this.o.api, r.pod, 'Warning', 'Failed', `Failed to pull image "${image}": ${run.waiting.message}`, 'kubelet');
       return;
     }
     let env: Record<string, string>;
@@ -214,6 +218,7 @@ export class Kubelet {
     p.stderr!.on('data', write);
     run.proc = p;
     run.started = now();
+    recordEvent(this.o.api, r.pod, 'Normal', 'Started', `Started container ${c.name}`, 'kubelet');
     run.waiting = undefined;
     run.exit = undefined;
     run.ready = false;
@@ -361,6 +366,7 @@ export class Kubelet {
           run.livenessFailures = ok ? 0 : run.livenessFailures + 1;
           if (run.livenessFailures >= (c.livenessProbe.failureThreshold ?? 3) && run.proc) {
             appendFileSync(join(r.dir, 'logs', `${c.name}.log`), `[kubelet] liveness probe failed ${run.livenessFailures} times: killing the container\n`);
+            recordEvent(this.o.api, r.pod, 'Warning', 'Unhealthy', `Liveness probe failed ${run.livenessFailures} times; container ${c.name} will be restarted`, 'kubelet');
             run.proc.kill('SIGKILL');
           }
         });
@@ -504,6 +510,27 @@ function killTree(p: ChildProcess, sig: NodeJS.Signals): void {
 
 function now(): string {
   return new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+}
+
+/** Record an Event about `o` (what `kubectl describe` and `kubectl get events` show). */
+export function recordEvent(api: ApiServer, o: KObject, type: 'Normal' | 'Warning', reason: string, message: string, component: string): void {
+  try {
+    api.create(api.target('', 'v1', 'events', o.metadata.namespace ?? 'default'), {
+      apiVersion: 'v1',
+      kind: 'Event',
+      metadata: { generateName: `${o.metadata.name}.`, namespace: o.metadata.namespace ?? 'default' },
+      involvedObject: { apiVersion: o.apiVersion, kind: o.kind, name: o.metadata.name, namespace: o.metadata.namespace, uid: o.metadata.uid },
+      type,
+      reason,
+      message,
+      source: { component },
+      firstTimestamp: now(),
+      lastTimestamp: now(),
+      count: 1,
+    }, ADMIN);
+  } catch {
+    // the namespace is going away: no event
+  }
 }
 
 function pvcDir(root: string, claim: KObject): string {
