@@ -9,31 +9,31 @@ const Quantity = z.string().regex(/^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T|m)?$/, 'must
 
 export const LoadgenSpec = z
   .object({
-    driver: z.enum(['protobuf', 'text', 'http']).default('protobuf'),
-    clients: z.number().int().min(1).max(10_000).default(4),
+    driver: z.enum(['protobuf', 'text', 'http']).describe('Client protocol of the generator.').default('protobuf'),
+    clients: z.number().int().min(1).max(10_000).describe('Closed-loop clients per generator.').default(4),
     /** Seconds. */
-    duration: z.number().positive().default(10),
-    keys: z.number().int().min(1).default(1000),
-    valueSize: z.number().int().min(0).max(64 << 20).default(128),
-    writeRatio: z.number().min(0).max(1).default(0.5),
-    thinkMs: z.number().min(0).default(0),
+    duration: z.number().positive().describe('Seconds to run.').default(10),
+    keys: z.number().int().min(1).describe('Key space: keys 0..keys-1.').default(1000),
+    valueSize: z.number().int().min(0).max(64 << 20).describe('Value size in bytes.').default(128),
+    writeRatio: z.number().min(0).max(1).describe('Fraction of writes, 0..1.').default(0.5),
+    thinkMs: z.number().min(0).describe('Think time after each answer (ms).').default(0),
     /** Generator processes (pods) run in parallel, results merged. */
-    parallel: z.number().int().min(1).max(64).default(1),
+    parallel: z.number().int().min(1).max(64).describe('Generator pods run in parallel, results merged.').default(1),
   })
   .strict();
 
 export const RaftClusterSpec = z
   .object({
-    app: z.enum(['kvstore', 'diskstorage', 'lmdb']).default('kvstore'),
-    replicas: z.number().int().min(1).max(15).default(3),
-    loggers: z.number().int().min(0).max(7).default(0),
+    app: z.enum(['kvstore', 'diskstorage', 'lmdb']).describe('The replicated application: kvstore (in memory), diskstorage (the seed\'s file of fixed-size values) or lmdb.').default('kvstore'),
+    replicas: z.number().int().min(1).max(15).describe('Voting replicas (odd sizes tolerate the most failures per member).').default(3),
+    loggers: z.number().int().min(0).max(7).describe('Decoupled non-voting loggers keeping the command log for recovery.').default(0),
     /** Every replica writes each applied command synchronously to an application log. */
-    applog: z.boolean().default(false),
-    valueSize: z.number().int().min(8).default(128),
-    preload: z.number().int().min(0).default(0),
+    applog: z.boolean().describe('Every replica writes each applied command synchronously to its own application log.').default(false),
+    valueSize: z.number().int().min(8).describe('diskstorage value size in bytes.').default(128),
+    preload: z.number().int().min(0).describe('Keys written at start (the seed\'s preload).').default(0),
     /** diskstorage key space. */
-    keys: z.number().int().min(1).default(1_000_000),
-    fsync: z.enum(['batch', 'always', 'never', 'memory']).default('batch'),
+    keys: z.number().int().min(1).describe('diskstorage key space.').default(1_000_000),
+    fsync: z.enum(['batch', 'always', 'never', 'memory']).describe('Durability of the Raft log: batch (group commit), always, never (page cache), memory.').default('batch'),
     storage: z
       .object({
         ephemeral: z.boolean().default(true),
@@ -42,7 +42,7 @@ export const RaftClusterSpec = z
       })
       .strict()
       .default({}),
-    image: z.string().default('raftkv:latest'),
+    image: z.string().describe('Container image of every pod.').default('raftkv:latest'),
     resources: z
       .object({
         requests: z.record(z.string(), Quantity).optional(),

@@ -25,6 +25,8 @@ export function pruneAndDefault(value: unknown, schema: JsonSchema | undefined, 
   const props = schema.properties;
   if (props) {
     for (const [k, s] of Object.entries(props)) {
+      // The resource's own metadata is the server's business, whatever the schema says of it.
+      if (topLevel && (k === 'apiVersion' || k === 'kind' || k === 'metadata')) continue;
       if (obj[k] === undefined && s.default !== undefined) obj[k] = structuredClone(s.default);
       if (obj[k] !== undefined) obj[k] = pruneAndDefault(obj[k], s);
     }

@@ -1,0 +1,171 @@
+/**
+ * The RaftCluster CustomResourceDefinition, generated from the one zod spec (operator/spec.ts)
+ * so the API server validates and defaults exactly what the operator and `raftkv local` accept.
+ * `npm run gen:crd` writes crds/raftclusters.raftkv.io.yaml; a test fails when it is stale.
+ */
+import { z } from 'zod';
+import YAML from 'yaml';
+import { RaftClusterSpec } from './spec.js';
+
+export type OpenApiSchema = Record<string, unknown>;
+
+/** The structural OpenAPI v3 schema of a zod type (the subset the spec uses). */
+export function openApiOf(t: z.ZodTypeAny): OpenApiSchema {
+  const def = t._def as { typeName: string; description?: string } & Record<string, any>;
+  const withDesc = (s: OpenApiSchema) => (t.description ? { ...s, description: t.description } : s);
+  switch (def.typeName) {
+    case 'ZodDefault': {
+      const inner = openApiOf(def.innerType);
+      return { ...inner, default: def.defaultValue() };
+    }
+    case 'ZodOptional':
+      return openApiOf(def.innerType);
+    case 'ZodEffects':
+      // refinements are checked by the operator (zod) and reported in status
+      return openApiOf(def.schema);
+    case 'ZodObject': {
+      const shape = (t as z.AnyZodObject).shape as Record<string, z.ZodTypeAny>;
+      const properties: Record<string, OpenApiSchema> = {};
+      const required: string[] = [];
+      for (const [k, v] of Object.entries(shape)) {
+        properties[k] = openApiOf(v);
+        if (!v.isOptional() && (v._def as { typeName: string }).typeName !== 'ZodDefault') required.push(k);
+      }
+      return withDesc({ type: 'object', properties, ...(required.length ? { required } : {}) });
+    }
+    case 'ZodRecord':
+      return withDesc({ type: 'object', additionalProperties: openApiOf(def.valueType) });
+    case 'ZodArray':
+      return withDesc({ type: 'array', items: openApiOf(def.type) });
+    case 'ZodEnum':
+      return withDesc({ type: 'string', enum: def.values });
+    case 'ZodLiteral':
+      return withDesc({ type: typeof def.value, enum: [def.value] });
+    case 'ZodBoolean':
+      return withDesc({ type: 'boolean' });
+    case 'ZodString': {
+      const s: OpenApiSchema = { type: 'string' };
+      for (const c of def.checks as { kind: string; regex?: RegExp; value?: number }[]) {
+        if (c.kind === 'regex') s.pattern = c.regex!.source;
+        if (c.kind === 'min') s.minLength = c.value;
+        if (c.kind === 'max') s.maxLength = c.value;
+      }
+      return withDesc(s);
+    }
+    case 'ZodNumber': {
+      const checks = def.checks as { kind: string; value?: number; inclusive?: boolean }[];
+      const s: OpenApiSchema = { type: checks.some((c) => c.kind === 'int') ? 'integer' : 'number' };
+      for (const c of checks) {
+        if (c.kind === 'min') {
+          s.minimum = c.value;
+          if (!c.inclusive) s.exclusiveMinimum = true;
+        }
+        if (c.kind === 'max') {
+          s.maximum = c.value;
+          if (!c.inclusive) s.exclusiveMaximum = true;
+        }
+      }
+      return withDesc(s);
+    }
+    default:
+      throw new Error(`openApiOf: zod type ${def.typeName} is not mapped; extend operator/crd.ts`);
+  }
+}
+
+const STATUS: OpenApiSchema = {
+  type: 'object',
+  description: 'What the operator observed.',
+  properties: {
+    phase: { type: 'string', description: 'Pending, Forming, Available, Scaling, Degraded or QuorumLost.' },
+    observedGeneration: { type: 'integer' },
+    replicas: { type: 'integer', description: 'Replica pods that exist.' },
+    readyReplicas: { type: 'integer', description: 'Replica pods that are ready.' },
+    selector: { type: 'string', description: 'Label selector of the replica pods (for the scale subresource).' },
+    leader: { type: 'string' },
+    members: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          name: { type: 'string' },
+          role: { type: 'string' },
+          ready: { type: 'boolean' },
+          raftId: { type: 'string' },
+          appliedIndex: { type: 'integer' },
+        },
+      },
+    },
+    conditions: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['type', 'status'],
+        properties: {
+          type: { type: 'string' },
+          status: { type: 'string', enum: ['True', 'False', 'Unknown'] },
+          reason: { type: 'string' },
+          message: { type: 'string' },
+          lastTransitionTime: { type: 'string', format: 'date-time' },
+          observedGeneration: { type: 'integer' },
+        },
+      },
+    },
+    loadTest: {
+      type: 'object',
+      description: 'The last load test run by the operator.',
+      properties: {
+        finishedAt: { type: 'string' },
+        throughput: { type: 'number' },
+        p99Ms: { type: 'number' },
+        errors: { type: 'integer' },
+      },
+    },
+  },
+};
+
+export function raftClusterCrd(): Record<string, unknown> {
+  const spec = openApiOf(RaftClusterSpec);
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: 'raftclusters.raftkv.io', labels: { 'app.kubernetes.io/name': 'raftkv', 'app.kubernetes.io/component': 'crd' } },
+    spec: {
+      group: 'raftkv.io',
+      scope: 'Namespaced',
+      names: { plural: 'raftclusters', singular: 'raftcluster', kind: 'RaftCluster', listKind: 'RaftClusterList', shortNames: ['rc', 'raft'], categories: ['all', 'raftkv'] },
+      versions: [
+        {
+          name: 'v1alpha1',
+          served: true,
+          storage: true,
+          subresources: { status: {}, scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas', labelSelectorPath: '.status.selector' } },
+          additionalPrinterColumns: [
+            { name: 'App', type: 'string', jsonPath: '.spec.app' },
+            { name: 'Replicas', type: 'integer', jsonPath: '.spec.replicas' },
+            { name: 'Ready', type: 'integer', jsonPath: '.status.readyReplicas' },
+            { name: 'Leader', type: 'string', jsonPath: '.status.leader' },
+            { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
+            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+          ],
+          schema: {
+            openAPIV3Schema: {
+              type: 'object',
+              description: 'A Raft-replicated key-value store: its replicas, loggers and load generator, run by the raftkv operator.',
+              properties: {
+                apiVersion: { type: 'string' },
+                kind: { type: 'string' },
+                metadata: { type: 'object' },
+                spec: { ...spec, default: {} },
+                status: STATUS,
+              },
+            },
+          },
+        },
+      ],
+    },
+  };
+}
+
+export function raftClusterCrdYaml(): string {
+  return `# Generated from operator/spec.ts by \`npm run gen:crd\`: do not edit by hand.\n${YAML.stringify(raftClusterCrd(), { lineWidth: 0 })}`;
+}
