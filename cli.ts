@@ -33,6 +33,10 @@ const commands: Record<string, { summary: string; run: (argv: string[]) => Promi
     summary: "disaster recovery: a new cluster's first member from a logger's log (--from-logger --data-dir --id --raft)",
     run: async (argv) => (await import('./logger/recovery-cli.js')).runRestore(argv),
   },
+  operator: {
+    summary: 'the Kubernetes operator: runs RaftCluster resources (--namespace, --metrics; --help for all)',
+    run: async (argv) => (await import('./operator/cli.js')).runOperator(argv),
+  },
   loadgen: {
     summary: 'closed-loop load (protobuf, text, http, etcd drivers), reports, --sweep-clients plots; --help for all',
     run: async (argv) => (await import('./loadgen/cli.js')).runLoadgen(argv),

@@ -76,7 +76,10 @@ const STATUS: OpenApiSchema = {
   type: 'object',
   description: 'What the operator observed.',
   properties: {
-    phase: { type: 'string', description: 'Pending, Forming, Available, Scaling, Degraded or QuorumLost.' },
+    phase: { type: 'string', description: 'Forming, Available, Scaling, Degraded, Electing, QuorumLost or Invalid.' },
+    bootstrapped: { type: 'boolean', description: 'The initial members formed the cluster; every later pod joins it.' },
+    initialSize: { type: 'integer', description: 'How many members the cluster was formed with.' },
+    noLeaderSince: { type: 'string', description: 'When the operator last started seeing no leader.' },
     observedGeneration: { type: 'integer' },
     replicas: { type: 'integer', description: 'Replica pods that exist.' },
     readyReplicas: { type: 'integer', description: 'Replica pods that are ready.' },

@@ -26,6 +26,9 @@ Forming a cluster (only used when the data directory is empty):
                           {"object": {"total": N, "Servers": [{"mypid": 1, "url": "host:port"}]}}
   --hjoin ADDR            bootstrap alone and accept join requests here (the HTTP API on that port)
   --join ADDR,...         join an existing cluster through a member's --hjoin/--http address
+  --discover kubernetes   in a pod: find the cluster through the Kubernetes API by its labels
+                          (POD_NAME, POD_NAMESPACE, POD_IP from the downward API); with
+  --initial-size N        bootstrap with the pods of ordinals 0..N-1, else join running members
   --nonvoter              join as a non-voter (default: voter, promoted once caught up)
   (no flag: a single-node cluster. A node with data always recovers its identity instead.)
 State machine and storage:
@@ -96,6 +99,8 @@ const Flags = z.object({
   config: z.string().optional(),
   hjoin: Addr.optional(),
   join: z.string().optional(),
+  discover: z.enum(['kubernetes']).optional(),
+  'initial-size': Int(1).optional(),
   nonvoter: z.boolean().default(false),
   app: z.enum(['kvstore', 'diskstorage', 'lmdb']).default(D.app),
   'data-dir': z.string().optional(),
@@ -137,7 +142,7 @@ function tlsFiles(cert?: string, key?: string, ca?: string): { cert: string; key
   return { cert, key, ca };
 }
 
-export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?: string; memprofile?: string } {
+export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?: string; memprofile?: string; discover?: 'kubernetes'; initialSize?: number } {
   const { values } = parseFlags(
     argv,
     Object.fromEntries(Object.keys(Flags.shape).map((k) => [k, { type: k === 'nonvoter' || k === 'logger-truncate' ? ('boolean' as const) : ('string' as const) }])),
@@ -200,6 +205,8 @@ export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?
     tls: tlsFiles(f['tls-cert'], f['tls-key'], f['tls-ca']),
     cpuprofile: f.cpuprofile,
     memprofile: f.memprofile,
+    discover: f.discover,
+    initialSize: f['initial-size'],
   };
 }
 
@@ -226,6 +233,14 @@ export async function runReplica(argv: string[], extra: Partial<ReplicaOptions> 
   }
   let replica: Replica;
   try {
+    if (opts.discover === 'kubernetes') {
+      if (opts.peers || opts.join) throw new Error('--discover finds the members itself: give neither --peers nor --join with it');
+      // Loaded only here: the Kubernetes client costs a plain replica's start-up nothing.
+      const { membershipFromKubernetes } = await import('../discovery/pod.js');
+      const found = await membershipFromKubernetes({ dataDir: opts.dataDir, initialSize: opts.initialSize, raftPort: parseHostPort(opts.raftAddr, '--raft').port, httpPort: parseHostPort(opts.httpAddr, '--http').port, log: (l) => console.log(l) });
+      opts.peers = found.peers;
+      opts.join = found.join;
+    } else if (opts.initialSize !== undefined) throw new Error('--initial-size goes with --discover kubernetes');
     replica = await Replica.start({ ...opts, ...extra });
   } catch (e) {
     console.error(`raftkv replica: ${(e as Error).message}`);

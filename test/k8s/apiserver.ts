@@ -100,7 +100,9 @@ export class ApiServer {
     if (this.o.insecure) this.server = http.createServer(handler);
     else {
       this.pkiDir = mkdtempSync(joinPath(tmpdir(), 'raftkv-k8s-pki-'));
-      const pki = makePki(this.pkiDir, 'apiserver', ['DNS:kubernetes', 'DNS:kubernetes.default', 'DNS:kubernetes.default.svc', 'DNS:localhost', ...(this.o.sans ?? [])]);
+      // Every address a kubelet's pod network may give the host (network.ts), so pods can verify it.
+      const podNetworks = Array.from({ length: 50 }, (_, n) => `IP:10.${200 + n}.0.1`);
+      const pki = makePki(this.pkiDir, 'apiserver', ['DNS:kubernetes', 'DNS:kubernetes.default', 'DNS:kubernetes.default.svc', 'DNS:localhost', ...podNetworks, ...(this.o.sans ?? [])]);
       this.caPem = readFileSync(pki.ca, 'utf8');
       this.tls = { cert: readFileSync(pki.cert), key: readFileSync(pki.key) };
       this.server = https.createServer(this.tls, handler);
@@ -653,7 +655,20 @@ export class ApiServer {
    * The garbage collector: an object whose owners are all gone is deleted (background); an owner
    * waiting in foreground deletion goes once its blocking dependents are gone.
    */
+  private collecting = false;
+
   private collectGarbage(): void {
+    // Deletions made here call back into this; one collector runs, the outer loop sees them.
+    if (this.collecting) return;
+    this.collecting = true;
+    try {
+      this.collectRounds();
+    } finally {
+      this.collecting = false;
+    }
+  }
+
+  private collectRounds(): void {
     for (let round = 0; round < 20; round++) {
       let changed = false;
       const live = new Map<string, KObject>();
@@ -665,7 +680,7 @@ export class ApiServer {
           const owners = refs.map((r) => live.get(r.uid));
           const foregroundOwner = owners.find((w) => w && w.metadata.deletionTimestamp && (w.metadata.finalizers ?? []).includes('foregroundDeletion'));
           if (owners.every((w) => !w) || foregroundOwner) {
-            if (o.metadata.deletionTimestamp) continue;
+            if (o.metadata.deletionTimestamp || !this.store.get(typeKeyOf(type), o.metadata.namespace ?? '', o.metadata.name)) continue;
             this.delete({ type, typeKey: typeKeyOf(type), namespace: o.metadata.namespace, name: o.metadata.name }, { propagationPolicy: foregroundOwner ? 'Foreground' : 'Background' }, undefined);
             changed = true;
           }

@@ -1,0 +1,303 @@
+/**
+ * One reconcile pass for one RaftCluster: make its Services, PDB and member pods agree with the
+ * spec, taking at most one membership step per pass (add one member, remove one, replace one),
+ * and write what it saw into status. Every step is safe to repeat and safe to interrupt: the
+ * operator may be killed between any two calls and the next pass (by this operator or another)
+ * starts from what the cluster and the API say, never from memory.
+ */
+import { KubeConfig, KubernetesObjectApi, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, ApiException } from '@kubernetes/client-node';
+import { quorum } from '../raft/index.js';
+import { LABEL_CLUSTER, LABEL_ORDINAL, LABEL_ROLE } from './labels.js';
+import { ReplicaView, removeMember, replicaStatus, transferLeadership } from './members.js';
+import { ClusterRef, Obj, PORTS, clientService, disruptionBudget, loggerPod, peerService, pvcFor, replicaPod, replicaSelector, selectorString } from './resources.js';
+import { RaftClusterSpec, loggerName, replicaName } from './spec.js';
+
+export interface ReconcileResult {
+  /** Run again after this many ms (the cluster is still converging). */
+  requeueMs?: number;
+  phase: string;
+}
+
+export interface EventSink {
+  (c: ClusterRef, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void>;
+}
+
+interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  lastTransitionTime?: string;
+  observedGeneration?: number;
+}
+
+const ignoreConflict = (e: unknown) => {
+  if (e instanceof ApiException && (e.code === 409 || e.code === 404)) return undefined;
+  throw e;
+};
+
+export class Reconciler {
+  private readonly objects: KubernetesObjectApi;
+  private readonly core: CoreV1Api;
+  private readonly custom: CustomObjectsApi;
+
+  constructor(
+    kc: KubeConfig,
+    private readonly event: EventSink,
+    private readonly log: (l: string) => void,
+  ) {
+    this.objects = KubernetesObjectApi.makeApiClient(kc);
+    this.core = kc.makeApiClient(CoreV1Api);
+    this.custom = kc.makeApiClient(CustomObjectsApi);
+  }
+
+  async reconcile(rc: Obj, spec: RaftClusterSpec): Promise<ReconcileResult> {
+    const c: ClusterRef = { name: rc.metadata!.name!, namespace: rc.metadata!.namespace!, uid: rc.metadata!.uid! };
+    if (rc.metadata?.deletionTimestamp) return { phase: 'Terminating' };
+    await this.ensureMemberAccess(c.namespace);
+    await this.ensure(c, peerService(c));
+    await this.ensure(c, clientService(c));
+    await this.ensure(c, disruptionBudget(c, spec.replicas));
+
+    const pods = (await this.core.listNamespacedPod({ namespace: c.namespace, labelSelector: `${LABEL_CLUSTER}=${c.name}` })).items as Obj[];
+    const live = pods.filter((p) => !p.metadata.deletionTimestamp);
+    const replicas = live.filter((p) => p.metadata.labels?.[LABEL_ROLE] === 'replica');
+    const views = (await Promise.all(replicas.filter((p) => p.status?.podIP).map((p) => replicaStatus(p.metadata.name, p.status.podIP)))).filter((v): v is ReplicaView => v !== undefined);
+    const leader = views.find((v) => v.role === 'leader');
+    const bootstrapped = rc.status?.bootstrapped === true || (leader !== undefined && leader.commitIndex > 0);
+    const status: Record<string, any> = { observedGeneration: rc.metadata.generation, selector: selectorString(replicaSelector(c.name)), bootstrapped };
+    const conditions: Condition[] = [];
+    let phase = 'Forming';
+    let requeueMs: number | undefined = 2000;
+
+    // Pods that failed for good are replaced (Always-restart pods rarely get here).
+    for (const p of live.filter((x) => x.status?.phase === 'Failed')) {
+      await this.core.deleteNamespacedPod({ name: p.metadata.name, namespace: c.namespace }).catch(ignoreConflict);
+      await this.event(c, 'Warning', 'PodFailed', `${p.metadata.name} failed (${p.status?.reason ?? 'exited'}); it will be replaced`);
+      return this.finish(rc, c, { ...status, phase: 'Degraded' }, [{ type: 'Degraded', status: 'True', reason: 'PodFailed', message: `${p.metadata.name} failed` }], 500);
+    }
+
+    if (!bootstrapped) {
+      // First generation: ordinals 0..N-1, each told the same initial size, so they bootstrap
+      // one configuration together and nothing else can.
+      const initial = rc.status?.initialSize ?? spec.replicas;
+      status.initialSize = initial;
+      for (let i = 0; i < initial; i++) {
+        if (replicas.some((p) => p.metadata.name === replicaName(c.name, i))) continue;
+        await this.createPod(c, spec, replicaPod(c, spec, i, initial), i);
+        await this.event(c, 'Normal', 'CreatedMember', `created ${replicaName(c.name, i)} (initial member ${i + 1} of ${initial})`);
+      }
+      conditions.push({ type: 'Progressing', status: 'True', reason: 'Forming', message: `waiting for the ${initial} initial members to elect a leader` });
+      return this.finish(rc, c, { ...status, phase, replicas: replicas.length, readyReplicas: readyCount(replicas) }, conditions, 1000);
+    }
+
+    if (!leader) {
+      // An election takes a moment: quorum is declared lost only when no leader has been seen
+      // for several election timeouts.
+      const since = rc.status?.noLeaderSince ?? new Date().toISOString();
+      const lost = Date.now() - Date.parse(since) > 5 * spec.raft.electionTimeoutMs;
+      const message = `no replica reports a leader (${views.length} of ${replicas.length} answered) since ${since}`;
+      if (lost && rc.status?.phase !== 'QuorumLost') await this.event(c, 'Warning', 'QuorumLost', `${message}; a majority of the members must come back, or restore from a logger (raftkv restore)`);
+      return this.finish(rc, c, { ...status, noLeaderSince: since, phase: lost ? 'QuorumLost' : 'Electing', leader: '', replicas: replicas.length, readyReplicas: readyCount(replicas) }, [
+        { type: 'Available', status: 'False', reason: 'NoLeader', message },
+        { type: 'QuorumLost', status: lost ? 'True' : 'Unknown', reason: lost ? 'NoLeader' : 'Electing', message },
+      ], 1000);
+    }
+
+    const members = leader.members;
+    const voters = members.filter((m) => m.role === 'voter').map((m) => m.id);
+    const learners = members.filter((m) => m.role === 'non-voter').map((m) => m.id);
+    const podNames = new Set(replicas.map((p) => p.metadata.name));
+    const ordinals = replicas.map((p) => Number(p.metadata.labels?.[LABEL_ORDINAL] ?? -1));
+    status.leader = leader.id;
+    status.members = [
+      ...members.filter((m) => m.role !== 'logger').map((m) => {
+        const v = views.find((x) => x.id === m.id);
+        const p = replicas.find((x) => x.metadata.name === m.id);
+        return { name: m.id, role: m.role, ready: isReady(p), raftId: m.id, appliedIndex: v?.appliedIndex ?? 0 };
+      }),
+      ...members.filter((m) => m.role === 'logger').map((m) => ({ name: m.id, role: 'logger', ready: isReady(live.find((x) => x.metadata.name === m.id)), raftId: m.id, appliedIndex: m.match ?? 0 })),
+    ];
+    const step = await this.membershipStep(c, spec, leader, { voters, learners, podNames, ordinals, replicas, views });
+    if (step) {
+      phase = 'Scaling';
+      conditions.push({ type: 'Progressing', status: 'True', reason: step.reason, message: step.message });
+      requeueMs = 1000;
+    }
+    // Loggers: one pod per wanted ordinal, joining through the ready replicas.
+    const readyIps = replicas.filter(isReady).map((p) => `${p.status.podIP}:${PORTS.http}`);
+    const loggers = live.filter((p) => p.metadata.labels?.[LABEL_ROLE] === 'logger');
+    for (let i = 0; i < spec.loggers; i++) {
+      if (loggers.some((p) => p.metadata.name === loggerName(c.name, i)) || readyIps.length === 0) continue;
+      await this.createPod(c, spec, loggerPod(c, spec, i, readyIps), i, 'logger');
+      await this.event(c, 'Normal', 'CreatedLogger', `created ${loggerName(c.name, i)}`);
+    }
+    for (const p of loggers) {
+      if (Number(p.metadata.labels?.[LABEL_ORDINAL]) < spec.loggers) continue;
+      await this.core.deleteNamespacedPod({ name: p.metadata.name, namespace: c.namespace }).catch(ignoreConflict);
+      await this.event(c, 'Normal', 'RemovedLogger', `deleted ${p.metadata.name} (spec.loggers is ${spec.loggers})`);
+    }
+
+    const ready = readyCount(replicas.filter((p) => voters.includes(p.metadata.name)));
+    const healthy = voters.length === spec.replicas && ready === spec.replicas && !step;
+    if (healthy) {
+      phase = 'Available';
+      requeueMs = 10_000;
+    } else if (!step) phase = 'Degraded';
+    conditions.push({ type: 'Available', status: 'True', reason: 'LeaderElected', message: `${leader.id} leads ${voters.length} voters` });
+    conditions.push({ type: 'QuorumLost', status: 'False', reason: 'LeaderElected', message: `${leader.id} leads` });
+    conditions.push({ type: 'Degraded', status: healthy || step ? 'False' : 'True', reason: healthy ? 'AllMembersReady' : step ? 'Scaling' : 'MembersNotReady', message: `${ready} of ${spec.replicas} voters ready` });
+    if (!step) conditions.push({ type: 'Progressing', status: 'False', reason: 'Converged', message: `membership matches spec.replicas (${spec.replicas})` });
+    if (spec.replicas % 2 === 0 && rc.status?.phase !== phase) await this.event(c, 'Warning', 'EvenSize', `${spec.replicas} replicas tolerate no more failures than ${spec.replicas - 1}`);
+    return this.finish(rc, c, { ...status, phase, replicas: replicas.length, readyReplicas: ready }, conditions, requeueMs);
+  }
+
+  /**
+   * At most one membership change per pass, never one that leaves the cluster without quorum:
+   * replace a member whose pod is gone, add a member when short, remove one when over.
+   */
+  private async membershipStep(
+    c: ClusterRef,
+    spec: RaftClusterSpec,
+    leader: ReplicaView,
+    s: { voters: string[]; learners: string[]; podNames: Set<string>; ordinals: number[]; replicas: Obj[]; views: ReplicaView[] },
+  ): Promise<{ reason: string; message: string } | undefined> {
+    // A joiner on its way in (a pod that is not yet a voter): wait for it.
+    const joining = s.replicas.filter((p) => !s.voters.includes(p.metadata.name));
+    // 1. A member whose pod is gone: a new pod with its name joins fresh (the leader replaces
+    //    the old member: a fresh joiner under a member's id is removed and added anew).
+    const orphan = s.voters.find((v) => !s.podNames.has(v) && isOurReplica(c.name, v));
+    if (orphan && joining.length === 0) {
+      const ordinal = Number(orphan.slice(c.name.length + 1));
+      await this.createPod(c, spec, replicaPod(c, spec, ordinal), ordinal);
+      await this.event(c, 'Normal', 'ReplacedMember', `${orphan}'s pod was gone: created it again; it rejoins as a new member`);
+      return { reason: 'ReplacingMember', message: `replacing ${orphan}` };
+    }
+    if (joining.length > 0) {
+      return { reason: 'MemberJoining', message: `${joining.map((p) => p.metadata.name).join(', ')} joining (non-voter until caught up)` };
+    }
+    if (s.voters.length < spec.replicas) {
+      const ordinal = Math.max(-1, ...s.ordinals) + 1;
+      await this.createPod(c, spec, replicaPod(c, spec, ordinal), ordinal);
+      await this.event(c, 'Normal', 'ScalingUp', `created ${replicaName(c.name, ordinal)} to grow from ${s.voters.length} to ${spec.replicas} voters`);
+      return { reason: 'ScalingUp', message: `adding ${replicaName(c.name, ordinal)}` };
+    }
+    if (s.voters.length > spec.replicas) {
+      const victim = [...s.voters].filter((v) => isOurReplica(c.name, v)).sort((a, b) => ordinalOf(c.name, b) - ordinalOf(c.name, a))[0];
+      if (!victim) return undefined;
+      // Never leave fewer healthy voters than the new configuration's quorum.
+      const healthy = s.views.filter((v) => s.voters.includes(v.id) && v.id !== victim).length;
+      if (healthy < quorum(s.voters.length - 1)) {
+        return { reason: 'ScaleDownBlocked', message: `removing ${victim} would leave ${healthy} healthy voters, below quorum of ${s.voters.length - 1}` };
+      }
+      if (victim === leader.id) {
+        const to = s.views.find((v) => v.id !== victim && s.voters.includes(v.id))?.id;
+        if (!to) return { reason: 'ScaleDownBlocked', message: `no other voter to hand leadership to` };
+        const r = await transferLeadership(leader.ip, to).catch((e: Error) => ({ status: 0, text: e.message }));
+        await this.event(c, 'Normal', 'TransferLeadership', `${victim} leads and is to be removed: handing leadership to ${to} (${r.status})`);
+        return { reason: 'ScalingDown', message: `moving leadership off ${victim}` };
+      }
+      const r = await removeMember(leader.ip, victim).catch((e: Error) => ({ status: 0, text: e.message }));
+      if (r.status !== 200) return { reason: 'ScalingDown', message: `removing ${victim} from Raft: ${r.status} ${r.text.slice(0, 200)}` };
+      await this.event(c, 'Normal', 'ScalingDown', `removed ${victim} from the Raft configuration`);
+      await this.core.deleteNamespacedPod({ name: victim, namespace: c.namespace }).catch(ignoreConflict);
+      if (!spec.storage.ephemeral) await this.core.deleteNamespacedPersistentVolumeClaim({ name: `data-${victim}`, namespace: c.namespace }).catch(ignoreConflict);
+      return { reason: 'ScalingDown', message: `removed ${victim}` };
+    }
+    // Pods that are not members and not wanted (left over from an interrupted scale-down).
+    const stray = s.replicas.find((p) => !s.voters.includes(p.metadata.name) && !s.learners.includes(p.metadata.name) && ordinalOf(c.name, p.metadata.name) >= spec.replicas && s.voters.length >= spec.replicas);
+    if (stray) {
+      await this.core.deleteNamespacedPod({ name: stray.metadata.name, namespace: c.namespace }).catch(ignoreConflict);
+      return { reason: 'Cleanup', message: `deleted ${stray.metadata.name}, not a member` };
+    }
+    return undefined;
+  }
+
+  private async createPod(c: ClusterRef, spec: RaftClusterSpec, pod: Obj, ordinal: number, role: 'replica' | 'logger' = 'replica'): Promise<void> {
+    if (!spec.storage.ephemeral) await this.objects.create(pvcFor(c, spec, pod.metadata.name, role, ordinal)).catch(ignoreConflict);
+    await this.objects.create(pod).catch(ignoreConflict);
+    this.log(`${c.namespace}/${c.name}: created pod ${pod.metadata.name}`);
+  }
+
+  /** Create the object, or bring its spec back to what it should be. */
+  private async ensure(c: ClusterRef, desired: Obj): Promise<void> {
+    let current: Obj | undefined;
+    try {
+      current = (await this.objects.read(desired as never)) as Obj;
+    } catch (e) {
+      if (!(e instanceof ApiException && e.code === 404)) throw e;
+    }
+    if (!current) {
+      await this.objects.create(desired).catch(ignoreConflict);
+      await this.event(c, 'Normal', 'Created', `created ${desired.kind} ${desired.metadata.name}`);
+      return;
+    }
+    if (!sameSpec(current.spec, desired.spec)) {
+      await this.objects.patch({ apiVersion: desired.apiVersion, kind: desired.kind, metadata: { name: desired.metadata.name, namespace: desired.metadata.namespace }, spec: desired.spec }, undefined, undefined, 'raftkv-operator', undefined, PatchStrategy.MergePatch);
+    }
+  }
+
+  /** The ServiceAccount the member pods run as: get/list/watch on pods, nothing else. */
+  private async ensureMemberAccess(namespace: string): Promise<void> {
+    const labels = { 'app.kubernetes.io/name': 'raftkv', 'app.kubernetes.io/managed-by': 'raftkv-operator' };
+    for (const o of [
+      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'raftkv-member', namespace, labels } },
+      { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'raftkv-member', namespace, labels }, rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }] },
+      { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'raftkv-member', namespace, labels }, subjects: [{ kind: 'ServiceAccount', name: 'raftkv-member', namespace }], roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'raftkv-member' } },
+    ]) {
+      try {
+        await this.objects.read(o as never);
+      } catch (e) {
+        if (!(e instanceof ApiException && e.code === 404)) throw e;
+        await this.objects.create(o).catch(ignoreConflict);
+      }
+    }
+  }
+
+  private async finish(rc: Obj, c: ClusterRef, status: Record<string, any>, conditions: Condition[], requeueMs?: number): Promise<ReconcileResult> {
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    status.conditions = conditions.map((cond) => {
+      const old = (rc.status?.conditions ?? []).find((x: Condition) => x.type === cond.type);
+      return { ...cond, observedGeneration: rc.metadata.generation, lastTransitionTime: old && old.status === cond.status ? old.lastTransitionTime : now };
+    });
+    if (rc.status?.loadTest) status.loadTest = rc.status.loadTest;
+    if (JSON.stringify(stripTimes(rc.status)) !== JSON.stringify(stripTimes(status))) {
+      // A merge patch keeps what it does not mention: fields no longer true are nulled out.
+      const patch: Record<string, unknown> = { ...status };
+      for (const k of Object.keys(rc.status ?? {})) if (!(k in status)) patch[k] = null;
+      await this.custom
+        .patchNamespacedCustomObjectStatus({ group: 'raftkv.io', version: 'v1alpha1', namespace: c.namespace, plural: 'raftclusters', name: c.name, body: { status: patch } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch))
+        .catch(ignoreConflict);
+      if (rc.status?.phase !== status.phase) await this.event(c, status.phase === 'Available' ? 'Normal' : 'Normal', 'Phase', `${rc.status?.phase ?? 'new'} -> ${status.phase}`);
+    }
+    return { requeueMs, phase: status.phase };
+  }
+}
+
+function isReady(p: Obj | undefined): boolean {
+  return !!p?.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True');
+}
+
+function readyCount(pods: Obj[]): number {
+  return pods.filter(isReady).length;
+}
+
+function isOurReplica(cluster: string, id: string): boolean {
+  return new RegExp(`^${cluster.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-\\d+$`).test(id);
+}
+
+function ordinalOf(cluster: string, id: string): number {
+  return isOurReplica(cluster, id) ? Number(id.slice(cluster.length + 1)) : -1;
+}
+
+function sameSpec(a: unknown, b: unknown): boolean {
+  // Only the fields the operator sets are compared (the server adds defaults of its own).
+  if (b === null || typeof b !== 'object') return JSON.stringify(a) === JSON.stringify(b);
+  if (Array.isArray(b)) return Array.isArray(a) && a.length === b.length && b.every((x, i) => sameSpec(a[i], x));
+  if (a === null || typeof a !== 'object') return false;
+  return Object.entries(b as Record<string, unknown>).every(([k, v]) => sameSpec((a as Record<string, unknown>)[k], v));
+}
+
+function stripTimes(s: unknown): unknown {
+  return JSON.parse(JSON.stringify(s ?? {}, (k, v) => (k === 'lastTransitionTime' ? undefined : v)));
+}

@@ -1,0 +1,178 @@
+/**
+ * The objects a RaftCluster owns, built from its spec: replica and logger pods, the headless
+ * peer Service, the client Service and the PodDisruptionBudget. Pure functions, so the
+ * reconciler and the tests build exactly the same objects.
+ */
+import { LABEL_CLUSTER, LABEL_ROLE, memberLabels } from './labels.js';
+import { RaftClusterSpec, loggerName, replicaName } from './spec.js';
+
+export const PORTS = { client: 11000, raft: 12000, http: 13000, recov: 14000, loggerHttp: 14001 } as const;
+
+export interface ClusterRef {
+  name: string;
+  namespace: string;
+  uid: string;
+}
+
+/** A Kubernetes object as JSON (what the API sends and takes). */
+export type Obj = { apiVersion?: string; kind?: string; metadata: Record<string, any>; [k: string]: any };
+
+export function ownerReference(c: ClusterRef) {
+  return { apiVersion: 'raftkv.io/v1alpha1', kind: 'RaftCluster', name: c.name, uid: c.uid, controller: true, blockOwnerDeletion: true };
+}
+
+export function replicaSelector(cluster: string): Record<string, string> {
+  return { [LABEL_CLUSTER]: cluster, [LABEL_ROLE]: 'replica' };
+}
+
+export function selectorString(sel: Record<string, string>): string {
+  return Object.entries(sel).map(([k, v]) => `${k}=${v}`).join(',');
+}
+
+const downward = [
+  { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+  { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+  { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+];
+
+function scrape(spec: RaftClusterSpec, port: number): Record<string, string> {
+  return spec.monitoring.enabled ? { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(port), 'prometheus.io/path': '/metrics' } : {};
+}
+
+function dataVolume(spec: RaftClusterSpec, pod: string) {
+  return spec.storage.ephemeral ? { name: 'data', emptyDir: {} } : { name: 'data', persistentVolumeClaim: { claimName: `data-${pod}` } };
+}
+
+export function pvcFor(c: ClusterRef, spec: RaftClusterSpec, pod: string, role: 'replica' | 'logger', ordinal: number): Obj {
+  return {
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: { name: `data-${pod}`, namespace: c.namespace, labels: memberLabels(c.name, role, ordinal), ownerReferences: [ownerReference(c)] },
+    spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: spec.storage.size } }, ...(spec.storage.storageClassName ? { storageClassName: spec.storage.storageClassName } : {}) },
+  };
+}
+
+/** Replicas of other clusters' members never share a node with this one's (the seed's rule). */
+function spread(cluster: string, role: string) {
+  return {
+    podAntiAffinity: {
+      preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: { [LABEL_CLUSTER]: cluster, [LABEL_ROLE]: role } } } }],
+    },
+  };
+}
+
+/**
+ * A replica pod. `initialSize` makes it a first-generation member that bootstraps with ordinals
+ * 0..initialSize-1; without it the pod joins the running members.
+ */
+export function replicaPod(c: ClusterRef, spec: RaftClusterSpec, ordinal: number, initialSize?: number): Obj {
+  const name = replicaName(c.name, ordinal);
+  const args = [
+    'replica', '--discover', 'kubernetes', '--id', '$(POD_NAME)',
+    '--port', `:${PORTS.client}`, '--raft', `:${PORTS.raft}`, '--http', `:${PORTS.http}`,
+    '--data-dir', '/data/raft', '--app', spec.app, '--fsync', spec.fsync,
+    '--election-timeout', String(spec.raft.electionTimeoutMs), '--heartbeat', String(spec.raft.heartbeatMs), '--snapshot-every', String(spec.raft.snapshotEvery),
+    '--value-size', String(spec.valueSize), '--keys', String(spec.keys), '--preload', String(spec.preload),
+    ...(spec.applog ? ['--logfolder', '/data/applog', '--recov', `:${PORTS.recov}`] : []),
+    ...(initialSize !== undefined ? ['--initial-size', String(initialSize)] : []),
+  ];
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name,
+      namespace: c.namespace,
+      labels: memberLabels(c.name, 'replica', ordinal),
+      annotations: { ...scrape(spec, PORTS.http), ...(initialSize !== undefined ? { 'raftkv.io/initial-size': String(initialSize) } : {}) },
+      ownerReferences: [ownerReference(c)],
+    },
+    spec: {
+      serviceAccountName: 'raftkv-member',
+      terminationGracePeriodSeconds: 30,
+      restartPolicy: 'Always',
+      affinity: spread(c.name, 'replica'),
+      containers: [
+        {
+          name: 'replica',
+          image: spec.image,
+          args,
+          env: downward,
+          ports: [
+            { name: 'client', containerPort: PORTS.client },
+            { name: 'raft', containerPort: PORTS.raft },
+            { name: 'http', containerPort: PORTS.http },
+            ...(spec.applog ? [{ name: 'recov', containerPort: PORTS.recov }] : []),
+          ],
+          readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 2, failureThreshold: 3 },
+          livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10, failureThreshold: 6, initialDelaySeconds: 10 },
+          resources: spec.resources,
+          volumeMounts: [{ name: 'data', mountPath: '/data' }],
+        },
+      ],
+      volumes: [dataVolume(spec, name)],
+    },
+  };
+}
+
+/** A logger pod: joins the cluster (through the members given) as a non-voter. */
+export function loggerPod(c: ClusterRef, spec: RaftClusterSpec, ordinal: number, joinThrough: string[]): Obj {
+  const name = loggerName(c.name, ordinal);
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace: c.namespace, labels: memberLabels(c.name, 'logger', ordinal), annotations: scrape(spec, PORTS.loggerHttp), ownerReferences: [ownerReference(c)] },
+    spec: {
+      serviceAccountName: 'raftkv-member',
+      affinity: {
+        // Loggers apart from replicas (the seed's placement).
+        podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: { [LABEL_CLUSTER]: c.name, [LABEL_ROLE]: 'replica' } } } }] },
+      },
+      containers: [
+        {
+          name: 'logger',
+          image: spec.image,
+          args: ['logger', '--id', '$(POD_NAME)', '--raft', `:${PORTS.raft}`, '--join', joinThrough.join('|'), '--logfolder', '/data/logger', '--recov', `:${PORTS.recov}`, '--http', `:${PORTS.loggerHttp}`, '--election-timeout', String(spec.raft.electionTimeoutMs), '--heartbeat', String(spec.raft.heartbeatMs)],
+          env: downward,
+          ports: [{ name: 'raft', containerPort: PORTS.raft }, { name: 'recov', containerPort: PORTS.recov }, { name: 'http', containerPort: PORTS.loggerHttp }],
+          readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 2 },
+          resources: spec.resources,
+          volumeMounts: [{ name: 'data', mountPath: '/data' }],
+        },
+      ],
+      volumes: [dataVolume(spec, name)],
+    },
+  };
+}
+
+export function peerService(c: ClusterRef): Obj {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: `${c.name}-peers`, namespace: c.namespace, labels: memberLabels(c.name, 'replica'), ownerReferences: [ownerReference(c)] },
+    spec: {
+      clusterIP: 'None',
+      publishNotReadyAddresses: true,
+      selector: replicaSelector(c.name),
+      ports: [{ name: 'raft', port: PORTS.raft, targetPort: 'raft' }, { name: 'http', port: PORTS.http, targetPort: 'http' }],
+    },
+  };
+}
+
+export function clientService(c: ClusterRef): Obj {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: c.name, namespace: c.namespace, labels: memberLabels(c.name, 'replica'), ownerReferences: [ownerReference(c)] },
+    spec: { selector: replicaSelector(c.name), ports: [{ name: 'client', port: PORTS.client, targetPort: 'client' }, { name: 'http', port: PORTS.http, targetPort: 'http' }] },
+  };
+}
+
+/** At most one replica down by choice at a time; with fewer than 3, none (there is no spare). */
+export function disruptionBudget(c: ClusterRef, replicas: number): Obj {
+  return {
+    apiVersion: 'policy/v1',
+    kind: 'PodDisruptionBudget',
+    metadata: { name: c.name, namespace: c.namespace, labels: memberLabels(c.name, 'replica'), ownerReferences: [ownerReference(c)] },
+    spec: { ...(replicas >= 3 ? { maxUnavailable: 1 } : { maxUnavailable: 0 }), selector: { matchLabels: replicaSelector(c.name) } },
+  };
+}

@@ -1,0 +1,176 @@
+/**
+ * The operator end to end, with the real kubectl against the API emulator and its process
+ * kubelet: a RaftCluster forms by itself, scales 3 -> 5 -> 3 under client load with a
+ * linearizable history and no lost acknowledged write, heals a deleted leader pod, finishes a
+ * scale-up after being killed in the middle, hands over between two operators through the
+ * Lease, runs loggers, and everything goes when the resource is deleted.
+ */
+import assert from 'node:assert/strict';
+import { ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { RaftKvClient } from '../../replica/client.js';
+import { CRD_FILE } from '../../operator/gen-crd.js';
+import { CLI } from '../helpers/cluster.js';
+import { Operation, checkHistory, formatOps } from '../sim/linearizability.js';
+import { TestBed } from '../k8s/testbed.js';
+
+const NAME = 'kv-notlog';
+
+function manifest(replicas = 3, loggers = 0): string {
+  return readFileSync(join(process.cwd(), 'deploys', 'kv-notlog.yaml'), 'utf8')
+    .replace(/^(\s*)replicas: \d+/m, `$1replicas: ${replicas}`)
+    .replace(/^(\s*)loggers: \d+/m, `$1loggers: ${loggers}`)
+    .replace(/^spec:\n/m, 'spec:\n  image: raftkv:dev\n');
+}
+
+describe('the raftkv operator on the Kubernetes emulator', () => {
+  let bed: TestBed;
+  const operators: { p: ChildProcess; out: string }[] = [];
+
+  const startOperator = (id: string) => {
+    const o = { p: spawn(process.execPath, [CLI, 'operator', '--metrics', '127.0.0.1:0', '--id', id, '--lease-seconds', '3'], { env: bed.env(), stdio: ['ignore', 'pipe', 'pipe'] }), out: '' };
+    o.p.stdout!.on('data', (d: Buffer) => (o.out += d.toString()));
+    o.p.stderr!.on('data', (d: Buffer) => (o.out += d.toString()));
+    operators.push(o);
+    return o;
+  };
+  const phase = () => bed.jsonpath(`rc ${NAME}`, '{.status.phase}');
+  const available = async (replicas: number, timeoutMs = 60_000) =>
+    bed.until(`${NAME} Available with ${replicas} ready voters`, async () => {
+      const [p, ready, voters] = (await bed.jsonpath(`rc ${NAME}`, '{.status.phase} {.status.readyReplicas} {.status.members[?(@.role=="voter")].name}')).split(' ');
+      void voters;
+      const count = (await bed.jsonpath(`rc ${NAME}`, '{.status.members[?(@.role=="voter")].name}')).split(' ').filter(Boolean).length;
+      return p === 'Available' && Number(ready) === replicas && count === replicas;
+    }, timeoutMs);
+  const dump = () => operators.map((o, i) => `--- operator ${i}\n${o.out.split('\n').slice(-30).join('\n')}`).join('\n');
+
+  before(async () => {
+    bed = await TestBed.start({ kubelet: true, nodes: 5 });
+    const crd = await bed.kubectl('apply', '-f', CRD_FILE);
+    assert.equal(crd.code, 0, crd.err);
+    startOperator('op-a');
+  });
+  after(async () => {
+    for (const o of operators) o.p.kill('SIGKILL');
+    await bed?.stop();
+  });
+
+  it('forms a cluster from kubectl apply: pods find each other through the API, one leader, printer columns, owned Services and PDB', async () => {
+    const r = await bed.apply(manifest());
+    assert.equal(r.code, 0, r.err);
+    await available(3).catch((e) => assert.fail(`${e.message}\n${dump()}`));
+    const table = (await bed.kubectl('get', 'rc')).out;
+    assert.match(table, new RegExp(`${NAME}\\s+kvstore\\s+3\\s+3\\s+${NAME}-\\d\\s+Available`));
+    const uid = await bed.jsonpath(`rc ${NAME}`, '{.metadata.uid}');
+    for (const what of [`svc ${NAME}`, `svc ${NAME}-peers`, `pdb ${NAME}`, `pod ${NAME}-0`]) {
+      assert.equal(await bed.jsonpath(what, '{.metadata.ownerReferences[0].uid}'), uid, `${what} is owned by the RaftCluster`);
+    }
+    assert.equal(await bed.jsonpath(`pdb ${NAME}`, '{.spec.maxUnavailable}'), '1');
+    assert.match((await bed.kubectl('describe', 'rc', NAME)).out, /CreatedMember/);
+    assert.equal(await bed.jsonpath(`rc ${NAME}`, '{.status.observedGeneration}'), await bed.jsonpath(`rc ${NAME}`, '{.metadata.generation}'));
+  });
+
+  it('scales 3 -> 5 -> 3 with kubectl scale under client load: one member at a time, a linearizable history, no acknowledged write lost', async () => {
+    const ips = (await bed.jsonpath(`pods -l raftkv.io/cluster=${NAME},raftkv.io/role=replica`, '{.items[*].status.podIP}')).split(' ').filter(Boolean);
+    const history: Operation[] = [];
+    let stop = false;
+    let opId = 0;
+    const load = async (n: number) => {
+      const cl = new RaftKvClient({ targets: ips.map((ip) => `${ip}:11000`), timeoutMs: 2000, deadlineMs: 8000 });
+      let seq = 0;
+      while (!stop) {
+        const key = `k${n % 2}`;
+        const value = `c${n}-${++seq}`;
+        const op: Operation = { id: opId++, client: `c${n}`, key, kind: 'put', value, call: performance.now(), ret: Infinity };
+        try {
+          await cl.set(key, value);
+          op.ret = performance.now();
+        } catch {
+          // outcome unknown
+        }
+        history.push(op);
+        const call = performance.now();
+        try {
+          const v = await cl.getString(key);
+          history.push({ id: opId++, client: `c${n}`, key, kind: 'get', value: v ?? null, call, ret: performance.now() });
+        } catch {
+          // a failed read observed nothing
+        }
+      }
+      cl.close();
+    };
+    const clients = [load(1), load(2), load(3)];
+    try {
+      assert.equal((await bed.kubectl('scale', `rc/${NAME}`, '--replicas=5')).code, 0);
+      await available(5, 90_000);
+      assert.equal((await bed.kubectl('scale', `rc/${NAME}`, '--replicas=3')).code, 0);
+      await available(3, 90_000);
+    } catch (e) {
+      assert.fail(`${(e as Error).message}\n${dump()}`);
+    } finally {
+      stop = true;
+      await Promise.all(clients);
+    }
+    const names = (await bed.jsonpath(`pods -l raftkv.io/role=replica`, '{.items[*].metadata.name}')).split(' ').sort();
+    assert.deepEqual(names, [`${NAME}-0`, `${NAME}-1`, `${NAME}-2`], 'the highest ordinals were removed');
+    const reader = new RaftKvClient({ targets: ips.map((ip) => `${ip}:11000`), timeoutMs: 2000, deadlineMs: 10_000 });
+    for (const key of ['k0', 'k1']) {
+      const call = performance.now();
+      const v = await reader.getString(key);
+      history.push({ id: opId++, client: 'final', key, kind: 'get', value: v ?? null, call, ret: performance.now() });
+    }
+    reader.close();
+    const acked = history.filter((h) => h.kind === 'put' && h.ret !== Infinity).length;
+    assert.ok(acked > 20, `writes were acknowledged throughout (${acked})`);
+    const check = checkHistory(history);
+    assert.equal(check.ok, true, check.ok === false ? `not linearizable on ${check.key}: ${check.reason}\n${formatOps(check.ops.slice(-30))}` : String((check as { reason?: string }).reason));
+    const events = (await bed.kubectl('get', 'events', '--field-selector', `involvedObject.name=${NAME}`, '-o', 'jsonpath={.items[*].reason}')).out;
+    assert.match(events, /ScalingUp/);
+    assert.match(events, /ScalingDown/);
+  });
+
+  it('a deleted leader pod is replaced and the cluster serves again with a new leader', async () => {
+    const leader = await bed.jsonpath(`rc ${NAME}`, '{.status.leader}');
+    assert.match(leader, new RegExp(`^${NAME}-\\d$`));
+    assert.equal((await bed.kubectl('delete', 'pod', leader)).code, 0);
+    await bed.until('a new leader', async () => {
+      const l = await bed.jsonpath(`rc ${NAME}`, '{.status.leader}');
+      return l !== '' && l !== leader;
+    });
+    await available(3).catch((e) => assert.fail(`${e.message}\n${dump()}`));
+    assert.equal(await bed.jsonpath(`pod ${leader}`, '{.status.phase}'), 'Running', 'its pod is back under the same name');
+  });
+
+  it('an operator killed in the middle of a scale-up is replaced by another that finishes it; the Lease lets only one act', async () => {
+    const b = startOperator('op-b');
+    await bed.until('op-b running', async () => /watching/.test(b.out));
+    const holder = async () => bed.jsonpath('lease raftkv-operator -n default', '{.spec.holderIdentity}');
+    assert.equal(await holder(), 'op-a');
+    assert.doesNotMatch(b.out, /leading/, 'the second operator stands by');
+    assert.equal((await bed.kubectl('scale', `rc/${NAME}`, '--replicas=4')).code, 0);
+    await bed.until('the scale-up to start', async () => (await bed.kubectl('get', 'pod', `${NAME}-3`)).code === 0);
+    operators[0].p.kill('SIGKILL');
+    await bed.until('op-b to take the Lease', async () => (await holder()) === 'op-b', 30_000);
+    await available(4, 90_000).catch((e) => assert.fail(`${e.message}\n${dump()}`));
+    assert.match(b.out, /leading/);
+    assert.equal((await bed.kubectl('scale', `rc/${NAME}`, '--replicas=3')).code, 0);
+    await available(3, 90_000).catch((e) => assert.fail(`${e.message}\n${dump()}`));
+  });
+
+  it('runs the loggers of the spec: they join as non-voters and are reported as members', async () => {
+    assert.equal((await bed.kubectl('patch', 'rc', NAME, '--type', 'merge', '-p', '{"spec":{"loggers":1}}')).code, 0);
+    await bed.until('the logger to be a member', async () => (await bed.jsonpath(`rc ${NAME}`, '{.status.members[?(@.role=="logger")].name}')) === `${NAME}-log-0`, 60_000).catch((e) => assert.fail(`${e.message}\n${dump()}`));
+    assert.equal(await phase(), 'Available');
+  });
+
+  it('deleting the RaftCluster deletes everything it owns', async () => {
+    const del = await bed.kubectl('delete', 'rc', NAME);
+    assert.equal(del.code, 0, del.err);
+    await bed.until('its pods, Services and PDB to be gone', async () => {
+      const left = (await bed.kubectl('get', 'pods,svc,pdb', '-l', `raftkv.io/cluster=${NAME}`, '-o', 'name')).out.trim();
+      return left === '';
+    });
+  });
+});
