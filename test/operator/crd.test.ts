@@ -12,7 +12,8 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
 import { raftClusterCrdYaml } from '../../operator/crd.js';
-import { CRD_FILE } from '../../operator/gen-crd.js';
+import { CRD_FILE, OPERATOR_FILE } from '../../operator/gen-crd.js';
+import { operatorYaml } from '../../operator/manifests.js';
 import { parseRaftCluster } from '../../operator/spec.js';
 import { ApiServer } from '../k8s/apiserver.js';
 
@@ -50,8 +51,9 @@ describe('the RaftCluster CRD', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('the committed CRD is the one generated from operator/spec.ts (run npm run gen:crd after changing the spec)', () => {
+  it('the committed CRD and deploys/operator.yaml are the ones generated from the code (run npm run gen:crd after changing them)', () => {
     assert.equal(readFileSync(CRD_FILE, 'utf8'), raftClusterCrdYaml(), 'crds/raftclusters.raftkv.io.yaml is stale: run npm run gen:crd');
+    assert.equal(readFileSync(OPERATOR_FILE, 'utf8'), operatorYaml(), 'deploys/operator.yaml is stale: run npm run gen:crd');
   });
 
   it('is served: every shipped manifest is accepted, kubectl get rc shows the printer columns, explain shows the spec', async () => {
