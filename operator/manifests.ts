@@ -14,6 +14,7 @@ export const OPERATOR_RULES = [
   { apiGroups: ['raftkv.io'], resources: ['raftclusters'], verbs: ['list', 'watch'] },
   { apiGroups: ['raftkv.io'], resources: ['raftclusters/status'], verbs: ['patch'] },
   { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch', 'create', 'delete'] },
+  { apiGroups: [''], resources: ['pods/log'], verbs: ['get'] },
   { apiGroups: [''], resources: ['services'], verbs: ['get', 'create', 'patch'] },
   { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['create', 'delete'] },
   { apiGroups: [''], resources: ['events'], verbs: ['create'] },

@@ -6,10 +6,11 @@
  * starts from what the cluster and the API say, never from memory.
  */
 import { KubeConfig, KubernetesObjectApi, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, ApiException } from '@kubernetes/client-node';
+import { createHash } from 'node:crypto';
 import { quorum } from '../raft/index.js';
 import { LABEL_CLUSTER, LABEL_ORDINAL, LABEL_ROLE } from './labels.js';
 import { ReplicaView, removeMember, replicaStatus, transferLeadership } from './members.js';
-import { ClusterRef, Obj, PORTS, clientService, disruptionBudget, loggerPod, peerService, pvcFor, replicaPod, replicaSelector, selectorString } from './resources.js';
+import { ClusterRef, Obj, PORTS, clientService, disruptionBudget, loadgenPod, loggerPod, peerService, pvcFor, replicaPod, replicaSelector, selectorString } from './resources.js';
 import { RaftClusterSpec, loggerName, replicaName } from './spec.js';
 
 export interface ReconcileResult {
@@ -144,6 +145,11 @@ export class Reconciler {
       phase = 'Available';
       requeueMs = 10_000;
     } else if (!step) phase = 'Degraded';
+    if (spec.loadgen) {
+      const lt = await this.loadTest(c, spec, rc, healthy, live);
+      if (lt) status.loadTest = lt;
+      else if (healthy && !rc.status?.loadTest) requeueMs = 2000;
+    }
     conditions.push({ type: 'Available', status: 'True', reason: 'LeaderElected', message: `${leader.id} leads ${voters.length} voters` });
     conditions.push({ type: 'QuorumLost', status: 'False', reason: 'LeaderElected', message: `${leader.id} leads` });
     conditions.push({ type: 'Degraded', status: healthy || step ? 'False' : 'True', reason: healthy ? 'AllMembersReady' : step ? 'Scaling' : 'MembersNotReady', message: `${ready} of ${spec.replicas} voters ready` });
@@ -213,6 +219,40 @@ export class Reconciler {
     return undefined;
   }
 
+  /**
+   * The spec's load test, once for each loadgen block (a new block, a new run), when the cluster
+   * is healthy: a generator pod runs to completion and its result (read from its log) lands in
+   * status. Scaling does not rerun it.
+   */
+  private async loadTest(c: ClusterRef, spec: RaftClusterSpec, rc: Obj, healthy: boolean, live: Obj[]): Promise<Record<string, unknown> | undefined> {
+    const generation = rc.metadata.generation as number;
+    const key = createHash('sha256').update(JSON.stringify(spec.loadgen)).digest('hex').slice(0, 8);
+    if (rc.status?.loadTest?.spec === key) return undefined;
+    const name = `${c.name}-loadgen-${key}`;
+    const pod = live.find((p) => p.metadata.name === name);
+    if (!pod) {
+      if (!healthy) return undefined;
+      await this.objects.create(loadgenPod(c, spec, name, generation)).catch(ignoreConflict);
+      await this.event(c, 'Normal', 'LoadTestStarted', `${name}: ${spec.loadgen!.clients} clients for ${spec.loadgen!.duration} s`);
+      return undefined;
+    }
+    const phase = pod.status?.phase;
+    if (phase !== 'Succeeded' && phase !== 'Failed') return undefined;
+    const log = await this.core.readNamespacedPodLog({ name, namespace: c.namespace }).catch(() => '');
+    const text = String(log);
+    let result: Record<string, unknown>;
+    try {
+      const r = JSON.parse(text.slice(text.indexOf('{'))) as { throughput: number; latencyUs: { p50: number; p99: number }; errors: number; timeouts: number; answered: number };
+      result = { spec: key, generation, finishedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), throughput: Math.round(r.throughput), p50Ms: r.latencyUs.p50 / 1000, p99Ms: r.latencyUs.p99 / 1000, errors: r.errors + r.timeouts, answered: r.answered };
+      await this.event(c, 'Normal', 'LoadTestFinished', `${Math.round(r.throughput)} ops/s, p99 ${(r.latencyUs.p99 / 1000).toFixed(1)} ms, ${r.errors + r.timeouts} errors`);
+    } catch {
+      result = { spec: key, generation, finishedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), error: `the load generator ${phase === 'Failed' ? 'failed' : 'printed no result'}: ${text.trim().split('\n').slice(-3).join(' / ').slice(0, 300)}` };
+      await this.event(c, 'Warning', 'LoadTestFailed', String(result.error));
+    }
+    await this.core.deleteNamespacedPod({ name, namespace: c.namespace }).catch(ignoreConflict);
+    return result;
+  }
+
   private async createPod(c: ClusterRef, spec: RaftClusterSpec, pod: Obj, ordinal: number, role: 'replica' | 'logger' = 'replica'): Promise<void> {
     if (!spec.storage.ephemeral) await this.objects.create(pvcFor(c, spec, pod.metadata.name, role, ordinal)).catch(ignoreConflict);
     await this.objects.create(pod).catch(ignoreConflict);
@@ -260,7 +300,7 @@ export class Reconciler {
       const old = (rc.status?.conditions ?? []).find((x: Condition) => x.type === cond.type);
       return { ...cond, observedGeneration: rc.metadata.generation, lastTransitionTime: old && old.status === cond.status ? old.lastTransitionTime : now };
     });
-    if (rc.status?.loadTest) status.loadTest = rc.status.loadTest;
+    if (status.loadTest === undefined && rc.status?.loadTest) status.loadTest = rc.status.loadTest;
     if (JSON.stringify(stripTimes(rc.status)) !== JSON.stringify(stripTimes(status))) {
       // A merge patch keeps what it does not mention: fields no longer true are nulled out.
       const patch: Record<string, unknown> = { ...status };

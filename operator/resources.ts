@@ -176,3 +176,30 @@ export function disruptionBudget(c: ClusterRef, replicas: number): Obj {
     spec: { ...(replicas >= 3 ? { maxUnavailable: 1 } : { maxUnavailable: 0 }), selector: { matchLabels: replicaSelector(c.name) } },
   };
 }
+
+/** A load test: one run of the generator against the cluster's replicas (found by discovery). */
+export function loadgenPod(c: ClusterRef, spec: RaftClusterSpec, name: string, generation: number): Obj {
+  const l = spec.loadgen!;
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace: c.namespace, labels: memberLabels(c.name, 'loadgen'), annotations: { 'raftkv.io/generation': String(generation) }, ownerReferences: [ownerReference(c)] },
+    spec: {
+      serviceAccountName: 'raftkv-member',
+      restartPolicy: 'Never',
+      containers: [
+        {
+          name: 'loadgen',
+          image: spec.image,
+          args: [
+            'loadgen', '--discover', c.name, '--namespace', '$(POD_NAMESPACE)', '--driver', l.driver, '--clients', String(l.clients), '--duration', String(l.duration),
+            '--keys', String(l.keys), '--value-size', String(l.valueSize), '--write-ratio', String(l.writeRatio), '--think', String(l.thinkMs), '--procs', String(l.parallel),
+            '--json', '-', '--quiet',
+          ],
+          env: downward,
+          resources: spec.resources,
+        },
+      ],
+    },
+  };
+}

@@ -637,7 +637,9 @@ export class ApiServer {
       } else this.registry.setCrd(o.metadata.name, typesOfCrd(o));
     }
     if (t.type.kind === 'Namespace' && !t.type.group && type === 'MODIFIED' && o.metadata.deletionTimestamp) this.emptyNamespace(o);
-    if (type === 'DELETED') this.collectGarbage();
+    // An object whose owners are already gone (made by a controller that raced the owner's
+    // deletion) is collected too, as the real garbage collector does.
+    if (type === 'DELETED' || (type === 'ADDED' && (o.metadata.ownerReferences ?? []).length > 0)) this.collectGarbage();
     for (const f of this.onChange) f(t.typeKey, type, o);
   }
 

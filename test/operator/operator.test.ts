@@ -72,6 +72,15 @@ describe('the raftkv operator on the Kubernetes emulator', () => {
     assert.equal(await bed.jsonpath(`rc ${NAME}`, '{.status.observedGeneration}'), await bed.jsonpath(`rc ${NAME}`, '{.metadata.generation}'));
   });
 
+  it('runs the spec\'s load test once the cluster is Available and reports its throughput and p99 in status', async () => {
+    await bed.until('status.loadTest', async () => (await bed.jsonpath(`rc ${NAME}`, '{.status.loadTest.spec}')) !== '', 60_000).catch((e) => assert.fail(`${e.message}\n${dump()}`));
+    const lt = JSON.parse(await bed.jsonpath(`rc ${NAME}`, '{.status.loadTest}'));
+    assert.equal(lt.error, undefined, lt.error);
+    assert.ok(lt.throughput > 0 && lt.p99Ms > 0 && lt.answered > 0, JSON.stringify(lt));
+    assert.match((await bed.kubectl('get', 'events', '--field-selector', `involvedObject.name=${NAME}`, '-o', 'jsonpath={.items[*].reason}')).out, /LoadTestFinished/);
+    await bed.until('the generator pod to be cleaned up', async () => (await bed.jsonpath('pods -l raftkv.io/role=loadgen', '{.items[*].metadata.name}')) === '');
+  });
+
   it('scales 3 -> 5 -> 3 with kubectl scale under client load: one member at a time, a linearizable history, no acknowledged write lost', async () => {
     const ips = (await bed.jsonpath(`pods -l raftkv.io/cluster=${NAME},raftkv.io/role=replica`, '{.items[*].status.podIP}')).split(' ').filter(Boolean);
     const history: Operation[] = [];
