@@ -28,7 +28,7 @@ describe('installing the operator with kubectl apply -f deploys/operator.yaml', 
   });
   after(async () => bed?.stop());
 
-  it('runs as a pod under least-privilege RBAC and forms a RaftCluster', async () => {
+  it('runs as a pod under least-privilege RBAC, forms a RaftCluster and runs its load test', async () => {
     const r = await bed.apply(readFileSync(OPERATOR_FILE, 'utf8').replaceAll('image: raftkv:latest', 'image: raftkv:dev'));
     assert.equal(r.code, 0, r.err);
     const w = await bed.kubectl('rollout', 'status', 'deployment/raftkv-operator', '-n', OPERATOR_NAMESPACE, '--timeout=60s');
@@ -37,6 +37,9 @@ describe('installing the operator with kubectl apply -f deploys/operator.yaml', 
     assert.equal((await bed.apply(kv)).code, 0);
     const logs = async () => (await bed.kubectl('logs', '-n', OPERATOR_NAMESPACE, 'deployment/raftkv-operator')).out;
     await bed.until('kv-notlog Available', async () => (await bed.jsonpath('rc kv-notlog', '{.status.phase}')) === 'Available', 90_000).catch(async (e) => assert.fail(`${e.message}\n${await logs()}`));
+    // Its load test runs in a pod too (discovering the replicas under the members' account).
+    await bed.until('the load test result', async () => (await bed.jsonpath('rc kv-notlog', '{.status.loadTest.spec}')) !== '', 60_000).catch(async (e) => assert.fail(`${e.message}\n${await logs()}`));
+    assert.ok(Number(await bed.jsonpath('rc kv-notlog', '{.status.loadTest.throughput}')) > 0, await bed.jsonpath('rc kv-notlog', '{.status.loadTest}'));
     const user = `system:serviceaccount:${OPERATOR_NAMESPACE}:raftkv-operator`;
     const mine = bed.api.requests.filter((q) => q.user === user);
     assert.ok(mine.length > 10, 'the operator talked to the API as its ServiceAccount');
