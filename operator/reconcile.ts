@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { quorum } from '../raft/index.js';
 import { LABEL_CLUSTER, LABEL_ORDINAL, LABEL_ROLE } from './labels.js';
 import { ReplicaView, removeMember, replicaStatus, transferLeadership } from './members.js';
-import { ClusterRef, Obj, PORTS, clientService, disruptionBudget, loadgenPod, loggerPod, peerService, pvcFor, replicaPod, replicaSelector, selectorString } from './resources.js';
+import { ClusterRef, Obj, PORTS, TEMPLATE_ANNOTATION, clientService, disruptionBudget, loadgenPod, loggerPod, peerService, pvcFor, replicaPod, replicaSelector, selectorString, templateHash } from './resources.js';
 import { RaftClusterSpec, loggerName, replicaName } from './spec.js';
 
 export interface ReconcileResult {
@@ -175,8 +175,8 @@ export class Reconciler {
     const orphan = s.voters.find((v) => !s.podNames.has(v) && isOurReplica(c.name, v));
     if (orphan && joining.length === 0) {
       const ordinal = Number(orphan.slice(c.name.length + 1));
-      await this.createPod(c, spec, replicaPod(c, spec, ordinal), ordinal);
-      await this.event(c, 'Normal', 'ReplacedMember', `${orphan}'s pod was gone: created it again; it rejoins as a new member`);
+      if (!(await this.createPod(c, spec, replicaPod(c, spec, ordinal), ordinal))) return { reason: 'ReplacingMember', message: `waiting for ${orphan}'s old pod to finish terminating` };
+      await this.event(c, 'Normal', 'ReplacedMember', `${orphan}'s pod was gone: created it again${spec.storage.ephemeral ? '; it rejoins as a new member' : ' on its volume'}`);
       return { reason: 'ReplacingMember', message: `replacing ${orphan}` };
     }
     if (joining.length > 0) {
@@ -209,6 +209,29 @@ export class Reconciler {
       await this.core.deleteNamespacedPod({ name: victim, namespace: c.namespace }).catch(ignoreConflict);
       if (!spec.storage.ephemeral) await this.core.deleteNamespacedPersistentVolumeClaim({ name: `data-${victim}`, namespace: c.namespace }).catch(ignoreConflict);
       return { reason: 'ScalingDown', message: `removed ${victim}` };
+    }
+    // A spec change that shapes the pods (image, resources, timings...): replace them one at a
+    // time, only while every voter is ready, followers first, the leader last and only after
+    // leadership has moved off it.
+    const want = templateHash(spec);
+    const outdated = s.replicas.filter((p) => s.voters.includes(p.metadata.name) && p.metadata.annotations?.[TEMPLATE_ANNOTATION] !== want);
+    if (outdated.length > 0) {
+      const readyVoters = s.replicas.filter((p) => s.voters.includes(p.metadata.name) && isReady(p)).length;
+      if (readyVoters < s.voters.length) return { reason: 'RollingUpdate', message: `waiting for every voter to be ready before replacing ${outdated.length} outdated pod(s)` };
+      const follower = outdated.find((p) => p.metadata.name !== leader.id);
+      if (follower) {
+        await this.core.deleteNamespacedPod({ name: follower.metadata.name, namespace: c.namespace }).catch(ignoreConflict);
+        await this.event(c, 'Normal', 'RollingUpdate', `replacing ${follower.metadata.name} with the new template (${outdated.length - 1} more after it)`);
+        return { reason: 'RollingUpdate', message: `replacing ${follower.metadata.name}` };
+      }
+      const to = s.views.find((v) => v.id !== leader.id && s.voters.includes(v.id))?.id;
+      if (!to) {
+        await this.core.deleteNamespacedPod({ name: leader.id, namespace: c.namespace }).catch(ignoreConflict);
+        return { reason: 'RollingUpdate', message: `replacing ${leader.id}, the only member` };
+      }
+      const r = await transferLeadership(leader.ip, to).catch((e: Error) => ({ status: 0, text: e.message }));
+      await this.event(c, 'Normal', 'RollingUpdate', `${leader.id} is the last outdated pod: handing leadership to ${to} first (${r.status})`);
+      return { reason: 'RollingUpdate', message: `moving leadership off ${leader.id}` };
     }
     // Pods that are not members and not wanted (left over from an interrupted scale-down).
     const stray = s.replicas.find((p) => !s.voters.includes(p.metadata.name) && !s.learners.includes(p.metadata.name) && ordinalOf(c.name, p.metadata.name) >= spec.replicas && s.voters.length >= spec.replicas);
@@ -253,10 +276,18 @@ export class Reconciler {
     return result;
   }
 
-  private async createPod(c: ClusterRef, spec: RaftClusterSpec, pod: Obj, ordinal: number, role: 'replica' | 'logger' = 'replica'): Promise<void> {
+  /** Create a member pod (and its volume claim); false if one of that name still exists. */
+  private async createPod(c: ClusterRef, spec: RaftClusterSpec, pod: Obj, ordinal: number, role: 'replica' | 'logger' = 'replica'): Promise<boolean> {
     if (!spec.storage.ephemeral) await this.objects.create(pvcFor(c, spec, pod.metadata.name, role, ordinal)).catch(ignoreConflict);
-    await this.objects.create(pod).catch(ignoreConflict);
-    this.log(`${c.namespace}/${c.name}: created pod ${pod.metadata.name}`);
+    const made = await this.objects.create(pod).then(
+      () => true,
+      (e: unknown) => {
+        if (e instanceof ApiException && e.code === 409) return false;
+        throw e;
+      },
+    );
+    if (made) this.log(`${c.namespace}/${c.name}: created pod ${pod.metadata.name}`);
+    return made;
   }
 
   /** Create the object, or bring its spec back to what it should be. */

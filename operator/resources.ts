@@ -3,6 +3,7 @@
  * peer Service, the client Service and the PodDisruptionBudget. Pure functions, so the
  * reconciler and the tests build exactly the same objects.
  */
+import { createHash } from 'node:crypto';
 import { LABEL_CLUSTER, LABEL_ROLE, memberLabels } from './labels.js';
 import { RaftClusterSpec, loggerName, replicaName } from './spec.js';
 
@@ -65,6 +66,17 @@ function spread(cluster: string, role: string) {
  * A replica pod. `initialSize` makes it a first-generation member that bootstraps with ordinals
  * 0..initialSize-1; without it the pod joins the running members.
  */
+/**
+ * What a running replica pod was made from: a spec change here (image, resources, Raft timings,
+ * durability, engine settings) means its pods are replaced, one at a time.
+ */
+export function templateHash(spec: RaftClusterSpec): string {
+  const { image, resources, raft, fsync, applog, valueSize, keys, preload, storage } = spec;
+  return createHash('sha256').update(JSON.stringify({ image, resources, raft, fsync, applog, valueSize, keys, preload, storage })).digest('hex').slice(0, 10);
+}
+
+export const TEMPLATE_ANNOTATION = 'raftkv.io/template';
+
 export function replicaPod(c: ClusterRef, spec: RaftClusterSpec, ordinal: number, initialSize?: number): Obj {
   const name = replicaName(c.name, ordinal);
   const args = [
@@ -83,7 +95,7 @@ export function replicaPod(c: ClusterRef, spec: RaftClusterSpec, ordinal: number
       name,
       namespace: c.namespace,
       labels: memberLabels(c.name, 'replica', ordinal),
-      annotations: { ...scrape(spec, PORTS.http), ...(initialSize !== undefined ? { 'raftkv.io/initial-size': String(initialSize) } : {}) },
+      annotations: { ...scrape(spec, PORTS.http), [TEMPLATE_ANNOTATION]: templateHash(spec), ...(initialSize !== undefined ? { 'raftkv.io/initial-size': String(initialSize) } : {}) },
       ownerReferences: [ownerReference(c)],
     },
     spec: {

@@ -174,6 +174,19 @@ describe('the raftkv operator on the Kubernetes emulator', () => {
     assert.equal(await phase(), 'Available');
   });
 
+  it('a spec change that shapes the pods rolls them one at a time, followers first, the leader last after a transfer', async () => {
+    const before = (await bed.jsonpath(`pods -l raftkv.io/role=replica`, '{.items[*].metadata.uid}')).split(' ').filter(Boolean);
+    assert.equal((await bed.kubectl('patch', 'rc', NAME, '--type', 'merge', '-p', '{"spec":{"raft":{"heartbeatMs":90}}}')).code, 0);
+    await bed.until('every replica pod replaced', async () => {
+      const uids = (await bed.jsonpath(`pods -l raftkv.io/role=replica`, '{.items[*].metadata.uid}')).split(' ').filter(Boolean);
+      const args = await bed.jsonpath(`pods -l raftkv.io/role=replica`, '{.items[*].spec.containers[0].args}');
+      return uids.length === 3 && uids.every((u) => !before.includes(u)) && (args.match(/"--heartbeat","90"/g) ?? []).length === 3;
+    }, 120_000).catch((e) => assert.fail(`${e.message}\n${dump()}`));
+    await available(3).catch((e) => assert.fail(`${e.message}\n${dump()}`));
+    const rolled = (await bed.kubectl('get', 'events', '--field-selector', `involvedObject.name=${NAME},reason=RollingUpdate`, '-o', 'jsonpath={range .items[*]}{.message}{"\\n"}{end}')).out;
+    assert.match(rolled, /the last outdated pod: handing leadership/, rolled);
+  });
+
   it('deleting the RaftCluster deletes everything it owns', async () => {
     const del = await bed.kubectl('delete', 'rc', NAME);
     assert.equal(del.code, 0, del.err);
