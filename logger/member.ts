@@ -100,7 +100,8 @@ export class LoggerMember {
       listen: o.raft,
       advertise,
       token: o.token,
-      resolve: (id) => this.driver?.node.membership.addrs[id] ?? this.peers.get(id)?.raftAddr,
+      // A peer's own latest announcement first (it may have moved), then the configuration.
+      resolve: (id) => this.peers.get(id)?.raftAddr || this.driver?.node.membership.addrs[id],
       clusterId: () => this.clusterId,
       admits: admitsMembersOf(() => this.driver?.node.membership),
       onMessage: (msg: Message) => this.driver?.step(msg),

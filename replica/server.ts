@@ -225,7 +225,9 @@ export class Replica {
       token: o.token,
       // A new member knows nobody's address until it has the log: fall back to the address a
       // peer announced when it connected to us (the leader always does, first).
-      resolve: (id) => this.driver?.node.membership.addrs[id] ?? this.peerInfo.get(id)?.raftAddr,
+      // What a peer last announced in its hello wins over the address in the configuration: a
+      // member restarted elsewhere (a pod on its volume gets a new IP) is reached where it is.
+      resolve: (id) => this.peerInfo.get(id)?.raftAddr || this.driver?.node.membership.addrs[id],
       clusterId: () => this.clusterId,
       // Only members may talk Raft to us; a new node that knows no members yet accepts the
       // leader that is adding it (the cluster token and cluster id still apply).

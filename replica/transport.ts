@@ -46,8 +46,16 @@ class OutboundPeer {
   flushScheduled = false;
   failures = 0;
   retryAt = 0;
+  /** The address this connection was dialled to. */
+  addr = '';
   constructor(readonly id: string) {}
 }
+
+/**
+ * A dial to an address where nothing answers (a pod's old IP: no host, no refusal) would wait
+ * for the kernel's SYN timeout, minutes; give up sooner and dial again, re-resolving.
+ */
+const CONNECT_TIMEOUT_MS = 1000;
 
 const MAX_PENDING_BYTES = 64 << 20;
 
@@ -141,7 +149,13 @@ export class PeerTransport {
       : net.connect({ host: dialHost(hp), port: hp.port });
     socket.setNoDelay(true);
     peer.socket = socket;
+    peer.addr = addr;
+    const connectTimer = setTimeout(() => {
+      if (!peer.connected && peer.socket === socket) socket.destroy();
+    }, CONNECT_TIMEOUT_MS);
+    connectTimer.unref();
     socket.on(t ? 'secureConnect' : 'connect', () => {
+      clearTimeout(connectTimer);
       peer.connected = true;
       peer.failures = 0;
       const hello = peerFrame(KIND_HELLO, encodeHello({ from: this.opts.id, token: this.opts.token ?? '', clusterId: this.opts.clusterId(), ...this.opts.advertise }));
@@ -198,6 +212,13 @@ export class PeerTransport {
             if (mine && h.clusterId && mine !== h.clusterId) throw new FrameError(`peer ${h.from} belongs to cluster ${h.clusterId}, not ${mine}`);
             hello = h;
             this.opts.onHello?.(h);
+            // The peer says it is somewhere else now (restarted with a new IP): a connection to
+            // where it was may never fail by itself, so make the next send dial it afresh.
+            const out = this.peers.get(h.from);
+            if (out?.socket && h.raftAddr && out.addr && out.addr !== h.raftAddr) {
+              out.socket.destroy();
+              out.retryAt = 0;
+            }
             continue;
           }
           if (f.kind !== KIND_RAFT) throw new FrameError(`unknown frame kind ${f.kind}`);

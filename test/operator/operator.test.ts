@@ -187,6 +187,32 @@ describe('the raftkv operator on the Kubernetes emulator', () => {
     assert.match(rolled, /the last outdated pod: handing leadership/, rolled);
   });
 
+  it('with persistent volumes a deleted pod comes back with the same identity and data', async () => {
+    const pv = manifest(3).replace(/name: kv-notlog/, 'name: kv-pv').replace(/ephemeral: true/, 'ephemeral: false').replace(/\n  loadgen:[\s\S]*$/, '\n');
+    assert.equal((await bed.apply(pv)).code, 0);
+    await bed.until('kv-pv Available', async () => (await bed.jsonpath('rc kv-pv', '{.status.phase}')) === 'Available', 60_000).catch((e) => assert.fail(`${e.message}\n${dump()}`));
+    assert.equal(await bed.jsonpath('pvc data-kv-pv-0', '{.status.phase}'), 'Bound');
+    const leader = await bed.jsonpath('rc kv-pv', '{.status.leader}');
+    const victim = ['kv-pv-0', 'kv-pv-1', 'kv-pv-2'].find((n) => n !== leader)!;
+    const ip = await bed.jsonpath(`pod ${leader}`, '{.status.podIP}');
+    assert.equal((await fetch(`http://${ip}:13000/v1/kv/kept`, { method: 'PUT', body: 'yes' })).status, 200);
+    assert.equal((await bed.kubectl('delete', 'pod', victim)).code, 0);
+    await bed.until(`${victim} back and Available`, async () => (await bed.jsonpath(`pod ${victim}`, '{.status.phase}')) === 'Running' && (await bed.jsonpath('rc kv-pv', '{.status.phase}')) === 'Available', 60_000).catch((e) => assert.fail(`${e.message}\n${dump()}`));
+    const logs = (await bed.kubectl('logs', victim)).out;
+    assert.match(logs, new RegExp(`${victim}: recovered`), 'it restarted from its volume, not as a new member');
+    const vip = await bed.jsonpath(`pod ${victim}`, '{.status.podIP}');
+    await bed.until('the key on the returned member', async () => (await (await fetch(`http://${vip}:13000/v1/kv/kept?stale=1`)).text()).includes('yes'));
+    assert.equal((await bed.kubectl('delete', 'rc', 'kv-pv')).code, 0);
+  });
+
+  it('serves operator metrics', async () => {
+    const port = /metrics on [\d.]+:(\d+)/.exec(operators[1].out)?.[1];
+    assert.ok(port, operators[1].out);
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assert.match(text, /raftkv_operator_reconciles_total\{result="ok"\} [1-9]/);
+    assert.match(text, /raftkv_operator_leader 1/);
+  });
+
   it('deleting the RaftCluster deletes everything it owns', async () => {
     const del = await bed.kubectl('delete', 'rc', NAME);
     assert.equal(del.code, 0, del.err);
