@@ -225,7 +225,10 @@ export class HttpApi {
 
   private raftFailure(reply: FastifyReply, e: unknown): FastifyReply {
     if (e instanceof RaftError) {
-      const code = e.code === 'invalid-conf-change' ? 409 : e.code === 'not-leader' || e.code === 'transfer-in-progress' ? 503 : 409;
+      // Only a change that can never be made is a 409; anything else (leadership moved, the
+      // entry was replaced by a new leader's, a change pending, the outcome unknown) is worth
+      // asking again, and joiners do on a 503.
+      const code = e.code === 'invalid-conf-change' ? 409 : 503;
       return reply.code(code).send({ error: e.message, code: e.code });
     }
     return reply.code(500).send({ error: (e as Error).message });

@@ -59,6 +59,32 @@ const CONNECT_TIMEOUT_MS = 1000;
 
 const MAX_PENDING_BYTES = 64 << 20;
 
+/**
+ * Where to dial each peer: the address the configuration gives it, or the one the peer itself
+ * announced in a hello, whichever was learned last. A member restarted on its volume at a new
+ * IP announces itself before the configuration can say so; a member re-added with a new
+ * address is in the configuration before it can say anything.
+ */
+export class AddressBook {
+  private readonly announced = new Map<string, { addr: string; at: number }>();
+  private readonly configured = new Map<string, { addr: string; at: number }>();
+  private clock = 0;
+
+  announce(id: string, addr: string | undefined): void {
+    if (addr) this.announced.set(id, { addr, at: ++this.clock });
+  }
+
+  resolve(id: string, configAddr: string | undefined): string | undefined {
+    if (configAddr) {
+      const c = this.configured.get(id);
+      if (!c || c.addr !== configAddr) this.configured.set(id, { addr: configAddr, at: ++this.clock });
+    }
+    const a = this.announced.get(id);
+    const c = this.configured.get(id);
+    return a && (!c || a.at > c.at) ? a.addr : c?.addr;
+  }
+}
+
 export class PeerTransport {
   private server: net.Server | undefined;
   private readonly peers = new Map<string, OutboundPeer>();

@@ -44,7 +44,14 @@ describe('the raftkv operator on the Kubernetes emulator', () => {
       const count = (await bed.jsonpath(`rc ${NAME}`, '{.status.members[?(@.role=="voter")].name}')).split(' ').filter(Boolean).length;
       return p === 'Available' && Number(ready) === replicas && count === replicas;
     }, timeoutMs);
-  const dump = () => operators.map((o, i) => `--- operator ${i}\n${o.out.split('\n').slice(-30).join('\n')}`).join('\n');
+  /** What to read when something timed out: the operators' logs, the pods' logs and the status. */
+  const dump = async () => {
+    const parts = operators.map((o, i) => `--- operator ${i}\n${o.out.split('\n').slice(-30).join('\n')}`);
+    const pods = (await bed.jsonpath('pods -l raftkv.io/role=replica', '{.items[*].metadata.name}')).split(' ').filter(Boolean);
+    for (const p of pods) parts.push(`--- pod ${p}\n${(await bed.kubectl('logs', p)).out.split('\n').slice(-15).join('\n')}`);
+    parts.push(`--- status\n${await bed.jsonpath(`rc ${NAME}`, '{.status}')}`);
+    return parts.join('\n');
+  };
 
   before(async () => {
     bed = await TestBed.start({ kubelet: true, nodes: 5 });
@@ -60,7 +67,7 @@ describe('the raftkv operator on the Kubernetes emulator', () => {
   it('forms a cluster from kubectl apply: pods find each other through the API, one leader, printer columns, owned Services and PDB', async () => {
     const r = await bed.apply(manifest());
     assert.equal(r.code, 0, r.err);
-    await available(3).catch((e) => assert.fail(`${e.message}\n${dump()}`));
+    await available(3).catch(async (e) => assert.fail(`${e.message}\n${await dump()}`));
     const table = (await bed.kubectl('get', 'rc')).out;
     assert.match(table, new RegExp(`${NAME}\\s+kvstore\\s+3\\s+3\\s+${NAME}-\\d\\s+Available`));
     const uid = await bed.jsonpath(`rc ${NAME}`, '{.metadata.uid}');
@@ -73,7 +80,7 @@ describe('the raftkv operator on the Kubernetes emulator', () => {
   });
 
   it('runs the spec\'s load test once the cluster is Available and reports its throughput and p99 in status', async () => {
-    await bed.until('status.loadTest', async () => (await bed.jsonpath(`rc ${NAME}`, '{.status.loadTest.spec}')) !== '', 60_000).catch((e) => assert.fail(`${e.message}\n${dump()}`));
+    await bed.until('status.loadTest', async () => (await bed.jsonpath(`rc ${NAME}`, '{.status.loadTest.spec}')) !== '', 60_000).catch(async (e) => assert.fail(`${e.message}\n${await dump()}`));
     const lt = JSON.parse(await bed.jsonpath(`rc ${NAME}`, '{.status.loadTest}'));
     assert.equal(lt.error, undefined, lt.error);
     assert.ok(lt.throughput > 0 && lt.p99Ms > 0 && lt.answered > 0, JSON.stringify(lt));
@@ -117,7 +124,7 @@ describe('the raftkv operator on the Kubernetes emulator', () => {
       assert.equal((await bed.kubectl('scale', `rc/${NAME}`, '--replicas=3')).code, 0);
       await available(3, 90_000);
     } catch (e) {
-      assert.fail(`${(e as Error).message}\n${dump()}`);
+      assert.fail(`${(e as Error).message}\n${await dump()}`);
     } finally {
       stop = true;
       await Promise.all(clients);
@@ -148,7 +155,7 @@ describe('the raftkv operator on the Kubernetes emulator', () => {
       const l = await bed.jsonpath(`rc ${NAME}`, '{.status.leader}');
       return l !== '' && l !== leader;
     });
-    await available(3).catch((e) => assert.fail(`${e.message}\n${dump()}`));
+    await available(3).catch(async (e) => assert.fail(`${e.message}\n${await dump()}`));
     assert.equal(await bed.jsonpath(`pod ${leader}`, '{.status.phase}'), 'Running', 'its pod is back under the same name');
   });
 
@@ -162,15 +169,15 @@ describe('the raftkv operator on the Kubernetes emulator', () => {
     await bed.until('the scale-up to start', async () => (await bed.kubectl('get', 'pod', `${NAME}-3`)).code === 0);
     operators[0].p.kill('SIGKILL');
     await bed.until('op-b to take the Lease', async () => (await holder()) === 'op-b', 30_000);
-    await available(4, 90_000).catch((e) => assert.fail(`${e.message}\n${dump()}`));
+    await available(4, 90_000).catch(async (e) => assert.fail(`${e.message}\n${await dump()}`));
     assert.match(b.out, /leading/);
     assert.equal((await bed.kubectl('scale', `rc/${NAME}`, '--replicas=3')).code, 0);
-    await available(3, 90_000).catch((e) => assert.fail(`${e.message}\n${dump()}`));
+    await available(3, 90_000).catch(async (e) => assert.fail(`${e.message}\n${await dump()}`));
   });
 
   it('runs the loggers of the spec: they join as non-voters and are reported as members', async () => {
     assert.equal((await bed.kubectl('patch', 'rc', NAME, '--type', 'merge', '-p', '{"spec":{"loggers":1}}')).code, 0);
-    await bed.until('the logger to be a member', async () => (await bed.jsonpath(`rc ${NAME}`, '{.status.members[?(@.role=="logger")].name}')) === `${NAME}-log-0`, 60_000).catch((e) => assert.fail(`${e.message}\n${dump()}`));
+    await bed.until('the logger to be a member', async () => (await bed.jsonpath(`rc ${NAME}`, '{.status.members[?(@.role=="logger")].name}')) === `${NAME}-log-0`, 60_000).catch(async (e) => assert.fail(`${e.message}\n${await dump()}`));
     assert.equal(await phase(), 'Available');
   });
 
@@ -181,8 +188,8 @@ describe('the raftkv operator on the Kubernetes emulator', () => {
       const uids = (await bed.jsonpath(`pods -l raftkv.io/role=replica`, '{.items[*].metadata.uid}')).split(' ').filter(Boolean);
       const args = await bed.jsonpath(`pods -l raftkv.io/role=replica`, '{.items[*].spec.containers[0].args}');
       return uids.length === 3 && uids.every((u) => !before.includes(u)) && (args.match(/"--heartbeat","90"/g) ?? []).length === 3;
-    }, 120_000).catch((e) => assert.fail(`${e.message}\n${dump()}`));
-    await available(3).catch((e) => assert.fail(`${e.message}\n${dump()}`));
+    }, 120_000).catch(async (e) => assert.fail(`${e.message}\n${await dump()}`));
+    await available(3).catch(async (e) => assert.fail(`${e.message}\n${await dump()}`));
     const rolled = (await bed.kubectl('get', 'events', '--field-selector', `involvedObject.name=${NAME},reason=RollingUpdate`, '-o', 'jsonpath={range .items[*]}{.message}{"\\n"}{end}')).out;
     assert.match(rolled, /the last outdated pod: handing leadership/, rolled);
   });
@@ -190,14 +197,14 @@ describe('the raftkv operator on the Kubernetes emulator', () => {
   it('with persistent volumes a deleted pod comes back with the same identity and data', async () => {
     const pv = manifest(3).replace(/name: kv-notlog/, 'name: kv-pv').replace(/ephemeral: true/, 'ephemeral: false').replace(/\n  loadgen:[\s\S]*$/, '\n');
     assert.equal((await bed.apply(pv)).code, 0);
-    await bed.until('kv-pv Available', async () => (await bed.jsonpath('rc kv-pv', '{.status.phase}')) === 'Available', 60_000).catch((e) => assert.fail(`${e.message}\n${dump()}`));
+    await bed.until('kv-pv Available', async () => (await bed.jsonpath('rc kv-pv', '{.status.phase}')) === 'Available', 60_000).catch(async (e) => assert.fail(`${e.message}\n${await dump()}`));
     assert.equal(await bed.jsonpath('pvc data-kv-pv-0', '{.status.phase}'), 'Bound');
     const leader = await bed.jsonpath('rc kv-pv', '{.status.leader}');
     const victim = ['kv-pv-0', 'kv-pv-1', 'kv-pv-2'].find((n) => n !== leader)!;
     const ip = await bed.jsonpath(`pod ${leader}`, '{.status.podIP}');
     assert.equal((await fetch(`http://${ip}:13000/v1/kv/kept`, { method: 'PUT', body: 'yes' })).status, 200);
     assert.equal((await bed.kubectl('delete', 'pod', victim)).code, 0);
-    await bed.until(`${victim} back and Available`, async () => (await bed.jsonpath(`pod ${victim}`, '{.status.phase}')) === 'Running' && (await bed.jsonpath('rc kv-pv', '{.status.phase}')) === 'Available', 60_000).catch((e) => assert.fail(`${e.message}\n${dump()}`));
+    await bed.until(`${victim} back and Available`, async () => (await bed.jsonpath(`pod ${victim}`, '{.status.phase}')) === 'Running' && (await bed.jsonpath('rc kv-pv', '{.status.phase}')) === 'Available', 60_000).catch(async (e) => assert.fail(`${e.message}\n${await dump()}`));
     const logs = (await bed.kubectl('logs', victim)).out;
     assert.match(logs, new RegExp(`${victim}: recovered`), 'it restarted from its volume, not as a new member');
     const vip = await bed.jsonpath(`pod ${victim}`, '{.status.podIP}');
