@@ -172,25 +172,37 @@ export async function runRestore(argv: string[]): Promise<void> {
     process.exitCode = 1;
     return;
   }
-  const sm = new KvStateMachine(new MemoryEngine(Number.MAX_SAFE_INTEGER), { nodeId: f.id });
   try {
-    const src = logSource(f['from-logger'], { token: f.token ?? process.env.RAFTKV_TOKEN });
-    const r = await rebuild(src, { applyBatch: (b) => sm.applyToEngine(b), restoreState: (s) => sm.restoreState(s) }, { cluster: f.cluster, mode: 'streaming' });
+    const r = await restoreMember({ fromLogger: f['from-logger'], cluster: f.cluster, dataDir: dir, id: f.id, raft: f.raft, token: f.token ?? process.env.RAFTKV_TOKEN });
+    console.log(`restored ${r.keys} keys (state at index ${r.index} of cluster ${r.fromCluster || '?'}, ${r.commands} entries replayed${r.baseIndex ? ` after a base snapshot at ${r.baseIndex}` : ''}) into ${dir}`);
+    console.log(`new cluster id ${r.clusterId}; digest ${r.digest}`);
+    console.log(`start it: raftkv replica --id ${f.id} --raft ${f.raft} --data-dir ${dir} ...  (then add members with --join)`);
+  } catch (e) {
+    console.error(`raftkv restore: ${(e as Error).message}; nothing was written`);
+    process.exitCode = 1;
+  }
+}
+
+/**
+ * Build the first member of a new cluster in `dataDir` from a logger's log: its state, a
+ * configuration of itself alone at `raft`, and a new random cluster id (old members can never
+ * join it). On failure nothing is left behind.
+ */
+export async function restoreMember(o: { fromLogger: string; cluster?: string; dataDir: string; id: string; raft: string; token?: string }) {
+  const sm = new KvStateMachine(new MemoryEngine(Number.MAX_SAFE_INTEGER), { nodeId: o.id });
+  try {
+    const src = logSource(o.fromLogger, { token: o.token });
+    const r = await rebuild(src, { applyBatch: (b) => sm.applyToEngine(b), restoreState: (s) => sm.restoreState(s) }, { cluster: o.cluster, mode: 'streaming' });
     if (r.index === 0) throw new Error('the log is empty: nothing to restore');
-    // The new cluster has one member, this one; the old members are not in it and, with a new
-    // cluster id, can never talk to it.
-    const snapshot: Snapshot = { meta: { index: r.index, term: r.term, membership: { voters: [f.id], learners: [], addrs: { [f.id]: f.raft } } }, data: sm.snapshot() };
-    const storage = await DiskStorage.open(join(dir, 'raft'), { fsync: 'batch' });
+    const snapshot: Snapshot = { meta: { index: r.index, term: r.term, membership: { voters: [o.id], learners: [], addrs: { [o.id]: o.raft } } }, data: sm.snapshot() };
+    const storage = await DiskStorage.open(join(o.dataDir, 'raft'), { fsync: 'batch' });
     await storage.save({ snapshot, entries: [], hardState: { term: r.term, vote: '', commit: r.index } });
     await storage.close();
     const clusterId = randomBytes(8).toString('hex');
-    new MemberFiles(dir, true).setClusterId(clusterId);
-    console.log(`restored ${sm.engine.size()} keys (state at index ${r.index} of cluster ${r.clusterId || '?'}, ${r.commands} entries replayed${r.baseIndex ? ` after a base snapshot at ${r.baseIndex}` : ''}) into ${dir}`);
-    console.log(`new cluster id ${clusterId}; digest ${stateDigest(sm.engine)}`);
-    console.log(`start it: raftkv replica --id ${f.id} --raft ${f.raft} --data-dir ${dir} ...  (then add members with --join)`);
+    new MemberFiles(o.dataDir, true).setClusterId(clusterId);
+    return { clusterId, fromCluster: r.clusterId, index: r.index, commands: r.commands, baseIndex: r.baseIndex, keys: sm.engine.size(), digest: stateDigest(sm.engine) };
   } catch (e) {
-    rmSync(dir, { recursive: true, force: true });
-    console.error(`raftkv restore: ${(e as Error).message}; nothing was written`);
-    process.exitCode = 1;
+    rmSync(o.dataDir, { recursive: true, force: true });
+    throw e;
   }
 }

@@ -76,7 +76,7 @@ const STATUS: OpenApiSchema = {
   type: 'object',
   description: 'What the operator observed.',
   properties: {
-    phase: { type: 'string', description: 'Forming, Available, Scaling, Degraded, Electing, QuorumLost or Invalid.' },
+    phase: { type: 'string', description: 'Forming, Available, Scaling, Degraded, Electing, QuorumLost, Restoring or Invalid.' },
     bootstrapped: { type: 'boolean', description: 'The initial members formed the cluster; every later pod joins it.' },
     initialSize: { type: 'integer', description: 'How many members the cluster was formed with.' },
     noLeaderSince: { type: 'string', description: 'When the operator last started seeing no leader.' },
@@ -112,6 +112,11 @@ const STATUS: OpenApiSchema = {
           observedGeneration: { type: 'integer' },
         },
       },
+    },
+    restore: {
+      type: 'object',
+      description: 'The last restore from a logger (annotation raftkv.io/restore-from-logger).',
+      properties: { request: { type: 'string' }, from: { type: 'string' }, index: { type: 'integer' }, at: { type: 'string' } },
     },
     loadTest: {
       type: 'object',

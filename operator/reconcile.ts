@@ -32,6 +32,10 @@ interface Condition {
   observedGeneration?: number;
 }
 
+/** `kubectl annotate rc NAME raftkv.io/restore-from-logger=ORDINAL`: rebuild from that logger. */
+export const RESTORE_ANNOTATION = 'raftkv.io/restore-from-logger';
+const RESTORED_ANNOTATION = 'raftkv.io/restored-from';
+
 const ignoreConflict = (e: unknown) => {
   if (e instanceof ApiException && (e.code === 409 || e.code === 404)) return undefined;
   throw e;
@@ -76,6 +80,12 @@ export class Reconciler {
       await this.core.deleteNamespacedPod({ name: p.metadata.name, namespace: c.namespace }).catch(ignoreConflict);
       await this.event(c, 'Warning', 'PodFailed', `${p.metadata.name} failed (${p.status?.reason ?? 'exited'}); it will be replaced`);
       return this.finish(rc, c, { ...status, phase: 'Degraded' }, [{ type: 'Degraded', status: 'True', reason: 'PodFailed', message: `${p.metadata.name} failed` }], 500);
+    }
+
+    // Disaster recovery, asked for with an annotation: rebuild the cluster from a logger.
+    const restoreRequest = rc.metadata.annotations?.[RESTORE_ANNOTATION];
+    if (restoreRequest !== undefined && rc.status?.restore?.request !== restoreRequest) {
+      return this.restore(rc, c, spec, restoreRequest, pods, live, views, status);
     }
 
     if (!bootstrapped) {
@@ -243,6 +253,45 @@ export class Reconciler {
   }
 
   /**
+   * Rebuild the cluster from a logger's log after quorum was lost for good (`kubectl annotate rc
+   * NAME raftkv.io/restore-from-logger=0`): every replica pod goes, member 0 starts from the
+   * logger's log as the only member of a new cluster (new cluster id: no old member can talk to
+   * it), the old loggers (of the old cluster) are replaced, and scaling brings the other members
+   * back one by one.
+   */
+  private async restore(rc: Obj, c: ClusterRef, spec: RaftClusterSpec, request: string, pods: Obj[], live: Obj[], views: ReplicaView[], status: Record<string, any>): Promise<ReconcileResult> {
+    const restoring = (message: string, reason = 'Restoring') =>
+      this.finish(rc, c, { ...status, phase: 'Restoring', leader: '' }, [{ type: 'Progressing', status: 'True', reason, message }, { type: 'Available', status: 'False', reason, message }], 1000);
+    const ordinal = Number(request);
+    const source = loggerName(c.name, Number.isInteger(ordinal) && ordinal >= 0 ? ordinal : 0);
+    const restorePod = live.find((p) => p.metadata.annotations?.[RESTORED_ANNOTATION] === request);
+    if (!restorePod) {
+      const logger = live.find((p) => p.metadata.name === source);
+      if (!logger || !isReady(logger)) return restoring(`waiting for logger ${source} to be ready to restore from`, 'RestoreWaitingForLogger');
+      const replicas = pods.filter((p) => p.metadata.labels?.[LABEL_ROLE] === 'replica');
+      if (replicas.length > 0) {
+        for (const p of replicas.filter((x) => !x.metadata.deletionTimestamp)) {
+          await this.core.deleteNamespacedPod({ name: p.metadata.name, namespace: c.namespace, gracePeriodSeconds: 0 }).catch(ignoreConflict);
+          if (!spec.storage.ephemeral) await this.core.deleteNamespacedPersistentVolumeClaim({ name: `data-${p.metadata.name}`, namespace: c.namespace }).catch(ignoreConflict);
+        }
+        return restoring(`removing the ${replicas.length} old replica pod(s) before restoring from ${source}`);
+      }
+      const pod = replicaPod(c, spec, 0);
+      pod.spec.containers[0].args.push('--restore-from', `http://${logger.status.podIP}:${PORTS.loggerHttp}`, '--restore-cluster', source);
+      pod.metadata.annotations[RESTORED_ANNOTATION] = request;
+      await this.createPod(c, spec, pod, 0);
+      await this.event(c, 'Warning', 'RestoreStarted', `restoring ${c.name} from logger ${source}'s log into ${pod.metadata.name}, the first member of a new cluster`);
+      return restoring(`${pod.metadata.name} is rebuilding the state from ${source}`);
+    }
+    const v = views.find((x) => x.id === restorePod.metadata.name);
+    if (!v || v.role !== 'leader') return restoring(`waiting for ${restorePod.metadata.name} to lead the restored cluster`);
+    // The old loggers belong to the old cluster: replaced, they join the new one.
+    for (const p of live.filter((x) => x.metadata.labels?.[LABEL_ROLE] === 'logger')) await this.core.deleteNamespacedPod({ name: p.metadata.name, namespace: c.namespace }).catch(ignoreConflict);
+    await this.event(c, 'Normal', 'Restored', `${restorePod.metadata.name} leads the restored cluster at index ${v.commitIndex}; the other members are added back one by one`);
+    return this.finish(rc, c, { ...status, bootstrapped: true, phase: 'Scaling', leader: v.id, restore: { request, from: source, index: v.commitIndex, at: new Date().toISOString().replace(/\.\d+Z$/, 'Z') } }, [{ type: 'Progressing', status: 'True', reason: 'Restored', message: `restored from ${source}` }], 500);
+  }
+
+  /**
    * The spec's load test, once for each loadgen block (a new block, a new run), when the cluster
    * is healthy: a generator pod runs to completion and its result (read from its log) lands in
    * status. Scaling does not rerun it.
@@ -332,6 +381,7 @@ export class Reconciler {
       return { ...cond, observedGeneration: rc.metadata.generation, lastTransitionTime: old && old.status === cond.status ? old.lastTransitionTime : now };
     });
     if (status.loadTest === undefined && rc.status?.loadTest) status.loadTest = rc.status.loadTest;
+    if (status.restore === undefined && rc.status?.restore) status.restore = rc.status.restore;
     if (JSON.stringify(stripTimes(rc.status)) !== JSON.stringify(stripTimes(status))) {
       // A merge patch keeps what it does not mention: fields no longer true are nulled out.
       const patch: Record<string, unknown> = { ...status };

@@ -2,12 +2,12 @@
  * `raftkv replica`: run one replica. Flags keep the seed's names and accept its single-dash
  * style (`-id node0` = `--id node0`).
  */
-import { readFileSync, writeFileSync, createWriteStream } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync, createWriteStream } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { z } from 'zod';
 import { parseFlags, reportUsage, wantsHelp } from '../util/cli.js';
 import { stopOnSignals } from '../util/signals.js';
-import { parseHostPort } from './addr.js';
+import { dialHost, formatHostPort, parseHostPort } from './addr.js';
 import { REPLICA_DEFAULTS as D } from './defaults.js';
 import { Replica, ReplicaOptions } from './server.js';
 
@@ -29,6 +29,9 @@ Forming a cluster (only used when the data directory is empty):
   --discover kubernetes   in a pod: find the cluster through the Kubernetes API by its labels
                           (POD_NAME, POD_NAMESPACE, POD_IP from the downward API); with
   --initial-size N        bootstrap with the pods of ordinals 0..N-1, else join running members
+  --restore-from ADDR     with an empty data directory: first rebuild the state from a logger's log
+                          (raftkv restore) and start as the only member of a new cluster
+  --restore-cluster NAME  which of that logger's logs (default: its only one)
   --nonvoter              join as a non-voter (default: voter, promoted once caught up)
   (no flag: a single-node cluster. A node with data always recovers its identity instead.)
 State machine and storage:
@@ -100,6 +103,8 @@ const Flags = z.object({
   hjoin: Addr.optional(),
   join: z.string().optional(),
   discover: z.enum(['kubernetes']).optional(),
+  'restore-from': z.string().optional(),
+  'restore-cluster': z.string().optional(),
   'initial-size': Int(1).optional(),
   nonvoter: z.boolean().default(false),
   app: z.enum(['kvstore', 'diskstorage', 'lmdb']).default(D.app),
@@ -142,7 +147,7 @@ function tlsFiles(cert?: string, key?: string, ca?: string): { cert: string; key
   return { cert, key, ca };
 }
 
-export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?: string; memprofile?: string; discover?: 'kubernetes'; initialSize?: number } {
+export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?: string; memprofile?: string; discover?: 'kubernetes'; initialSize?: number; restoreFrom?: string; restoreCluster?: string } {
   const { values } = parseFlags(
     argv,
     Object.fromEntries(Object.keys(Flags.shape).map((k) => [k, { type: k === 'nonvoter' || k === 'logger-truncate' ? ('boolean' as const) : ('string' as const) }])),
@@ -207,6 +212,8 @@ export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?
     memprofile: f.memprofile,
     discover: f.discover,
     initialSize: f['initial-size'],
+    restoreFrom: f['restore-from'],
+    restoreCluster: f['restore-cluster'],
   };
 }
 
@@ -233,6 +240,13 @@ export async function runReplica(argv: string[], extra: Partial<ReplicaOptions> 
   }
   let replica: Replica;
   try {
+    if (opts.restoreFrom && !(existsSync(opts.dataDir) && readdirSync(opts.dataDir).length > 0)) {
+      const { restoreMember } = await import('../logger/recovery-cli.js');
+      const raftHp = parseHostPort(opts.raftAddr, '--raft');
+      const raft = opts.advertiseRaft ?? formatHostPort(opts.advertiseHost ?? dialHost(raftHp), raftHp.port);
+      const r = await restoreMember({ fromLogger: opts.restoreFrom, cluster: opts.restoreCluster, dataDir: opts.dataDir, id: opts.id, raft, token: opts.token });
+      console.log(`${opts.id}: restored from ${opts.restoreFrom}: ${r.keys} keys at index ${r.index} of cluster ${r.fromCluster || '?'}; new cluster id ${r.clusterId}, digest ${r.digest}`);
+    }
     if (opts.discover === 'kubernetes') {
       if (opts.peers || opts.join) throw new Error('--discover finds the members itself: give neither --peers nor --join with it');
       // Loaded only here: the Kubernetes client costs a plain replica's start-up nothing.

@@ -194,6 +194,24 @@ describe('the raftkv operator on the Kubernetes emulator', () => {
     assert.match(rolled, /the last outdated pod: handing leadership/, rolled);
   });
 
+  it('losing every replica at once is reported as QuorumLost; annotating the resource restores it from its logger with the data', async () => {
+    const leader = await bed.jsonpath(`rc ${NAME}`, '{.status.leader}');
+    const ip = await bed.jsonpath(`pod ${leader}`, '{.status.podIP}');
+    assert.equal((await fetch(`http://${ip}:13000/v1/kv/survivor`, { method: 'PUT', body: 'still here' })).status, 200);
+    const commit = (await (await fetch(`http://${ip}:13000/v1/status`)).json()).commitIndex as number;
+    const logIp = await bed.jsonpath(`pod ${NAME}-log-0`, '{.status.podIP}');
+    await bed.until('the logger to hold the write', async () => ((await (await fetch(`http://${logIp}:14001/v1/log`)).json()).clusters[0]?.last ?? 0) >= commit);
+    assert.equal((await bed.kubectl('delete', 'pod', '-l', 'raftkv.io/role=replica', '--wait=false')).code, 0);
+    await bed.until('QuorumLost', async () => (await phase()) === 'QuorumLost', 60_000).catch(async (e) => assert.fail(`${e.message}\n${await dump()}`));
+    assert.match((await bed.kubectl('get', 'events', '--field-selector', `involvedObject.name=${NAME},reason=QuorumLost`, '-o', 'jsonpath={.items[*].message}')).out, /restore from a logger/);
+    assert.equal((await bed.kubectl('annotate', 'rc', NAME, 'raftkv.io/restore-from-logger=0')).code, 0);
+    await available(3, 120_000).catch(async (e) => assert.fail(`${e.message}\n${await dump()}`));
+    assert.equal(await bed.jsonpath(`rc ${NAME}`, '{.status.restore.from}'), `${NAME}-log-0`);
+    const nip = await bed.jsonpath(`pod ${NAME}-1`, '{.status.podIP}');
+    await bed.until('the restored key on a re-added member', async () => (await (await fetch(`http://${nip}:13000/v1/kv/survivor?stale=1`)).text()).includes('still here'));
+    await bed.until('the logger back as a member of the new cluster', async () => (await bed.jsonpath(`rc ${NAME}`, '{.status.members[?(@.role=="logger")].name}')) === `${NAME}-log-0`, 60_000);
+  });
+
   it('with persistent volumes a deleted pod comes back with the same identity and data', async () => {
     const pv = manifest(3).replace(/name: kv-notlog/, 'name: kv-pv').replace(/ephemeral: true/, 'ephemeral: false').replace(/\n  loadgen:[\s\S]*$/, '\n');
     assert.equal((await bed.apply(pv)).code, 0);
