@@ -1,4 +1,5 @@
 /** `raftkv logger`: the seed's ./logger flags, several clusters per process. */
+import { join } from 'node:path';
 import { z } from 'zod';
 import { parseHostPort } from '../replica/addr.js';
 import { REPLICA_DEFAULTS as D } from '../replica/defaults.js';
@@ -17,6 +18,8 @@ Membership (the seed's syntax: the i-th entry of each list belongs to the i-th c
   --raft LIST           raft address per cluster, e.g. ':12003,:12004'
   --join LIST           HTTP/join address of a member of each cluster, e.g. ':13000,:13001'
                         (several for one cluster: ':13000|:13001|:13002,:13010')
+  --discover kubernetes in a pod (one cluster): join through the running replica pods of the
+                        pod's raftkv.io/cluster, found through the Kubernetes API
 Serving:
   --logfolder DIR       where the logs live: DIR/<id>/log (commands), DIR/<id>/raft (default ./data/logger)
   --recov ADDR          state-transfer port: INFO, BASE, RECOVER <cluster> <from> <to> (default :14000)
@@ -48,6 +51,7 @@ const Flags = z.object({
   id: z.string({ required_error: 'is required' }),
   raft: z.string({ required_error: 'is required' }),
   join: z.string().default(''),
+  discover: z.enum(['kubernetes']).optional(),
   logfolder: z.string().default('./data/logger'),
   recov: Addr.default(':14000'),
   http: Addr.default(':14001'),
@@ -87,6 +91,7 @@ export function parseLoggerArgs(values: Record<string, unknown>): LoggerOptions 
     electionTimeoutMs: f['election-timeout'],
     heartbeatMs: f.heartbeat,
     crashAt: process.env.RAFTKV_TEST_CRASH_AT,
+    discover: f.discover,
   };
 }
 
@@ -101,6 +106,13 @@ export async function runLogger(argv: string[]): Promise<void> {
   }
   let logger: Logger;
   try {
+    if (opts.discover === 'kubernetes') {
+      if (opts.clusters.length !== 1 || opts.clusters[0].join.length > 0) throw new Error('--discover kubernetes serves one cluster and finds its members itself: one --id, no --join');
+      const { membershipFromKubernetes } = await import('../discovery/pod.js');
+      const c = opts.clusters[0];
+      const found = await membershipFromKubernetes({ dataDir: join(opts.logFolder, c.id), raftPort: 12000, httpPort: 13000, log: (l) => console.log(l) });
+      c.join = found.join ?? [];
+    }
     logger = await Logger.start(opts);
   } catch (e) {
     console.error(`raftkv logger: ${(e as Error).message}`);

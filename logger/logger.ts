@@ -41,6 +41,8 @@ export interface LoggerOptions {
   maxWaitMs?: number;
   sync?: boolean;
   crashAt?: string;
+  /** The cluster's members are found through the Kubernetes API (the CLI fills `join`). */
+  discover?: 'kubernetes';
   log?: (line: string) => void;
 }
 

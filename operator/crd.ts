@@ -80,6 +80,7 @@ const STATUS: OpenApiSchema = {
     bootstrapped: { type: 'boolean', description: 'The initial members formed the cluster; every later pod joins it.' },
     initialSize: { type: 'integer', description: 'How many members the cluster was formed with.' },
     noLeaderSince: { type: 'string', description: 'When the operator last started seeing no leader.' },
+    serviceMonitor: { type: 'string', description: '"unavailable" when one was asked for but could not be made.' },
     observedGeneration: { type: 'integer' },
     replicas: { type: 'integer', description: 'Replica pods that exist.' },
     readyReplicas: { type: 'integer', description: 'Replica pods that are ready.' },

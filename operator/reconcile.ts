@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { quorum } from '../raft/index.js';
 import { LABEL_CLUSTER, LABEL_ORDINAL, LABEL_ROLE } from './labels.js';
 import { ReplicaView, removeMember, replicaStatus, transferLeadership } from './members.js';
-import { ClusterRef, Obj, PORTS, TEMPLATE_ANNOTATION, clientService, disruptionBudget, loadgenPod, loggerPod, peerService, pvcFor, replicaPod, replicaSelector, selectorString, templateHash } from './resources.js';
+import { ClusterRef, Obj, PORTS, TEMPLATE_ANNOTATION, clientService, disruptionBudget, loadgenPod, loggerPod, peerService, pvcFor, replicaPod, replicaSelector, selectorString, serviceMonitor, templateHash } from './resources.js';
 import { RaftClusterSpec, loggerName, replicaName } from './spec.js';
 
 export interface ReconcileResult {
@@ -59,10 +59,19 @@ export class Reconciler {
   async reconcile(rc: Obj, spec: RaftClusterSpec): Promise<ReconcileResult> {
     const c: ClusterRef = { name: rc.metadata!.name!, namespace: rc.metadata!.namespace!, uid: rc.metadata!.uid! };
     if (rc.metadata?.deletionTimestamp) return { phase: 'Terminating' };
+    let monitorUnavailable = false;
     await this.ensureMemberAccess(c.namespace);
     await this.ensure(c, peerService(c));
     await this.ensure(c, clientService(c));
     await this.ensure(c, disruptionBudget(c, spec.replicas));
+    if (spec.monitoring.serviceMonitor) {
+      // Without the Prometheus operator's CRD there is nothing to make: say so once, go on.
+      await this.ensure(c, serviceMonitor(c)).catch(async (e: unknown) => {
+        if (rc.status?.serviceMonitor === 'unavailable') return;
+        await this.event(c, 'Warning', 'NoServiceMonitor', `spec.monitoring.serviceMonitor is set but no ServiceMonitor could be made (is the Prometheus operator installed?): ${(e as Error).message.split('\n')[0]}`);
+        monitorUnavailable = true;
+      });
+    }
 
     const pods = (await this.core.listNamespacedPod({ namespace: c.namespace, labelSelector: `${LABEL_CLUSTER}=${c.name}` })).items as Obj[];
     const live = pods.filter((p) => !p.metadata.deletionTimestamp);
@@ -71,6 +80,7 @@ export class Reconciler {
     const leader = views.find((v) => v.role === 'leader');
     const bootstrapped = rc.status?.bootstrapped === true || (leader !== undefined && leader.commitIndex > 0);
     const status: Record<string, any> = { observedGeneration: rc.metadata.generation, selector: selectorString(replicaSelector(c.name)), bootstrapped };
+    if (monitorUnavailable || (spec.monitoring.serviceMonitor && rc.status?.serviceMonitor === 'unavailable')) status.serviceMonitor = 'unavailable';
     const conditions: Condition[] = [];
     let phase = 'Forming';
     let requeueMs: number | undefined = 2000;
@@ -135,12 +145,11 @@ export class Reconciler {
       conditions.push({ type: 'Progressing', status: 'True', reason: step.reason, message: step.message });
       requeueMs = 1000;
     }
-    // Loggers: one pod per wanted ordinal, joining through the ready replicas.
-    const readyIps = replicas.filter(isReady).map((p) => `${p.status.podIP}:${PORTS.http}`);
+    // Loggers: one pod per wanted ordinal (each finds the replicas to join through itself).
     const loggers = live.filter((p) => p.metadata.labels?.[LABEL_ROLE] === 'logger');
     for (let i = 0; i < spec.loggers; i++) {
-      if (loggers.some((p) => p.metadata.name === loggerName(c.name, i)) || readyIps.length === 0) continue;
-      await this.createPod(c, spec, loggerPod(c, spec, i, readyIps), i, 'logger');
+      if (loggers.some((p) => p.metadata.name === loggerName(c.name, i))) continue;
+      await this.createPod(c, spec, loggerPod(c, spec, i), i, 'logger');
       await this.event(c, 'Normal', 'CreatedLogger', `created ${loggerName(c.name, i)}`);
     }
     for (const p of loggers) {

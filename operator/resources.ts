@@ -126,8 +126,8 @@ export function replicaPod(c: ClusterRef, spec: RaftClusterSpec, ordinal: number
   };
 }
 
-/** A logger pod: joins the cluster (through the members given) as a non-voter. */
-export function loggerPod(c: ClusterRef, spec: RaftClusterSpec, ordinal: number, joinThrough: string[]): Obj {
+/** A logger pod: joins the cluster as a non-voter, through the replicas it finds by discovery. */
+export function loggerPod(c: ClusterRef, spec: RaftClusterSpec, ordinal: number): Obj {
   const name = loggerName(c.name, ordinal);
   return {
     apiVersion: 'v1',
@@ -143,7 +143,7 @@ export function loggerPod(c: ClusterRef, spec: RaftClusterSpec, ordinal: number,
         {
           name: 'logger',
           image: spec.image,
-          args: ['logger', '--id', '$(POD_NAME)', '--raft', `:${PORTS.raft}`, '--join', joinThrough.join('|'), '--logfolder', '/data/logger', '--recov', `:${PORTS.recov}`, '--http', `:${PORTS.loggerHttp}`, '--election-timeout', String(spec.raft.electionTimeoutMs), '--heartbeat', String(spec.raft.heartbeatMs)],
+          args: ['logger', '--discover', 'kubernetes', '--id', '$(POD_NAME)', '--raft', `:${PORTS.raft}`, '--logfolder', '/data/logger', '--recov', `:${PORTS.recov}`, '--http', `:${PORTS.loggerHttp}`, '--election-timeout', String(spec.raft.electionTimeoutMs), '--heartbeat', String(spec.raft.heartbeatMs)],
           env: downward,
           ports: [{ name: 'raft', containerPort: PORTS.raft }, { name: 'recov', containerPort: PORTS.recov }, { name: 'http', containerPort: PORTS.loggerHttp }],
           readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 2 },
@@ -213,5 +213,15 @@ export function loadgenPod(c: ClusterRef, spec: RaftClusterSpec, name: string, g
         },
       ],
     },
+  };
+}
+
+/** For the Prometheus operator, when spec.monitoring.serviceMonitor: scrape every replica's /metrics. */
+export function serviceMonitor(c: ClusterRef): Obj {
+  return {
+    apiVersion: 'monitoring.coreos.com/v1',
+    kind: 'ServiceMonitor',
+    metadata: { name: c.name, namespace: c.namespace, labels: memberLabels(c.name, 'replica'), ownerReferences: [ownerReference(c)] },
+    spec: { selector: { matchLabels: replicaSelector(c.name) }, endpoints: [{ port: 'http', path: '/metrics', interval: '15s' }] },
   };
 }

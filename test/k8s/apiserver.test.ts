@@ -263,7 +263,7 @@ roleRef: { apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader }
   });
 
   for (const [helm, major] of [['helm', '4'], ['helm3', '3']] as const) {
-    it(`helm v${major}: install, upgrade, rollback and uninstall a chart, with release Secrets`, async (t) => {
+    it(`helm v${major}: lint, install, upgrade, rollback and uninstall a chart, with release Secrets`, async (t) => {
       if (!existsSync(HELM_GET)) return t.skip(`no ${HELM_GET} on this machine`);
       const bin = join(dir, helm);
       if (!existsSync(bin)) await run('bash', [HELM_GET, bin, major]);
@@ -283,6 +283,7 @@ spec: { selector: { app: demo }, ports: [{ name: http, port: 80 }] }
 `);
       const h = (...args: string[]) => run(bin, args, { env: { ...process.env, KUBECONFIG: kubeconfig, HOME: dir } });
       const rel = `r${major}`;
+      assert.match((await h('lint', chart)).stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
       await h('install', rel, chart);
       await h('upgrade', rel, chart, '--set', 'replicas=3');
       assert.equal((await kubectl('get', 'cm', `${rel}-cm`, '-o', 'jsonpath={.data.replicas}')).out, '3');

@@ -19,6 +19,9 @@ const CONDITIONAL: Record<string, string> = {
   'create /persistentvolumeclaims': 'storage.ephemeral: false',
   'delete /persistentvolumeclaims': 'storage.ephemeral: false, scaling down',
   'create coordination.k8s.io/leases': 'the first operator ever',
+  'get monitoring.coreos.com/servicemonitors': 'spec.monitoring.serviceMonitor',
+  'create monitoring.coreos.com/servicemonitors': 'spec.monitoring.serviceMonitor',
+  'patch monitoring.coreos.com/servicemonitors': 'spec.monitoring.serviceMonitor, edited by hand',
 };
 
 describe('installing the operator with kubectl apply -f deploys/operator.yaml', () => {

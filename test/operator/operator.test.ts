@@ -212,11 +212,12 @@ describe('the raftkv operator on the Kubernetes emulator', () => {
     await bed.until('the logger back as a member of the new cluster', async () => (await bed.jsonpath(`rc ${NAME}`, '{.status.members[?(@.role=="logger")].name}')) === `${NAME}-log-0`, 60_000);
   });
 
-  it('with persistent volumes a deleted pod comes back with the same identity and data', async () => {
-    const pv = manifest(3).replace(/name: kv-notlog/, 'name: kv-pv').replace(/ephemeral: true/, 'ephemeral: false').replace(/\n  loadgen:[\s\S]*$/, '\n');
+  it('with persistent volumes a deleted pod comes back with the same identity and data (and a ServiceMonitor when asked)', async () => {
+    const pv = manifest(3).replace(/name: kv-notlog/, 'name: kv-pv').replace(/ephemeral: true/, 'ephemeral: false').replace(/\n  loadgen:[\s\S]*$/, '\n  monitoring: { serviceMonitor: true }\n');
     assert.equal((await bed.apply(pv)).code, 0);
     await bed.until('kv-pv Available', async () => (await bed.jsonpath('rc kv-pv', '{.status.phase}')) === 'Available', 60_000).catch(async (e) => assert.fail(`${e.message}\n${await dump()}`));
     assert.equal(await bed.jsonpath('pvc data-kv-pv-0', '{.status.phase}'), 'Bound');
+    assert.equal(await bed.jsonpath('servicemonitor kv-pv', '{.spec.endpoints[0].port}'), 'http', 'spec.monitoring.serviceMonitor made one');
     const leader = await bed.jsonpath('rc kv-pv', '{.status.leader}');
     const victim = ['kv-pv-0', 'kv-pv-1', 'kv-pv-2'].find((n) => n !== leader)!;
     const ip = await bed.jsonpath(`pod ${leader}`, '{.status.podIP}');
