@@ -8,6 +8,7 @@
  */
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { LABEL_CLUSTER } from '../operator/labels.js';
 import { discoverMembers } from './kubernetes.js';
 
@@ -17,7 +18,8 @@ export interface PodMembership {
 }
 
 export async function membershipFromKubernetes(o: { dataDir: string; initialSize?: number; raftPort: number; httpPort: number; log: (l: string) => void; timeoutMs?: number }): Promise<PodMembership> {
-  if (existsSync(o.dataDir) && readdirSync(o.dataDir).length > 0) return {}; // a restart: its data says who it is
+  // A restart: its data says who it is; unless it was still joining, and must ask again.
+  if (existsSync(o.dataDir) && readdirSync(o.dataDir).length > 0 && !existsSync(join(o.dataDir, 'joining'))) return {};
   const name = process.env.POD_NAME;
   const namespace = process.env.POD_NAMESPACE;
   if (!name || !namespace) throw new Error('--discover kubernetes needs POD_NAME and POD_NAMESPACE from the downward API');

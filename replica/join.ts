@@ -4,7 +4,7 @@
  * definite refusal. Also the small files that make joining and cluster identity survive a crash.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { writeFileDurably } from '../util/durable-file.js';
+import { syncDir, writeFileDurably } from '../util/durable-file.js';
 import { join } from 'node:path';
 import { dialHost, formatHostPort, parseHostPort } from './addr.js';
 import { requestJson } from './tls.js';
@@ -95,7 +95,9 @@ export class MemberFiles {
   }
 
   joined(): void {
-    if (this.persistent) rmSync(join(this.dir, 'joining'), { force: true });
+    if (!this.persistent) return;
+    rmSync(join(this.dir, 'joining'), { force: true });
+    syncDir(this.dir);
   }
 
   clusterId(): string | undefined {

@@ -305,8 +305,9 @@ export class Replica {
         // The lease is measured in real time, so a blocked event loop cannot stretch it.
         clock: () => performance.now(),
         tickMs,
-        // A joiner with no state may be a voter that lost its data: no votes until re-admitted.
-        withholdVotes: fresh && !members,
+        // A joiner may be a voter that lost its data: no votes until it has been re-admitted,
+        // across restarts too (the joining marker stays until the join completed).
+        withholdVotes: this.files.joining() || (fresh && !members),
       },
       initial,
     );
@@ -344,7 +345,8 @@ export class Replica {
       `${o.id}: ${fresh ? (members ? `bootstrapped a cluster of ${members.length}` : 'new, joining') : 'recovered'}; ` +
         `app ${o.app}, fsync ${o.fsync}, client ${this.clientAddr}, raft ${this.raftAddr}, http ${this.httpAddr}`,
     );
-    if (fresh && !members && o.join) void this.joinCluster(o.join);
+    if (((fresh && !members) || this.files.joining()) && o.join) void this.joinCluster(o.join);
+    else if (this.files.joining()) this.log(`${o.id}: its join never completed and no --join address was given: it casts no vote until it rejoins`);
   }
 
   private setClusterId(id: string): void {
@@ -559,7 +561,11 @@ export class Replica {
       { id: this.opts.id, addr: this.raftAddr, voter: this.opts.voter ?? true, clusterId: this.clusterId || undefined, fresh: true },
       { token: this.opts.token, ca: this.tlsMaterial?.ca, log: this.log, stopped: () => this.stopping !== undefined },
     );
-    if (joined) await this.driver.withNode((n) => n.allowVotes());
+    if (joined) {
+      // Durably no longer joining first: a crash in between only makes it rejoin again.
+      this.files.joined();
+      await this.driver.withNode((n) => n.allowVotes());
+    }
   }
 
   // ---------------------------------------------------------------------------------------

@@ -305,8 +305,9 @@ export class WholeReplicaSim {
         clock: () => this.now * node.clockRate,
         tickMs: TICK_MS,
         maxClockDrift: 0.05,
-        // As the replica server: a joiner that starts with no state votes only once admitted.
-        withholdVotes: node.rejoining && !initial.snapshot && (initial.entries?.length ?? 0) === 0 && (initial.hardState?.term ?? 0) === 0,
+        // As the replica server: a joiner votes only once admitted, across restarts too (its
+        // joining marker stays until then).
+        withholdVotes: node.rejoining,
       },
       initial,
     );

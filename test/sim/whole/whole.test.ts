@@ -24,4 +24,14 @@ describe('the whole-replica simulator', () => {
     }
     assert.ok(cuts > 0 && acked > 0, 'faults happened and writes were acknowledged');
   });
+
+  it('regressions: seeds that once broke a property stay clean', async () => {
+    // 124: a voter whose disk was lost voted again in a term it had voted in (two leaders).
+    // 200650: the same voter restarted before it was re-admitted and voted (its data came from a
+    // new leader's snapshot); the withheld vote must survive restarts until the join completes.
+    for (const seed of [124, 200650]) {
+      const r = await runWholeSchedule({ seed });
+      assert.deepEqual(r.violations, [], `seed ${seed} (replay: npm run sim:replica -- --seed ${seed} --trace)`);
+    }
+  });
 });
