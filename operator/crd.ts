@@ -79,6 +79,7 @@ const STATUS: OpenApiSchema = {
     phase: { type: 'string', description: 'Forming, Available, Scaling, Degraded, Electing, QuorumLost, Restoring or Invalid.' },
     bootstrapped: { type: 'boolean', description: 'The initial members formed the cluster; every later pod joins it.' },
     initialSize: { type: 'integer', description: 'How many members the cluster was formed with.' },
+    app: { type: 'string', description: 'The engine the cluster was formed with (spec.app cannot change afterwards).' },
     noLeaderSince: { type: 'string', description: 'When the operator last started seeing no leader.' },
     serviceMonitor: { type: 'string', description: '"unavailable" when one was asked for but could not be made.' },
     observedGeneration: { type: 'integer' },

@@ -92,6 +92,14 @@ export class Reconciler {
       return this.finish(rc, c, { ...status, phase: 'Degraded' }, [{ type: 'Degraded', status: 'True', reason: 'PodFailed', message: `${p.metadata.name} failed` }], 500);
     }
 
+    // The engine is chosen when the cluster forms; nothing converts data between engines.
+    status.app = rc.status?.app ?? spec.app;
+    if (spec.app !== status.app) {
+      const message = `spec.app cannot change from ${status.app} to ${spec.app} once the cluster has formed (nothing converts the data); set it back, or make a new RaftCluster`;
+      if (rc.status?.phase !== 'Invalid') await this.event(c, 'Warning', 'AppImmutable', message);
+      return this.finish(rc, c, { ...status, phase: 'Invalid' }, [{ type: 'Degraded', status: 'True', reason: 'AppImmutable', message }], 10_000);
+    }
+
     // Disaster recovery, asked for with an annotation: rebuild the cluster from a logger.
     const restoreRequest = rc.metadata.annotations?.[RESTORE_ANNOTATION];
     if (restoreRequest !== undefined && rc.status?.restore?.request !== restoreRequest) {

@@ -239,6 +239,15 @@ describe('the raftkv operator on the Kubernetes emulator', () => {
     assert.match(text, /raftkv_operator_leader 1/);
   });
 
+  it('refuses to change the engine of a formed cluster, in status and an Event, and goes on once it is set back', async () => {
+    assert.equal((await bed.kubectl('patch', 'rc', NAME, '--type', 'merge', '-p', '{"spec":{"app":"diskstorage"}}')).code, 0);
+    await bed.until('phase Invalid', async () => (await phase()) === 'Invalid');
+    assert.match(await bed.jsonpath(`rc ${NAME}`, '{.status.conditions[0].message}'), /spec\.app cannot change from kvstore to diskstorage/);
+    assert.equal((await bed.jsonpath('pods -l raftkv.io/role=replica', '{.items[*].spec.containers[0].args}')).includes('diskstorage'), false, 'no pod was touched');
+    assert.equal((await bed.kubectl('patch', 'rc', NAME, '--type', 'merge', '-p', '{"spec":{"app":"kvstore"}}')).code, 0);
+    await available(3).catch(async (e) => assert.fail(`${e.message}\n${await dump()}`));
+  });
+
   it('deleting the RaftCluster deletes everything it owns', async () => {
     const del = await bed.kubectl('delete', 'rc', NAME);
     assert.equal(del.code, 0, del.err);
