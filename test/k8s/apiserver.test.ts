@@ -4,13 +4,13 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { KubeConfig, CoreV1Api, CustomObjectsApi, Watch, ApiException } from '@kubernetes/client-node';
-import { ApiServer } from './apiserver.js';
+import type { ApiServer } from './apiserver.js';
+import { TestBed } from './testbed.js';
 
 const run = promisify(execFile);
 const HELM_GET = join(process.cwd(), '..', 'shared', 'tools', 'helm', 'get.sh');
@@ -53,23 +53,12 @@ spec:
 `;
 
 describe('Kubernetes API emulator with the real kubectl, helm and client-node', () => {
+  let bed: TestBed;
   let api: ApiServer;
   let dir: string;
   let kubeconfig: string;
-  const kubectl = async (...args: string[]) => {
-    try {
-      const r = await run('kubectl', args, { env: { ...process.env, KUBECONFIG: kubeconfig, HOME: dir } });
-      return { code: 0, out: r.stdout, err: r.stderr };
-    } catch (e) {
-      const x = e as { code: number; stdout: string; stderr: string };
-      return { code: x.code, out: x.stdout, err: x.stderr };
-    }
-  };
-  const apply = async (yaml: string, ...extra: string[]) => {
-    const f = join(dir, `m${Math.random().toString(36).slice(2)}.yaml`);
-    writeFileSync(f, yaml);
-    return kubectl('apply', '-f', f, ...extra);
-  };
+  const kubectl = (...args: string[]) => bed.kubectl(...args);
+  const apply = (yaml: string, ...extra: string[]) => bed.apply(yaml, ...extra);
   const kc = () => {
     const k = new KubeConfig();
     k.loadFromFile(kubeconfig);
@@ -77,16 +66,10 @@ describe('Kubernetes API emulator with the real kubectl, helm and client-node', 
   };
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'raftkv-k8stest-'));
-    api = new ApiServer({ bookmarkMs: 200 });
-    await api.start();
-    kubeconfig = join(dir, 'kubeconfig');
-    writeFileSync(kubeconfig, api.kubeconfig());
+    bed = await TestBed.start({ bookmarkMs: 200 });
+    ({ api, dir, kubeconfig } = bed);
   });
-  after(async () => {
-    await api?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(async () => bed?.stop());
 
   it('kubectl: CRD applied at run time is served with short names, printer columns, defaults, explain and scale', async () => {
     assert.equal((await apply(CRD)).code, 0);

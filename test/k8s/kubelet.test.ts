@@ -6,13 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { ApiServer } from './apiserver.js';
-import { Kubelet } from './kubelet.js';
+import type { Kubelet } from './kubelet.js';
+import { TestBed } from './testbed.js';
 
 const run = promisify(execFile);
 
@@ -38,42 +35,21 @@ ${extra}  volumes:
 `;
 
 describe('process kubelet (pods as real processes, each with its own IP)', () => {
-  let api: ApiServer;
+  let bed: TestBed;
   let kubelet: Kubelet;
-  let dir: string;
-  let kubeconfig: string;
-  const kubectl = async (...args: string[]) => {
-    try {
-      const r = await run('kubectl', args, { env: { ...process.env, KUBECONFIG: kubeconfig, HOME: dir } });
-      return { code: 0, out: r.stdout, err: r.stderr };
-    } catch (e) {
-      const x = e as { code: number; stdout: string; stderr: string };
-      return { code: x.code, out: x.stdout, err: x.stderr };
-    }
-  };
+  const kubectl = (...args: string[]) => bed.kubectl(...args);
   const apply = async (yaml: string) => {
-    const f = join(dir, `m${Math.random().toString(36).slice(2)}.yaml`);
-    writeFileSync(f, yaml);
-    const r = await kubectl('apply', '-f', f);
+    const r = await bed.apply(yaml);
     assert.equal(r.code, 0, r.err);
   };
-  const jsonpath = async (what: string, path: string) => (await kubectl('get', ...what.split(' '), '-o', `jsonpath=${path}`)).out;
+  const jsonpath = (what: string, path: string) => bed.jsonpath(what, path);
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'raftkv-kubelet-'));
-    api = new ApiServer();
-    await api.start();
-    kubelet = new Kubelet({ api, dir, nodes: 3 });
-    await kubelet.start();
-    kubeconfig = join(dir, 'kubeconfig');
-    writeFileSync(kubeconfig, api.kubeconfig());
+    bed = await TestBed.start({ kubelet: true, nodes: 3 });
+    kubelet = bed.kubelet!;
     await apply('apiVersion: v1\nkind: ConfigMap\nmetadata: { name: conf }\ndata: { greeting: hello-from-configmap }\n');
   });
-  after(async () => {
-    await kubelet?.stop();
-    await api?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(async () => bed?.stop());
 
   it('runs a raftkv replica pod at its own IP on the seed ports, with the downward API, volumes and readiness', async () => {
     await apply(replicaPod('kv-0'));

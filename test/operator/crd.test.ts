@@ -4,52 +4,27 @@
  * subresource, server-side defaults equal to zod's, and wrong specs refused naming the field.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
 import { raftClusterCrdYaml } from '../../operator/crd.js';
 import { CRD_FILE, OPERATOR_FILE } from '../../operator/gen-crd.js';
 import { operatorYaml } from '../../operator/manifests.js';
 import { parseRaftCluster } from '../../operator/spec.js';
-import { ApiServer } from '../k8s/apiserver.js';
+import { TestBed } from '../k8s/testbed.js';
 
-const run = promisify(execFile);
 const DEPLOYS = join(process.cwd(), 'deploys');
 
 describe('the RaftCluster CRD', () => {
-  let api: ApiServer;
-  let dir: string;
-  let kubeconfig: string;
-  const kubectl = async (...args: string[]) => {
-    try {
-      const r = await run('kubectl', args, { env: { ...process.env, KUBECONFIG: kubeconfig, HOME: dir } });
-      return { code: 0, out: r.stdout, err: r.stderr };
-    } catch (e) {
-      const x = e as { code: number; stdout: string; stderr: string };
-      return { code: x.code, out: x.stdout, err: x.stderr };
-    }
-  };
-  const applyText = async (yaml: string, ...extra: string[]) => {
-    const f = join(dir, `m${Math.random().toString(36).slice(2)}.yaml`);
-    writeFileSync(f, yaml);
-    return kubectl('apply', '-f', f, ...extra);
-  };
+  let bed: TestBed;
+  const kubectl = (...args: string[]) => bed.kubectl(...args);
+  const applyText = (yaml: string, ...extra: string[]) => bed.apply(yaml, ...extra);
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'raftkv-crdtest-'));
-    api = new ApiServer();
-    await api.start();
-    kubeconfig = join(dir, 'kubeconfig');
-    writeFileSync(kubeconfig, api.kubeconfig());
+    bed = await TestBed.start();
   });
-  after(async () => {
-    await api?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(async () => bed?.stop());
 
   it('the committed CRD and deploys/operator.yaml are the ones generated from the code (run npm run gen:crd after changing them)', () => {
     assert.equal(readFileSync(CRD_FILE, 'utf8'), raftClusterCrdYaml(), 'crds/raftclusters.raftkv.io.yaml is stale: run npm run gen:crd');
