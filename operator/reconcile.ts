@@ -147,7 +147,9 @@ export class Reconciler {
       }),
       ...members.filter((m) => m.role === 'logger').map((m) => ({ name: m.id, role: 'logger', ready: isReady(live.find((x) => x.metadata.name === m.id)), raftId: m.id, appliedIndex: m.match ?? 0 })),
     ];
-    const step = await this.membershipStep(c, spec, leader, { voters, learners, podNames, ordinals, replicas, views });
+    const allPods = new Set(live.map((p) => p.metadata.name as string));
+    const loggerIds = members.filter((m) => m.role === 'logger').map((m) => m.id);
+    const step = await this.membershipStep(c, spec, leader, { voters, learners: [...learners, ...loggerIds], podNames, allPods, ordinals, replicas, views });
     if (step) {
       phase = 'Scaling';
       conditions.push({ type: 'Progressing', status: 'True', reason: step.reason, message: step.message });
@@ -193,7 +195,7 @@ export class Reconciler {
     c: ClusterRef,
     spec: RaftClusterSpec,
     leader: ReplicaView,
-    s: { voters: string[]; learners: string[]; podNames: Set<string>; ordinals: number[]; replicas: Obj[]; views: ReplicaView[] },
+    s: { voters: string[]; learners: string[]; podNames: Set<string>; allPods: Set<string>; ordinals: number[]; replicas: Obj[]; views: ReplicaView[] },
   ): Promise<{ reason: string; message: string } | undefined> {
     // A joiner on its way in (a pod that is not yet a voter): wait for it.
     const joining = s.replicas.filter((p) => !s.voters.includes(p.metadata.name));
@@ -259,6 +261,19 @@ export class Reconciler {
       const r = await transferLeadership(leader.ip, to).catch((e: Error) => ({ status: 0, text: e.message }));
       await this.event(c, 'Normal', 'RollingUpdate', `${leader.id} is the last outdated pod: handing leadership to ${to} first (${r.status})`);
       return { reason: 'RollingUpdate', message: `moving leadership off ${leader.id}` };
+    }
+    // Non-voters with no pod and no future: a joiner whose pod was deleted before it was
+    // promoted, a logger scaled away. Left in the configuration they would be retried forever.
+    const stale = s.learners.find((id) => {
+      if (s.podNames.has(id) || s.allPods.has(id)) return false;
+      if (isOurReplica(c.name, id)) return true;
+      const m = new RegExp(`^${escapeRe(c.name)}-log-(\\d+)$`).exec(id);
+      return m !== null && Number(m[1]) >= spec.loggers;
+    });
+    if (stale) {
+      const r = await removeMember(leader.ip, stale).catch((e: Error) => ({ status: 0, text: e.message }));
+      await this.event(c, 'Normal', 'RemovedMember', `removed ${stale}, a non-voter whose pod is gone (${r.status})`);
+      return { reason: 'Cleanup', message: `removing ${stale}` };
     }
     // Pods that are not members and not wanted (left over from an interrupted scale-down).
     const stray = s.replicas.find((p) => !s.voters.includes(p.metadata.name) && !s.learners.includes(p.metadata.name) && ordinalOf(c.name, p.metadata.name) >= spec.replicas && s.voters.length >= spec.replicas);
@@ -420,8 +435,12 @@ function readyCount(pods: Obj[]): number {
   return pods.filter(isReady).length;
 }
 
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
 function isOurReplica(cluster: string, id: string): boolean {
-  return new RegExp(`^${cluster.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-\\d+$`).test(id);
+  return new RegExp(`^${escapeRe(cluster)}-\\d+$`).test(id);
 }
 
 function ordinalOf(cluster: string, id: string): number {

@@ -248,6 +248,14 @@ describe('the raftkv operator on the Kubernetes emulator', () => {
     await available(3).catch(async (e) => assert.fail(`${e.message}\n${await dump()}`));
   });
 
+  it('scaling the loggers to 0 deletes their pods and removes them from the configuration', async () => {
+    assert.equal((await bed.kubectl('patch', 'rc', NAME, '--type', 'merge', '-p', '{"spec":{"loggers":0}}')).code, 0);
+    await bed.until('no logger member and no logger pod', async () =>
+      (await bed.jsonpath(`rc ${NAME}`, '{.status.members[?(@.role=="logger")].name}')) === '' && (await bed.jsonpath('pods -l raftkv.io/role=logger', '{.items[*].metadata.name}')) === '',
+    60_000).catch(async (e) => assert.fail(`${e.message}\n${await dump()}`));
+    await available(3).catch(async (e) => assert.fail(`${e.message}\n${await dump()}`));
+  });
+
   it('deleting the RaftCluster deletes everything it owns', async () => {
     const del = await bed.kubectl('delete', 'rc', NAME);
     assert.equal(del.code, 0, del.err);
