@@ -1,7 +1,7 @@
 /** `raftkv logger`: the seed's ./logger flags, several clusters per process. */
 import { join } from 'node:path';
 import { z } from 'zod';
-import { parseHostPort } from '../replica/addr.js';
+import { AddrFlag, IntFlag } from '../util/flags.js';
 import { REPLICA_DEFAULTS as D } from '../replica/defaults.js';
 import { commandLine, reportUsage } from '../util/cli.js';
 import { stopOnSignals } from '../util/signals.js';
@@ -38,15 +38,8 @@ Example (the seed's: one logger for two clusters):
   curl -s 'localhost:14001/v1/log/log0?from=1&to=100'
 `;
 
-const Addr = z.string().refine((s) => {
-  try {
-    parseHostPort(s, 'address');
-    return true;
-  } catch {
-    return false;
-  }
-}, 'must be host:port or :port');
-const Int = (min: number) => z.coerce.number().int().min(min);
+const Addr = AddrFlag;
+const Int = IntFlag;
 const Flags = z.object({
   id: z.string({ required_error: 'is required' }),
   raft: z.string({ required_error: 'is required' }),

@@ -8,7 +8,7 @@ import { DiskStorage, Message, RaftDriver, RaftNode, Snapshot } from '../raft/in
 import { HostPort, dialHost, formatHostPort } from '../replica/addr.js';
 import { MemberFiles, joinThrough } from '../replica/join.js';
 import type { TlsMaterial } from '../replica/tls.js';
-import { AddressBook, PeerTransport, admitsMembersOf } from '../replica/transport.js';
+import { PeerTransport, admitsMembersOf } from '../replica/transport.js';
 import { CommandLog } from './command-log.js';
 import { LogMachine } from './log-machine.js';
 
@@ -53,7 +53,6 @@ export class LoggerMember {
   private transport!: PeerTransport;
   private storage!: DiskStorage;
   private readonly files: MemberFiles;
-  private readonly addresses = new AddressBook();
   private stopping = false;
   private joinDone: Promise<boolean> | undefined;
   /** When each commit index was first seen, to report how far behind the log is in seconds. */
@@ -101,7 +100,7 @@ export class LoggerMember {
       listen: o.raft,
       advertise,
       token: o.token,
-      resolve: (id) => this.addresses.resolve(id, this.driver?.node.membership.addrs[id]),
+      resolve: (id) => this.driver?.node.membership.addrs[id],
       clusterId: () => this.clusterId,
       admits: admitsMembersOf(() => this.driver?.node.membership),
       onMessage: (msg: Message) => this.driver?.step(msg),
@@ -109,7 +108,6 @@ export class LoggerMember {
       onHello: (h) => {
         const known = this.peers.get(h.from);
         this.peers.set(h.from, { httpAddr: h.httpAddr || known?.httpAddr || '', raftAddr: h.raftAddr || known?.raftAddr || '', role: h.role || known?.role || '' });
-        this.addresses.announce(h.from, h.raftAddr);
         if (!this.clusterId && h.clusterId) this.adoptCluster(h.clusterId);
       },
       tls: o.tls,

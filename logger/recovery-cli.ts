@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { IntFlag } from '../util/flags.js';
 import { DiskStorage, Snapshot } from '../raft/index.js';
 import { KvEngine, stateDigest } from '../replica/engines/engine.js';
 import { MemoryEngine } from '../replica/engines/memory.js';
@@ -57,7 +58,7 @@ Example:
   raftkv replica --id r1 --raft 127.0.0.1:12000 --data-dir ./data/r1
 `;
 
-const Int = (min: number) => z.coerce.number().int().min(min);
+const Int = IntFlag;
 
 const RecoveryFlags = z.object({
   recov: z.string({ required_error: 'is required (the source: host:port or http://host:port)' }),

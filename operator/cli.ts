@@ -2,6 +2,7 @@
 import { hostname } from 'node:os';
 import { KubeConfig } from '@kubernetes/client-node';
 import { z } from 'zod';
+import { AddrFlag, IntFlag } from '../util/flags.js';
 import { parseHostPort } from '../replica/addr.js';
 import { commandLine, reportUsage } from '../util/cli.js';
 import { stopOnSignals } from '../util/signals.js';
@@ -29,10 +30,10 @@ Example (against the emulator: npm run k8s:dev, then its export line):
 
 const Flags = z.object({
   namespace: z.string().optional(),
-  metrics: z.string().default(':8080'),
+  metrics: AddrFlag.default(':8080'),
   id: z.string().optional(),
   'lease-namespace': z.string().optional(),
-  'lease-seconds': z.coerce.number().int().min(2).max(3600).default(15),
+  'lease-seconds': IntFlag(2).max(3600).default(15),
 });
 
 export async function runOperator(argv: string[]): Promise<void> {
@@ -41,12 +42,7 @@ export async function runOperator(argv: string[]): Promise<void> {
   const parsed = Flags.safeParse(cl.values);
   if (!parsed.success) return reportUsage('operator', parsed.error.issues.map((i) => `--${i.path.join('.')}: ${i.message}`).join('\n'));
   const f = parsed.data;
-  let metrics;
-  try {
-    metrics = parseHostPort(f.metrics, '--metrics');
-  } catch (e) {
-    return reportUsage('operator', (e as Error).message);
-  }
+  const metrics = parseHostPort(f.metrics, '--metrics');
   const kc = new KubeConfig();
   kc.loadFromDefault();
   const op = new Operator({

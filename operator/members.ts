@@ -2,33 +2,18 @@
  * The operator's view into a running cluster: each replica's /v1/status at its pod IP, and the
  * membership calls it makes through the leader (remove a member, hand leadership over).
  */
+import type { ReplicaStatus } from '../replica/server.js';
 import { requestJson } from '../replica/tls.js';
 import { PORTS } from './resources.js';
 
-export interface MemberView {
-  id: string;
-  role: 'voter' | 'non-voter' | 'logger';
-  raftAddr: string;
-  match?: number;
-}
-
-export interface ReplicaView {
-  pod: string;
-  ip: string;
-  id: string;
-  role: string;
-  term: number;
-  leader: string;
-  commitIndex: number;
-  appliedIndex: number;
-  members: MemberView[];
-}
+/** A replica's /v1/status (the server's own type), and which pod at which IP answered. */
+export type ReplicaView = ReplicaStatus & { pod: string; ip: string };
 
 export async function replicaStatus(pod: string, ip: string, timeoutMs = 1500): Promise<ReplicaView | undefined> {
   try {
     const r = await requestJson(`http://${ip}:${PORTS.http}/v1/status`, { method: 'GET', timeoutMs });
     if (r.status !== 200 || !r.json) return undefined;
-    return { pod, ip, ...(r.json as Omit<ReplicaView, 'pod' | 'ip'>) };
+    return { pod, ip, ...(r.json as ReplicaStatus) };
   } catch {
     return undefined;
   }

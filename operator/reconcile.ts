@@ -421,7 +421,7 @@ export class Reconciler {
       await this.custom
         .patchNamespacedCustomObjectStatus({ group: 'raftkv.io', version: 'v1alpha1', namespace: c.namespace, plural: 'raftclusters', name: c.name, body: { status: patch } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch))
         .catch(ignoreConflict);
-      if (rc.status?.phase !== status.phase) await this.event(c, status.phase === 'Available' ? 'Normal' : 'Normal', 'Phase', `${rc.status?.phase ?? 'new'} -> ${status.phase}`);
+      if (rc.status?.phase !== status.phase) await this.event(c, 'Normal', 'Phase', `${rc.status?.phase ?? 'new'} -> ${status.phase}`);
     }
     return { requeueMs, phase: status.phase };
   }

@@ -5,6 +5,7 @@
 import { existsSync, readFileSync, readdirSync, writeFileSync, createWriteStream } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { z } from 'zod';
+import { AddrFlag, IntFlag } from '../util/flags.js';
 import { parseFlags, reportUsage, wantsHelp } from '../util/cli.js';
 import { stopOnSignals } from '../util/signals.js';
 import { dialHost, formatHostPort, parseHostPort } from './addr.js';
@@ -81,15 +82,8 @@ Example (a 3-node cluster; run each line in its own terminal, or with &):
   raftkv replica --id n3 --port :11003 --raft :12003 --http :13003 --peers $P
 `;
 
-const Addr = z.string().refine((s) => {
-  try {
-    parseHostPort(s, 'address');
-    return true;
-  } catch {
-    return false;
-  }
-}, 'must be host:port or :port');
-const Int = (min: number) => z.coerce.number().int().min(min);
+const Addr = AddrFlag;
+const Int = IntFlag;
 
 const Flags = z.object({
   id: z.string().default('node0'),

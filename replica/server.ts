@@ -34,7 +34,7 @@ import { KvStateMachine } from './kv-machine.js';
 import { ReplicaMetrics } from './metrics.js';
 import { Command, Op, Response, Status } from './proto.js';
 import { CommandExecutor } from './executor.js';
-import { AddressBook, PeerTransport, admitsMembersOf } from './transport.js';
+import { PeerTransport, admitsMembersOf } from './transport.js';
 import { TlsFiles, TlsMaterial, loadTls, requestJson } from './tls.js';
 import { MemberFiles, joinSteps, joinThrough } from './join.js';
 import { CommandLog } from '../logger/command-log.js';
@@ -149,7 +149,6 @@ export class Replica {
   private storage!: Storage;
   /** What each peer announced in its hello: how its clients reach it, and its raft address. */
   private peerInfo = new Map<string, { clientAddr: string; httpAddr: string; raftAddr: string; role?: string }>();
-  private readonly addresses = new AddressBook();
   private leaderConn: Connection | undefined;
   private readonly executor: CommandExecutor;
   private heartbeatSent = new Map<string, number>();
@@ -226,7 +225,7 @@ export class Replica {
       token: o.token,
       // A new member knows nobody's address until it has the log: fall back to the address a
       // peer announced when it connected to us (the leader always does, first).
-      resolve: (id) => this.addresses.resolve(id, this.driver?.node.membership.addrs[id]),
+      resolve: (id) => this.driver?.node.membership.addrs[id],
       clusterId: () => this.clusterId,
       // Only members may talk Raft to us; a new node that knows no members yet accepts the
       // leader that is adding it (the cluster token and cluster id still apply).
@@ -243,7 +242,6 @@ export class Replica {
           raftAddr: h.raftAddr || known?.raftAddr || '',
           role: h.role || known?.role || '',
         });
-        this.addresses.announce(h.from, h.raftAddr);
         // A new node adopts the cluster of the first member that contacts it (the leader that
         // added it); from then on peers of any other cluster are refused.
         if (!this.clusterId && h.clusterId) this.setClusterId(h.clusterId);

@@ -24,7 +24,10 @@ export interface TransportOptions {
   clusterId: () => string;
   /** Shared cluster token: peers must present it in their hello. Empty = no check. */
   token?: string;
-  /** Raft address of a peer, from the current membership (undefined: not a member). */
+  /**
+   * Raft address of a peer in the current configuration (undefined: not a member). What the
+   * peer itself announced in a hello is weighed against it (AddressBook).
+   */
   resolve: (id: string) => string | undefined;
   /** Whether a caller may connect: only members, once this node knows its membership. */
   admits?: (id: string) => boolean;
@@ -88,6 +91,7 @@ export class AddressBook {
 export class PeerTransport {
   private server: net.Server | undefined;
   private readonly peers = new Map<string, OutboundPeer>();
+  private readonly addresses = new AddressBook();
   private readonly inbound = new Set<net.Socket>();
   private stopped = false;
   private readonly maxFrame: number;
@@ -161,7 +165,7 @@ export class PeerTransport {
   /** Start connecting; false while backing off after failures or when the peer is unknown. */
   private dial(peer: OutboundPeer): boolean {
     if (Date.now() < peer.retryAt) return false;
-    const addr = this.opts.resolve(peer.id);
+    const addr = this.addresses.resolve(peer.id, this.opts.resolve(peer.id));
     if (!addr) return false;
     let hp: HostPort;
     try {
@@ -237,6 +241,7 @@ export class PeerTransport {
             const mine = this.opts.clusterId();
             if (mine && h.clusterId && mine !== h.clusterId) throw new FrameError(`peer ${h.from} belongs to cluster ${h.clusterId}, not ${mine}`);
             hello = h;
+            this.addresses.announce(h.from, h.raftAddr);
             this.opts.onHello?.(h);
             // The peer says it is somewhere else now (restarted with a new IP): a connection to
             // where it was may never fail by itself, so make the next send dial it afresh.

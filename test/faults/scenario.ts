@@ -9,7 +9,8 @@
 import { RaftKvClient } from '../../replica/client.js';
 import { Prng } from '../../util/prng.js';
 import { TestCluster, sleep } from '../helpers/cluster.js';
-import { Operation, checkHistory, formatOps } from '../sim/linearizability.js';
+import { checkHistory, formatOps } from '../sim/linearizability.js';
+import { History } from '../helpers/history.js';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FaultProxy, LinkFaults } from './proxy.js';
@@ -66,7 +67,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
   const readMode = o.readMode ?? (rng.chance(0.5) ? 'lease' : 'safe');
   const proxies = new Map<string, FaultProxy>();
   const violations: string[] = [];
-  const history: Operation[] = [];
+  const history = new History();
   let nextNode = o.nodes + 1;
   const paused = new Set<string>();
   const down = new Set<string>();
@@ -124,31 +125,13 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     // ---- clients
     const keys = Array.from({ length: o.keys ?? 4 }, (_, i) => `k${i}`);
     const end = Date.now() + o.timeS * 1000;
-    let opId = 0;
     const clientLoop = async (n: number) => {
       const cl = new RaftKvClient({ targets: ids.map((id) => c.clientAddr(id)), timeoutMs: 1000, deadlineMs: 4000 });
       let seq = 0;
       while (Date.now() < end) {
         const key = keys[rng.int(0, keys.length - 1)];
-        if (rng.chance(0.5)) {
-          const value = `c${n}-${++seq}`;
-          const op: Operation = { id: opId++, client: `c${n}`, key, kind: 'put', value, call: performance.now(), ret: Infinity };
-          try {
-            await cl.set(key, value);
-            op.ret = performance.now();
-          } catch {
-            // Outcome unknown: it may still be applied later.
-          }
-          history.push(op);
-        } else {
-          const call = performance.now();
-          try {
-            const v = await cl.getString(key);
-            history.push({ id: opId++, client: `c${n}`, key, kind: 'get', value: v ?? null, call, ret: performance.now() });
-          } catch {
-            // A failed read observed nothing.
-          }
-        }
+        if (rng.chance(0.5)) await history.put(cl, `c${n}`, key, `c${n}-${++seq}`);
+        else await history.get(cl, `c${n}`, key);
       }
       cl.close();
     };
@@ -383,11 +366,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     mem = await finalMembers();
     // Final linearizable reads of every key: a lost acknowledged write shows up here.
     const reader = new RaftKvClient({ targets: mem.map((id) => c.clientAddr(id)), timeoutMs: 2000, deadlineMs: 10_000 });
-    for (const key of keys) {
-      const call = performance.now();
-      const v = await reader.getString(key);
-      history.push({ id: opId++, client: 'final', key, kind: 'get', value: v ?? null, call, ret: performance.now() });
-    }
+    for (const key of keys) await history.get(reader, 'final', key, { throws: true });
     reader.close();
     // Every member holds the same data.
     await c.waitConverged(mem, 30_000);
@@ -400,23 +379,23 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
       if (seen.size > 1) violations.push(`replicas diverge on ${key}: ${[...seen].join(' vs ')}`);
     }
     violations.push(...(await checkLoggers(c, mem, loggers, log)));
-    const check = checkHistory(history);
+    const check = checkHistory(history.ops);
     if (check.ok === false) violations.push(`not linearizable on key ${check.key}: ${check.reason}\n${formatOps(check.ops.slice(-40))}`);
     if (check.ok === 'unknown') violations.push(`linearizability check inconclusive: ${check.reason} (an unchecked history is not a passed one)`);
-    const puts = history.filter((h) => h.kind === 'put');
+    const puts = history.ops.filter((h) => h.kind === 'put');
     return {
       seed: o.seed,
-      ops: history.length,
+      ops: history.ops.length,
       writesAcked: puts.filter((p) => p.ret !== Infinity).length,
       writesIndeterminate: puts.filter((p) => p.ret === Infinity).length,
-      readsOk: history.length - puts.length,
+      readsOk: history.ops.length - puts.length,
       faults: counts,
       violations,
       log: lines,
     };
   } catch (e) {
     violations.push(`scenario failed: ${(e as Error).message}`);
-    return { seed: o.seed, ops: history.length, writesAcked: 0, writesIndeterminate: 0, readsOk: 0, faults: counts, violations, log: [...lines, c.dump(), ...[...loggers].map(([id, l]) => `--- ${id}\n${l.out.split('\n').slice(-15).join('\n')}`)] };
+    return { seed: o.seed, ops: history.ops.length, writesAcked: 0, writesIndeterminate: 0, readsOk: 0, faults: counts, violations, log: [...lines, c.dump(), ...[...loggers].map(([id, l]) => `--- ${id}\n${l.out.split('\n').slice(-15).join('\n')}`)] };
   } finally {
     for (const id of c.procs.keys()) c.procs.get(id)?.kill('SIGCONT');
     for (const l of loggers.values()) {

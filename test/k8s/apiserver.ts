@@ -19,7 +19,7 @@ import { randomUUID } from 'node:crypto';
 import { AddressInfo } from 'node:net';
 import YAML from 'yaml';
 import { applyJsonPatch, applyMergePatch, applyStrategicMergePatch, PatchError } from './patch.js';
-import { Authorizer, RequestAttributes } from './rbac.js';
+import { ADMIN, Authorizer, RequestAttributes } from './rbac.js';
 import { Registry, ResourceType, apiVersionOf, JsonSchema, PrinterColumn } from './resources.js';
 import { pruneAndDefault, structuralErrors, validate } from './schema.js';
 import { SelectorError, parseFieldSelector, parseLabelSelector } from './selectors.js';
@@ -28,16 +28,8 @@ import { openApiV2, openApiV3Doc, openApiV3Root } from './openapi.js';
 import { tableOf } from './table.js';
 import { decodeK8sProtobuf } from './protobuf.js';
 
-export interface ApiRequestLog {
-  verb: string;
-  group: string;
-  resource: string;
-  subresource?: string;
-  namespace?: string;
-  name?: string;
-  user: string;
-  code: number;
-}
+/** One request as the log keeps it: what RBAC judged, and the answer's status code. */
+export type ApiRequestLog = RequestAttributes & { code: number };
 
 export class ApiError extends Error {
   constructor(
@@ -58,7 +50,6 @@ interface Target {
   subresource?: string;
 }
 
-const ADMIN = 'kubernetes-admin';
 
 export class ApiServer {
   readonly store = new Store();
@@ -87,7 +78,7 @@ export class ApiServer {
     this.tokens.set(this.adminToken, ADMIN);
     this.rbac = new Authorizer(this);
     for (const ns of ['default', 'kube-system', 'kube-public', 'kube-node-lease']) {
-      this.create(this.target('', 'v1', 'namespaces'), { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }, ADMIN);
+      this.create(this.target('', 'v1', 'namespaces'), { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
     }
   }
 
@@ -190,15 +181,14 @@ export class ApiServer {
       const body = await readBody(req);
 
       const path = url.pathname.replace(/\/+$/, '') || '/';
-      const discovery = this.discovery(path, req);
+      const discovery = this.discovery(path);
       if (discovery !== undefined) return sendJson(res, 200, discovery);
       const t = this.route(path);
       if (!t) throw new ApiError(404, 'NotFound', `the server could not find the requested resource`);
       const verb = verbOf(req.method!, t, url);
-      log = { verb, group: t.type.group, resource: t.type.plural, subresource: t.subresource, namespace: t.namespace, name: t.name, user, code: 0 };
+      log = { user, verb, group: t.type.group, resource: t.type.plural, subresource: t.subresource, namespace: t.namespace, name: t.name, code: 0 };
       this.requests.push(log);
-      const attrs: RequestAttributes = { user, verb, group: t.type.group, resource: t.type.plural, subresource: t.subresource, namespace: t.namespace, name: t.name };
-      if (!this.rbac.allowed(attrs)) {
+      if (!this.rbac.allowed(log)) {
         throw new ApiError(403, 'Forbidden', `${t.type.plural}${t.type.group ? `.${t.type.group}` : ''}${t.name ? ` "${t.name}"` : ''} is forbidden: User "${user}" cannot ${verb} resource "${t.type.plural}${t.subresource ? `/${t.subresource}` : ''}" in API group "${t.type.group}"${t.namespace ? ` in the namespace "${t.namespace}"` : ' at the cluster scope'}`);
       }
       const dryRun = url.searchParams.getAll('dryRun').includes('All');
@@ -217,13 +207,13 @@ export class ApiServer {
           log.code = 200;
           return this.watch(t, url, req, res);
         case 'create':
-          out = { code: 201, body: this.create(t, parseBody(body, req), user, { dryRun, strict }) };
+          out = { code: 201, body: this.create(t, parseBody(body, req), { dryRun, strict }) };
           break;
         case 'update':
           out = { code: 200, body: this.update(t, parseBody(body, req), { dryRun, strict }) };
           break;
         case 'patch':
-          out = this.patch(t, body, req.headers['content-type'] ?? '', user, { dryRun, strict, force: url.searchParams.get('force') === 'true' });
+          out = this.patch(t, body, req.headers['content-type'] ?? '', { dryRun, strict, force: url.searchParams.get('force') === 'true' });
           break;
         case 'delete':
           out = { code: 200, body: this.delete(t, parseOptionalBody(body, req), url, dryRun) };
@@ -253,7 +243,7 @@ export class ApiServer {
 
   // ---- discovery
 
-  private discovery(path: string, req: http.IncomingMessage): unknown {
+  private discovery(path: string): unknown {
     if (path === '/version') return { major: '1', minor: '32', gitVersion: 'v1.32.0-raftkv-emulator', gitCommit: 'emulator', gitTreeState: 'clean', buildDate: '2026-01-01T00:00:00Z', goVersion: 'none', compiler: 'none', platform: 'linux/amd64' };
     if (path === '/healthz' || path === '/readyz' || path === '/livez') return 'ok';
     if (path === '/api') return { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `127.0.0.1:${this.port}` }] };
@@ -277,7 +267,6 @@ export class ApiServer {
     }
     m = /^\/apis\/([^/]+)\/([^/]+)$/.exec(path);
     if (m && this.registry.groups().get(m[1])?.includes(m[2])) return this.resourceList(m[1], m[2]);
-    void req;
     return undefined;
   }
 
@@ -398,7 +387,7 @@ export class ApiServer {
 
   // ---- writes
 
-  create(t: Target, obj: KObject, user: string, o: { dryRun?: boolean; strict?: boolean } = {}): KObject {
+  create(t: Target, obj: KObject, o: { dryRun?: boolean; strict?: boolean } = {}): KObject {
     if (t.subresource) throw new ApiError(405, 'MethodNotAllowed', `create is not supported on ${t.type.plural}/${t.subresource}`);
     if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new ApiError(400, 'BadRequest', 'the body must be an object');
     obj.metadata ??= {};
@@ -425,7 +414,6 @@ export class ApiServer {
     delete obj.metadata.deletionTimestamp;
     if (t.type.status && t.type.crd) delete obj.status;
     this.admit(t, obj, undefined, o.strict ?? false);
-    void user;
     if (o.dryRun) return { ...obj, metadata: { ...obj.metadata, resourceVersion: '' } };
     const stored = this.store.put(t.typeKey, obj, 'ADDED');
     this.afterWrite(t, 'ADDED', stored);
@@ -438,7 +426,7 @@ export class ApiServer {
     if (!current) {
       if (t.subresource) throw notFound(t);
       // PUT to a missing object creates it (allowCreateOnUpdate, as for most built-in kinds).
-      return this.create({ ...t }, obj, ADMIN, o);
+      return this.create({ ...t }, obj, o);
     }
     if (t.subresource === 'scale') {
       const replicas = obj.spec?.replicas;
@@ -485,7 +473,7 @@ export class ApiServer {
     return stored;
   }
 
-  private patch(t: Target, body: Buffer, contentType: string, user: string, o: { dryRun?: boolean; strict?: boolean; force?: boolean }): { code: number; body: unknown } {
+  private patch(t: Target, body: Buffer, contentType: string, o: { dryRun?: boolean; strict?: boolean; force?: boolean }): { code: number; body: unknown } {
     const type = contentType.split(';')[0].trim();
     let patch: unknown;
     try {
@@ -499,7 +487,7 @@ export class ApiServer {
       // the live object (or creates it). See README: managedFields are not tracked.
       if (!current) {
         if (t.subresource) throw notFound(t);
-        return { code: 201, body: this.create(t, patch as KObject, user, o) };
+        return { code: 201, body: this.create(t, patch as KObject, o) };
       }
       const base = t.subresource === 'scale' ? scaleOf(t.type, current) : current;
       const merged = applyStrategicMergePatch(base as never, stripForApply(patch as KObject) as never) as KObject;

@@ -14,13 +14,12 @@ import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ApiServer, typeKeyOf } from './apiserver.js';
+import { ApiServer } from './apiserver.js';
 import { PodNet, PodNetwork } from './network.js';
 import { matchesSelectorObject } from './selectors.js';
 import type { KObject } from './store.js';
 
 const CLI = fileURLToPath(new URL('../../cli.js', import.meta.url));
-const ADMIN = 'kubernetes-admin';
 
 interface Running {
   pod: KObject;
@@ -73,7 +72,7 @@ export class Kubelet {
         kind: 'Node',
         metadata: { name, labels: { 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', 'topology.kubernetes.io/zone': `zone-${name.slice(-1)}` } },
         status: { conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'process kubelet is posting ready status' }], addresses: [{ type: 'InternalIP', address: this.net.hostIp }] },
-      }, ADMIN);
+      });
     }
     api.kubeletFor = (node) => this.nodes.includes(node);
     api.podLog = (pod) => this.logOf(pod);
@@ -419,7 +418,7 @@ export class Kubelet {
       let left = procs.length;
       if (left === 0) return resolve();
       const kill = setTimeout(() => {
-        for (const p of procs) killTree(p, 'SIGKILL');
+        for (const p of procs) p.kill('SIGKILL');
       }, Math.max(0, graceSeconds) * 1000);
       for (const p of procs) {
         p.once('exit', () => {
@@ -428,7 +427,8 @@ export class Kubelet {
             resolve();
           }
         });
-        killTree(p, graceSeconds === 0 ? 'SIGKILL' : 'SIGTERM');
+        // ip/unshare/sh exec into the container's process: the pid is the process itself.
+        p.kill(graceSeconds === 0 ? 'SIGKILL' : 'SIGTERM');
       }
     }).then(() => r.net.release());
   }
@@ -498,16 +498,6 @@ export class Kubelet {
   }
 }
 
-/** Signal the process and, in netns mode, the node process under ip/unshare/sh wrappers. */
-function killTree(p: ChildProcess, sig: NodeJS.Signals): void {
-  try {
-    // The wrappers exec into the target, so the pid is the pod's process itself.
-    p.kill(sig);
-  } catch {
-    // gone
-  }
-}
-
 function now(): string {
   return new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 }
@@ -527,7 +517,7 @@ export function recordEvent(api: ApiServer, o: KObject, type: 'Normal' | 'Warnin
       firstTimestamp: now(),
       lastTimestamp: now(),
       count: 1,
-    }, ADMIN);
+    });
   } catch {
     // the namespace is going away: no event
   }
@@ -580,7 +570,7 @@ function deployment(api: ApiServer, d: KObject): void {
       kind: 'ReplicaSet',
       metadata: { name: `${d.metadata.name}-${hash}`, namespace: d.metadata.namespace, labels: { ...d.spec.template.metadata?.labels, 'pod-template-hash': hash }, ownerReferences: [ownerRef(d)] },
       spec: { replicas: d.spec.replicas ?? 1, selector: { matchLabels: { ...d.spec.selector?.matchLabels, 'pod-template-hash': hash } }, template },
-    }, ADMIN);
+    });
   } else if (current.spec.replicas !== (d.spec.replicas ?? 1)) {
     api.update(api.target('apps', 'v1', 'replicasets', d.metadata.namespace, current.metadata.name), { ...current, metadata: { ...current.metadata, resourceVersion: undefined }, spec: { ...current.spec, replicas: d.spec.replicas ?? 1 } });
   }
@@ -613,7 +603,7 @@ function replicaSet(api: ApiServer, rs: KObject): void {
   const want = rs.spec.replicas ?? 1;
   for (let i = pods.length; i < want; i++) {
     const t = rs.spec.template;
-    api.create(api.target('', 'v1', 'pods', rs.metadata.namespace), { apiVersion: 'v1', kind: 'Pod', metadata: { generateName: `${rs.metadata.name}-`, namespace: rs.metadata.namespace, labels: t.metadata?.labels, annotations: t.metadata?.annotations, ownerReferences: [ownerRef(rs)] }, spec: structuredClone(t.spec) }, ADMIN);
+    api.create(api.target('', 'v1', 'pods', rs.metadata.namespace), { apiVersion: 'v1', kind: 'Pod', metadata: { generateName: `${rs.metadata.name}-`, namespace: rs.metadata.namespace, labels: t.metadata?.labels, annotations: t.metadata?.annotations, ownerReferences: [ownerRef(rs)] }, spec: structuredClone(t.spec) });
   }
   const extra = pods.sort((a, b) => b.metadata.creationTimestamp.localeCompare(a.metadata.creationTimestamp)).slice(0, Math.max(0, pods.length - want));
   for (const p of extra) api.delete(api.target('', 'v1', 'pods', p.metadata.namespace, p.metadata.name), undefined, undefined);
@@ -635,7 +625,7 @@ function endpoints(api: ApiServer, svc: KObject, pods: KObject[]): void {
   const subsets = matching.length === 0 ? [] : [{ ...(ready.length ? { addresses: ready.map(addr) } : {}), ...(notReady.length ? { notReadyAddresses: notReady.map(addr) } : {}), ports }];
   const body = { apiVersion: 'v1', kind: 'Endpoints', metadata: { name: svc.metadata.name, namespace: svc.metadata.namespace, labels: svc.metadata.labels, ownerReferences: [ownerRef(svc)] }, subsets };
   const cur = api.getObject('', 'v1', 'endpoints', svc.metadata.namespace, svc.metadata.name);
-  if (!cur) api.create(api.target('', 'v1', 'endpoints', svc.metadata.namespace), body, ADMIN);
+  if (!cur) api.create(api.target('', 'v1', 'endpoints', svc.metadata.namespace), body);
   else if (JSON.stringify(cur.subsets ?? []) !== JSON.stringify(subsets)) api.update(api.target('', 'v1', 'endpoints', svc.metadata.namespace, svc.metadata.name), { ...cur, subsets, metadata: { ...cur.metadata, resourceVersion: undefined } });
   const sliceName = `${svc.metadata.name}-rkv`;
   const slice = {
@@ -647,9 +637,8 @@ function endpoints(api: ApiServer, svc: KObject, pods: KObject[]): void {
     ports,
   };
   const curSlice = api.getObject('discovery.k8s.io', 'v1', 'endpointslices', svc.metadata.namespace, sliceName);
-  if (!curSlice) api.create(api.target('discovery.k8s.io', 'v1', 'endpointslices', svc.metadata.namespace), slice, ADMIN);
+  if (!curSlice) api.create(api.target('discovery.k8s.io', 'v1', 'endpointslices', svc.metadata.namespace), slice);
   else if (JSON.stringify(curSlice.endpoints) !== JSON.stringify(slice.endpoints) || JSON.stringify(curSlice.ports) !== JSON.stringify(slice.ports)) {
     api.update(api.target('discovery.k8s.io', 'v1', 'endpointslices', svc.metadata.namespace, sliceName), { ...curSlice, ...slice, metadata: { ...curSlice.metadata, resourceVersion: undefined } });
   }
-  void typeKeyOf;
 }

@@ -30,11 +30,14 @@ interface ObjectSource {
 
 const RBAC = 'rbac.authorization.k8s.io';
 
+/** The kubeconfig's user: may do everything. */
+export const ADMIN = 'kubernetes-admin';
+
 export class Authorizer {
   constructor(private readonly objects: ObjectSource) {}
 
   allowed(a: RequestAttributes): boolean {
-    if (a.user === 'kubernetes-admin') return true;
+    if (a.user === ADMIN) return true;
     if (a.user === 'system:anonymous') return false;
     return this.rulesFor(a.user, a.namespace).some((r) => matches(r, a));
   }

@@ -13,7 +13,8 @@ import { after, before, describe, it } from 'node:test';
 import { RaftKvClient } from '../../replica/client.js';
 import { CRD_FILE } from '../../operator/gen-crd.js';
 import { CLI } from '../helpers/cluster.js';
-import { Operation, checkHistory, formatOps } from '../sim/linearizability.js';
+import { checkHistory, formatOps } from '../sim/linearizability.js';
+import { History } from '../helpers/history.js';
 import { TestBed } from '../k8s/testbed.js';
 
 const NAME = 'kv-notlog';
@@ -39,10 +40,8 @@ describe('the raftkv operator on the Kubernetes emulator', () => {
   const phase = () => bed.jsonpath(`rc ${NAME}`, '{.status.phase}');
   const available = async (replicas: number, timeoutMs = 60_000) =>
     bed.until(`${NAME} Available with ${replicas} ready voters`, async () => {
-      const [p, ready, voters] = (await bed.jsonpath(`rc ${NAME}`, '{.status.phase} {.status.readyReplicas} {.status.members[?(@.role=="voter")].name}')).split(' ');
-      void voters;
-      const count = (await bed.jsonpath(`rc ${NAME}`, '{.status.members[?(@.role=="voter")].name}')).split(' ').filter(Boolean).length;
-      return p === 'Available' && Number(ready) === replicas && count === replicas;
+      const [p, ready, ...voters] = (await bed.jsonpath(`rc ${NAME}`, '{.status.phase} {.status.readyReplicas} {.status.members[?(@.role=="voter")].name}')).split(' ').filter(Boolean);
+      return p === 'Available' && Number(ready) === replicas && voters.length === replicas;
     }, timeoutMs);
   /** What to read when something timed out: the operators' logs, the pods' logs and the status. */
   const dump = async () => {
@@ -90,30 +89,15 @@ describe('the raftkv operator on the Kubernetes emulator', () => {
 
   it('scales 3 -> 5 -> 3 with kubectl scale under client load: one member at a time, a linearizable history, no acknowledged write lost', async () => {
     const ips = (await bed.jsonpath(`pods -l raftkv.io/cluster=${NAME},raftkv.io/role=replica`, '{.items[*].status.podIP}')).split(' ').filter(Boolean);
-    const history: Operation[] = [];
+    const history = new History();
     let stop = false;
-    let opId = 0;
     const load = async (n: number) => {
       const cl = new RaftKvClient({ targets: ips.map((ip) => `${ip}:11000`), timeoutMs: 2000, deadlineMs: 8000 });
       let seq = 0;
       while (!stop) {
         const key = `k${n % 2}`;
-        const value = `c${n}-${++seq}`;
-        const op: Operation = { id: opId++, client: `c${n}`, key, kind: 'put', value, call: performance.now(), ret: Infinity };
-        try {
-          await cl.set(key, value);
-          op.ret = performance.now();
-        } catch {
-          // outcome unknown
-        }
-        history.push(op);
-        const call = performance.now();
-        try {
-          const v = await cl.getString(key);
-          history.push({ id: opId++, client: `c${n}`, key, kind: 'get', value: v ?? null, call, ret: performance.now() });
-        } catch {
-          // a failed read observed nothing
-        }
+        await history.put(cl, `c${n}`, key, `c${n}-${++seq}`);
+        await history.get(cl, `c${n}`, key);
       }
       cl.close();
     };
@@ -132,15 +116,11 @@ describe('the raftkv operator on the Kubernetes emulator', () => {
     const names = (await bed.jsonpath(`pods -l raftkv.io/role=replica`, '{.items[*].metadata.name}')).split(' ').sort();
     assert.deepEqual(names, [`${NAME}-0`, `${NAME}-1`, `${NAME}-2`], 'the highest ordinals were removed');
     const reader = new RaftKvClient({ targets: ips.map((ip) => `${ip}:11000`), timeoutMs: 2000, deadlineMs: 10_000 });
-    for (const key of ['k0', 'k1']) {
-      const call = performance.now();
-      const v = await reader.getString(key);
-      history.push({ id: opId++, client: 'final', key, kind: 'get', value: v ?? null, call, ret: performance.now() });
-    }
+    for (const key of ['k0', 'k1']) await history.get(reader, 'final', key, { throws: true });
     reader.close();
-    const acked = history.filter((h) => h.kind === 'put' && h.ret !== Infinity).length;
+    const acked = history.acknowledgedWrites();
     assert.ok(acked > 20, `writes were acknowledged throughout (${acked})`);
-    const check = checkHistory(history);
+    const check = checkHistory(history.ops);
     assert.equal(check.ok, true, check.ok === false ? `not linearizable on ${check.key}: ${check.reason}\n${formatOps(check.ops.slice(-30))}` : String((check as { reason?: string }).reason));
     const events = (await bed.kubectl('get', 'events', '--field-selector', `involvedObject.name=${NAME}`, '-o', 'jsonpath={.items[*].reason}')).out;
     assert.match(events, /ScalingUp/);
