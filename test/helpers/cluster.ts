@@ -150,6 +150,20 @@ export class TestCluster {
     throw new Error(`nodes ${ids.join(',')} did not converge within ${timeoutMs} ms\n${this.dump()}`);
   }
 
+  /**
+   * The state digest of every node once all have applied the same index. Waiting for that (not
+   * just for applied >= commit) matters: a join still commits its membership steps after the
+   * joiner caught up, and those move the index without changing the data.
+   */
+  async sameIndexDigests(ids: string[], timeoutMs = 15_000): Promise<{ index: number; digest: string; keys: number }[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const ds = await Promise.all(ids.map(async (id) => (await this.http(id, 'GET', '/v1/digest')).json as { index: number; digest: string; keys: number }));
+      if (new Set(ds.map((d) => d.index)).size === 1 || Date.now() > deadline) return ds;
+      await sleep(50);
+    }
+  }
+
   async http(id: string, method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; json: unknown }> {
     const res = await fetch(this.httpUrl(id, path), {
       method,
