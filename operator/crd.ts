@@ -1,7 +1,7 @@
 /**
  * The RaftCluster CustomResourceDefinition, generated from the one zod spec (operator/spec.ts)
  * so the API server validates and defaults exactly what the operator and `raftkv local` accept.
- * `npm run gen:crd` writes crds/raftclusters.raftkv.io.yaml; a test fails when it is stale.
+ * `npm run gen` writes crds/raftclusters.raftkv.io.yaml; a test fails when it is stale.
  */
 import { z } from 'zod';
 import YAML from 'yaml';
@@ -182,5 +182,5 @@ export function raftClusterCrd(): Record<string, unknown> {
 }
 
 export function raftClusterCrdYaml(): string {
-  return `# Generated from operator/spec.ts by \`npm run gen:crd\`: do not edit by hand.\n${YAML.stringify(raftClusterCrd(), { lineWidth: 0 })}`;
+  return `# Generated from operator/spec.ts by \`npm run gen\`: do not edit by hand.\n${YAML.stringify(raftClusterCrd(), { lineWidth: 0 })}`;
 }

@@ -5,12 +5,12 @@
  * operator may be killed between any two calls and the next pass (by this operator or another)
  * starts from what the cluster and the API say, never from memory.
  */
-import { KubeConfig, KubernetesObjectApi, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, ApiException } from '@kubernetes/client-node';
+import { KubeConfig, KubernetesObjectApi, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, ApiException, type V1OwnerReference } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import { quorum } from '../raft/index.js';
 import { LABEL_CLUSTER, LABEL_ORDINAL, LABEL_ROLE } from './labels.js';
 import { ReplicaView, removeMember, replicaStatus, transferLeadership } from './members.js';
-import { ClusterRef, Obj, PORTS, TEMPLATE_ANNOTATION, clientService, disruptionBudget, loadgenPod, loggerPod, peerService, pvcFor, replicaPod, replicaSelector, selectorString, serviceMonitor, templateHash } from './resources.js';
+import { ClusterRef, Obj, PORTS, ownerReference, TEMPLATE_ANNOTATION, clientService, disruptionBudget, loadgenPod, loggerPod, peerService, pvcFor, replicaPod, replicaSelector, selectorString, serviceMonitor, templateHash } from './resources.js';
 import { RaftClusterSpec, loggerName, replicaName } from './spec.js';
 
 export interface ReconcileResult {
@@ -60,7 +60,7 @@ export class Reconciler {
     const c: ClusterRef = { name: rc.metadata!.name!, namespace: rc.metadata!.namespace!, uid: rc.metadata!.uid! };
     if (rc.metadata?.deletionTimestamp) return { phase: 'Terminating' };
     let monitorUnavailable = false;
-    await this.ensureMemberAccess(c.namespace);
+    await this.ensureMemberAccess(c);
     await this.ensure(c, peerService(c));
     await this.ensure(c, clientService(c));
     await this.ensure(c, disruptionBudget(c, spec.replicas));
@@ -390,19 +390,32 @@ export class Reconciler {
   }
 
   /** The ServiceAccount the member pods run as: get/list/watch on pods, nothing else. */
-  private async ensureMemberAccess(namespace: string): Promise<void> {
+  /**
+   * The members' ServiceAccount, Role and RoleBinding in the cluster's namespace: shared by every
+   * RaftCluster there, so each one is an owner (none the controller) and they go with the last.
+   */
+  private async ensureMemberAccess(c: ClusterRef): Promise<void> {
+    const namespace = c.namespace;
     const labels = { 'app.kubernetes.io/name': 'raftkv', 'app.kubernetes.io/managed-by': 'raftkv-operator' };
+    const owner = { ...ownerReference(c), controller: false };
     for (const o of [
-      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'raftkv-member', namespace, labels } },
-      { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'raftkv-member', namespace, labels }, rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }] },
-      { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'raftkv-member', namespace, labels }, subjects: [{ kind: 'ServiceAccount', name: 'raftkv-member', namespace }], roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'raftkv-member' } },
+      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'raftkv-member', namespace, labels, ownerReferences: [owner] } },
+      { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'raftkv-member', namespace, labels, ownerReferences: [owner] }, rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }] },
+      { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'raftkv-member', namespace, labels, ownerReferences: [owner] }, subjects: [{ kind: 'ServiceAccount', name: 'raftkv-member', namespace }], roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'raftkv-member' } },
     ]) {
+      let current: Obj;
       try {
-        await this.objects.read(o as never);
+        current = (await this.objects.read(o as never)) as Obj;
       } catch (e) {
         if (!(e instanceof ApiException && e.code === 404)) throw e;
         await this.objects.create(o).catch(ignoreConflict);
+        continue;
       }
+      const refs: V1OwnerReference[] = current.metadata.ownerReferences ?? [];
+      if (refs.some((r) => r.uid === c.uid)) continue;
+      // resourceVersion in the patch: a concurrent change makes this a 409, retried next pass.
+      const meta = { name: o.metadata.name, namespace, resourceVersion: current.metadata.resourceVersion, ownerReferences: [...refs, owner] };
+      await this.objects.patch({ apiVersion: o.apiVersion, kind: o.kind, metadata: meta }, undefined, undefined, 'raftkv-operator', undefined, PatchStrategy.MergePatch).catch(ignoreConflict);
     }
   }
 

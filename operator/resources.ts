@@ -53,13 +53,22 @@ export function pvcFor(c: ClusterRef, spec: RaftClusterSpec, pod: string, role: 
   };
 }
 
-/** Replicas of other clusters' members never share a node with this one's (the seed's rule). */
-function spread(cluster: string, role: string) {
-  return {
-    podAntiAffinity: {
-      preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: { [LABEL_CLUSTER]: cluster, [LABEL_ROLE]: role } } } }],
-    },
-  };
+/**
+ * Anti-affinity to the pods of one role of this cluster, as strong as `spread` says: the seed's
+ * placement (replicas of a cluster on different nodes; loggers apart from its replicas).
+ */
+function apart(cluster: string, role: string, spread: 'required' | 'preferred' | 'none') {
+  const term = { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: { [LABEL_CLUSTER]: cluster, [LABEL_ROLE]: role } } };
+  if (spread === 'none') return undefined;
+  if (spread === 'required') return { podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [term] } };
+  return { podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: term }] } };
+}
+
+/** Affinity, node selector and tolerations of a pod of `role`. */
+function placement(c: ClusterRef, spec: RaftClusterSpec, role: 'replica' | 'logger') {
+  const p = spec.placement;
+  const affinity = role === 'replica' ? apart(c.name, 'replica', p.replicaSpread) : apart(c.name, 'replica', p.loggersApart);
+  return { ...(affinity ? { affinity } : {}), ...(p.nodeSelector ? { nodeSelector: p.nodeSelector } : {}), ...(p.tolerations ? { tolerations: p.tolerations } : {}) };
 }
 
 /**
@@ -71,8 +80,8 @@ function spread(cluster: string, role: string) {
  * durability, engine settings) means its pods are replaced, one at a time.
  */
 export function templateHash(spec: RaftClusterSpec): string {
-  const { image, resources, raft, fsync, applog, valueSize, keys, preload, storage } = spec;
-  return createHash('sha256').update(JSON.stringify({ image, resources, raft, fsync, applog, valueSize, keys, preload, storage })).digest('hex').slice(0, 10);
+  const { image, resources, raft, fsync, applog, valueSize, keys, preload, storage, placement } = spec;
+  return createHash('sha256').update(JSON.stringify({ image, resources, raft, fsync, applog, valueSize, keys, preload, storage, placement })).digest('hex').slice(0, 10);
 }
 
 export const TEMPLATE_ANNOTATION = 'raftkv.io/template';
@@ -102,7 +111,7 @@ export function replicaPod(c: ClusterRef, spec: RaftClusterSpec, ordinal: number
       serviceAccountName: 'raftkv-member',
       terminationGracePeriodSeconds: 30,
       restartPolicy: 'Always',
-      affinity: spread(c.name, 'replica'),
+      ...placement(c, spec, 'replica'),
       containers: [
         {
           name: 'replica',
@@ -135,10 +144,7 @@ export function loggerPod(c: ClusterRef, spec: RaftClusterSpec, ordinal: number)
     metadata: { name, namespace: c.namespace, labels: memberLabels(c.name, 'logger', ordinal), annotations: scrape(spec, PORTS.loggerHttp), ownerReferences: [ownerReference(c)] },
     spec: {
       serviceAccountName: 'raftkv-member',
-      affinity: {
-        // Loggers apart from replicas (the seed's placement).
-        podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: { [LABEL_CLUSTER]: c.name, [LABEL_ROLE]: 'replica' } } } }] },
-      },
+      ...placement(c, spec, 'logger'),
       containers: [
         {
           name: 'logger',

@@ -7,6 +7,18 @@ import { z } from 'zod';
 
 const Quantity = z.string().regex(/^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T|m)?$/, 'must be a Kubernetes quantity like 1Gi or 500m');
 
+const Spread = z.enum(['required', 'preferred', 'none']);
+
+const Toleration = z
+  .object({
+    key: z.string().optional(),
+    operator: z.enum(['Exists', 'Equal']).optional(),
+    value: z.string().optional(),
+    effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
+    tolerationSeconds: z.number().int().optional(),
+  })
+  .strict();
+
 export const LoadgenSpec = z
   .object({
     driver: z.enum(['protobuf', 'text', 'http']).describe('Client protocol of the generator.').default('protobuf'),
@@ -58,6 +70,16 @@ export const RaftClusterSpec = z
       })
       .strict()
       .refine((r) => r.electionTimeoutMs >= 2 * r.heartbeatMs, 'electionTimeoutMs must be at least twice heartbeatMs')
+      .default({}),
+    placement: z
+      .object({
+        replicaSpread: Spread.describe('Replicas of this cluster on different nodes: required (a replica stays Pending rather than share a node), preferred, or none.').default('preferred'),
+        loggersApart: Spread.describe('Loggers on nodes that run none of this cluster\'s replicas: required, preferred or none.').default('preferred'),
+        nodeSelector: z.record(z.string(), z.string()).describe('Node labels every pod of the cluster must match.').optional(),
+        tolerations: z.array(Toleration).describe('Tolerations of every pod of the cluster.').optional(),
+      })
+      .strict()
+      .describe('Where pods run (the seed\'s rules: replicas apart, loggers apart from replicas).')
       .default({}),
     monitoring: z.object({ enabled: z.boolean().default(true), serviceMonitor: z.boolean().default(false) }).strict().default({}),
     loadgen: LoadgenSpec.optional(),

@@ -9,8 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
 import { raftClusterCrdYaml } from '../../operator/crd.js';
-import { CRD_FILE, OPERATOR_FILE } from '../../operator/gen-crd.js';
-import { operatorYaml } from '../../operator/manifests.js';
+import { CHART_CRD_FILE, CRD_FILE, DASHBOARD_FILE, OPERATOR_FILE, VALUES_SCHEMA_FILE, dashboardJson, operatorYaml, valuesSchemaJson } from '../../scripts/gen.js';
 import { parseRaftCluster } from '../../operator/spec.js';
 import { TestBed } from '../k8s/testbed.js';
 
@@ -26,9 +25,12 @@ describe('the RaftCluster CRD', () => {
   });
   after(async () => bed?.stop());
 
-  it('the committed CRD and deploys/operator.yaml are the ones generated from the code (run npm run gen:crd after changing them)', () => {
-    assert.equal(readFileSync(CRD_FILE, 'utf8'), raftClusterCrdYaml(), 'crds/raftclusters.raftkv.io.yaml is stale: run npm run gen:crd');
-    assert.equal(readFileSync(OPERATOR_FILE, 'utf8'), operatorYaml(), 'deploys/operator.yaml is stale: run npm run gen:crd');
+  it('the committed CRD, chart schema, dashboard and deploys/operator.yaml are the ones generated from the code (npm run gen after changing them)', async () => {
+    assert.equal(readFileSync(CRD_FILE, 'utf8'), raftClusterCrdYaml(), 'crds/raftclusters.raftkv.io.yaml is stale: run npm run gen');
+    assert.equal(readFileSync(CHART_CRD_FILE, 'utf8'), raftClusterCrdYaml(), 'charts/raftkv/crds/ is stale: run npm run gen');
+    assert.equal(readFileSync(VALUES_SCHEMA_FILE, 'utf8'), valuesSchemaJson(), 'charts/raftkv/values.schema.json is stale: run npm run gen');
+    assert.equal(readFileSync(DASHBOARD_FILE, 'utf8'), dashboardJson(), 'the chart\'s Grafana dashboard is stale: run npm run gen');
+    assert.equal(readFileSync(OPERATOR_FILE, 'utf8'), await operatorYaml(), 'deploys/operator.yaml is stale (it is rendered from charts/raftkv): run npm run gen');
   });
 
   it('is served: every shipped manifest is accepted, kubectl get rc shows the printer columns, explain shows the spec', async () => {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { OPERATOR_FILE } from '../../operator/gen-crd.js';
+import { OPERATOR_FILE } from '../../scripts/gen.js';
 import { OPERATOR_NAMESPACE, OPERATOR_RULES } from '../../operator/manifests.js';
 import { TestBed } from '../k8s/testbed.js';
 
@@ -18,6 +18,9 @@ const CONDITIONAL: Record<string, string> = {
   'patch policy/poddisruptionbudgets': 'the replica count crosses 3',
   'create /persistentvolumeclaims': 'storage.ephemeral: false',
   'delete /persistentvolumeclaims': 'storage.ephemeral: false, scaling down',
+  'patch /serviceaccounts': 'a second RaftCluster in the namespace becomes an owner too',
+  'patch rbac.authorization.k8s.io/roles': 'a second RaftCluster in the namespace becomes an owner too',
+  'patch rbac.authorization.k8s.io/rolebindings': 'a second RaftCluster in the namespace becomes an owner too',
   'create coordination.k8s.io/leases': 'the first operator ever',
   'get monitoring.coreos.com/servicemonitors': 'spec.monitoring.serviceMonitor',
   'create monitoring.coreos.com/servicemonitors': 'spec.monitoring.serviceMonitor',

@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { RaftKvClient } from '../../replica/client.js';
-import { CRD_FILE } from '../../operator/gen-crd.js';
+import { CRD_FILE } from '../../scripts/gen.js';
 import { CLI } from '../helpers/cluster.js';
 import { checkHistory, formatOps } from '../sim/linearizability.js';
 import { History } from '../helpers/history.js';
