@@ -19,6 +19,7 @@ COPY util util
 COPY examples examples
 COPY bench bench
 COPY test test
+COPY scripts scripts
 COPY cli.ts ./
 RUN npx tsc -p tsconfig.json && rm -rf dist/test dist/bench dist/examples dist/.tsbuildinfo && find dist -name '*.map' -delete
 

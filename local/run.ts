@@ -1,7 +1,8 @@
 /**
- * `raftkv local [FILE]`: run a RaftCluster manifest's topology as processes on 127.0.0.1:
- * the replicas (and the load generator when the spec has one), with endpoints printed, a live
- * status line, and a clean stop on Ctrl-C that leaves no process behind.
+ * `raftkv local [FILE]`: run a manifest's RaftClusters (one or several, like the seed's 3- and
+ * 6-application experiments) as processes on 127.0.0.1: replicas, loggers and the load generator
+ * when a spec has one, with endpoints printed, a live status line, and a clean stop on Ctrl-C that
+ * leaves no process behind.
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,10 +16,11 @@ import { commandLine, reportUsage } from '../util/cli.js';
 
 export const LOCAL_HELP = `usage: raftkv local [FILE] [flags]
 
-Runs a RaftCluster manifest (default deploys/kv-notlog.yaml) as local processes on 127.0.0.1.
+Runs every RaftCluster of a manifest (default deploys/kv-notlog.yaml) as local processes on
+127.0.0.1: its replicas, its loggers and, when its spec has one, its load generator.
   --duration S        stop by itself after S seconds (default: run until Ctrl-C)
-  --base-port P       replica i listens on P+i (client), P+1000+i (raft), P+2000+i (http);
-                      default 11000; 0 picks free ports
+  --base-port P       replica i of the k-th cluster listens on P+20k+i (client), P+1000+20k+i
+                      (raft), P+2000+20k+i (http); default 11000; 0 picks free ports
   --data-dir DIR      where persistent (non-ephemeral) storage lives (default ./data/local)
   --no-loadgen        ignore the manifest's loadgen block
 
@@ -27,6 +29,7 @@ Stops every process it started on Ctrl-C, SIGTERM or SIGHUP, and when its own pa
 Example:
   raftkv local                                   # deploys/kv-notlog.yaml: 3 replicas + a load generator
   raftkv local deploys/disk-notlog.yaml --duration 30
+  raftkv local deploys/apps-3.yaml               # three clusters at once, each under load
 `;
 
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
@@ -88,23 +91,45 @@ function processAlive(pid: number): boolean {
   }
 }
 
-export function loadManifest(file: string): RaftCluster {
+/** Every RaftCluster in a manifest file, validated (other kinds are skipped). */
+export function loadManifest(file: string): RaftCluster[] {
   const docs = parseAllDocuments(readFileSync(file, 'utf8'));
+  const out: RaftCluster[] = [];
   for (const d of docs) {
     if (d.errors.length > 0) throw new Error(`${file}: ${d.errors[0].message}`);
     const js = d.toJS() as { kind?: string } | null;
-    if (js && js.kind === 'RaftCluster') return parseRaftCluster(js, file);
+    if (js && js.kind === 'RaftCluster') out.push(parseRaftCluster(js, file));
   }
-  throw new Error(`${file}: no RaftCluster document in it`);
+  if (out.length === 0) throw new Error(`${file}: no RaftCluster document in it`);
+  const names = out.map((c) => c.metadata.name);
+  const twice = names.find((n, i) => names.indexOf(n) !== i);
+  if (twice) throw new Error(`${file}: RaftCluster ${twice} is defined twice`);
+  return out;
 }
 
-async function status(m: Member): Promise<{ role: string; term: number; leader: string; commitIndex: number } | undefined> {
+type Status = { role: string; term: number; leader: string; commitIndex: number };
+
+async function status(m: Member): Promise<Status | undefined> {
   try {
     const r = await fetch(`http://127.0.0.1:${m.http}/v1/status`, { signal: AbortSignal.timeout(800) });
-    return r.ok ? ((await r.json()) as { role: string; term: number; leader: string; commitIndex: number }) : undefined;
+    return r.ok ? ((await r.json()) as Status) : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** Ports for a process: the wanted ones when free, else any free ones (all free ones for base 0). */
+async function ports(want: number[]): Promise<number[]> {
+  const out: number[] = [];
+  for (const p of want) out.push(p !== 0 && (await portFree(p)) ? p : await freePort());
+  return out;
+}
+
+interface LocalCluster {
+  rc: RaftCluster;
+  members: Member[];
+  lastCommit: number;
+  lastAt: number;
 }
 
 export async function runLocal(argv: string[]): Promise<void> {
@@ -123,9 +148,9 @@ export async function runLocal(argv: string[]): Promise<void> {
   if (!cl) return;
   const values = cl.values as { duration?: string; 'base-port': string; 'data-dir': string; 'no-loadgen': boolean };
   const file = cl.positionals[0] ?? 'deploys/kv-notlog.yaml';
-  let rc: RaftCluster;
+  let rcs: RaftCluster[];
   try {
-    rc = loadManifest(file);
+    rcs = loadManifest(file);
   } catch (e) {
     console.error(`raftkv local: ${(e as Error).message}`);
     process.exitCode = 2;
@@ -137,22 +162,14 @@ export async function runLocal(argv: string[]): Promise<void> {
     reportUsage('local', '--duration must be positive and --base-port an integer port');
     return;
   }
-  const spec = rc.spec;
-  const name = rc.metadata.name;
-  const ephemeral = spec.storage.ephemeral || spec.fsync === 'memory';
+  const at = (offset: number) => (basePort === 0 ? 0 : basePort + offset);
+  const ephemeral = rcs.some((rc) => rc.spec.storage.ephemeral || rc.spec.fsync === 'memory');
   if (ephemeral) for (const d of sweepStaleEphemeral()) console.log(`raftkv local: removed ${d}, left by a run that was killed`);
-  const dataRoot = ephemeral ? mkdtempSync(join(tmpdir(), `raftkv-local-${name}-`)) : resolve(values['data-dir']!, name);
-  mkdirSync(dataRoot, { recursive: true });
-  if (ephemeral) writeFileSync(join(dataRoot, OWNER_FILE), String(process.pid));
+  // One temporary root for the ephemeral clusters of this run, removed when it stops.
+  const tmpRoot = ephemeral ? mkdtempSync(join(tmpdir(), `raftkv-local-${rcs[0].metadata.name}-`)) : undefined;
+  if (tmpRoot) writeFileSync(join(tmpRoot, OWNER_FILE), String(process.pid));
+  const dataRootOf = (rc: RaftCluster) => (rc.spec.storage.ephemeral || rc.spec.fsync === 'memory' ? join(tmpRoot!, rc.metadata.name) : resolve(values['data-dir']!, rc.metadata.name));
 
-  const members: Member[] = [];
-  for (let i = 0; i < spec.replicas; i++) {
-    const want = basePort === 0 ? [0, 0, 0] : [basePort + i, basePort + 1000 + i, basePort + 2000 + i];
-    const ports: number[] = [];
-    for (const p of want) ports.push(p !== 0 && (await portFree(p)) ? p : await freePort());
-    members.push({ id: replicaName(name, i), client: ports[0], raft: ports[1], http: ports[2] });
-  }
-  const peers = members.map((m) => `${m.id}=127.0.0.1:${m.raft}`).join(',');
   const children = new Set<ChildProcess>();
   const spawnChild = (args: string[], label: string, quiet = true): ChildProcess => {
     // stdin stays open as a lifeline: a child exits when this process goes away, even by SIGKILL.
@@ -162,30 +179,6 @@ export async function runLocal(argv: string[]): Promise<void> {
     p.on('exit', () => children.delete(p));
     return p;
   };
-
-  console.log(`raftkv local: RaftCluster ${name} from ${file}: ${spec.replicas} ${spec.app} replicas, fsync ${spec.fsync}, ${ephemeral ? 'ephemeral storage' : `data in ${dataRoot}`}`);
-  for (const m of members) {
-    const args = [
-      'replica',
-      '--id', m.id,
-      '--port', `127.0.0.1:${m.client}`,
-      '--raft', `127.0.0.1:${m.raft}`,
-      '--http', `127.0.0.1:${m.http}`,
-      '--peers', peers,
-      '--app', spec.app,
-      '--data-dir', join(dataRoot, m.id),
-      '--fsync', spec.fsync,
-      '--value-size', String(spec.valueSize),
-      '--preload', String(spec.preload),
-      '--keys', String(spec.keys),
-      '--election-timeout', String(spec.raft.electionTimeoutMs),
-      '--heartbeat', String(spec.raft.heartbeatMs),
-      '--snapshot-every', String(spec.raft.snapshotEvery),
-    ];
-    if (spec.applog) args.push('--logfolder', join(dataRoot, m.id, 'applog'));
-    m.proc = spawnChild(args, m.id);
-    console.log(`  ${m.id}: client 127.0.0.1:${m.client}  http http://127.0.0.1:${m.http}  raft 127.0.0.1:${m.raft}`);
-  }
 
   let stopping = false;
   let statusTimer: NodeJS.Timeout | undefined;
@@ -202,7 +195,7 @@ export async function runLocal(argv: string[]): Promise<void> {
     }, 5000);
     await Promise.all(exits);
     clearTimeout(killer);
-    if (ephemeral) rmSync(dataRoot, { recursive: true, force: true });
+    if (tmpRoot) rmSync(tmpRoot, { recursive: true, force: true });
     console.log('raftkv local: stopped, no process left behind');
     process.exit(code);
   };
@@ -216,77 +209,124 @@ export async function runLocal(argv: string[]): Promise<void> {
     if (process.ppid !== parent) void stop('parent process exited');
   }, 250);
   parentWatch.unref();
-  for (const m of members) {
-    m.proc!.on('exit', (code, signal) => {
-      if (!stopping) void stop(`replica ${m.id} exited (${signal ?? code})`, 1);
-    });
-  }
 
-  // Wait for a leader.
-  const t0 = Date.now();
-  let leader = '';
-  while (!stopping && Date.now() - t0 < 30_000) {
-    const st = await Promise.all(members.map(status));
-    const l = st.find((s) => s?.role === 'leader');
-    if (l) {
-      leader = l.leader;
-      break;
+  // The replicas of every cluster.
+  const clusters: LocalCluster[] = [];
+  for (const [k, rc] of rcs.entries()) {
+    const { spec } = rc;
+    const name = rc.metadata.name;
+    const dataRoot = dataRootOf(rc);
+    mkdirSync(dataRoot, { recursive: true });
+    const members: Member[] = [];
+    for (let i = 0; i < spec.replicas; i++) {
+      const [client, raft, http] = await ports([at(20 * k + i), at(1000 + 20 * k + i), at(2000 + 20 * k + i)]);
+      members.push({ id: replicaName(name, i), client, raft, http });
     }
-    await new Promise((r) => setTimeout(r, 100));
+    const peers = members.map((m) => `${m.id}=127.0.0.1:${m.raft}`).join(',');
+    console.log(`raftkv local: RaftCluster ${name} from ${file}: ${spec.replicas} ${spec.app} replicas, fsync ${spec.fsync}, ${spec.storage.ephemeral || spec.fsync === 'memory' ? 'ephemeral storage' : `data in ${dataRoot}`}`);
+    for (const m of members) {
+      const args = [
+        'replica',
+        '--id', m.id,
+        '--port', `127.0.0.1:${m.client}`,
+        '--raft', `127.0.0.1:${m.raft}`,
+        '--http', `127.0.0.1:${m.http}`,
+        '--peers', peers,
+        '--app', spec.app,
+        '--data-dir', join(dataRoot, m.id),
+        '--fsync', spec.fsync,
+        '--value-size', String(spec.valueSize),
+        '--preload', String(spec.preload),
+        '--keys', String(spec.keys),
+        '--election-timeout', String(spec.raft.electionTimeoutMs),
+        '--heartbeat', String(spec.raft.heartbeatMs),
+        '--snapshot-every', String(spec.raft.snapshotEvery),
+      ];
+      if (spec.applog) args.push('--logfolder', join(dataRoot, m.id, 'applog'));
+      m.proc = spawnChild(args, m.id);
+      m.proc.on('exit', (code, signal) => {
+        if (!stopping) void stop(`replica ${m.id} exited (${signal ?? code})`, 1);
+      });
+      console.log(`  ${m.id}: client 127.0.0.1:${m.client}  http http://127.0.0.1:${m.http}  raft 127.0.0.1:${m.raft}`);
+    }
+    clusters.push({ rc, members, lastCommit: -1, lastAt: Date.now() });
   }
-  if (!leader) return stop('no leader elected within 30 s', 1);
-  console.log(`raftkv local: ${leader} leads after ${Date.now() - t0} ms. Try: curl -XPUT http://127.0.0.1:${members[0].http}/v1/kv/hello -d world; curl http://127.0.0.1:${members[0].http}/v1/kv/hello`);
 
-  // The decoupled loggers: non-voters that join the running cluster and keep its command log.
-  const joinVia = members.map((m) => `127.0.0.1:${m.http}`).join('|');
-  for (let i = 0; i < spec.loggers; i++) {
-    const want = basePort === 0 ? [0, 0, 0] : [basePort + 1500 + i, basePort + 3000 + i, basePort + 3500 + i];
-    const ports: number[] = [];
-    for (const p of want) ports.push(p !== 0 && (await portFree(p)) ? p : await freePort());
-    const id = loggerName(name, i);
-    const args = ['logger', '--id', id, '--raft', `127.0.0.1:${ports[0]}`, '--join', joinVia, '--logfolder', join(dataRoot, id), '--recov', `127.0.0.1:${ports[1]}`, '--http', `127.0.0.1:${ports[2]}`,
-      '--election-timeout', String(spec.raft.electionTimeoutMs), '--heartbeat', String(spec.raft.heartbeatMs)];
-    const p = spawnChild(args, id);
-    p.on('exit', (code, signal) => {
-      if (!stopping) void stop(`logger ${id} exited (${signal ?? code})`, 1);
-    });
-    console.log(`  ${id}: logger  http http://127.0.0.1:${ports[2]}/v1/log  recov 127.0.0.1:${ports[1]}`);
+  // Wait for a leader in each.
+  const t0 = Date.now();
+  for (const c of clusters) {
+    let leader = '';
+    while (!stopping && Date.now() - t0 < 30_000) {
+      const l = (await Promise.all(c.members.map(status))).find((s) => s?.role === 'leader');
+      if (l) {
+        leader = l.leader;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    if (!leader) return stop(`no leader elected in ${c.rc.metadata.name} within 30 s`, 1);
+    const m0 = c.members[0];
+    console.log(`raftkv local: ${leader} leads after ${Date.now() - t0} ms. Try: curl -XPUT http://127.0.0.1:${m0.http}/v1/kv/hello -d world; curl http://127.0.0.1:${m0.http}/v1/kv/hello`);
   }
 
-  // Live status line: leader, term, commit index and committed entries per second.
-  let lastCommit = -1;
-  let lastAt = Date.now();
+  // The decoupled loggers: non-voters that join their running cluster and keep its command log.
+  for (const [k, c] of clusters.entries()) {
+    const { spec } = c.rc;
+    const joinVia = c.members.map((m) => `127.0.0.1:${m.http}`).join('|');
+    for (let i = 0; i < spec.loggers; i++) {
+      const [raft, recov, http] = await ports([at(1500 + 10 * k + i), at(3000 + 10 * k + i), at(3500 + 10 * k + i)]);
+      const id = loggerName(c.rc.metadata.name, i);
+      const args = ['logger', '--id', id, '--raft', `127.0.0.1:${raft}`, '--join', joinVia, '--logfolder', join(dataRootOf(c.rc), id), '--recov', `127.0.0.1:${recov}`, '--http', `127.0.0.1:${http}`,
+        '--election-timeout', String(spec.raft.electionTimeoutMs), '--heartbeat', String(spec.raft.heartbeatMs)];
+      const p = spawnChild(args, id);
+      p.on('exit', (code, signal) => {
+        if (!stopping) void stop(`logger ${id} exited (${signal ?? code})`, 1);
+      });
+      console.log(`  ${id}: logger  http http://127.0.0.1:${http}/v1/log  recov 127.0.0.1:${recov}`);
+    }
+  }
+
+  // Live status line: per cluster, leader, term, commit index and committed entries per second.
   let ticks = 0;
   statusTimer = setInterval(() => {
-    void Promise.all(members.map(status)).then((st) => {
+    void Promise.all(clusters.map(async (c) => ({ c, st: await Promise.all(c.members.map(status)) }))).then((all) => {
       if (stopping) return;
-      const up = st.filter(Boolean).length;
-      const lead = st.find((s) => s?.role === 'leader');
-      const commit = Math.max(...st.map((s) => s?.commitIndex ?? 0));
-      const now = Date.now();
-      const rate = lastCommit < 0 ? 0 : ((commit - lastCommit) * 1000) / (now - lastAt);
-      lastCommit = commit;
-      lastAt = now;
-      const line = `leader ${lead?.leader ?? 'none'}  term ${lead?.term ?? '-'}  commit ${commit}  ${rate.toFixed(0)} entries/s  replicas up ${up}/${members.length}`;
+      const parts = all.map(({ c, st }) => {
+        const up = st.filter(Boolean).length;
+        const lead = st.find((s) => s?.role === 'leader');
+        const commit = Math.max(...st.map((s) => s?.commitIndex ?? 0));
+        const now = Date.now();
+        const rate = c.lastCommit < 0 ? 0 : ((commit - c.lastCommit) * 1000) / (now - c.lastAt);
+        c.lastCommit = commit;
+        c.lastAt = now;
+        return clusters.length === 1
+          ? `leader ${lead?.leader ?? 'none'}  term ${lead?.term ?? '-'}  commit ${commit}  ${rate.toFixed(0)} entries/s  replicas up ${up}/${c.members.length}`
+          : `${c.rc.metadata.name}: ${lead?.leader ?? 'no leader'} ${rate.toFixed(0)}/s ${up}/${c.members.length} up`;
+      });
+      const line = parts.join('  |  ');
       if (process.stdout.isTTY) process.stdout.write(`\r${line}   `);
       else if (++ticks % 5 === 0) console.log(line);
     });
   }, 1000);
 
-  const lg = spec.loadgen;
-  if (lg && !values['no-loadgen']) {
-    const targets = members.map((m) => `127.0.0.1:${m.client}`).join(',');
+  // The load generators, one per cluster whose spec has one, all at once.
+  for (const c of clusters) {
+    const lg = c.rc.spec.loadgen;
+    if (!lg || values['no-loadgen']) continue;
+    const name = c.rc.metadata.name;
+    const targets = c.members.map((m) => `127.0.0.1:${m.client}`).join(',');
     const args = ['loadgen', '--targets', targets, '--driver', lg.driver, '--clients', String(lg.clients), '--duration', String(lg.duration), '--keys', String(lg.keys),
       '--value-size', String(lg.valueSize), '--write-ratio', String(lg.writeRatio), '--think', String(lg.thinkMs), '--procs', String(lg.parallel), '--quiet'];
     if (process.stdout.isTTY) process.stdout.write('\n');
-    console.log(`raftkv local: load generator: ${lg.clients} clients for ${lg.duration} s (${lg.driver}, ${Math.round(lg.writeRatio * 100)}% writes, ${lg.valueSize} B values)`);
-    const p = spawnChild(args, 'loadgen', false);
+    console.log(`raftkv local: load generator${clusters.length > 1 ? ` for ${name}` : ''}: ${lg.clients} clients for ${lg.duration} s (${lg.driver}, ${Math.round(lg.writeRatio * 100)}% writes, ${lg.valueSize} B values)`);
+    const p = spawnChild(args, `loadgen ${name}`, false);
     let out = '';
     p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     p.on('exit', (code) => {
       if (stopping) return;
       if (process.stdout.isTTY) process.stdout.write('\n');
-      console.log(code === 0 ? out.trimEnd() : `raftkv local: load generator failed (exit ${code})`);
+      const head = clusters.length > 1 ? `raftkv local: load test of ${name}:\n` : '';
+      console.log(code === 0 ? `${head}${out.trimEnd()}` : `raftkv local: load generator${clusters.length > 1 ? ` for ${name}` : ''} failed (exit ${code})`);
     });
   }
   if (duration !== undefined) setTimeout(() => void stop(`${duration} s elapsed`), duration * 1000);

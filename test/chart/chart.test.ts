@@ -5,7 +5,7 @@
  * uninstall removes everything the release made.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
@@ -40,6 +40,15 @@ describe('the Helm chart, rendered by the real helm', () => {
       }
     });
   }
+
+  it('every object in deploys/ validates against the Kubernetes schemas and the RaftCluster spec', async () => {
+    const dir = join(CHART, '..', '..', 'deploys');
+    for (const f of readdirSync(dir).filter((x) => x.endsWith('.yaml'))) {
+      const objects = objectsOf(readFileSync(join(dir, f), 'utf8'));
+      assert.ok(objects.length > 0, f);
+      assert.deepEqual((await Promise.all(objects.map(validateObject))).flat(), [], f);
+    }
+  });
 
   it('grants the operator exactly the rules it uses (operator/manifests.ts, checked against the request log by the install test)', async () => {
     const role = objectsOf(await helm(['template', 'rel', CHART])).find((o) => o.kind === 'ClusterRole')!;

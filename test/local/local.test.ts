@@ -175,12 +175,30 @@ describe('raftkv local', () => {
     }
   });
 
-  it('the shipped manifests are valid, and a bad one is refused with the reason', async () => {
-    for (const f of ['deploys/kv-notlog.yaml', 'deploys/kv-applog.yaml', 'deploys/kv-logger.yaml', 'deploys/disk-notlog.yaml']) {
-      const rc = loadManifest(f);
-      assert.equal(rc.kind, 'RaftCluster');
-      assert.ok(rc.spec.replicas >= 1);
+  it('runs every RaftCluster of a file at once (the seed\'s multi-application experiments), each with its own load', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'raftkv-localtest-'));
+    try {
+      const file = join(dir, 'two.yaml');
+      writeFileSync(file, `${manifest('multi-a', true)}---\n${manifest('multi-b', true)}`);
+      const { out, exited } = startLocal(file, ['--duration', '9']);
+      assert.equal(await exited, 0, out());
+      const text = out();
+      for (const c of ['multi-a', 'multi-b']) {
+        assert.match(text, new RegExp(`${c}-\\d leads after \\d+ ms`));
+        assert.match(text, new RegExp(`load test of ${c}:\\n.*\\n.*\\n *protobuf +3 +1 +(\\d+) +\\1 +0 +0`), text);
+      }
+      assert.deepEqual(processesWith('raftkv-local-multi-a-'), []);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it('the shipped manifests are valid, and a bad one is refused with the reason', async () => {
+    for (const f of readdirSync(join(ROOT, 'deploys')).filter((x) => x.endsWith('.yaml') && x !== 'operator.yaml')) {
+      const rcs = loadManifest(join(ROOT, 'deploys', f));
+      for (const rc of rcs) assert.ok(rc.spec.replicas >= 1, f);
+    }
+    assert.equal(loadManifest(join(ROOT, 'deploys', 'apps-6.yaml')).length, 6);
     const dir = await mkdtemp(join(tmpdir(), 'raftkv-localtest-'));
     try {
       const bad = join(dir, 'bad.yaml');
