@@ -121,7 +121,7 @@ describe('helm install, upgrade and uninstall on the Kubernetes API emulator', (
     const missing = dashboardMetrics().filter((m) => !scraped.some((text) => new RegExp(`^# TYPE ${m} `, 'm').test(text)));
     assert.deepEqual(missing, [], 'the dashboard queries only metrics the processes export');
 
-    await h('uninstall', 'raftkv', '--namespace', ns);
+    await h('uninstall', 'raftkv', '--namespace', ns, '--wait', '--timeout', '120s');
     await bed.until('everything the release made is gone', async () => {
       const left = (await bed.kubectl('get', 'rc,pods,services,pdb,serviceaccounts,roles,rolebindings,deployments,configmaps', '-n', ns, '-l', 'app.kubernetes.io/name=raftkv', '-o', 'name')).out.trim();
       const cluster = (await bed.kubectl('get', 'clusterroles,clusterrolebindings', '-l', 'app.kubernetes.io/name=raftkv', '-o', 'name')).out.trim();

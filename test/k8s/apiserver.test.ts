@@ -272,7 +272,8 @@ spec: { selector: { app: demo }, ports: [{ name: http, port: 80 }] }
       assert.equal((await kubectl('get', 'cm', `${rel}-cm`, '-o', 'jsonpath={.data.replicas}')).out, '1');
       assert.match((await h('list')).stdout, new RegExp(`${rel}\\s+default\\s+3\\s`));
       assert.match((await kubectl('get', 'secrets', '-l', `owner=helm,name=${rel}`, '-o', 'name')).out, new RegExp(`sh\\.helm\\.release\\.v1\\.${rel}\\.v3`));
-      await h('uninstall', rel);
+      // --wait: helm 4 watches with sendInitialEvents (a streaming list) until the objects are gone.
+      await h('uninstall', rel, '--wait', '--timeout', '60s');
       assert.notEqual((await kubectl('get', 'cm', `${rel}-cm`)).code, 0);
       assert.equal((await kubectl('get', 'secrets', '-l', `owner=helm,name=${rel}`, '-o', 'name')).out, '');
     });

@@ -342,8 +342,17 @@ export class ApiServer {
     const accept = (o: KObject) => labels(o) && fields(o) && (nameFilter === undefined || o.metadata.name === nameFilter);
     const rvParam = url.searchParams.get('resourceVersion');
     const bookmarks = url.searchParams.get('allowWatchBookmarks') === 'true';
-    let backlog: { type: WatchType; object: KObject }[];
-    if (!rvParam || rvParam === '0') {
+    // Streaming lists (client-go's WatchListClient, used by helm 4's waiter): the current objects
+    // as ADDED, then a bookmark marking the end of the initial events, then changes.
+    const initialEvents = url.searchParams.get('sendInitialEvents') === 'true';
+    if (initialEvents && !bookmarks) throw new ApiError(422, 'Invalid', 'sendInitialEvents: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true');
+    if (initialEvents && url.searchParams.get('resourceVersionMatch') !== 'NotOlderThan') throw new ApiError(422, 'Invalid', "resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan");
+    let backlog: { type: WatchType | 'BOOKMARK'; object: KObject }[];
+    if (initialEvents) {
+      const listedAt = String(this.store.resourceVersion);
+      backlog = this.store.list(t.typeKey, t.namespace).filter(accept).map((object) => ({ type: 'ADDED' as const, object }));
+      backlog.push({ type: 'BOOKMARK', object: { kind: t.type.kind, apiVersion: apiVersionOf(t.type), metadata: { resourceVersion: listedAt, annotations: { 'k8s.io/initial-events-end': 'true' } } } as KObject });
+    } else if (!rvParam || rvParam === '0') {
       backlog = this.store.list(t.typeKey, t.namespace).filter(accept).map((object) => ({ type: 'ADDED', object }));
     } else {
       const rv = Number(rvParam);
