@@ -17,7 +17,16 @@ export interface PodMembership {
   join?: string[];
 }
 
-export async function membershipFromKubernetes(o: { dataDir: string; initialSize?: number; raftPort: number; httpPort: number; log: (l: string) => void; timeoutMs?: number }): Promise<PodMembership> {
+export async function membershipFromKubernetes(o: {
+  dataDir: string;
+  initialSize?: number;
+  raftPort: number;
+  httpPort: number;
+  log: (l: string) => void;
+  timeoutMs?: number;
+  /** The cluster to find (a group logger serves several); default: the pod's raftkv.io/cluster label. */
+  cluster?: string;
+}): Promise<PodMembership> {
   // A restart: its data says who it is; unless it was still joining, and must ask again.
   if (existsSync(o.dataDir) && readdirSync(o.dataDir).length > 0 && !existsSync(join(o.dataDir, 'joining'))) return {};
   const name = process.env.POD_NAME;
@@ -26,8 +35,7 @@ export async function membershipFromKubernetes(o: { dataDir: string; initialSize
   const kc = new KubeConfig();
   kc.loadFromDefault();
   const core = kc.makeApiClient(CoreV1Api);
-  const self = await core.readNamespacedPod({ name, namespace });
-  const cluster = self.metadata?.labels?.[LABEL_CLUSTER];
+  const cluster = o.cluster ?? (await core.readNamespacedPod({ name, namespace })).metadata?.labels?.[LABEL_CLUSTER];
   if (!cluster) throw new Error(`pod ${namespace}/${name} has no ${LABEL_CLUSTER} label`);
   const deadline = Date.now() + (o.timeoutMs ?? 600_000);
   let said = '';

@@ -11,13 +11,14 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
-import { RaftCluster, loggerName, parseRaftCluster, replicaName } from '../operator/spec.js';
+import { RaftCluster, RaftLoggerGroup, groupLoggerName, groupMemberId, loggerName, parseRaftCluster, parseRaftLoggerGroup, replicaName } from '../operator/spec.js';
 import { commandLine, reportUsage } from '../util/cli.js';
 
 export const LOCAL_HELP = `usage: raftkv local [FILE] [flags]
 
 Runs every RaftCluster of a manifest (default deploys/kv-notlog.yaml) as local processes on
-127.0.0.1: its replicas, its loggers and, when its spec has one, its load generator.
+127.0.0.1: its replicas, its loggers and, when its spec has one, its load generator; and every
+RaftLoggerGroup as logger processes that each serve all the clusters naming the group.
   --duration S        stop by itself after S seconds (default: run until Ctrl-C)
   --base-port P       replica i of the k-th cluster listens on P+20k+i (client), P+1000+20k+i
                       (raft), P+2000+20k+i (http); default 11000; 0 picks free ports
@@ -30,6 +31,7 @@ Example:
   raftkv local                                   # deploys/kv-notlog.yaml: 3 replicas + a load generator
   raftkv local deploys/disk-notlog.yaml --duration 30
   raftkv local deploys/apps-3.yaml               # three clusters at once, each under load
+  raftkv local deploys/loggers.yaml              # two clusters, one logger process for both
 `;
 
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
@@ -93,18 +95,30 @@ function processAlive(pid: number): boolean {
 
 /** Every RaftCluster in a manifest file, validated (other kinds are skipped). */
 export function loadManifest(file: string): RaftCluster[] {
+  return loadTopology(file).clusters;
+}
+
+/** The RaftClusters and RaftLoggerGroups of a manifest file, validated, each group named by a cluster. */
+export function loadTopology(file: string): { clusters: RaftCluster[]; groups: RaftLoggerGroup[] } {
   const docs = parseAllDocuments(readFileSync(file, 'utf8'));
-  const out: RaftCluster[] = [];
+  const clusters: RaftCluster[] = [];
+  const groups: RaftLoggerGroup[] = [];
   for (const d of docs) {
     if (d.errors.length > 0) throw new Error(`${file}: ${d.errors[0].message}`);
     const js = d.toJS() as { kind?: string } | null;
-    if (js && js.kind === 'RaftCluster') out.push(parseRaftCluster(js, file));
+    if (js && js.kind === 'RaftCluster') clusters.push(parseRaftCluster(js, file));
+    if (js && js.kind === 'RaftLoggerGroup') groups.push(parseRaftLoggerGroup(js, file));
   }
-  if (out.length === 0) throw new Error(`${file}: no RaftCluster document in it`);
-  const names = out.map((c) => c.metadata.name);
-  const twice = names.find((n, i) => names.indexOf(n) !== i);
-  if (twice) throw new Error(`${file}: RaftCluster ${twice} is defined twice`);
-  return out;
+  if (clusters.length === 0) throw new Error(`${file}: no RaftCluster document in it`);
+  for (const [kind, names] of [['RaftCluster', clusters.map((c) => c.metadata.name)], ['RaftLoggerGroup', groups.map((g) => g.metadata.name)]] as const) {
+    const twice = names.find((n, i) => names.indexOf(n) !== i);
+    if (twice) throw new Error(`${file}: ${kind} ${twice} is defined twice`);
+  }
+  for (const c of clusters) {
+    const g = c.spec.loggerGroup;
+    if (g && !groups.some((x) => x.metadata.name === g)) throw new Error(`${file}: RaftCluster ${c.metadata.name} names loggerGroup ${g}, but the file has no RaftLoggerGroup ${g}`);
+  }
+  return { clusters, groups };
 }
 
 type Status = { role: string; term: number; leader: string; commitIndex: number };
@@ -149,8 +163,9 @@ export async function runLocal(argv: string[]): Promise<void> {
   const values = cl.values as { duration?: string; 'base-port': string; 'data-dir': string; 'no-loadgen': boolean };
   const file = cl.positionals[0] ?? 'deploys/kv-notlog.yaml';
   let rcs: RaftCluster[];
+  let groups: RaftLoggerGroup[];
   try {
-    rcs = loadManifest(file);
+    ({ clusters: rcs, groups } = loadTopology(file));
   } catch (e) {
     console.error(`raftkv local: ${(e as Error).message}`);
     process.exitCode = 2;
@@ -163,7 +178,7 @@ export async function runLocal(argv: string[]): Promise<void> {
     return;
   }
   const at = (offset: number) => (basePort === 0 ? 0 : basePort + offset);
-  const ephemeral = rcs.some((rc) => rc.spec.storage.ephemeral || rc.spec.fsync === 'memory');
+  const ephemeral = rcs.some((rc) => rc.spec.storage.ephemeral || rc.spec.fsync === 'memory') || groups.some((g) => g.spec.storage.ephemeral);
   if (ephemeral) for (const d of sweepStaleEphemeral()) console.log(`raftkv local: removed ${d}, left by a run that was killed`);
   // One temporary root for the ephemeral clusters of this run, removed when it stops.
   const tmpRoot = ephemeral ? mkdtempSync(join(tmpdir(), `raftkv-local-${rcs[0].metadata.name}-`)) : undefined;
@@ -283,6 +298,35 @@ export async function runLocal(argv: string[]): Promise<void> {
         if (!stopping) void stop(`logger ${id} exited (${signal ?? code})`, 1);
       });
       console.log(`  ${id}: logger  http http://127.0.0.1:${http}/v1/log  recov 127.0.0.1:${recov}`);
+    }
+  }
+
+  // The logger groups: each process has one non-voting member in every cluster naming the group.
+  for (const [gk, g] of groups.entries()) {
+    const name = g.metadata.name;
+    const served = clusters.filter((c) => c.rc.spec.loggerGroup === name);
+    if (served.length === 0) {
+      console.log(`raftkv local: RaftLoggerGroup ${name}: no cluster names it; no logger started`);
+      continue;
+    }
+    const dataRoot = g.spec.storage.ephemeral ? join(tmpRoot!, name) : resolve(values['data-dir']!, name);
+    for (let i = 0; i < g.spec.loggers; i++) {
+      const rafts = await ports(served.map((_, k) => at(4000 + 200 * gk + 20 * i + k)));
+      const [recov, http] = await ports([at(4100 + 200 * gk + i), at(4150 + 200 * gk + i)]);
+      const pod = groupLoggerName(name, i);
+      const args = [
+        'logger',
+        '--id', served.map((c) => groupMemberId(name, i, c.rc.metadata.name)).join(','),
+        '--raft', rafts.map((p) => `127.0.0.1:${p}`).join(','),
+        '--join', served.map((c) => c.members.map((m) => `127.0.0.1:${m.http}`).join('|')).join(','),
+        '--logfolder', join(dataRoot, pod), '--recov', `127.0.0.1:${recov}`, '--http', `127.0.0.1:${http}`,
+        '--election-timeout', String(g.spec.raft.electionTimeoutMs), '--heartbeat', String(g.spec.raft.heartbeatMs),
+      ];
+      const p = spawnChild(args, pod);
+      p.on('exit', (code, signal) => {
+        if (!stopping) void stop(`logger ${pod} exited (${signal ?? code})`, 1);
+      });
+      console.log(`  ${pod}: logger group ${name} for ${served.map((c) => c.rc.metadata.name).join(', ')}  http http://127.0.0.1:${http}/v1/log  recov 127.0.0.1:${recov}`);
     }
   }
 

@@ -18,8 +18,10 @@ Membership (the seed's syntax: the i-th entry of each list belongs to the i-th c
   --raft LIST           raft address per cluster, e.g. ':12003,:12004'
   --join LIST           HTTP/join address of a member of each cluster, e.g. ':13000,:13001'
                         (several for one cluster: ':13000|:13001|:13002,:13010')
-  --discover kubernetes in a pod (one cluster): join through the running replica pods of the
-                        pod's raftkv.io/cluster, found through the Kubernetes API
+  --discover kubernetes in a pod: join through the running replica pods of each cluster, found
+                        through the Kubernetes API: the pod's raftkv.io/cluster, or --clusters
+  --clusters LIST       with --discover kubernetes: the RaftCluster of each --id (a logger group's
+                        pod serves several), e.g. 'kv,disk'
 Serving:
   --logfolder DIR       where the logs live: DIR/<id>/log (commands), DIR/<id>/raft (default ./data/logger)
   --recov ADDR          state-transfer port: INFO, BASE, RECOVER <cluster> <from> <to> (default :14000)
@@ -45,6 +47,7 @@ const Flags = z.object({
   raft: z.string({ required_error: 'is required' }),
   join: z.string().default(''),
   discover: z.enum(['kubernetes']).optional(),
+  clusters: z.string().optional(),
   logfolder: z.string().default('./data/logger'),
   recov: Addr.default(':14000'),
   http: Addr.default(':14001'),
@@ -71,10 +74,15 @@ export function parseLoggerArgs(values: Record<string, unknown>): LoggerOptions 
   const advertised = f['advertise-raft'] === undefined ? [] : list(f['advertise-raft']);
   if (f['advertise-raft'] !== undefined && advertised.length !== ids.length) throw new Error(`--advertise-raft lists ${advertised.length} addresses for ${ids.length} ids: give one per cluster`);
   for (const a of advertised) if (!Addr.safeParse(a).success) throw new Error(`--advertise-raft: ${JSON.stringify(a)} must be host:port`);
+  const clusterNames = f.clusters === undefined ? undefined : list(f.clusters);
+  if (clusterNames !== undefined) {
+    if (f.discover !== 'kubernetes') throw new Error('--clusters names the RaftClusters to find with --discover kubernetes; without it, give --join');
+    if (clusterNames.length !== ids.length) throw new Error(`--clusters lists ${clusterNames.length} clusters for ${ids.length} ids: give one per id`);
+  }
   const tls = f['tls-cert'] || f['tls-key'] || f['tls-ca'] ? { cert: f['tls-cert'] ?? '', key: f['tls-key'] ?? '', ca: f['tls-ca'] ?? '' } : undefined;
   if (tls && (!tls.cert || !tls.key || !tls.ca)) throw new Error('TLS needs all of --tls-cert, --tls-key and --tls-ca');
   return {
-    clusters: ids.map((id, i) => ({ id, raft: rafts[i], advertiseRaft: advertised[i], join: joins.length > 0 ? joins[i].split('|').map((x) => x.trim()).filter(Boolean) : [] })),
+    clusters: ids.map((id, i) => ({ id, raft: rafts[i], advertiseRaft: advertised[i], join: joins.length > 0 ? joins[i].split('|').map((x) => x.trim()).filter(Boolean) : [], cluster: clusterNames?.[i] })),
     logFolder: f.logfolder,
     recov: f.recov,
     http: f.http,
@@ -100,11 +108,16 @@ export async function runLogger(argv: string[]): Promise<void> {
   let logger: Logger;
   try {
     if (opts.discover === 'kubernetes') {
-      if (opts.clusters.length !== 1 || opts.clusters[0].join.length > 0) throw new Error('--discover kubernetes serves one cluster and finds its members itself: one --id, no --join');
+      if (opts.clusters.some((c) => c.join.length > 0)) throw new Error('--discover kubernetes finds the members itself: no --join');
+      if (opts.clusters.length > 1 && opts.clusters.some((c) => !c.cluster)) throw new Error('--discover kubernetes with several --id needs --clusters (the RaftCluster of each)');
       const { membershipFromKubernetes } = await import('../discovery/pod.js');
-      const c = opts.clusters[0];
-      const found = await membershipFromKubernetes({ dataDir: join(opts.logFolder, c.id), raftPort: 12000, httpPort: 13000, log: (l) => console.log(l) });
-      c.join = found.join ?? [];
+      // Each cluster is looked for at the same time: one slow to come up delays only itself in the log.
+      await Promise.all(
+        opts.clusters.map(async (c) => {
+          const found = await membershipFromKubernetes({ dataDir: join(opts.logFolder, c.id), raftPort: 12000, httpPort: 13000, log: (l) => console.log(l), cluster: c.cluster });
+          c.join = found.join ?? [];
+        }),
+      );
     }
     logger = await Logger.start(opts);
   } catch (e) {

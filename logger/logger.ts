@@ -25,6 +25,8 @@ export interface LoggerClusterSpec {
   /** Raft address announced to peers, when they reach this logger through a proxy or Service. */
   advertiseRaft?: string;
   join: string[];
+  /** The RaftCluster whose members to find (--discover kubernetes --clusters). */
+  cluster?: string;
 }
 
 export interface LoggerOptions {

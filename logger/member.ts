@@ -55,6 +55,7 @@ export class LoggerMember {
   private readonly files: MemberFiles;
   private stopping = false;
   private joinDone: Promise<boolean> | undefined;
+  private introduceTimer: NodeJS.Timeout | undefined;
   /** When each commit index was first seen, to report how far behind the log is in seconds. */
   private commitSeen: { index: number; at: number }[] = [];
   baseInstalls = 0;
@@ -146,6 +147,7 @@ export class LoggerMember {
       onFatal: (e) => this.fatal(e),
     });
     this.driver.start();
+    if (!fresh) this.introduceWhileLeaderless();
     o.log(`${o.id}: ${fresh ? 'new, joining' : 'recovered'}; raft ${this.raftAddr}, command log ${this.log.info().first}..${this.log.info().last}`);
     if (fresh || this.files.joining()) {
       this.files.markJoining(o.join);
@@ -159,6 +161,21 @@ export class LoggerMember {
         return ok;
       });
     }
+  }
+
+  /**
+   * While no leader is known, say hello to every voter each election timeout: restarted at a new
+   * address (a pod's new IP), this is how the leader learns where to send entries, since a
+   * logger never campaigns and so would never speak first.
+   */
+  private introduceWhileLeaderless(): void {
+    const tick = () => {
+      if (this.stopping) return;
+      if (!this.leader()) for (const id of this.voters()) if (id !== this.opts.id) this.transport.introduce(id);
+      this.introduceTimer = setTimeout(tick, this.opts.electionTimeoutMs);
+      this.introduceTimer.unref();
+    };
+    tick();
   }
 
   private adoptCluster(id: string): void {
@@ -216,6 +233,7 @@ export class LoggerMember {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    clearTimeout(this.introduceTimer);
     await this.driver?.stop();
     await this.transport?.stop();
     await this.log.close().catch(() => undefined);

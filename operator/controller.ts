@@ -5,12 +5,16 @@
  * and health probes.
  */
 import http from 'node:http';
-import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, makeInformer, ApiException, KubernetesObject, KubernetesListObject } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, makeInformer, ApiException, KubernetesObject, KubernetesListObject, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import client from 'prom-client';
-import { LABEL_CLUSTER } from './labels.js';
-import { Reconciler } from './reconcile.js';
+import { LABEL_CLUSTER, LABEL_GROUP } from './labels.js';
+import { GroupReconciler } from './logger-group.js';
+import { LoggerGroupView, Reconciler } from './reconcile.js';
 import { ClusterRef, Obj } from './resources.js';
-import { RaftClusterSpec } from './spec.js';
+import { RaftClusterSpec, RaftLoggerGroupSpec } from './spec.js';
+
+/** Work-queue keys: `ns/name` for a RaftCluster, `group:ns/name` for a RaftLoggerGroup. */
+const GROUP_KEY = 'group:';
 
 export interface OperatorOptions {
   kubeConfig: KubeConfig;
@@ -33,6 +37,7 @@ export class Operator {
   private readonly depth = new client.Gauge({ name: 'raftkv_operator_queue_depth', help: 'Clusters waiting to be reconciled', registers: [this.registry] });
   private readonly leading = new client.Gauge({ name: 'raftkv_operator_leader', help: '1 while this operator holds the Lease', registers: [this.registry] });
   private readonly reconciler: Reconciler;
+  private readonly groupReconciler: GroupReconciler;
   private readonly core: CoreV1Api;
   private readonly custom: CustomObjectsApi;
   private readonly leases: CoordinationV1Api;
@@ -46,6 +51,7 @@ export class Operator {
   ready = false;
   private readonly log: (l: string) => void;
   private clusters!: ReturnType<typeof makeInformer<Obj>>;
+  private groups!: ReturnType<typeof makeInformer<Obj>>;
 
   constructor(private readonly o: OperatorOptions) {
     this.log = o.log ?? ((l) => console.log(l));
@@ -53,6 +59,7 @@ export class Operator {
     this.custom = o.kubeConfig.makeApiClient(CustomObjectsApi);
     this.leases = o.kubeConfig.makeApiClient(CoordinationV1Api);
     this.reconciler = new Reconciler(o.kubeConfig, (c, type, reason, message) => this.event(c, type, reason, message), this.log);
+    this.groupReconciler = new GroupReconciler(o.kubeConfig, (c, type, reason, message) => this.event(c, type, reason, message), this.log);
   }
 
   async start(): Promise<void> {
@@ -64,21 +71,51 @@ export class Operator {
         ? await this.custom.listNamespacedCustomObject({ group: 'raftkv.io', version: 'v1alpha1', namespace: ns, plural: 'raftclusters' })
         : await this.custom.listClusterCustomObject({ group: 'raftkv.io', version: 'v1alpha1', plural: 'raftclusters' })) as KubernetesListObject<Obj>;
     this.clusters = makeInformer<Obj>(this.o.kubeConfig, clusterPath, listClusters);
-    const enqueue = (o: KubernetesObject) => this.enqueue(`${o.metadata!.namespace}/${o.metadata!.name}`, 0);
-    this.clusters.on('add', enqueue);
-    this.clusters.on('update', enqueue);
-    this.clusters.on('delete', (o) => this.forget(`${o.metadata!.namespace}/${o.metadata!.name}`));
+    // A cluster's change may change which clusters a group serves: its groups look again too.
+    const clusterChanged = (o: KubernetesObject) => {
+      this.enqueue(`${o.metadata!.namespace}/${o.metadata!.name}`, 0);
+      this.enqueueGroupsOf(o.metadata!.namespace!, 200);
+    };
+    this.clusters.on('add', clusterChanged);
+    this.clusters.on('update', clusterChanged);
+    this.clusters.on('delete', (o) => {
+      this.forget(`${o.metadata!.namespace}/${o.metadata!.name}`);
+      this.enqueueGroupsOf(o.metadata!.namespace!, 200);
+    });
+    const groupPath = ns ? `/apis/raftkv.io/v1alpha1/namespaces/${ns}/raftloggergroups` : '/apis/raftkv.io/v1alpha1/raftloggergroups';
+    const listGroups = async () =>
+      (ns
+        ? await this.custom.listNamespacedCustomObject({ group: 'raftkv.io', version: 'v1alpha1', namespace: ns, plural: 'raftloggergroups' })
+        : await this.custom.listClusterCustomObject({ group: 'raftkv.io', version: 'v1alpha1', plural: 'raftloggergroups' })) as KubernetesListObject<Obj>;
+    this.groups = makeInformer<Obj>(this.o.kubeConfig, groupPath, listGroups);
+    // A group's change (its loggers, or the group going) matters to the clusters it serves.
+    const groupChanged = (o: KubernetesObject) => {
+      this.enqueue(`${GROUP_KEY}${o.metadata!.namespace}/${o.metadata!.name}`, 0);
+      this.enqueueClustersOf(o.metadata!.namespace!, o.metadata!.name!, 500);
+    };
+    this.groups.on('add', groupChanged);
+    this.groups.on('update', groupChanged);
+    this.groups.on('delete', (o) => {
+      this.forget(`${GROUP_KEY}${o.metadata!.namespace}/${o.metadata!.name}`);
+      this.enqueueClustersOf(o.metadata!.namespace!, o.metadata!.name!, 0);
+    });
     const podPath = ns ? `/api/v1/namespaces/${ns}/pods` : '/api/v1/pods';
-    const listPods = async () => (ns ? await this.core.listNamespacedPod({ namespace: ns, labelSelector: LABEL_CLUSTER }) : await this.core.listPodForAllNamespaces({ labelSelector: LABEL_CLUSTER })) as unknown as KubernetesListObject<Obj>;
-    const pods = makeInformer<Obj>(this.o.kubeConfig, podPath, listPods, LABEL_CLUSTER);
+    const managed = 'app.kubernetes.io/managed-by=raftkv-operator';
+    const listPods = async () => (ns ? await this.core.listNamespacedPod({ namespace: ns, labelSelector: managed }) : await this.core.listPodForAllNamespaces({ labelSelector: managed })) as unknown as KubernetesListObject<Obj>;
+    const pods = makeInformer<Obj>(this.o.kubeConfig, podPath, listPods, managed);
     const podChanged = (p: KubernetesObject) => {
       const cluster = p.metadata?.labels?.[LABEL_CLUSTER];
       if (cluster) this.enqueue(`${p.metadata!.namespace}/${cluster}`, 200);
+      const group = p.metadata?.labels?.[LABEL_GROUP];
+      if (group) {
+        this.enqueue(`${GROUP_KEY}${p.metadata!.namespace}/${group}`, 200);
+        this.enqueueClustersOf(p.metadata!.namespace!, group, 500);
+      }
     };
     pods.on('add', podChanged);
     pods.on('update', podChanged);
     pods.on('delete', podChanged);
-    for (const inf of [this.clusters, pods]) {
+    for (const inf of [this.clusters, this.groups, pods]) {
       // A watch that fails is restarted with a backoff, resuming from a fresh list.
       inf.on('error', (e) => {
         if (this.stopping) return;
@@ -87,8 +124,9 @@ export class Operator {
       });
     }
     await this.clusters.start();
+    await this.groups.start();
     await pods.start();
-    this.informers = [this.clusters, pods];
+    this.informers = [this.clusters, this.groups, pods];
     await this.campaign();
     this.ready = true;
   }
@@ -119,6 +157,7 @@ export class Operator {
         this.isLeader = true;
         this.leading.set(1);
         for (const c of this.clusters.list()) this.enqueue(`${c.metadata!.namespace}/${c.metadata!.name}`, 0);
+        for (const g of this.groups.list()) this.enqueue(`${GROUP_KEY}${g.metadata!.namespace}/${g.metadata!.name}`, 0);
       } else if (!won && this.isLeader) {
         this.log(`operator ${this.o.id}: lost the Lease; standing by`);
         this.isLeader = false;
@@ -192,6 +231,14 @@ export class Operator {
     this.depth.set(this.queue.size);
   }
 
+  private enqueueGroupsOf(namespace: string, delayMs: number): void {
+    for (const g of this.groups?.list(namespace) ?? []) this.enqueue(`${GROUP_KEY}${namespace}/${g.metadata!.name}`, delayMs);
+  }
+
+  private enqueueClustersOf(namespace: string, group: string, delayMs: number): void {
+    for (const c of this.clusters.list(namespace)) if (c.spec?.loggerGroup === group) this.enqueue(`${namespace}/${c.metadata!.name}`, delayMs);
+  }
+
   private forget(key: string): void {
     const cur = this.queue.get(key);
     if (cur && typeof cur !== 'string') clearTimeout(cur);
@@ -205,23 +252,32 @@ export class Operator {
       return;
     }
     this.queue.set(key, 'running');
-    const [namespace, name] = key.split('/');
+    const isGroup = key.startsWith(GROUP_KEY);
+    const [namespace, name] = key.slice(isGroup ? GROUP_KEY.length : 0).split('/');
     const end = this.duration.startTimer();
     let next: number | undefined;
     try {
-      const rc = this.clusters.get(name, namespace);
+      const rc = isGroup ? this.groups.get(name, namespace) : this.clusters.get(name, namespace);
       if (!rc) {
         this.queue.delete(key);
         return;
       }
-      const parsed = RaftClusterSpec.safeParse(rc.spec ?? {});
-      if (!parsed.success) {
+      const parsed = isGroup ? undefined : RaftClusterSpec.safeParse(rc.spec ?? {});
+      if (!parsed) {
+        next = await this.reconcileGroup(rc, namespace, name);
+      } else if (!parsed.success) {
         const message = parsed.error.issues.map((i) => `spec.${i.path.join('.')}: ${i.message}`).join('; ');
         await this.event({ name, namespace, uid: rc.metadata!.uid! }, 'Warning', 'InvalidSpec', message);
         await this.custom.patchNamespacedCustomObjectStatus({ group: 'raftkv.io', version: 'v1alpha1', namespace, plural: 'raftclusters', name, body: [{ op: 'add', path: '/status', value: { ...(rc.status ?? {}), phase: 'Invalid', conditions: [{ type: 'Degraded', status: 'True', reason: 'InvalidSpec', message }] } }] });
         this.reconciles.inc({ result: 'invalid' });
       } else {
-        const r = await this.reconciler.reconcile(rc, parsed.data);
+        let group: LoggerGroupView | undefined;
+        if (parsed.data.loggerGroup) {
+          const g = this.groups.get(parsed.data.loggerGroup, namespace);
+          const gs = g ? RaftLoggerGroupSpec.safeParse(g.spec ?? {}) : undefined;
+          group = { name: parsed.data.loggerGroup, spec: gs?.success ? gs.data : undefined };
+        }
+        const r = await this.reconciler.reconcile(rc, parsed.data, group);
         next = r.requeueMs;
         this.reconciles.inc({ result: 'ok' });
       }
@@ -242,6 +298,21 @@ export class Operator {
     this.depth.set(this.queue.size);
   }
 
+  /** One pass for a RaftLoggerGroup; the delay before the next, if one is wanted. */
+  private async reconcileGroup(g: Obj, namespace: string, name: string): Promise<number | undefined> {
+    const parsed = RaftLoggerGroupSpec.safeParse(g.spec ?? {});
+    if (!parsed.success) {
+      const message = parsed.error.issues.map((i) => `spec.${i.path.join('.')}: ${i.message}`).join('; ');
+      if (g.status?.phase !== 'Invalid') await this.event({ name, namespace, uid: g.metadata.uid, kind: 'RaftLoggerGroup' }, 'Warning', 'InvalidSpec', message);
+      await this.custom.patchNamespacedCustomObjectStatus({ group: 'raftkv.io', version: 'v1alpha1', namespace, plural: 'raftloggergroups', name, body: { status: { phase: 'Invalid', message } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+      this.reconciles.inc({ result: 'invalid' });
+      return undefined;
+    }
+    const r = await this.groupReconciler.reconcile(g, parsed.data, this.clusters.list(namespace) as Obj[]);
+    this.reconciles.inc({ result: 'ok' });
+    return r.requeueMs;
+  }
+
   private async event(c: ClusterRef, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
     this.log(`${c.namespace}/${c.name}: ${reason}: ${message}`);
     const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
@@ -250,7 +321,7 @@ export class Operator {
         namespace: c.namespace,
         body: {
           metadata: { generateName: `${c.name}.` },
-          involvedObject: { apiVersion: 'raftkv.io/v1alpha1', kind: 'RaftCluster', name: c.name, namespace: c.namespace, uid: c.uid },
+          involvedObject: { apiVersion: 'raftkv.io/v1alpha1', kind: c.kind ?? 'RaftCluster', name: c.name, namespace: c.namespace, uid: c.uid },
           type,
           reason,
           message,

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import YAML from 'yaml';
-import { RaftClusterSpec } from './spec.js';
+import { RaftClusterSpec, RaftLoggerGroupSpec } from './spec.js';
 
 export type OpenApiSchema = Record<string, unknown>;
 
@@ -86,6 +86,11 @@ const STATUS: OpenApiSchema = {
     replicas: { type: 'integer', description: 'Replica pods that exist.' },
     readyReplicas: { type: 'integer', description: 'Replica pods that are ready.' },
     selector: { type: 'string', description: 'Label selector of the replica pods (for the scale subresource).' },
+    loggerGroup: {
+      type: 'object',
+      description: 'The RaftLoggerGroup of spec.loggerGroup: whether it exists and how many of its loggers are members.',
+      properties: { name: { type: 'string' }, found: { type: 'boolean' }, members: { type: 'integer' } },
+    },
     leader: { type: 'string' },
     members: {
       type: 'array',
@@ -183,4 +188,63 @@ export function raftClusterCrd(): Record<string, unknown> {
 
 export function raftClusterCrdYaml(): string {
   return `# Generated from operator/spec.ts by \`npm run gen\`: do not edit by hand.\n${YAML.stringify(raftClusterCrd(), { lineWidth: 0 })}`;
+}
+
+const GROUP_STATUS: OpenApiSchema = {
+  type: 'object',
+  description: 'What the operator observed.',
+  properties: {
+    phase: { type: 'string', description: 'Idle (no formed cluster names it), Progressing, Rolling, Available or Invalid.' },
+    message: { type: 'string' },
+    observedGeneration: { type: 'integer' },
+    loggers: { type: 'integer', description: 'Logger pods that exist.' },
+    readyLoggers: { type: 'integer', description: 'Logger pods that are ready (joined every cluster they serve).' },
+    clusters: {
+      type: 'array',
+      description: 'The clusters the group serves, each with the raft port its members listen on (kept for as long as the cluster stays).',
+      items: { type: 'object', properties: { name: { type: 'string' }, raftPort: { type: 'integer' } } },
+    },
+    clusterNames: { type: 'string', description: 'The names of status.clusters, comma-separated (a printer column).' },
+    waiting: { type: 'array', description: 'Clusters that name the group but have not formed yet.', items: { type: 'string' } },
+  },
+};
+
+export function raftLoggerGroupCrd(): Record<string, unknown> {
+  const spec = openApiOf(RaftLoggerGroupSpec);
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: 'raftloggergroups.raftkv.io', labels: { 'app.kubernetes.io/name': 'raftkv', 'app.kubernetes.io/component': 'crd' } },
+    spec: {
+      group: 'raftkv.io',
+      scope: 'Namespaced',
+      names: { plural: 'raftloggergroups', singular: 'raftloggergroup', kind: 'RaftLoggerGroup', listKind: 'RaftLoggerGroupList', shortNames: ['rlg'], categories: ['all', 'raftkv'] },
+      versions: [
+        {
+          name: 'v1alpha1',
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          additionalPrinterColumns: [
+            { name: 'Loggers', type: 'integer', jsonPath: '.spec.loggers' },
+            { name: 'Ready', type: 'integer', jsonPath: '.status.readyLoggers' },
+            { name: 'Clusters', type: 'string', jsonPath: '.status.clusterNames' },
+            { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
+            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+          ],
+          schema: {
+            openAPIV3Schema: {
+              type: 'object',
+              description: 'Logger processes shared by several RaftClusters (those whose spec.loggerGroup names it): each keeps every such cluster\'s committed log as a non-voter.',
+              properties: { apiVersion: { type: 'string' }, kind: { type: 'string' }, metadata: { type: 'object' }, spec: { ...spec, default: {} }, status: GROUP_STATUS },
+            },
+          },
+        },
+      ],
+    },
+  };
+}
+
+export function raftLoggerGroupCrdYaml(): string {
+  return `# Generated from operator/spec.ts by \`npm run gen\`: do not edit by hand.\n${YAML.stringify(raftLoggerGroupCrd(), { lineWidth: 0 })}`;
 }

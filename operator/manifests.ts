@@ -10,6 +10,8 @@ export const OPERATOR_NAMESPACE = 'raftkv-system';
 export const OPERATOR_RULES = [
   { apiGroups: ['raftkv.io'], resources: ['raftclusters'], verbs: ['list', 'watch'] },
   { apiGroups: ['raftkv.io'], resources: ['raftclusters/status'], verbs: ['patch'] },
+  { apiGroups: ['raftkv.io'], resources: ['raftloggergroups'], verbs: ['list', 'watch'] },
+  { apiGroups: ['raftkv.io'], resources: ['raftloggergroups/status'], verbs: ['patch'] },
   { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch', 'create', 'delete'] },
   { apiGroups: [''], resources: ['pods/log'], verbs: ['get'] },
   { apiGroups: [''], resources: ['services'], verbs: ['get', 'create', 'patch'] },

@@ -8,10 +8,17 @@
 import { KubeConfig, KubernetesObjectApi, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, ApiException, type V1OwnerReference } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import { quorum } from '../raft/index.js';
-import { LABEL_CLUSTER, LABEL_ORDINAL, LABEL_ROLE } from './labels.js';
+import { LABEL_CLUSTER, LABEL_GROUP, LABEL_ORDINAL, LABEL_ROLE } from './labels.js';
 import { ReplicaView, removeMember, replicaStatus, transferLeadership } from './members.js';
 import { ClusterRef, Obj, PORTS, ownerReference, TEMPLATE_ANNOTATION, clientService, disruptionBudget, loadgenPod, loggerPod, peerService, pvcFor, replicaPod, replicaSelector, selectorString, serviceMonitor, templateHash } from './resources.js';
-import { RaftClusterSpec, loggerName, replicaName } from './spec.js';
+import { RaftClusterSpec, RaftLoggerGroupSpec, groupLoggerName, loggerName, replicaName } from './spec.js';
+
+/** The RaftLoggerGroup a cluster names in spec.loggerGroup, as the operator's cache has it. */
+export interface LoggerGroupView {
+  name: string;
+  /** undefined: no such group (its members in the cluster are stale). */
+  spec?: RaftLoggerGroupSpec;
+}
 
 export interface ReconcileResult {
   /** Run again after this many ms (the cluster is still converging). */
@@ -56,7 +63,7 @@ export class Reconciler {
     this.custom = kc.makeApiClient(CustomObjectsApi);
   }
 
-  async reconcile(rc: Obj, spec: RaftClusterSpec): Promise<ReconcileResult> {
+  async reconcile(rc: Obj, spec: RaftClusterSpec, group?: LoggerGroupView): Promise<ReconcileResult> {
     const c: ClusterRef = { name: rc.metadata!.name!, namespace: rc.metadata!.namespace!, uid: rc.metadata!.uid! };
     if (rc.metadata?.deletionTimestamp) return { phase: 'Terminating' };
     let monitorUnavailable = false;
@@ -139,17 +146,25 @@ export class Reconciler {
     const podNames = new Set(replicas.map((p) => p.metadata.name));
     const ordinals = replicas.map((p) => Number(p.metadata.labels?.[LABEL_ORDINAL] ?? -1));
     status.leader = leader.id;
+    // The group's pods log this cluster too: its members <group>-<i>-<cluster> are loggers here.
+    const groupPods = group ? ((await this.core.listNamespacedPod({ namespace: c.namespace, labelSelector: `${LABEL_GROUP}=${group.name}` })).items as Obj[]) : [];
+    const podOfLogger = (id: string) => {
+      const gm = groupMemberOf(c.name, id);
+      return live.find((x) => x.metadata.name === id) ?? (gm && groupPods.find((x) => x.metadata.name === groupLoggerName(gm.group, gm.ordinal)));
+    };
     status.members = [
       ...members.filter((m) => m.role !== 'logger').map((m) => {
         const v = views.find((x) => x.id === m.id);
         const p = replicas.find((x) => x.metadata.name === m.id);
         return { name: m.id, role: m.role, ready: isReady(p), raftId: m.id, appliedIndex: v?.appliedIndex ?? 0 };
       }),
-      ...members.filter((m) => m.role === 'logger').map((m) => ({ name: m.id, role: 'logger', ready: isReady(live.find((x) => x.metadata.name === m.id)), raftId: m.id, appliedIndex: m.match ?? 0 })),
+      ...members.filter((m) => m.role === 'logger').map((m) => ({ name: m.id, role: 'logger', ready: isReady(podOfLogger(m.id)), raftId: m.id, appliedIndex: m.match ?? 0 })),
     ];
     const allPods = new Set(live.map((p) => p.metadata.name as string));
     const loggerIds = members.filter((m) => m.role === 'logger').map((m) => m.id);
-    const step = await this.membershipStep(c, spec, leader, { voters, learners: [...learners, ...loggerIds], podNames, allPods, ordinals, replicas, views });
+    if (spec.loggerGroup) status.loggerGroup = { name: spec.loggerGroup, found: group?.spec !== undefined, members: loggerIds.filter((id) => groupMemberOf(c.name, id)?.group === spec.loggerGroup).length };
+    if (spec.loggerGroup && !group?.spec && rc.status?.loggerGroup?.found !== false) await this.event(c, 'Warning', 'NoLoggerGroup', `spec.loggerGroup names ${spec.loggerGroup}, but there is no RaftLoggerGroup of that name in ${c.namespace}`);
+    const step = await this.membershipStep(c, spec, leader, { voters, learners: [...learners, ...loggerIds], loggerIds, group, podNames, allPods, ordinals, replicas, views });
     if (step) {
       phase = 'Scaling';
       conditions.push({ type: 'Progressing', status: 'True', reason: step.reason, message: step.message });
@@ -195,7 +210,7 @@ export class Reconciler {
     c: ClusterRef,
     spec: RaftClusterSpec,
     leader: ReplicaView,
-    s: { voters: string[]; learners: string[]; podNames: Set<string>; allPods: Set<string>; ordinals: number[]; replicas: Obj[]; views: ReplicaView[] },
+    s: { voters: string[]; learners: string[]; loggerIds: string[]; group?: LoggerGroupView; podNames: Set<string>; allPods: Set<string>; ordinals: number[]; replicas: Obj[]; views: ReplicaView[] },
   ): Promise<{ reason: string; message: string } | undefined> {
     // A joiner on its way in (a pod that is not yet a voter): wait for it.
     const joining = s.replicas.filter((p) => !s.voters.includes(p.metadata.name));
@@ -265,6 +280,13 @@ export class Reconciler {
     // Non-voters with no pod and no future: a joiner whose pod was deleted before it was
     // promoted, a logger scaled away. Left in the configuration they would be retried forever.
     const stale = s.learners.find((id) => {
+      // A group's logger that no longer serves this cluster: the group is gone, the cluster left
+      // it, or the group has fewer loggers now. (Its pod rolls without the cluster.)
+      const gm = s.loggerIds.includes(id) ? groupMemberOf(c.name, id) : undefined;
+      if (gm) {
+        const wanted = s.group?.spec !== undefined && spec.loggerGroup === gm.group && gm.ordinal < s.group.spec.loggers;
+        if (!wanted) return true;
+      }
       if (s.podNames.has(id) || s.allPods.has(id)) return false;
       if (isOurReplica(c.name, id)) return true;
       const m = new RegExp(`^${escapeRe(c.name)}-log-(\\d+)$`).exec(id);
@@ -297,6 +319,13 @@ export class Reconciler {
     const ordinal = Number(request);
     const source = loggerName(c.name, Number.isInteger(ordinal) && ordinal >= 0 ? ordinal : 0);
     const restorePod = live.find((p) => p.metadata.annotations?.[RESTORED_ANNOTATION] === request);
+    if (!restorePod && !(Number.isInteger(ordinal) && ordinal >= 0 && ordinal < spec.loggers)) {
+      // A group's logger also keeps other clusters' logs; rejoining it to a rebuilt cluster is not
+      // automated (its log of this cluster belongs to the old cluster id): raftkv restore does it by hand.
+      const message = `${RESTORE_ANNOTATION}=${request}: this cluster has no logger ${source} (spec.loggers is ${spec.loggers})${spec.loggerGroup ? `; to rebuild from the group ${spec.loggerGroup}'s log use raftkv restore --from-logger <its pod IP>:14001 --cluster <member id>` : ''}; remove the annotation`;
+      if (rc.status?.phase !== 'Invalid') await this.event(c, 'Warning', 'RestoreRefused', message);
+      return this.finish(rc, c, { ...status, phase: 'Invalid' }, [{ type: 'Degraded', status: 'True', reason: 'RestoreRefused', message }], 10_000);
+    }
     if (!restorePod) {
       const logger = live.find((p) => p.metadata.name === source);
       if (!logger || !isReady(logger)) return restoring(`waiting for logger ${source} to be ready to restore from`, 'RestoreWaitingForLogger');
@@ -450,6 +479,13 @@ function readyCount(pods: Obj[]): number {
 
 function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** A logger group's member in this cluster (<group>-<ordinal>-<cluster>), or undefined. */
+function groupMemberOf(cluster: string, id: string): { group: string; ordinal: number } | undefined {
+  if (!id.endsWith(`-${cluster}`) || new RegExp(`^${escapeRe(cluster)}-(log-)?\\d+$`).test(id)) return undefined;
+  const m = /^(.+)-(\d+)$/.exec(id.slice(0, -cluster.length - 1));
+  return m ? { group: m[1], ordinal: Number(m[2]) } : undefined;
 }
 
 function isOurReplica(cluster: string, id: string): boolean {

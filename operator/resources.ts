@@ -4,8 +4,8 @@
  * reconciler and the tests build exactly the same objects.
  */
 import { createHash } from 'node:crypto';
-import { LABEL_CLUSTER, LABEL_ROLE, memberLabels } from './labels.js';
-import { RaftClusterSpec, loggerName, replicaName } from './spec.js';
+import { LABEL_CLUSTER, LABEL_GROUP, LABEL_ROLE, groupLabels, memberLabels } from './labels.js';
+import { RaftClusterSpec, RaftLoggerGroupSpec, groupLoggerName, groupMemberId, loggerName, replicaName } from './spec.js';
 
 export const PORTS = { client: 11000, raft: 12000, http: 13000, recov: 14000, loggerHttp: 14001 } as const;
 
@@ -13,13 +13,15 @@ export interface ClusterRef {
   name: string;
   namespace: string;
   uid: string;
+  /** RaftCluster unless said otherwise (events and owner references name the kind). */
+  kind?: 'RaftCluster' | 'RaftLoggerGroup';
 }
 
 /** A Kubernetes object as JSON (what the API sends and takes). */
 export type Obj = { apiVersion?: string; kind?: string; metadata: Record<string, any>; [k: string]: any };
 
 export function ownerReference(c: ClusterRef) {
-  return { apiVersion: 'raftkv.io/v1alpha1', kind: 'RaftCluster', name: c.name, uid: c.uid, controller: true, blockOwnerDeletion: true };
+  return { apiVersion: 'raftkv.io/v1alpha1', kind: c.kind ?? 'RaftCluster', name: c.name, uid: c.uid, controller: true, blockOwnerDeletion: true };
 }
 
 export function replicaSelector(cluster: string): Record<string, string> {
@@ -230,4 +232,102 @@ export function serviceMonitor(c: ClusterRef): Obj {
     metadata: { name: c.name, namespace: c.namespace, labels: memberLabels(c.name, 'replica'), ownerReferences: [ownerReference(c)] },
     spec: { selector: { matchLabels: replicaSelector(c.name) }, endpoints: [{ port: 'http', path: '/metrics', interval: '15s' }] },
   };
+}
+
+// ---- RaftLoggerGroup: logger pods shared by several clusters
+
+/** A cluster a group serves, with the raft port its member listens on in every group pod. */
+export interface GroupCluster {
+  name: string;
+  raftPort: number;
+}
+
+/** What a group pod was made from: a change (a cluster added or gone included) rolls the pods. */
+export function groupTemplateHash(spec: RaftLoggerGroupSpec, clusters: GroupCluster[]): string {
+  const { image, resources, raft, storage, placement } = spec;
+  return createHash('sha256').update(JSON.stringify({ image, resources, raft, storage, placement, clusters })).digest('hex').slice(0, 10);
+}
+
+export function groupPvc(g: ClusterRef, spec: RaftLoggerGroupSpec, ordinal: number): Obj {
+  const pod = groupLoggerName(g.name, ordinal);
+  return {
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: { name: `data-${pod}`, namespace: g.namespace, labels: groupLabels(g.name, ordinal), ownerReferences: [ownerReference(g)] },
+    spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: spec.storage.size } }, ...(spec.storage.storageClassName ? { storageClassName: spec.storage.storageClassName } : {}) },
+  };
+}
+
+/**
+ * One pod of a logger group: one logger process with a non-voting member in each cluster
+ * (member <group>-<ordinal>-<cluster>, its own raft port per cluster), finding each cluster's
+ * replicas through the API. Apart from the group's other pods and, preferably, from the replicas
+ * of the clusters it logs (the seed's placement).
+ */
+export function groupLoggerPod(g: ClusterRef, spec: RaftLoggerGroupSpec, ordinal: number, clusters: GroupCluster[]): Obj {
+  const name = groupLoggerName(g.name, ordinal);
+  const p = spec.placement;
+  const own = { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: { [LABEL_GROUP]: g.name } } };
+  const replicas = {
+    topologyKey: 'kubernetes.io/hostname',
+    labelSelector: { matchLabels: { [LABEL_ROLE]: 'replica' }, matchExpressions: [{ key: LABEL_CLUSTER, operator: 'In', values: clusters.map((c) => c.name) }] },
+  };
+  const preferred = [{ weight: 50, podAffinityTerm: replicas }, ...(p.loggersApart === 'preferred' ? [{ weight: 100, podAffinityTerm: own }] : [])];
+  const affinity = { podAntiAffinity: { ...(p.loggersApart === 'required' ? { requiredDuringSchedulingIgnoredDuringExecution: [own] } : {}), preferredDuringSchedulingIgnoredDuringExecution: preferred } };
+  const hash = groupTemplateHash(spec, clusters);
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name,
+      namespace: g.namespace,
+      labels: groupLabels(g.name, ordinal),
+      annotations: { ...(spec.monitoring.enabled ? { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(PORTS.loggerHttp), 'prometheus.io/path': '/metrics' } : {}), [TEMPLATE_ANNOTATION]: hash, 'raftkv.io/clusters': clusters.map((c) => c.name).join(',') },
+      ownerReferences: [ownerReference(g)],
+    },
+    spec: {
+      serviceAccountName: 'raftkv-member',
+      affinity,
+      ...(p.nodeSelector ? { nodeSelector: p.nodeSelector } : {}),
+      ...(p.tolerations ? { tolerations: p.tolerations } : {}),
+      containers: [
+        {
+          name: 'logger',
+          image: spec.image,
+          args: [
+            'logger', '--discover', 'kubernetes',
+            '--clusters', clusters.map((c) => c.name).join(','),
+            '--id', clusters.map((c) => groupMemberId(g.name, ordinal, c.name)).join(','),
+            '--raft', clusters.map((c) => `:${c.raftPort}`).join(','),
+            '--logfolder', '/data/logger', '--recov', `:${PORTS.recov}`, '--http', `:${PORTS.loggerHttp}`,
+            '--election-timeout', String(spec.raft.electionTimeoutMs), '--heartbeat', String(spec.raft.heartbeatMs),
+          ],
+          env: downward,
+          ports: [...clusters.map((c, k) => ({ name: `raft-${k}`, containerPort: c.raftPort })), { name: 'recov', containerPort: PORTS.recov }, { name: 'http', containerPort: PORTS.loggerHttp }],
+          readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 2 },
+          resources: spec.resources,
+          volumeMounts: [{ name: 'data', mountPath: '/data' }],
+        },
+      ],
+      volumes: [spec.storage.ephemeral ? { name: 'data', emptyDir: {} } : { name: 'data', persistentVolumeClaim: { claimName: `data-${name}` } }],
+    },
+  };
+}
+
+/**
+ * The raft port of each cluster in the group's pods: a cluster keeps the port it was given
+ * (a port change would change its members' addresses); a new one takes the lowest free port.
+ */
+export function assignGroupPorts(names: string[], before: GroupCluster[]): GroupCluster[] {
+  const kept = before.filter((c) => names.includes(c.name));
+  const used = new Set(kept.map((c) => c.raftPort));
+  const out = [...kept];
+  for (const name of names) {
+    if (out.some((c) => c.name === name)) continue;
+    let port: number = PORTS.raft;
+    while (used.has(port) || port === PORTS.recov || port === PORTS.loggerHttp) port++;
+    used.add(port);
+    out.push({ name, raftPort: port });
+  }
+  return out.sort((a, b) => a.name.localeCompare(b.name));
 }

@@ -82,6 +82,11 @@ export const RaftClusterSpec = z
       .describe('Where pods run (the seed\'s rules: replicas apart, loggers apart from replicas).')
       .default({}),
     monitoring: z.object({ enabled: z.boolean().default(true), serviceMonitor: z.boolean().default(false) }).strict().default({}),
+    loggerGroup: z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS-1123 label')
+      .describe('A RaftLoggerGroup of this namespace whose loggers also keep this cluster\'s log (the seed\'s one logger for several clusters), besides spec.loggers.')
+      .optional(),
     loadgen: LoadgenSpec.optional(),
   })
   .strict();
@@ -94,6 +99,65 @@ export const RaftCluster = z.object({
 });
 
 export type RaftClusterSpec = z.infer<typeof RaftClusterSpec>;
+
+/**
+ * A RaftLoggerGroup: logger processes shared by several RaftClusters (those whose
+ * spec.loggerGroup names it). Each pod is one process with one non-voting member per cluster.
+ */
+export const RaftLoggerGroupSpec = z
+  .object({
+    loggers: z.number().int().min(1).max(7).describe('Logger processes (pods); each keeps the log of every cluster of the group.').default(1),
+    image: z.string().describe('Container image of the logger pods.').default('raftkv:latest'),
+    storage: z
+      .object({
+        ephemeral: z.boolean().describe('emptyDir (the logs go with the pod) or a PersistentVolumeClaim per logger.').default(true),
+        size: Quantity.default('1Gi'),
+        storageClassName: z.string().optional(),
+      })
+      .strict()
+      .default({}),
+    resources: z
+      .object({
+        requests: z.record(z.string(), Quantity).optional(),
+        limits: z.record(z.string(), Quantity).optional(),
+      })
+      .strict()
+      .default({}),
+    raft: z
+      .object({
+        electionTimeoutMs: z.number().int().min(2).default(1000),
+        heartbeatMs: z.number().int().min(1).default(100),
+      })
+      .strict()
+      .refine((r) => r.electionTimeoutMs >= 2 * r.heartbeatMs, 'electionTimeoutMs must be at least twice heartbeatMs')
+      .default({}),
+    placement: z
+      .object({
+        loggersApart: Spread.describe('Logger pods of the group on different nodes: required, preferred or none.').default('preferred'),
+        nodeSelector: z.record(z.string(), z.string()).optional(),
+        tolerations: z.array(Toleration).optional(),
+      })
+      .strict()
+      .default({}),
+    monitoring: z.object({ enabled: z.boolean().default(true) }).strict().default({}),
+  })
+  .strict();
+
+export const RaftLoggerGroup = z.object({
+  apiVersion: z.literal('raftkv.io/v1alpha1'),
+  kind: z.literal('RaftLoggerGroup'),
+  metadata: z.object({ name: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS-1123 label'), namespace: z.string().optional() }).passthrough(),
+  spec: RaftLoggerGroupSpec.default({}),
+});
+
+export type RaftLoggerGroupSpec = z.infer<typeof RaftLoggerGroupSpec>;
+export type RaftLoggerGroup = z.infer<typeof RaftLoggerGroup>;
+
+export function parseRaftLoggerGroup(doc: unknown, source = 'manifest'): RaftLoggerGroup {
+  const r = RaftLoggerGroup.safeParse(doc);
+  if (!r.success) throw new Error(`${source}: invalid RaftLoggerGroup: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+  return r.data;
+}
 export type RaftCluster = z.infer<typeof RaftCluster>;
 
 /** Parse and validate a RaftCluster, with every problem named by its path. */
@@ -110,4 +174,13 @@ export function replicaName(cluster: string, ordinal: number): string {
 
 export function loggerName(cluster: string, ordinal: number): string {
   return `${cluster}-log-${ordinal}`;
+}
+
+/** A group's logger pods are <group>-<ordinal>; in each cluster the pod is member <group>-<ordinal>-<cluster>. */
+export function groupLoggerName(group: string, ordinal: number): string {
+  return `${group}-${ordinal}`;
+}
+
+export function groupMemberId(group: string, ordinal: number, cluster: string): string {
+  return `${group}-${ordinal}-${cluster}`;
 }

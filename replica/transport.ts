@@ -136,6 +136,18 @@ export class PeerTransport {
     }
   }
 
+  /**
+   * Connect to a peer only to say hello, if not connected already. A member that never sends
+   * first (a logger never campaigns) and restarted at a new address is otherwise dialled at its
+   * old one forever: the hello tells the peer where it is now.
+   */
+  introduce(id: string): void {
+    if (this.stopped) return;
+    let peer = this.peers.get(id);
+    if (!peer) this.peers.set(id, (peer = new OutboundPeer(id)));
+    if (!peer.connected && !peer.socket) this.dial(peer);
+  }
+
   /** Forget a peer (removed from the cluster): close its connection. */
   drop(id: string): void {
     const peer = this.peers.get(id);

@@ -1,7 +1,7 @@
 /**
  * `npm run gen`: everything generated from the code, written where it is committed (a test fails
  * when any of it is stale):
- * - the RaftCluster CRD, from operator/spec.ts: crds/ and the chart's crds/ (the same file);
+ * - the RaftCluster and RaftLoggerGroup CRDs, from operator/spec.ts: crds/ and the chart's crds/ (the same files);
  * - the chart's values.schema.json (the clusters' spec is the same zod schema);
  * - the chart's Grafana dashboard;
  * - deploys/operator.yaml, rendered from the chart by the real helm (so the two never drift).
@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
-import { raftClusterCrdYaml } from '../operator/crd.js';
+import { raftClusterCrdYaml, raftLoggerGroupCrdYaml } from '../operator/crd.js';
 import { grafanaDashboard } from '../operator/dashboard.js';
 import { OPERATOR_NAMESPACE } from '../operator/manifests.js';
 import { valuesSchema } from './values-schema.js';
@@ -19,6 +19,8 @@ import { REPO, helm } from './helm.js';
 export const CHART = join(REPO, 'charts', 'raftkv');
 export const CRD_FILE = join(REPO, 'crds', 'raftclusters.raftkv.io.yaml');
 export const CHART_CRD_FILE = join(CHART, 'crds', 'raftclusters.raftkv.io.yaml');
+export const GROUP_CRD_FILE = join(REPO, 'crds', 'raftloggergroups.raftkv.io.yaml');
+export const CHART_GROUP_CRD_FILE = join(CHART, 'crds', 'raftloggergroups.raftkv.io.yaml');
 export const VALUES_SCHEMA_FILE = join(CHART, 'values.schema.json');
 export const DASHBOARD_FILE = join(CHART, 'files', 'grafana-dashboard.json');
 export const OPERATOR_FILE = join(REPO, 'deploys', 'operator.yaml');
@@ -44,8 +46,10 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   mkdirSync(join(CHART, 'files'), { recursive: true });
   writeFileSync(CRD_FILE, raftClusterCrdYaml());
   writeFileSync(CHART_CRD_FILE, raftClusterCrdYaml());
+  writeFileSync(GROUP_CRD_FILE, raftLoggerGroupCrdYaml());
+  writeFileSync(CHART_GROUP_CRD_FILE, raftLoggerGroupCrdYaml());
   writeFileSync(VALUES_SCHEMA_FILE, valuesSchemaJson());
   writeFileSync(DASHBOARD_FILE, dashboardJson());
   writeFileSync(OPERATOR_FILE, await operatorYaml());
-  for (const f of [CRD_FILE, CHART_CRD_FILE, VALUES_SCHEMA_FILE, DASHBOARD_FILE, OPERATOR_FILE]) console.log(`wrote ${f.slice(REPO.length)}`);
+  for (const f of [CRD_FILE, CHART_CRD_FILE, GROUP_CRD_FILE, CHART_GROUP_CRD_FILE, VALUES_SCHEMA_FILE, DASHBOARD_FILE, OPERATOR_FILE]) console.log(`wrote ${f.slice(REPO.length)}`);
 }

@@ -4,7 +4,7 @@
  * fields, so a misspelt or wrong value fails `helm install` naming it instead of reaching the API.
  */
 import { openApiOf, type OpenApiSchema } from '../operator/crd.js';
-import { RaftClusterSpec } from '../operator/spec.js';
+import { RaftClusterSpec, RaftLoggerGroupSpec } from '../operator/spec.js';
 
 /** OpenAPI v3.0 → JSON Schema draft-07: closed objects, numeric exclusive bounds, no defaults (helm does not apply them). */
 function draft7(s: OpenApiSchema): OpenApiSchema {
@@ -38,6 +38,7 @@ const resources = obj({ requests: stringMap, limits: stringMap });
 
 export function valuesSchema(): Record<string, unknown> {
   const spec = draft7(openApiOf(RaftClusterSpec));
+  const groupSpec = draft7(openApiOf(RaftLoggerGroupSpec));
   return {
     $schema: 'http://json-schema.org/draft-07/schema#',
     title: 'raftkv chart values',
@@ -72,6 +73,18 @@ export function valuesSchema(): Record<string, unknown> {
             name: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 50, description: 'DNS-1123 label.' },
             namespace: str,
             spec,
+          },
+          ['name'],
+        ),
+      },
+      loggerGroups: {
+        type: 'array',
+        description: 'RaftLoggerGroups of the release: loggers shared by the clusters whose spec.loggerGroup names them.',
+        items: obj(
+          {
+            name: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 50, description: 'DNS-1123 label.' },
+            namespace: str,
+            spec: groupSpec,
           },
           ['name'],
         ),

@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { loadManifest } from '../../local/run.js';
+import { loadManifest, loadTopology } from '../../local/run.js';
 import { CLI } from '../helpers/cluster.js';
 
 const ROOT = join(CLI, '..', '..');
@@ -193,12 +193,63 @@ describe('raftkv local', () => {
     }
   });
 
+  it('runs a logger group as one logger process with a member in each cluster naming it, each cluster\'s log kept apart', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'raftkv-localtest-'));
+    let stopAfter: ChildProcess | undefined;
+    try {
+      const file = join(dir, 'group.yaml');
+      const group = 'apiVersion: raftkv.io/v1alpha1\nkind: RaftLoggerGroup\nmetadata: {name: grp}\nspec: {loggers: 1}\n';
+      const named = (n: string) => manifest(n, false).replace('  replicas: 3\n', '  replicas: 3\n  loggerGroup: grp\n');
+      writeFileSync(file, `${group}---\n${named('grp-a')}---\n${named('grp-b')}`);
+      const { p, out, exited } = startLocal(file, []);
+      stopAfter = p;
+      await waitFor(() => /running; Ctrl-C to stop/.test(out()), 30_000, 'the clusters to run', out);
+      assert.match(out(), /grp-0: logger group grp for grp-a, grp-b/);
+      const logger = /grp-0: logger group .* {2}http (http:\/\/127\.0\.0\.1:\d+)\/v1\/log/.exec(out())![1];
+      // One process serves both clusters.
+      assert.equal(processesWith('logger --id grp-0-grp-a,grp-0-grp-b').length, 1);
+      const commits: Record<string, number> = {};
+      for (const [c, n] of [['grp-a', 3], ['grp-b', 7]] as const) {
+        const http = new RegExp(`${c}-0: client \\S+ {2}http (http://127\\.0\\.0\\.1:\\d+)`).exec(out())![1];
+        for (let i = 0; i < n; i++) assert.equal((await fetch(`${http}/v1/kv/${c}-k${i}`, { method: 'PUT', body: `v${i}` })).status, 200);
+        commits[c] = ((await (await fetch(`${http}/v1/status`)).json()) as { commitIndex: number }).commitIndex;
+      }
+      type Log = { clusters: { name: string; last: number; voters: string[] }[] };
+      let log: Log | undefined;
+      const caughtUp = (l?: Log) => ['grp-a', 'grp-b'].every((c) => (l?.clusters.find((x) => x.name === `grp-0-${c}`)?.last ?? 0) >= commits[c]);
+      for (let t = 0; t < 200 && !caughtUp(log); t++) {
+        log = await fetch(`${logger}/v1/log`).then((x) => x.json() as Promise<Log>).catch(() => undefined);
+        if (!caughtUp(log)) await new Promise((res) => setTimeout(res, 100));
+      }
+      assert.ok(caughtUp(log), `the group logger did not catch up with ${JSON.stringify(commits)}: ${JSON.stringify(log)}\n${out()}`);
+      for (const c of ['grp-a', 'grp-b']) assert.deepEqual(log!.clusters.find((x) => x.name === `grp-0-${c}`)!.voters.sort(), [0, 1, 2].map((i) => `${c}-${i}`));
+      // The entries of each cluster are that cluster's writes only.
+      for (const c of ['grp-a', 'grp-b']) {
+        const ndjson = await (await fetch(`${logger}/v1/log/grp-0-${c}?from=1&to=${commits[c]}`)).text();
+        // Each entry's data is the command as the cluster committed it (base64): the keys are in it verbatim.
+        const entries = ndjson.trim().split('\n').map((l) => Buffer.from((JSON.parse(l) as { data: string }).data, 'base64').toString('latin1')).join('\n');
+        const other = c === 'grp-a' ? 'grp-b' : 'grp-a';
+        assert.ok(entries.includes(`${c}-k0`), `${c}'s log has its writes`);
+        assert.ok(!entries.includes(`${other}-k0`), `${c}'s log has none of ${other}'s`);
+      }
+      p.kill('SIGINT');
+      assert.equal(await exited, 0, out());
+      assert.deepEqual(processesWith('grp-0-grp-a'), []);
+    } finally {
+      stopAfter?.kill('SIGINT');
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('the shipped manifests are valid, and a bad one is refused with the reason', async () => {
     for (const f of readdirSync(join(ROOT, 'deploys')).filter((x) => x.endsWith('.yaml') && x !== 'operator.yaml')) {
       const rcs = loadManifest(join(ROOT, 'deploys', f));
       for (const rc of rcs) assert.ok(rc.spec.replicas >= 1, f);
     }
     assert.equal(loadManifest(join(ROOT, 'deploys', 'apps-6.yaml')).length, 6);
+    const shared = loadTopology(join(ROOT, 'deploys', 'loggers.yaml'));
+    assert.deepEqual(shared.groups.map((g) => g.metadata.name), ['loggers']);
+    assert.deepEqual(shared.clusters.map((c) => c.spec.loggerGroup), ['loggers', 'loggers']);
     const dir = await mkdtemp(join(tmpdir(), 'raftkv-localtest-'));
     try {
       const bad = join(dir, 'bad.yaml');
@@ -207,6 +258,9 @@ describe('raftkv local', () => {
       const { out, exited } = startLocal(bad, []);
       assert.equal(await exited, 2);
       assert.match(out(), /invalid RaftCluster/);
+      const orphan = join(dir, 'orphan.yaml');
+      writeFileSync(orphan, manifest('orphan', false).replace('  replicas: 3\n', '  replicas: 3\n  loggerGroup: nowhere\n'));
+      assert.throws(() => loadManifest(orphan), /RaftCluster orphan names loggerGroup nowhere, but the file has no RaftLoggerGroup nowhere/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

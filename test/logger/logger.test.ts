@@ -112,6 +112,19 @@ describe('decoupled logger (real processes)', () => {
     same(await range(logA.recov, 'log0', 1, st.commitIndex), await range(recov.get(leader)!, '-', 1, st.commitIndex));
   });
 
+  it('a logger restarted on its data at a new raft address (a pod\'s new IP) tells the cluster where it is now and catches up', async () => {
+    logA.proc!.kill('SIGKILL');
+    // A logger never sends first (it never campaigns): the leader only reaches it where the
+    // configuration says, unless the logger introduces itself from the new address.
+    logA.raft = [(await freePorts(1))[0], ...logA.raft.slice(1)];
+    startLogger(logA);
+    await write(c, ids, 'n', 100);
+    const leader = await c.waitLeader(ids);
+    const st = (await c.status(leader))!;
+    await waitLogged(logA, 'log0', st.commitIndex);
+    same(await range(logA.recov, 'log0', 1, st.commitIndex), await range(recov.get(leader)!, '-', 1, st.commitIndex));
+  });
+
   it('recover returns exactly the asked range, and a clear answer outside it or to bad input', async () => {
     const got = await range(logA.recov, 'log0', 10, 20);
     assert.deepEqual(got.map((e) => e.index), Array.from({ length: 11 }, (_, i) => 10 + i));
