@@ -37,6 +37,13 @@ describe('the Helm chart, rendered by the real helm', () => {
         const clusters = objects.filter((o) => o.kind === 'RaftCluster');
         for (const c of clusters) assert.equal(c.spec.image, 'raftkv:latest', 'clusters run the chart\'s image unless told otherwise');
         if (name === 'apps-6.yaml') assert.deepEqual(clusters.map((c) => c.metadata.name), ['app-0', 'app-1', 'app-2', 'app-3', 'app-4', 'app-5']);
+        if (name === 'logging-compared.yaml') {
+          // The seed's multi-cluster logger: one group, named by two clusters.
+          const groups = objects.filter((o) => o.kind === 'RaftLoggerGroup');
+          assert.deepEqual(groups.map((g) => [g.metadata.name, g.spec.image, g.spec.storage.ephemeral]), [['shared', 'raftkv:latest', false]]);
+          assert.deepEqual(clusters.filter((c) => c.spec.loggerGroup === 'shared').map((c) => c.metadata.name), ['kv-shared-a', 'kv-shared-b']);
+          assert.ok(objects.some((o) => o.kind === 'CustomResourceDefinition' && o.metadata.name === 'raftloggergroups.raftkv.io'), 'the chart installs the group CRD');
+        }
       }
     });
   }
@@ -72,6 +79,8 @@ describe('the Helm chart, rendered by the real helm', () => {
       [['--set', 'clusters[0].name=kv,clusters[0].spec.storage.size=lots'], /clusters\/0\/spec\/storage\/size.*does not match pattern/],
       [['--set', 'operator.replicas=-1'], /operator\/replicas.*minimum/],
       [['--set', 'image.pullPolicy=Sometimes'], /image\/pullPolicy/],
+      [['--set', 'loggerGroups[0].name=shared,loggerGroups[0].spec.loggers=0'], /loggerGroups\/0\/spec\/loggers.*minimum/],
+      [['--set', 'loggerGroups[0].name=shared,loggerGroups[0].spec.replicas=3'], /loggerGroups\/0\/spec.*additional properties 'replicas' not allowed/],
     ];
     for (const [args, message] of wrong) {
       const r = await helm(['template', 'rel', CHART, ...args]).then(
@@ -96,7 +105,10 @@ describe('helm install, upgrade and uninstall on the Kubernetes API emulator', (
     const h = (...args: string[]) => helm(args, { env: { KUBECONFIG: bed.kubeconfig } });
     const values = (b: number) => {
       const f = join(bed.dir, `values-${b}.yaml`);
-      writeFileSync(f, YAML.stringify({ clusters: [{ name: 'kv-a', spec: { replicas: 3, loggers: 1 } }, { name: 'kv-b', spec: { replicas: b, placement: { replicaSpread: 'required' } } }] }));
+      writeFileSync(f, YAML.stringify({
+        clusters: [{ name: 'kv-a', spec: { replicas: 3, loggers: 1 } }, { name: 'kv-b', spec: { replicas: b, loggerGroup: 'shared', placement: { replicaSpread: 'required' } } }],
+        loggerGroups: [{ name: 'shared' }],
+      }));
       return f;
     };
     const logs = async () => (await bed.kubectl('logs', '-n', ns, 'deployment/raftkv-operator')).out;
@@ -110,6 +122,7 @@ describe('helm install, upgrade and uninstall on the Kubernetes API emulator', (
     await bed.until('kv-b scaled to 3 voters', async () => (await voters('kv-b')) === 3 && (await phase('kv-b')) === 'Available', 120_000).catch(async (e) => assert.fail(`${e.message}\n${await logs()}`));
     const nodes = new Set((await bed.jsonpath(`pods -n ${ns} -l raftkv.io/cluster=kv-b,raftkv.io/role=replica`, '{.items[*].spec.nodeName}')).split(' '));
     assert.equal(nodes.size, 3, 'placement.replicaSpread: required puts each replica on its own node');
+    await bed.until('kv-b logged by the group shared', async () => (await bed.jsonpath(`rc kv-b -n ${ns}`, '{.status.loggerGroup.members}')) === '1', 60_000).catch(async (e) => assert.fail(`${e.message}\n${await logs()}`));
 
     // Every metric the dashboard shows is exported by a replica, a logger or the operator.
     const ip = async (sel: string) => (await bed.jsonpath(`pods -n ${ns} ${sel}`, '{.items[0].status.podIP}')).trim();
@@ -123,7 +136,7 @@ describe('helm install, upgrade and uninstall on the Kubernetes API emulator', (
 
     await h('uninstall', 'raftkv', '--namespace', ns, '--wait', '--timeout', '120s');
     await bed.until('everything the release made is gone', async () => {
-      const left = (await bed.kubectl('get', 'rc,pods,services,pdb,serviceaccounts,roles,rolebindings,deployments,configmaps', '-n', ns, '-l', 'app.kubernetes.io/name=raftkv', '-o', 'name')).out.trim();
+      const left = (await bed.kubectl('get', 'rc,rlg,pods,services,pdb,serviceaccounts,roles,rolebindings,deployments,configmaps', '-n', ns, '-l', 'app.kubernetes.io/name=raftkv', '-o', 'name')).out.trim();
       const cluster = (await bed.kubectl('get', 'clusterroles,clusterrolebindings', '-l', 'app.kubernetes.io/name=raftkv', '-o', 'name')).out.trim();
       return left === '' && cluster === '';
     }, 60_000).catch(async (e) => assert.fail(`${e.message}\n${(await bed.kubectl('get', 'all,sa,roles,rolebindings', '-n', ns)).out}`));

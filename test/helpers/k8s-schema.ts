@@ -3,7 +3,7 @@
  * `kubernetes-models` package, generated from them) and RaftClusters against our own spec. A
  * kind with no schema here is an error, not a pass.
  */
-import { parseRaftCluster } from '../../operator/spec.js';
+import { parseRaftCluster, parseRaftLoggerGroup } from '../../operator/spec.js';
 
 type Model = new (data: unknown) => { validate(): void };
 
@@ -22,9 +22,10 @@ async function modelOf(apiVersion: string, kind: string): Promise<Model | undefi
 export async function validateObject(o: { apiVersion?: string; kind?: string; metadata?: { name?: string } }): Promise<string[]> {
   const what = `${o.kind ?? '?'} ${o.metadata?.name ?? '?'}`;
   if (!o.apiVersion || !o.kind) return [`${what}: no apiVersion or kind`];
-  if (o.kind === 'RaftCluster') {
+  if (o.kind === 'RaftCluster' || o.kind === 'RaftLoggerGroup') {
     try {
-      parseRaftCluster(o, what);
+      if (o.kind === 'RaftCluster') parseRaftCluster(o, what);
+      else parseRaftLoggerGroup(o, what);
       return [];
     } catch (e) {
       return [(e as Error).message];

@@ -22,6 +22,7 @@ const CONDITIONAL: Record<string, string> = {
   'patch rbac.authorization.k8s.io/roles': 'a second RaftCluster in the namespace becomes an owner too',
   'patch rbac.authorization.k8s.io/rolebindings': 'a second RaftCluster in the namespace becomes an owner too',
   'create coordination.k8s.io/leases': 'the first operator ever',
+  'patch raftkv.io/raftloggergroups/status': 'a RaftLoggerGroup exists (test/operator/logger-group.test.ts)',
   'get monitoring.coreos.com/servicemonitors': 'spec.monitoring.serviceMonitor',
   'create monitoring.coreos.com/servicemonitors': 'spec.monitoring.serviceMonitor',
   'patch monitoring.coreos.com/servicemonitors': 'spec.monitoring.serviceMonitor, edited by hand',
