@@ -41,6 +41,10 @@ const commands: Record<string, { summary: string; run: (argv: string[]) => Promi
     summary: 'closed-loop load (protobuf, text, http, etcd drivers), reports, --sweep-clients plots; --help for all',
     run: async (argv) => (await import('./loadgen/cli.js')).runLoadgen(argv),
   },
+  experiment: {
+    summary: "one of the seed's experiments (saturation-kv, logger-scale, recovery-logger, ...): table, SVG figure, checks",
+    run: async (argv) => (await import('./experiment/cli.js')).runExperiment(argv),
+  },
   client: {
     summary: 'interactive client: reads set-k-v / get-k / delete-k lines from stdin (--targets host:port,...)',
     run: async (argv) => (await import('./replica/interactive-client.js')).runInteractiveClient(argv),
@@ -74,7 +78,7 @@ const commands: Record<string, { summary: string; run: (argv: string[]) => Promi
 
 function usage(): void {
   console.log('usage: raftkv <command> [options]\n\ncommands:');
-  for (const [name, c] of Object.entries(commands)) console.log(`  ${name.padEnd(8)} ${c.summary}`);
+  for (const [name, c] of Object.entries(commands)) console.log(`  ${name.padEnd(10)} ${c.summary}`);
 }
 
 const [cmd, ...rest] = process.argv.slice(2);
