@@ -57,8 +57,19 @@ export function clientSteps(scale: number): number[] {
 const round = (v: number, d = 2) => Number(v.toFixed(d));
 const ms = (us: number) => round(us / 1000);
 
-function plan(name: string, app: 'kvstore' | 'diskstorage', p: Params, o: Partial<ClusterPlan> = {}): ClusterPlan {
-  return { name, app, replicas: 3, applog: false, valueSize: VALUE, keys: keysFor(p.scale), ...o };
+/** Keys above the load's key space, for the canary writes (numeric: diskstorage keys are slots). */
+const CANARY_KEYS = 100_000;
+
+/** The load's key space of a cluster (the canary's keys come after it). */
+const loadKeys = (c: RunningCluster) => c.plan.keys - CANARY_KEYS;
+
+/**
+ * A cluster of 3 replicas whose commands carry 1 KB values: diskstorage's fixed slots are 4
+ * bytes longer (a length prefix) so the value is the same 1 KB.
+ */
+function plan(name: string, app: 'kvstore' | 'diskstorage', p: Params, o: Partial<ClusterPlan> & { loadKeys?: number } = {}): ClusterPlan {
+  const { loadKeys: k, ...rest } = o;
+  return { name, app, replicas: 3, applog: false, valueSize: app === 'diskstorage' ? VALUE + 4 : VALUE, ...rest, keys: (k ?? keysFor(p.scale)) + CANARY_KEYS };
 }
 
 /**
@@ -67,34 +78,36 @@ function plan(name: string, app: 'kvstore' | 'diskstorage', p: Params, o: Partia
  */
 class Canary {
   private readonly client: RaftKvClient;
-  private readonly acked: string[] = [];
+  private readonly acked = new Set<string>();
   private stopped = false;
   private readonly done: Promise<void>;
 
-  constructor(
-    private readonly c: RunningCluster,
-    tag: string,
-  ) {
+  constructor(private readonly c: RunningCluster) {
     this.client = new RaftKvClient({ targets: c.targets });
-    this.done = this.write(tag);
+    this.done = this.write();
   }
 
-  private async write(tag: string): Promise<void> {
+  private async write(): Promise<void> {
     for (let i = 0; !this.stopped; i++) {
-      const key = `canary-${tag}-${i}`;
+      const key = String(loadKeys(this.c) + (i % CANARY_KEYS));
       try {
         await this.client.set(key, `v${i}`);
-        this.acked.push(key);
+        this.acked.add(key);
       } catch {
         await new Promise((r) => setTimeout(r, 50));
       }
     }
   }
 
-  async check(topo: Topology): Promise<Check> {
+  /** Stop writing (before measuring something the writes would move). */
+  async stop(): Promise<void> {
     this.stopped = true;
     await this.done;
     this.client.close();
+  }
+
+  async check(topo: Topology): Promise<Check> {
+    await this.stop();
     await topo.converged(this.c);
     const missing: string[] = [];
     for (const r of this.c.replicas) {
@@ -104,7 +117,7 @@ class Canary {
         else await res.arrayBuffer();
       }
     }
-    return { what: `${this.c.plan.name}: no acknowledged write lost`, ok: this.acked.length > 0 && missing.length === 0, detail: `${this.acked.length} acknowledged canary writes during the load, ${missing.length} missing on some replica${missing.length ? ` (${missing.slice(0, 5).join(', ')})` : ''}` };
+    return { what: `${this.c.plan.name}: no acknowledged write lost`, ok: this.acked.size > 0 && missing.length === 0, detail: `${this.acked.size} acknowledged canary writes during the load, ${missing.length} missing on some replica${missing.length ? ` (${missing.slice(0, 5).join(', ')})` : ''}` };
   }
 }
 
@@ -146,11 +159,11 @@ function saturation(app: 'kvstore' | 'diskstorage', name: string, seedFigure: st
         p.progress(`${name}: ${logging}: starting 3 replicas${logging === 'logger' ? ' and a logger' : ''}`);
         const c = await topo.startCluster(plan(`${app === 'kvstore' ? 'kv' : 'disk'}-${logging}`, app, p, { applog: logging === 'applog' }));
         const l = logging === 'logger' ? await topo.startLogger(`${c.plan.name}-log`, [c]) : undefined;
-        const canary = new Canary(c, logging);
+        const canary = new Canary(c);
         const points: { x: number; y: number }[] = [];
         for (const clients of clientSteps(p.scale)) {
           p.progress(`${name}: ${logging}: ${clients} clients for ${p.duration} s`);
-          const r = await topo.load(c, { clients, seconds: p.duration, keys: c.plan.keys, valueSize: VALUE });
+          const r = await topo.load(c, { clients, seconds: p.duration, keys: loadKeys(c), valueSize: VALUE });
           rows.push({ logging, clients, ...loadRow(r) });
           points.push({ x: round(r.throughput, 1), y: ms(r.latencyUs.p90) });
         }
@@ -189,10 +202,10 @@ function shared(app: 'kvstore' | 'diskstorage', name: string): Experiment {
       for (const n of appCounts(p.scale)) {
         p.progress(`${name}: ${n} applications: starting ${3 * n} replicas`);
         const clusters: RunningCluster[] = [];
-        for (let i = 0; i < n; i++) clusters.push(await topo.startCluster(plan(`app${n}-${i}`, app, p, { keys: Math.max(1000, Math.round(keysFor(p.scale) / n)) })));
-        const canaries = clusters.map((c, i) => new Canary(c, `a${i}`));
+        for (let i = 0; i < n; i++) clusters.push(await topo.startCluster(plan(`app${n}-${i}`, app, p, { loadKeys: Math.max(1000, Math.round(keysFor(p.scale) / n)) })));
+        const canaries = clusters.map((c) => new Canary(c));
         p.progress(`${name}: ${n} applications under load for ${p.duration} s`);
-        const rs = await Promise.all(clusters.map((c) => topo.load(c, { clients, seconds: p.duration, keys: c.plan.keys, valueSize: VALUE })));
+        const rs = await Promise.all(clusters.map((c) => topo.load(c, { clients, seconds: p.duration, keys: loadKeys(c), valueSize: VALUE })));
         rs.forEach((r, i) => rows.push({ applications: n, app: clusters[i].plan.name, clients, ...loadRow(r) }));
         const sum = rs.reduce((a, r) => a + r.throughput, 0);
         total.push({ x: n, y: round(sum, 1) });
@@ -235,7 +248,7 @@ const loggerScale: Experiment = {
         return l.ids.map((id) => logs.find((x) => x.name === id)?.last ?? 0);
       };
       // The window: from a second into the load to its end, before the logger may catch up.
-      const loads = Promise.all(clusters.map((c) => topo.load(c, { clients: 16, seconds: p.duration + 1, keys: c.plan.keys, valueSize: VALUE })));
+      const loads = Promise.all(clusters.map((c) => topo.load(c, { clients: 16, seconds: p.duration + 1, keys: loadKeys(c), valueSize: VALUE })));
       await new Promise((r) => setTimeout(r, 1000));
       const [c0, l0] = [await commit(), await logged()];
       await new Promise((r) => setTimeout(r, p.duration * 1000 - 200));
@@ -272,8 +285,8 @@ const consensusOnly: Experiment = {
   summary: "Raft's own throughput: 1 KB commands on one key of the in-memory map, so applying costs nearly nothing (the seed's Figure 12)",
   async run(topo, p) {
     p.progress('consensus-only: starting 3 replicas');
-    const c = await topo.startCluster(plan('consensus', 'kvstore', p, { keys: 1 }));
-    const canary = new Canary(c, 'c');
+    const c = await topo.startCluster(plan('consensus', 'kvstore', p, { loadKeys: 1 }));
+    const canary = new Canary(c);
     const rows: Row[] = [];
     const points: { x: number; y: number }[] = [];
     for (const clients of clientSteps(p.scale)) {
@@ -309,14 +322,15 @@ function recovery(source: 'applog' | 'logger'): Experiment {
       p.progress(`${name}: starting 3 replicas${source === 'logger' ? ' and a logger' : ' with application logs'}`);
       const c = await topo.startCluster(plan(`rec-${source}`, 'kvstore', p, { applog: source === 'applog' }));
       const l = source === 'logger' ? await topo.startLogger('rec-logger', [c]) : undefined;
-      const canary = new Canary(c, 'r');
       const rows: Row[] = [];
       const checks: Check[] = [];
       const total: { x: number; y: number }[] = [];
       const transfer: { x: number; y: number }[] = [];
       for (let stage = 1; stage <= stages; stage++) {
         p.progress(`${name}: load period ${stage} of ${stages} (${p.duration} s)`);
-        await topo.load(c, { clients: 32, seconds: p.duration, keys: c.plan.keys, valueSize: VALUE });
+        const canary = new Canary(c);
+        await topo.load(c, { clients: 32, seconds: p.duration, keys: loadKeys(c), valueSize: VALUE });
+        await canary.stop();
         const { index, digest } = await topo.converged(c);
         const leader = await topo.leaderOf(c);
         const follower = c.replicas.find((r) => r.id !== leader.id)!;
@@ -326,13 +340,13 @@ function recovery(source: 'applog' | 'logger'): Experiment {
           while (((await topo.loggerLogs(l))[0]?.last ?? 0) < index && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
         }
         p.progress(`${name}: recovering ${index} entries from ${source === 'applog' ? follower.id : 'the logger'}`);
-        const r = await topo.recovery(addr, l?.ids[0], 'kvstore', VALUE, c.plan.keys);
+        const r = await topo.recovery(addr, l?.ids[0], c.plan.app, c.plan.valueSize, c.plan.keys);
         rows.push({ period: stage, load_seconds: stage * p.duration, commands: r.commands, transfer_s: round(r.transferSeconds, 3), install_s: round(r.installSeconds, 3), total_s: round(r.transferSeconds + r.installSeconds, 3), state_mb: round(r.stateBytes / 1e6, 2), keys: r.keys });
         total.push({ x: r.commands, y: round(r.transferSeconds + r.installSeconds, 3) });
         transfer.push({ x: r.commands, y: round(r.transferSeconds, 3) });
+        checks.push(await canary.check(topo));
         checks.push({ what: `period ${stage}: recovered state equals the source state`, ok: r.index === index && r.digest === digest, detail: `recovered to ${r.index} (cluster at ${index}); digest ${r.digest === digest ? 'equal' : `DIFFERENT (${r.digest} vs ${digest})`}` });
       }
-      checks.push(await canary.check(topo));
       await topo.stop();
       return {
         name,
