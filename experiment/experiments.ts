@@ -158,7 +158,7 @@ function saturation(app: 'kvstore' | 'diskstorage', name: string, seedFigure: st
       for (const logging of ['notlog', 'applog', 'logger'] as const) {
         p.progress(`${name}: ${logging}: starting 3 replicas${logging === 'logger' ? ' and a logger' : ''}`);
         const c = await topo.startCluster(plan(`${app === 'kvstore' ? 'kv' : 'disk'}-${logging}`, app, p, { applog: logging === 'applog' }));
-        const l = logging === 'logger' ? await topo.startLogger(`${c.plan.name}-log`, [c]) : undefined;
+        const l = logging === 'logger' ? await topo.startLogger(`lg-${c.plan.name}`, [c]) : undefined;
         const canary = new Canary(c);
         const points: { x: number; y: number }[] = [];
         for (const clients of clientSteps(p.scale)) {
@@ -321,7 +321,7 @@ function recovery(source: 'applog' | 'logger'): Experiment {
       const stages = p.scale >= 1 ? 9 : p.scale >= 0.05 ? 3 : 2;
       p.progress(`${name}: starting 3 replicas${source === 'logger' ? ' and a logger' : ' with application logs'}`);
       const c = await topo.startCluster(plan(`rec-${source}`, 'kvstore', p, { applog: source === 'applog' }));
-      const l = source === 'logger' ? await topo.startLogger('rec-logger', [c]) : undefined;
+      const l = source === 'logger' ? await topo.startLogger('lg-rec', [c]) : undefined;
       const rows: Row[] = [];
       const checks: Check[] = [];
       const total: { x: number; y: number }[] = [];

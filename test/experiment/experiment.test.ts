@@ -12,6 +12,8 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { DOMParser } from '@xmldom/xmldom';
 import { CLI } from '../helpers/cluster.js';
+import { CRD_FILE, GROUP_CRD_FILE } from '../../scripts/gen.js';
+import { TestBed } from '../k8s/testbed.js';
 
 const run = promisify(execFile);
 
@@ -61,4 +63,35 @@ describe('raftkv experiment', () => {
       for (const g of groups) assert.ok(g.getElementsByTagName('circle').length > 0, `${g.getAttribute('data-name')} has points`);
     });
   }
+});
+
+describe('raftkv experiment --k8s, on the Kubernetes emulator with the operator', () => {
+  let bed: TestBed;
+  let out: string;
+  let operator: ReturnType<typeof import('node:child_process').spawn> | undefined;
+  before(async () => {
+    out = await mkdtemp(join(tmpdir(), 'raftkv-experiment-k8s-'));
+    bed = await TestBed.start({ kubelet: true, nodes: 3 });
+    for (const f of [CRD_FILE, GROUP_CRD_FILE]) assert.equal((await bed.kubectl('apply', '-f', f)).code, 0);
+    const { spawn } = await import('node:child_process');
+    operator = spawn(process.execPath, [CLI, 'operator', '--metrics', '127.0.0.1:0', '--lease-seconds', '3'], { env: bed.env(), stdio: 'ignore' });
+  });
+  after(async () => {
+    operator?.kill('SIGKILL');
+    await bed?.stop();
+    await rm(out, { recursive: true, force: true });
+  });
+
+  it('recovery-logger runs on RaftClusters and a RaftLoggerGroup made through the kubeconfig, checks pass, and everything it made is gone after', async () => {
+    const r = await run(process.execPath, [CLI, 'experiment', 'recovery-logger', '--k8s', '--image', 'raftkv:dev', '--scale', '0.001', '--duration', '1', '--out', out], { env: bed.env(), maxBuffer: 16 << 20 }).catch(
+      (e: { stdout: string; stderr: string; code: number }) => assert.fail(`exit ${e.code}\n${e.stdout}\n${e.stderr}`),
+    );
+    assert.match(r.stdout, /RaftLoggerGroup lg-rec: waiting for its logger to join rec-logger/);
+    assert.doesNotMatch(r.stdout, /^FAIL/m);
+    const json = JSON.parse(await readFile(join(out, 'recovery-logger.json'), 'utf8')) as { topology: string; rows: { commands: number }[]; checks: { ok: boolean }[] };
+    assert.equal(json.topology, 'kubernetes');
+    assert.ok(json.rows.length === 2 && json.rows[1].commands > json.rows[0].commands);
+    assert.ok(json.checks.every((c) => c.ok));
+    assert.equal((await bed.kubectl('get', 'rc,rlg,pods', '-o', 'name')).out.trim(), '', 'the experiment removed what it made');
+  });
 });
