@@ -14,6 +14,7 @@ COPY logger logger
 COPY loadgen loadgen
 COPY operator operator
 COPY local local
+COPY experiment experiment
 COPY discovery discovery
 COPY util util
 COPY examples examples

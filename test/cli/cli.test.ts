@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { CLI } from '../helpers/cluster.js';
 
@@ -66,5 +68,22 @@ describe('the raftkv command line', () => {
     const r = raftkv(['--version']);
     assert.equal(r.code, 0);
     assert.match(r.stdout, /^raftkv \d+\.\d+\.\d+ \(node v\d+/);
+  });
+});
+
+describe('the build', () => {
+  it('compiles every source folder and the image copies each of them (a folder left out builds here and fails in the image)', () => {
+    const root = join(CLI, '..', '..');
+    const tsconfig = JSON.parse(readFileSync(join(root, 'tsconfig.json'), 'utf8')) as { include: string[] };
+    const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8');
+    const folders = readdirSync(root, { withFileTypes: true })
+      .filter((d) => d.isDirectory() && !['node_modules', 'dist', 'data', 'results', 'docs', 'charts', 'crds', 'deploys'].includes(d.name) && !d.name.startsWith('.'))
+      .filter((d) => readdirSync(join(root, d.name), { recursive: true }).some((f) => String(f).endsWith('.ts')))
+      .map((d) => d.name);
+    assert.ok(folders.includes('raft') && folders.includes('experiment'), folders.join());
+    for (const f of folders) {
+      assert.ok(tsconfig.include.includes(f), `tsconfig.json includes ${f}/`);
+      assert.match(dockerfile, new RegExp(`^COPY ${f} ${f}$`, 'm'), `the Dockerfile copies ${f}/`);
+    }
   });
 });
