@@ -5,11 +5,11 @@
  */
 import { ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { LoadResult } from '../loadgen/run.js';
+import { freePort } from '../util/ports.js';
 
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
 
@@ -53,13 +53,6 @@ export interface RunningLogger {
   recovAddr: string;
 }
 
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { RaftCluster, RaftLoggerGroup, groupLoggerName, groupMemberId, loggerName, parseRaftCluster, parseRaftLoggerGroup, replicaName } from '../operator/spec.js';
 import { commandLine, reportUsage } from '../util/cli.js';
+import { freePort } from '../util/ports.js';
 
 export const LOCAL_HELP = `usage: raftkv local [FILE] [flags]
 
@@ -52,13 +53,6 @@ async function portFree(port: number): Promise<boolean> {
   });
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 const OWNER_FILE = 'owner.pid';
 

@@ -52,7 +52,11 @@ export class TestCluster {
     const c = await TestCluster.create(prefix);
     for (const id of ids) await c.define(id, args);
     for (const id of ids) c.start(id, ['--peers', c.peersFlag(ids)]);
-    await c.waitLeader(ids);
+    // A cluster that does not form is torn down here: its processes would keep the test file alive.
+    await c.waitLeader(ids).catch(async (e: unknown) => {
+      await c.destroy();
+      throw e;
+    });
     return c;
   }
 
