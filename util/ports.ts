@@ -1,12 +1,23 @@
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /**
- * Ports below the kernel's ephemeral range (32768-60999 on Linux), so that neither a socket bound
- * to port 0 nor the local end of an outgoing connection, of this or a concurrent test process,
- * can take a port between the moment it is handed out here and the moment it is bound.
+ * Ports for processes about to be started, on 127.0.0.1. A port handed out is free when chosen
+ * but only bound later by the child, so three things could take it in between, and each is
+ * ruled out:
+ * - the local end of an outgoing connection, or a socket bound to port 0: the ports are below
+ *   the kernel's ephemeral range (32768-60999 on Linux);
+ * - another choice by this process: a port is never handed out twice (two nodes defined before
+ *   either starts);
+ * - a choice by another process doing the same (concurrent test files, `raftkv local`,
+ *   `raftkv experiment`): a port is claimed by creating a file named after it in a shared
+ *   directory, exclusively; a claim whose owner process is gone is taken over.
  */
 const LOW = 20_000;
 const HIGH = 32_000;
+const CLAIMS = process.env.RAFTKV_PORT_CLAIMS ?? join(tmpdir(), 'raftkv-ports');
 
 function canBind(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -16,26 +27,65 @@ function canBind(port: number): Promise<boolean> {
   });
 }
 
-/**
- * Every port this process handed out: a port handed out but not bound yet still looks free, so
- * without this two calls (two nodes defined before either starts) could get the same one.
- */
-const handedOut = new Set<number>();
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
-/** Ports free on 127.0.0.1 right now, chosen at random outside the ephemeral range, never one handed out before. */
+/** Ports this process claimed, oldest first. */
+const claimed: number[] = [];
+let cleanupInstalled = false;
+
+function claim(port: number): boolean {
+  const file = join(CLAIMS, String(port));
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' });
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') mkdirSync(CLAIMS, { recursive: true });
+      else if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
+        let owner = 0;
+        try {
+          owner = Number(readFileSync(file, 'utf8'));
+        } catch {
+          continue;
+        }
+        if (owner === process.pid || (owner > 0 && alive(owner))) return false;
+        rmSync(file, { force: true });
+      } else return false;
+    }
+  }
+  return false;
+}
+
+function release(port: number): void {
+  rmSync(join(CLAIMS, String(port)), { force: true });
+}
+
+/** `n` ports, free and claimed for this process, chosen at random below the ephemeral range. */
 export async function freePorts(n: number): Promise<number[]> {
+  if (!cleanupInstalled) {
+    cleanupInstalled = true;
+    process.on('exit', () => claimed.forEach(release));
+  }
   const ports: number[] = [];
   for (let tries = 0; ports.length < n; tries++) {
     if (tries > 10_000) throw new Error(`no ${n} free ports in ${LOW}-${HIGH}`);
     const p = LOW + Math.floor(Math.random() * (HIGH - LOW));
-    if (handedOut.has(p)) continue;
+    if (ports.includes(p) || !claim(p)) continue;
     if (await canBind(p)) {
       ports.push(p);
-      handedOut.add(p);
-    }
+      claimed.push(p);
+    } else release(p);
   }
-  // A long test file may need more ports than the range holds: forget the oldest.
-  if (handedOut.size > (HIGH - LOW) / 2) for (const p of [...handedOut].slice(0, handedOut.size / 2)) handedOut.delete(p);
+  // A long-lived process may need more ports than the range holds: give back the oldest half
+  // (long bound by the processes they were for).
+  if (claimed.length > (HIGH - LOW) / 4) for (const p of claimed.splice(0, claimed.length / 2)) release(p);
   return ports;
 }
 
