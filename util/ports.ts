@@ -74,14 +74,24 @@ export async function freePorts(n: number): Promise<number[]> {
     process.on('exit', () => claimed.forEach(release));
   }
   const ports: number[] = [];
-  for (let tries = 0; ports.length < n; tries++) {
-    if (tries > 10_000) throw new Error(`no ${n} free ports in ${LOW}-${HIGH}`);
-    const p = LOW + Math.floor(Math.random() * (HIGH - LOW));
-    if (ports.includes(p) || !claim(p)) continue;
+  // From a random place, every port of the range at most once: a few free ones are found even
+  // when nearly all are taken.
+  const span = HIGH - LOW;
+  const start = Math.floor(Math.random() * span);
+  for (let i = 0; i < span && ports.length < n; i++) {
+    const p = LOW + ((start + i) % span);
+    if (!claim(p)) continue;
     if (await canBind(p)) {
       ports.push(p);
       claimed.push(p);
     } else release(p);
+  }
+  if (ports.length < n) {
+    for (const p of ports) {
+      release(p);
+      claimed.splice(claimed.indexOf(p), 1);
+    }
+    throw new Error(`no ${n} free ports in ${LOW}-${HIGH}`);
   }
   // A long-lived process may need more ports than the range holds: give back the oldest half
   // (long bound by the processes they were for).

@@ -22,9 +22,9 @@ describe('free ports for processes about to start', () => {
   it('skips every port another live process claimed, takes over claims of dead ones, and releases its own at exit', () => {
     const dir = mkdtempSync(join(tmpdir(), 'raftkv-ports-test-'));
     try {
-      // This (live) process claims every port of the range but 20; a dead one claimed 5 of those.
+      // This (live) process claims every port of the range but 40; a dead one claimed 5 of those.
       const open = new Set<number>();
-      while (open.size < 20) open.add(20_000 + Math.floor(Math.random() * 12_000));
+      while (open.size < 40) open.add(20_000 + Math.floor(Math.random() * 12_000));
       const dead = [...open].slice(0, 5);
       for (let p = 20_000; p < 32_000; p++) if (!open.has(p)) writeFileSync(join(dir, String(p)), String(process.pid));
       for (const p of dead) writeFileSync(join(dir, String(p)), '999999999');
