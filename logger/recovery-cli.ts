@@ -34,6 +34,9 @@ install time, state size, number of commands, and a digest to compare with a rep
   --value-size B     diskstorage record size (default ${D.valueSize})
   --keys K           diskstorage key space (default ${D.keys})
   --token T          cluster token for an HTTP source (or $RAFTKV_TOKEN)
+  --mode M           streaming (default): install entries as they arrive, memory bounded, transfer
+                     time = total - install time; separate: receive everything, then install (the
+                     seed's method: the two times do not overlap)
   --json             print one JSON object instead of lines
 
 Example:
@@ -71,6 +74,7 @@ const RecoveryFlags = z.object({
   keys: Int(1).default(D.keys),
   token: z.string().optional(),
   json: z.boolean().default(false),
+  mode: z.enum(['streaming', 'separate']).default('streaming'),
 });
 
 function sourceAddr(addr: string): string {
@@ -112,11 +116,12 @@ export async function runRecovery(argv: string[]): Promise<void> {
     const info = pickLog(await src.info(), f.cluster);
     const have = f.from !== undefined ? { index: f.from - 1, term: 0, membership: { voters: [], learners: [], addrs: {} } } : undefined;
     if (have && f.from! < info.first) throw new Error(`entries before ${info.first} are not held by the source (available ${info.first}..${info.last})`);
-    const r = await rebuild(src, { applyBatch: (b) => sm.applyToEngine(b), restoreState: (s) => sm.restoreState(s) }, { cluster: info.clusterId || info.name, have, to: f.to, mode: 'separate' });
+    const r = await rebuild(src, { applyBatch: (b) => sm.applyToEngine(b), restoreState: (s) => sm.restoreState(s) }, { cluster: info.clusterId || info.name, have, to: f.to, mode: f.mode });
     if (f.to !== undefined && r.index < f.to) throw new Error(`the source holds entries only up to ${r.index}, not ${f.to}`);
     const stateBytes = sm.snapshot().length;
     const out = {
       source: f.recov,
+      mode: f.mode,
       cluster: info.clusterId || info.name,
       index: r.index,
       baseIndex: r.baseIndex,

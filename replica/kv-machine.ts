@@ -88,7 +88,7 @@ export class KvStateMachine implements StateMachine {
     } else {
       if (cmd.op === Op.SET) this.engine.put(cmd.key, cmd.value);
       else if (cmd.op === Op.DELETE) this.engine.delete(cmd.key);
-      out = result(ApplyStatus.Ok);
+      out = OK_RESULT;
     }
     if (cmd.client) this.sessions.record(cmd.client, cmd.seq, out, e.index);
     return out;
@@ -142,6 +142,9 @@ function u32(n: number): Buffer {
   b.writeUInt32LE(n, 0);
   return b;
 }
+
+/** The answer to most commands, shared: results are only read (sent, or kept for a retry). */
+const OK_RESULT = result(ApplyStatus.Ok);
 
 export function result(status: ApplyStatus, message = ''): Uint8Array {
   const m = Buffer.from(message);
