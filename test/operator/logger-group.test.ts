@@ -2,8 +2,8 @@
  * A RaftLoggerGroup end to end on the Kubernetes emulator (the seed's one logger for several
  * clusters): the group's pod joins every formed cluster that names it, each cluster reports it
  * as a logger member, a cluster added later rolls the pod (its volume keeps the logs of the
- * others), a cluster that leaves the group removes its member, and deleting the group removes
- * its members from every cluster.
+ * others), scaling the group adds and removes a member in every cluster, a cluster that leaves
+ * the group removes its member, and deleting the group removes its members from every cluster.
  */
 import assert from 'node:assert/strict';
 import { ChildProcess, spawn } from 'node:child_process';
@@ -103,6 +103,16 @@ describe('a RaftLoggerGroup on the Kubernetes emulator', () => {
     });
     const a = (await groupLog())!.clusters.find((c) => c.name === 'shared-0-ga')!;
     assert.ok(a.first <= before, `ga's log from before the roll is still there (first ${a.first}, had up to ${before})`);
+  });
+
+  it('scaling the group to 2 loggers adds a member to every cluster; back to 1 removes it from each', async () => {
+    assert.equal((await bed.kubectl('patch', 'rlg', 'shared', '--type', 'merge', '-p', '{"spec":{"loggers":2}}')).code, 0);
+    await until('both clusters to have two group loggers', async () => (await loggerMembers('ga')).sort().join() === 'shared-0-ga,shared-1-ga' && (await loggerMembers('gb')).sort().join() === 'shared-0-gb,shared-1-gb');
+    assert.equal(await bed.jsonpath('rc ga', '{.status.loggerGroup.members}'), '2');
+    assert.equal((await bed.kubectl('patch', 'rlg', 'shared', '--type', 'merge', '-p', '{"spec":{"loggers":1}}')).code, 0);
+    await until('one group logger again in each cluster, and one pod', async () =>
+      (await loggerMembers('ga')).join() === 'shared-0-ga' && (await loggerMembers('gb')).join() === 'shared-0-gb' && (await bed.jsonpath('pods -l raftkv.io/logger-group=shared', '{.items[*].metadata.name}')) === 'shared-0',
+    );
   });
 
   it('a cluster that leaves the group removes the group\'s member; deleting the group removes it from the rest', async () => {
