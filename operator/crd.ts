@@ -143,41 +143,40 @@ const STATUS: OpenApiSchema = {
   },
 };
 
-export function raftClusterCrd(): Record<string, unknown> {
-  const spec = openApiOf(RaftClusterSpec);
+interface CrdOptions {
+  kind: string;
+  plural: string;
+  shortNames: string[];
+  description: string;
+  spec: OpenApiSchema;
+  status: OpenApiSchema;
+  subresources: Record<string, unknown>;
+  columns: { name: string; type: string; jsonPath: string }[];
+}
+
+/** A namespaced raftkv.io/v1alpha1 CRD: the one shape both kinds share. */
+function crdOf(o: CrdOptions): Record<string, unknown> {
+  const singular = o.kind.toLowerCase();
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',
-    metadata: { name: 'raftclusters.raftkv.io', labels: { 'app.kubernetes.io/name': 'raftkv', 'app.kubernetes.io/component': 'crd' } },
+    metadata: { name: `${o.plural}.raftkv.io`, labels: { 'app.kubernetes.io/name': 'raftkv', 'app.kubernetes.io/component': 'crd' } },
     spec: {
       group: 'raftkv.io',
       scope: 'Namespaced',
-      names: { plural: 'raftclusters', singular: 'raftcluster', kind: 'RaftCluster', listKind: 'RaftClusterList', shortNames: ['rc', 'raft'], categories: ['all', 'raftkv'] },
+      names: { plural: o.plural, singular, kind: o.kind, listKind: `${o.kind}List`, shortNames: o.shortNames, categories: ['all', 'raftkv'] },
       versions: [
         {
           name: 'v1alpha1',
           served: true,
           storage: true,
-          subresources: { status: {}, scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas', labelSelectorPath: '.status.selector' } },
-          additionalPrinterColumns: [
-            { name: 'App', type: 'string', jsonPath: '.spec.app' },
-            { name: 'Replicas', type: 'integer', jsonPath: '.spec.replicas' },
-            { name: 'Ready', type: 'integer', jsonPath: '.status.readyReplicas' },
-            { name: 'Leader', type: 'string', jsonPath: '.status.leader' },
-            { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
-            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
-          ],
+          subresources: o.subresources,
+          additionalPrinterColumns: [...o.columns, { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' }],
           schema: {
             openAPIV3Schema: {
               type: 'object',
-              description: 'A Raft-replicated key-value store: its replicas, loggers and load generator, run by the raftkv operator.',
-              properties: {
-                apiVersion: { type: 'string' },
-                kind: { type: 'string' },
-                metadata: { type: 'object' },
-                spec: { ...spec, default: {} },
-                status: STATUS,
-              },
+              description: o.description,
+              properties: { apiVersion: { type: 'string' }, kind: { type: 'string' }, metadata: { type: 'object' }, spec: { ...o.spec, default: {} }, status: o.status },
             },
           },
         },
@@ -186,8 +185,29 @@ export function raftClusterCrd(): Record<string, unknown> {
   };
 }
 
+const generated = (crd: Record<string, unknown>) => `# Generated from operator/spec.ts by \`npm run gen\`: do not edit by hand.\n${YAML.stringify(crd, { lineWidth: 0 })}`;
+
+export function raftClusterCrd(): Record<string, unknown> {
+  return crdOf({
+    kind: 'RaftCluster',
+    plural: 'raftclusters',
+    shortNames: ['rc', 'raft'],
+    description: 'A Raft-replicated key-value store: its replicas, loggers and load generator, run by the raftkv operator.',
+    spec: openApiOf(RaftClusterSpec),
+    status: STATUS,
+    subresources: { status: {}, scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas', labelSelectorPath: '.status.selector' } },
+    columns: [
+      { name: 'App', type: 'string', jsonPath: '.spec.app' },
+      { name: 'Replicas', type: 'integer', jsonPath: '.spec.replicas' },
+      { name: 'Ready', type: 'integer', jsonPath: '.status.readyReplicas' },
+      { name: 'Leader', type: 'string', jsonPath: '.status.leader' },
+      { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
+    ],
+  });
+}
+
 export function raftClusterCrdYaml(): string {
-  return `# Generated from operator/spec.ts by \`npm run gen\`: do not edit by hand.\n${YAML.stringify(raftClusterCrd(), { lineWidth: 0 })}`;
+  return generated(raftClusterCrd());
 }
 
 const GROUP_STATUS: OpenApiSchema = {
@@ -210,41 +230,23 @@ const GROUP_STATUS: OpenApiSchema = {
 };
 
 export function raftLoggerGroupCrd(): Record<string, unknown> {
-  const spec = openApiOf(RaftLoggerGroupSpec);
-  return {
-    apiVersion: 'apiextensions.k8s.io/v1',
-    kind: 'CustomResourceDefinition',
-    metadata: { name: 'raftloggergroups.raftkv.io', labels: { 'app.kubernetes.io/name': 'raftkv', 'app.kubernetes.io/component': 'crd' } },
-    spec: {
-      group: 'raftkv.io',
-      scope: 'Namespaced',
-      names: { plural: 'raftloggergroups', singular: 'raftloggergroup', kind: 'RaftLoggerGroup', listKind: 'RaftLoggerGroupList', shortNames: ['rlg'], categories: ['all', 'raftkv'] },
-      versions: [
-        {
-          name: 'v1alpha1',
-          served: true,
-          storage: true,
-          subresources: { status: {} },
-          additionalPrinterColumns: [
-            { name: 'Loggers', type: 'integer', jsonPath: '.spec.loggers' },
-            { name: 'Ready', type: 'integer', jsonPath: '.status.readyLoggers' },
-            { name: 'Clusters', type: 'string', jsonPath: '.status.clusterNames' },
-            { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
-            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
-          ],
-          schema: {
-            openAPIV3Schema: {
-              type: 'object',
-              description: 'Logger processes shared by several RaftClusters (those whose spec.loggerGroup names it): each keeps every such cluster\'s committed log as a non-voter.',
-              properties: { apiVersion: { type: 'string' }, kind: { type: 'string' }, metadata: { type: 'object' }, spec: { ...spec, default: {} }, status: GROUP_STATUS },
-            },
-          },
-        },
-      ],
-    },
-  };
+  return crdOf({
+    kind: 'RaftLoggerGroup',
+    plural: 'raftloggergroups',
+    shortNames: ['rlg'],
+    description: "Logger processes shared by several RaftClusters (those whose spec.loggerGroup names it): each keeps every such cluster's committed log as a non-voter.",
+    spec: openApiOf(RaftLoggerGroupSpec),
+    status: GROUP_STATUS,
+    subresources: { status: {} },
+    columns: [
+      { name: 'Loggers', type: 'integer', jsonPath: '.spec.loggers' },
+      { name: 'Ready', type: 'integer', jsonPath: '.status.readyLoggers' },
+      { name: 'Clusters', type: 'string', jsonPath: '.status.clusterNames' },
+      { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
+    ],
+  });
 }
 
 export function raftLoggerGroupCrdYaml(): string {
-  return `# Generated from operator/spec.ts by \`npm run gen\`: do not edit by hand.\n${YAML.stringify(raftLoggerGroupCrd(), { lineWidth: 0 })}`;
+  return generated(raftLoggerGroupCrd());
 }

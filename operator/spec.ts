@@ -19,6 +19,32 @@ const Toleration = z
   })
   .strict();
 
+/** A pod's data: an emptyDir (it goes with the pod) or a PersistentVolumeClaim per pod. */
+const Storage = z
+  .object({
+    ephemeral: z.boolean().describe('emptyDir (the data goes with the pod) or a PersistentVolumeClaim per pod.').default(true),
+    size: Quantity.default('1Gi'),
+    storageClassName: z.string().optional(),
+  })
+  .strict()
+  .default({});
+
+const Resources = z
+  .object({
+    requests: z.record(z.string(), Quantity).optional(),
+    limits: z.record(z.string(), Quantity).optional(),
+  })
+  .strict()
+  .default({});
+
+/** The clusters' Raft timings (a kind adds its own fields), and the rule between them. */
+const RAFT_TIMINGS = {
+  electionTimeoutMs: z.number().int().min(2).default(1000),
+  heartbeatMs: z.number().int().min(1).default(100),
+};
+const timingsAgree = (r: { electionTimeoutMs: number; heartbeatMs: number }) => r.electionTimeoutMs >= 2 * r.heartbeatMs;
+const TIMINGS_RULE = 'electionTimeoutMs must be at least twice heartbeatMs';
+
 export const LoadgenSpec = z
   .object({
     driver: z.enum(['protobuf', 'text', 'http']).describe('Client protocol of the generator.').default('protobuf'),
@@ -46,30 +72,13 @@ export const RaftClusterSpec = z
     /** diskstorage key space. */
     keys: z.number().int().min(1).describe('diskstorage key space.').default(1_000_000),
     fsync: z.enum(['batch', 'always', 'never', 'memory']).describe('Durability of the Raft log: batch (group commit), always, never (page cache), memory.').default('batch'),
-    storage: z
-      .object({
-        ephemeral: z.boolean().default(true),
-        size: Quantity.default('1Gi'),
-        storageClassName: z.string().optional(),
-      })
-      .strict()
-      .default({}),
+    storage: Storage,
     image: z.string().describe('Container image of every pod.').default('raftkv:latest'),
-    resources: z
-      .object({
-        requests: z.record(z.string(), Quantity).optional(),
-        limits: z.record(z.string(), Quantity).optional(),
-      })
-      .strict()
-      .default({}),
+    resources: Resources,
     raft: z
-      .object({
-        electionTimeoutMs: z.number().int().min(2).default(1000),
-        heartbeatMs: z.number().int().min(1).default(100),
-        snapshotEvery: z.number().int().min(10).default(10_000),
-      })
+      .object({ ...RAFT_TIMINGS, snapshotEvery: z.number().int().min(10).default(10_000) })
       .strict()
-      .refine((r) => r.electionTimeoutMs >= 2 * r.heartbeatMs, 'electionTimeoutMs must be at least twice heartbeatMs')
+      .refine(timingsAgree, TIMINGS_RULE)
       .default({}),
     placement: z
       .object({
@@ -108,29 +117,9 @@ export const RaftLoggerGroupSpec = z
   .object({
     loggers: z.number().int().min(1).max(7).describe('Logger processes (pods); each keeps the log of every cluster of the group.').default(1),
     image: z.string().describe('Container image of the logger pods.').default('raftkv:latest'),
-    storage: z
-      .object({
-        ephemeral: z.boolean().describe('emptyDir (the logs go with the pod) or a PersistentVolumeClaim per logger.').default(true),
-        size: Quantity.default('1Gi'),
-        storageClassName: z.string().optional(),
-      })
-      .strict()
-      .default({}),
-    resources: z
-      .object({
-        requests: z.record(z.string(), Quantity).optional(),
-        limits: z.record(z.string(), Quantity).optional(),
-      })
-      .strict()
-      .default({}),
-    raft: z
-      .object({
-        electionTimeoutMs: z.number().int().min(2).default(1000),
-        heartbeatMs: z.number().int().min(1).default(100),
-      })
-      .strict()
-      .refine((r) => r.electionTimeoutMs >= 2 * r.heartbeatMs, 'electionTimeoutMs must be at least twice heartbeatMs')
-      .default({}),
+    storage: Storage,
+    resources: Resources,
+    raft: z.object(RAFT_TIMINGS).strict().refine(timingsAgree, TIMINGS_RULE).default({}),
     placement: z
       .object({
         loggersApart: Spread.describe('Logger pods of the group on different nodes: required, preferred or none.').default('preferred'),
