@@ -9,7 +9,8 @@ import { z } from 'zod';
 import { commandLine, reportUsage } from '../util/cli.js';
 import { lineChart } from './chart.js';
 import { EXPERIMENTS, ExperimentResult, Row } from './experiments.js';
-import { LocalTopology, Topology } from './local-topology.js';
+import { LocalTopology } from './local-topology.js';
+import type { Topology } from './topology.js';
 
 export const EXPERIMENT_HELP = `usage: raftkv experiment NAME [--out DIR] [--scale F] [--duration S] [--k8s]
 

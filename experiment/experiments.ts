@@ -8,7 +8,7 @@
 import { RaftKvClient } from '../replica/client.js';
 import type { LoadResult } from '../loadgen/run.js';
 import type { ChartOptions, Series } from './chart.js';
-import { ClusterPlan, RunningCluster, RunningLogger, Topology } from './local-topology.js';
+import { ClusterPlan, RunningCluster, RunningLogger, Topology } from './topology.js';
 
 export interface Params {
   scale: number;
@@ -55,6 +55,7 @@ export function clientSteps(scale: number): number[] {
 }
 
 const round = (v: number, d = 2) => Number(v.toFixed(d));
+const paramsOf = (p: Params, keys = keysFor(p.scale)) => ({ scale: p.scale, duration: p.duration, keys, valueSize: VALUE });
 const ms = (us: number) => round(us / 1000);
 
 /** Keys above the load's key space, for the canary writes (numeric: diskstorage keys are slots). */
@@ -180,7 +181,7 @@ function saturation(app: 'kvstore' | 'diskstorage', name: string, seedFigure: st
         rows,
         figure: { series, options: { title: `${short}: throughput against p90 latency, one point per client count`, xLabel: 'throughput (commands/s)', yLabel: 'p90 latency (ms)' } },
         checks,
-        params: { scale: p.scale, duration: p.duration, keys: keysFor(p.scale), valueSize: VALUE },
+        params: paramsOf(p),
       };
     },
   };
@@ -221,7 +222,7 @@ function shared(app: 'kvstore' | 'diskstorage', name: string): Experiment {
         rows,
         figure: { series: [{ name: 'all applications', points: total }, { name: 'per application', points: perApp }], options: { title: `${app}: throughput as applications share the nodes (${clients} clients each)`, xLabel: 'applications', yLabel: 'throughput (commands/s)' } },
         checks,
-        params: { scale: p.scale, duration: p.duration, keys: keysFor(p.scale), valueSize: VALUE },
+        params: paramsOf(p),
       };
     },
   };
@@ -273,7 +274,7 @@ const loggerScale: Experiment = {
       rows,
       figure: { series: [{ name: 'smallest logged/committed ratio', points: worst }], options: { title: 'One logger process for N clusters at saturation', xLabel: 'clusters served by one logger', yLabel: 'logged / committed (smallest cluster)', yMin: Math.min(0.9, ...worst.map((w) => w.y)), reference: { y: 0.9909, label: 'the seed: 0.9909' } } },
       checks,
-      params: { scale: p.scale, duration: p.duration, keys: keysFor(p.scale), valueSize: VALUE },
+      params: paramsOf(p),
     };
   },
 };
@@ -305,7 +306,7 @@ const consensusOnly: Experiment = {
       rows,
       figure: { series: [{ name: 'raftkv', points }], options: { title: 'Consensus alone: committed commands per second against clients', xLabel: 'closed-loop clients', yLabel: 'throughput (commands/s)', reference: { y: 3200, label: 'the seed: ~3,200/s' } } },
       checks,
-      params: { scale: p.scale, duration: p.duration, keys: 1, valueSize: VALUE },
+      params: paramsOf(p, 1),
     };
   },
 };
@@ -356,7 +357,7 @@ function recovery(source: 'applog' | 'logger'): Experiment {
         rows,
         figure: { series: [{ name: 'transfer + install', points: total }, { name: 'transfer', points: transfer }], options: { title: `Recovery from the ${source === 'applog' ? 'application log' : 'logger'}: time against commands`, xLabel: 'commands recovered', yLabel: 'seconds' } },
         checks,
-        params: { scale: p.scale, duration: p.duration, keys: keysFor(p.scale), valueSize: VALUE },
+        params: paramsOf(p),
       };
     },
   };

@@ -9,12 +9,11 @@ import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, s
 import { LABEL_CLUSTER, LABEL_GROUP, LABEL_ROLE } from '../operator/labels.js';
 import { PORTS } from '../operator/resources.js';
 import { groupLoggerName, groupMemberId } from '../operator/spec.js';
-import { ClusterPlan, RunningCluster, RunningLogger, Topology } from './local-topology.js';
+import { ClusterPlan, RunningCluster, RunningLogger, Topology, sleep } from './topology.js';
 
 const GROUP = 'raftkv.io';
 const VERSION = 'v1alpha1';
 const EXPERIMENT_LABEL = 'raftkv.io/experiment';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class KubeTopology extends Topology {
   private readonly core: CoreV1Api;

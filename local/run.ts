@@ -14,6 +14,7 @@ import { parseAllDocuments } from 'yaml';
 import { RaftCluster, RaftLoggerGroup, groupLoggerName, groupMemberId, loggerName, parseRaftCluster, parseRaftLoggerGroup, replicaName } from '../operator/spec.js';
 import { commandLine, reportUsage } from '../util/cli.js';
 import { freePort } from '../util/ports.js';
+import { processAlive } from '../util/signals.js';
 
 export const LOCAL_HELP = `usage: raftkv local [FILE] [flags]
 
@@ -76,15 +77,6 @@ export function sweepStaleEphemeral(root = tmpdir()): string[] {
     removed.push(dir);
   }
   return removed;
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Every RaftCluster in a manifest file, validated (other kinds are skipped). */

@@ -52,6 +52,7 @@ export class Operator {
   private readonly log: (l: string) => void;
   private clusters!: ReturnType<typeof makeInformer<Obj>>;
   private groups!: ReturnType<typeof makeInformer<Obj>>;
+  private pods!: ReturnType<typeof makeInformer<Obj>>;
 
   constructor(private readonly o: OperatorOptions) {
     this.log = o.log ?? ((l) => console.log(l));
@@ -65,12 +66,7 @@ export class Operator {
   async start(): Promise<void> {
     if (this.o.metricsPort !== undefined) await this.serveMetrics();
     const ns = this.o.namespace;
-    const clusterPath = ns ? `/apis/raftkv.io/v1alpha1/namespaces/${ns}/raftclusters` : '/apis/raftkv.io/v1alpha1/raftclusters';
-    const listClusters = async () =>
-      (ns
-        ? await this.custom.listNamespacedCustomObject({ group: 'raftkv.io', version: 'v1alpha1', namespace: ns, plural: 'raftclusters' })
-        : await this.custom.listClusterCustomObject({ group: 'raftkv.io', version: 'v1alpha1', plural: 'raftclusters' })) as KubernetesListObject<Obj>;
-    this.clusters = makeInformer<Obj>(this.o.kubeConfig, clusterPath, listClusters);
+    this.clusters = this.informerOf('raftclusters');
     // A cluster's change may change which clusters a group serves: its groups look again too.
     const clusterChanged = (o: KubernetesObject) => {
       this.enqueue(`${o.metadata!.namespace}/${o.metadata!.name}`, 0);
@@ -82,12 +78,7 @@ export class Operator {
       this.forget(`${o.metadata!.namespace}/${o.metadata!.name}`);
       this.enqueueGroupsOf(o.metadata!.namespace!, 200);
     });
-    const groupPath = ns ? `/apis/raftkv.io/v1alpha1/namespaces/${ns}/raftloggergroups` : '/apis/raftkv.io/v1alpha1/raftloggergroups';
-    const listGroups = async () =>
-      (ns
-        ? await this.custom.listNamespacedCustomObject({ group: 'raftkv.io', version: 'v1alpha1', namespace: ns, plural: 'raftloggergroups' })
-        : await this.custom.listClusterCustomObject({ group: 'raftkv.io', version: 'v1alpha1', plural: 'raftloggergroups' })) as KubernetesListObject<Obj>;
-    this.groups = makeInformer<Obj>(this.o.kubeConfig, groupPath, listGroups);
+    this.groups = this.informerOf('raftloggergroups');
     // A group's change (its loggers, or the group going) matters to the clusters it serves.
     const groupChanged = (o: KubernetesObject) => {
       this.enqueue(`${GROUP_KEY}${o.metadata!.namespace}/${o.metadata!.name}`, 0);
@@ -102,7 +93,7 @@ export class Operator {
     const podPath = ns ? `/api/v1/namespaces/${ns}/pods` : '/api/v1/pods';
     const managed = 'app.kubernetes.io/managed-by=raftkv-operator';
     const listPods = async () => (ns ? await this.core.listNamespacedPod({ namespace: ns, labelSelector: managed }) : await this.core.listPodForAllNamespaces({ labelSelector: managed })) as unknown as KubernetesListObject<Obj>;
-    const pods = makeInformer<Obj>(this.o.kubeConfig, podPath, listPods, managed);
+    const pods = (this.pods = makeInformer<Obj>(this.o.kubeConfig, podPath, listPods, managed));
     const podChanged = (p: KubernetesObject) => {
       const cluster = p.metadata?.labels?.[LABEL_CLUSTER];
       if (cluster) this.enqueue(`${p.metadata!.namespace}/${cluster}`, 200);
@@ -129,6 +120,17 @@ export class Operator {
     this.informers = [this.clusters, this.groups, pods];
     await this.campaign();
     this.ready = true;
+  }
+
+  /** An informer on one of our kinds, in the watched namespace or all of them. */
+  private informerOf(plural: 'raftclusters' | 'raftloggergroups') {
+    const ns = this.o.namespace;
+    const path = ns ? `/apis/raftkv.io/v1alpha1/namespaces/${ns}/${plural}` : `/apis/raftkv.io/v1alpha1/${plural}`;
+    const list = async () =>
+      (ns
+        ? await this.custom.listNamespacedCustomObject({ group: 'raftkv.io', version: 'v1alpha1', namespace: ns, plural })
+        : await this.custom.listClusterCustomObject({ group: 'raftkv.io', version: 'v1alpha1', plural })) as KubernetesListObject<Obj>;
+    return makeInformer<Obj>(this.o.kubeConfig, path, list);
   }
 
   async stop(): Promise<void> {
@@ -275,7 +277,8 @@ export class Operator {
         if (parsed.data.loggerGroup) {
           const g = this.groups.get(parsed.data.loggerGroup, namespace);
           const gs = g ? RaftLoggerGroupSpec.safeParse(g.spec ?? {}) : undefined;
-          group = { name: parsed.data.loggerGroup, spec: gs?.success ? gs.data : undefined };
+          const pods = this.pods.list(namespace).filter((p) => p.metadata?.labels?.[LABEL_GROUP] === parsed.data.loggerGroup && !p.metadata?.deletionTimestamp);
+          group = { name: parsed.data.loggerGroup, spec: gs?.success ? gs.data : undefined, pods };
         }
         const r = await this.reconciler.reconcile(rc, parsed.data, group);
         next = r.requeueMs;

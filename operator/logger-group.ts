@@ -5,20 +5,13 @@
  * when every other one is ready, so the group never has two loggers down by choice. Clusters
  * treat the group's members as their loggers (operator/reconcile.ts); this pass only runs pods.
  */
-import { KubeConfig, KubernetesObjectApi, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, ApiException } from '@kubernetes/client-node';
+import { KubeConfig, KubernetesObjectApi, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { createIfAbsent, ignoreConflict, isReady } from './api.js';
 import { LABEL_GROUP, LABEL_ORDINAL } from './labels.js';
 import { ClusterRef, GroupCluster, Obj, TEMPLATE_ANNOTATION, assignGroupPorts, groupLoggerPod, groupPvc, groupTemplateHash } from './resources.js';
 import { RaftLoggerGroupSpec, groupLoggerName } from './spec.js';
 import type { EventSink, ReconcileResult } from './reconcile.js';
 
-const ignoreConflict = (e: unknown) => {
-  if (e instanceof ApiException && (e.code === 409 || e.code === 404)) return undefined;
-  throw e;
-};
-
-function isReady(p: Obj | undefined): boolean {
-  return !!p?.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True');
-}
 
 export class GroupReconciler {
   private readonly objects: KubernetesObjectApi;
@@ -67,13 +60,7 @@ export class GroupReconciler {
     for (let i = 0; i < spec.loggers; i++) {
       if (pods.some((p) => p.metadata.name === groupLoggerName(g.name, i))) continue;
       if (!spec.storage.ephemeral) await this.objects.create(groupPvc(g, spec, i)).catch(ignoreConflict);
-      const made = await this.objects.create(groupLoggerPod(g, spec, i, ports)).then(
-        () => true,
-        (e: unknown) => {
-          if (e instanceof ApiException && e.code === 409) return false;
-          throw e;
-        },
-      );
+      const made = await createIfAbsent(this.objects, groupLoggerPod(g, spec, i, ports));
       if (made) {
         this.log(`${g.namespace}/${g.name}: created pod ${groupLoggerName(g.name, i)}`);
         await this.event(g, 'Normal', 'CreatedLogger', `created ${groupLoggerName(g.name, i)} for ${serving.join(', ')}`);

@@ -8,7 +8,8 @@
 import { KubeConfig, KubernetesObjectApi, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, ApiException, type V1OwnerReference } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import { quorum } from '../raft/index.js';
-import { LABEL_CLUSTER, LABEL_GROUP, LABEL_ORDINAL, LABEL_ROLE } from './labels.js';
+import { createIfAbsent, ignoreConflict, isReady } from './api.js';
+import { LABEL_CLUSTER, LABEL_ORDINAL, LABEL_ROLE } from './labels.js';
 import { ReplicaView, removeMember, replicaStatus, transferLeadership } from './members.js';
 import { ClusterRef, Obj, PORTS, ownerReference, TEMPLATE_ANNOTATION, clientService, disruptionBudget, loadgenPod, loggerPod, peerService, pvcFor, replicaPod, replicaSelector, selectorString, serviceMonitor, templateHash } from './resources.js';
 import { RaftClusterSpec, RaftLoggerGroupSpec, groupLoggerName, loggerName, replicaName } from './spec.js';
@@ -18,6 +19,8 @@ export interface LoggerGroupView {
   name: string;
   /** undefined: no such group (its members in the cluster are stale). */
   spec?: RaftLoggerGroupSpec;
+  /** Its pods, as the operator's cache has them. */
+  pods: Obj[];
 }
 
 export interface ReconcileResult {
@@ -43,10 +46,6 @@ interface Condition {
 export const RESTORE_ANNOTATION = 'raftkv.io/restore-from-logger';
 const RESTORED_ANNOTATION = 'raftkv.io/restored-from';
 
-const ignoreConflict = (e: unknown) => {
-  if (e instanceof ApiException && (e.code === 409 || e.code === 404)) return undefined;
-  throw e;
-};
 
 export class Reconciler {
   private readonly objects: KubernetesObjectApi;
@@ -147,7 +146,7 @@ export class Reconciler {
     const ordinals = replicas.map((p) => Number(p.metadata.labels?.[LABEL_ORDINAL] ?? -1));
     status.leader = leader.id;
     // The group's pods log this cluster too: its members <group>-<i>-<cluster> are loggers here.
-    const groupPods = group ? ((await this.core.listNamespacedPod({ namespace: c.namespace, labelSelector: `${LABEL_GROUP}=${group.name}` })).items as Obj[]) : [];
+    const groupPods = group?.pods ?? [];
     const podOfLogger = (id: string) => {
       const gm = groupMemberOf(c.name, id);
       return live.find((x) => x.metadata.name === id) ?? (gm && groupPods.find((x) => x.metadata.name === groupLoggerName(gm.group, gm.ordinal)));
@@ -389,13 +388,7 @@ export class Reconciler {
   /** Create a member pod (and its volume claim); false if one of that name still exists. */
   private async createPod(c: ClusterRef, spec: RaftClusterSpec, pod: Obj, ordinal: number, role: 'replica' | 'logger' = 'replica'): Promise<boolean> {
     if (!spec.storage.ephemeral) await this.objects.create(pvcFor(c, spec, pod.metadata.name, role, ordinal)).catch(ignoreConflict);
-    const made = await this.objects.create(pod).then(
-      () => true,
-      (e: unknown) => {
-        if (e instanceof ApiException && e.code === 409) return false;
-        throw e;
-      },
-    );
+    const made = await createIfAbsent(this.objects, pod);
     if (made) this.log(`${c.namespace}/${c.name}: created pod ${pod.metadata.name}`);
     return made;
   }
@@ -467,10 +460,6 @@ export class Reconciler {
     }
     return { requeueMs, phase: status.phase };
   }
-}
-
-function isReady(p: Obj | undefined): boolean {
-  return !!p?.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True');
 }
 
 function readyCount(pods: Obj[]): number {

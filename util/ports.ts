@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { processAlive } from './signals.js';
 
 /**
  * Ports for processes about to be started, on 127.0.0.1. A port handed out is free when chosen
@@ -27,15 +28,6 @@ function canBind(port: number): Promise<boolean> {
   });
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Ports this process claimed, oldest first. */
 const claimed: number[] = [];
 let cleanupInstalled = false;
@@ -55,7 +47,7 @@ function claim(port: number): boolean {
         } catch {
           continue;
         }
-        if (owner === process.pid || (owner > 0 && alive(owner))) return false;
+        if (owner === process.pid || (owner > 0 && processAlive(owner))) return false;
         rmSync(file, { force: true });
       } else return false;
     }

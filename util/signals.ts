@@ -23,3 +23,13 @@ export function stopOnSignals(name: string, stop: () => Promise<void>, stoppedBy
     if (e) void shutdown(`stopped: ${e.message}`, 1);
   });
 }
+
+/** Whether a process with this pid exists (for owner files left by a process that may be gone). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
