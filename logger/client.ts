@@ -7,8 +7,8 @@ import http from 'node:http';
 import https from 'node:https';
 import { Entry, Snapshot } from '../raft/types.js';
 import { decodeSnapshot } from '../raft/storage/snapshots.js';
-import { RecordSplitter } from './command-log.js';
-import { recovBase, recovInfo, recovRange } from './recov.js';
+import { RangeCheck, recovBase, recovInfo, recovRawRange } from './recov.js';
+import { rangeOffThread } from './range-thread.js';
 
 export interface LogInfo {
   name: string;
@@ -23,48 +23,84 @@ export interface LogInfo {
 export interface LogSource {
   info(): Promise<LogInfo[]>;
   base(cluster: string): Promise<Snapshot | undefined>;
+  /** Entries from..to, exactly, in order, each batch handed over as it arrives. */
   range(cluster: string, from: number, to: number, onEntries: (batch: Entry[]) => void): Promise<{ count: number; bytes: number }>;
 }
+
+/** A source's range as raw record bytes, as they arrive (a promise from `onChunk` pauses it). */
+export type RawRange = (cluster: string, from: number, to: number, onChunk: (b: Buffer) => void | Promise<void>) => Promise<{ bytes: number }>;
 
 export interface SourceOptions {
   token?: string;
   ca?: Buffer;
+  /**
+   * Receive and check ranges on this thread instead of a worker thread. The worker (the
+   * default) reads the socket and checks every record's checksum while this thread installs.
+   */
+  inThread?: boolean;
 }
 
 /** `http://host:port` or `host:port` for HTTP; `recov://host:port` (or `tcp://`) for the recov port. */
 export function logSource(addr: string, o: SourceOptions = {}): LogSource {
+  const { info, base, rawRange } = rawSource(addr, o);
+  const range: LogSource['range'] = o.inThread
+    ? async (cluster, from, to, onEntries) => {
+        const check = new RangeCheck(from);
+        const r = await rawRange(cluster, from, to, (b) => check.push(b, onEntries));
+        check.end(to, `got ${check.next - from} of ${to - from + 1} entries`);
+        return { count: to - from + 1, bytes: r.bytes };
+      }
+    : (cluster, from, to, onEntries) => rangeOffThread({ addr, token: o.token, ca: o.ca }, cluster, from, to, onEntries);
+  return { info, base, range };
+}
+
+/** The three questions of a source, the range answered as raw bytes. */
+export function rawSource(addr: string, o: SourceOptions = {}): Omit<LogSource, 'range'> & { rawRange: RawRange } {
   const m = /^(recov|tcp):\/\/(.+)$/.exec(addr);
   if (m) return recovSource(m[2]);
   return httpSource(/^https?:\/\//.test(addr) ? addr.replace(/\/$/, '') : `${o.ca ? 'https' : 'http'}://${addr}`, o);
 }
 
-function recovSource(addr: string): LogSource {
+function recovSource(addr: string) {
   return {
     info: async () => (await recovInfo(addr)) as LogInfo[],
-    base: (cluster) => recovBase(addr, cluster),
-    range: async (cluster, from, to, onEntries) => {
-      const r = await recovRange(addr, cluster, from, to, onEntries);
-      return { count: r.count, bytes: r.bytes };
-    },
+    base: (cluster: string) => recovBase(addr, cluster),
+    rawRange: (async (cluster, from, to, onChunk) => {
+      const r = await recovRawRange(addr, cluster, from, to, onChunk);
+      if (r.from !== from || r.to !== to) throw new Error(`${addr} answered ${r.from}..${r.to} to a request for ${from}..${to}`);
+      return { bytes: r.bytes };
+    }) as RawRange,
   };
 }
 
-function get(url: string, o: SourceOptions, accept: string, onData?: (b: Buffer) => void): Promise<{ status: number; body: Buffer }> {
+function get(url: string, o: SourceOptions, accept: string, onData?: (b: Buffer) => void | Promise<void>): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const lib = url.startsWith('https:') ? https : http;
     const req = lib.request(url, { method: 'GET', headers: { accept, ...(o.token ? { 'x-raftkv-token': o.token } : {}) }, timeout: 120_000, ...(o.ca ? { ca: o.ca } : {}) }, (res) => {
       const parts: Buffer[] = [];
       const streaming = onData && res.statusCode === 200;
+      const fail = (e: Error) => {
+        res.destroy(e);
+        reject(e);
+      };
+      let paused: Promise<void> | undefined;
       res.on('data', (d: Buffer) => {
         if (!streaming) return void parts.push(d);
         try {
-          onData(d);
+          const p = onData(d);
+          if (p) {
+            res.pause();
+            paused = p.then(() => {
+              paused = undefined;
+              res.resume();
+            }, fail);
+          }
         } catch (e) {
-          res.destroy(e as Error);
-          reject(e as Error);
+          fail(e as Error);
         }
       });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
+      const done = () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) });
+      res.on('end', () => (paused ? paused.then(done) : done()));
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error(`no answer from ${url}`)));
@@ -83,38 +119,30 @@ function failure(url: string, r: { status: number; body: Buffer }): Error {
   return new Error(`${url}: HTTP ${r.status}: ${msg}`);
 }
 
-function httpSource(base: string, o: SourceOptions): LogSource {
+function httpSource(base: string, o: SourceOptions) {
   return {
     info: async () => {
       const r = await get(`${base}/v1/log`, o, 'application/json');
       if (r.status !== 200) throw failure(`${base}/v1/log`, r);
       return (JSON.parse(r.body.toString()) as { clusters: LogInfo[] }).clusters;
     },
-    base: async (cluster) => {
+    base: async (cluster: string) => {
       const url = `${base}/v1/log/${encodeURIComponent(cluster)}/base`;
       const r = await get(url, o, 'application/octet-stream');
       if (r.status === 404 && /no base snapshot/.test(r.body.toString())) return undefined;
       if (r.status !== 200) throw failure(url, r);
       return decodeSnapshot(r.body);
     },
-    range: async (cluster, from, to, onEntries) => {
+    rawRange: (async (cluster, from, to, onChunk) => {
       const url = `${base}/v1/log/${encodeURIComponent(cluster)}?from=${from}&to=${to}`;
-      const splitter = new RecordSplitter();
-      let next = from;
       let bytes = 0;
       const r = await get(url, o, 'application/octet-stream', (d) => {
         bytes += d.length;
-        const batch = splitter.push(d);
-        for (const e of batch) {
-          if (e.index !== next) throw new Error(`stream out of order: got ${e.index}, expected ${next}`);
-          next++;
-        }
-        if (batch.length > 0) onEntries(batch);
+        return onChunk(d);
       });
       if (r.status !== 200) throw failure(url, r);
-      if (splitter.pending() > 0 || next !== to + 1) throw new Error(`${url}: stream ended early at ${next - 1}`);
-      return { count: to - from + 1, bytes };
-    },
+      return { bytes };
+    }) as RawRange,
   };
 }
 

@@ -492,29 +492,49 @@ function recordEnd(seg: Segment, i: number): number {
   return (i + 1 < seg.offsets.length ? seg.offsets[i + 1] : seg.size) - seg.offsets[i];
 }
 
-/** Decode whole records (as read or streamed); throws on a damaged one. */
-export function decodeRecords(buf: Buffer): Entry[] {
+/**
+ * Decode whole records (as read or streamed); throws on a damaged one. `verified`: the bytes
+ * came from `RecordSplitter.pushRaw`, which already checked every length and checksum.
+ */
+export function decodeRecords(buf: Buffer, verified = false): Entry[] {
+  if (!verified) checkRecords(buf);
   const out: Entry[] = [];
-  let off = 0;
-  while (off < buf.length) {
-    if (off + HEADER > buf.length) throw new Error(`record header cut short at byte ${off}`);
+  for (let off = 0; off < buf.length; ) {
     const len = buf.readUInt32LE(off);
-    if (len < BODY_FIXED || len > MAX_RECORD || off + HEADER + len > buf.length) throw new Error(`bad record length ${len} at byte ${off}`);
-    if (crc32c(buf.subarray(off + HEADER, off + HEADER + len)) !== buf.readUInt32LE(off + 4)) throw new Error(`record checksum mismatch at byte ${off}`);
     out.push(decodeBody(buf, off + HEADER, len));
     off += HEADER + len;
   }
   return out;
 }
 
-/** Splits a byte stream of records into whole records, as the bytes arrive. */
+/** Throws unless `buf` is whole records with good lengths and checksums. */
+function checkRecords(buf: Buffer): void {
+  for (let off = 0; off < buf.length; ) {
+    if (off + HEADER > buf.length) throw new Error(`record header cut short at byte ${off}`);
+    const len = buf.readUInt32LE(off);
+    if (len < BODY_FIXED || len > MAX_RECORD || off + HEADER + len > buf.length) throw new Error(`bad record length ${len} at byte ${off}`);
+    if (crc32c(buf.subarray(off + HEADER, off + HEADER + len)) !== buf.readUInt32LE(off + 4)) throw new Error(`record checksum mismatch at byte ${off}`);
+    off += HEADER + len;
+  }
+}
+
 const EMPTY_BUF = Buffer.alloc(0);
 
+/** Splits a byte stream of records into whole records, as the bytes arrive. */
 export class RecordSplitter {
   private carry: Buffer = EMPTY_BUF;
   /** Feed bytes; returns the whole records completed so far, decoded and checked. */
   push(chunk: Buffer): Entry[] {
     const out: Entry[] = [];
+    for (const raw of this.pushRaw(chunk)) for (const e of decodeRecords(raw, true)) out.push(e);
+    return out;
+  }
+  /**
+   * Feed bytes; returns the whole records completed so far as checked bytes (views into the
+   * chunk where they lie whole in it), for `decodeRecords(raw, true)`.
+   */
+  pushRaw(chunk: Buffer): Buffer[] {
+    const out: Buffer[] = [];
     let buf = chunk;
     if (this.carry.length > 0) {
       // Complete the record that straddles the boundary, copying only its bytes (copying the
@@ -531,7 +551,9 @@ export class RecordSplitter {
         this.carry = Buffer.concat([this.carry, chunk]);
         return out;
       }
-      out.push(...decodeRecords(Buffer.concat([this.carry, chunk.subarray(0, need)])));
+      const rec = Buffer.concat([this.carry, chunk.subarray(0, need)]);
+      checkRecords(rec);
+      out.push(rec);
       buf = chunk.subarray(need);
       this.carry = EMPTY_BUF;
     }
@@ -542,10 +564,12 @@ export class RecordSplitter {
       if (off + HEADER + len > buf.length) break;
       off += HEADER + len;
     }
-    const whole = decodeRecords(buf.subarray(0, off));
+    if (off > 0) {
+      const whole = buf.subarray(0, off);
+      checkRecords(whole);
+      out.push(whole);
+    }
     this.carry = off < buf.length ? Buffer.from(buf.subarray(off)) : EMPTY_BUF;
-    if (out.length === 0) return whole;
-    for (const e of whole) out.push(e);
     return out;
   }
   /** Bytes of an unfinished record at the end (0 when the stream ended cleanly). */
@@ -571,7 +595,7 @@ function decodeBody(buf: Buffer, off: number, len: number): Entry {
     index: buf.readUIntLE(off, 6),
     term: buf.readUIntLE(off + 6, 6),
     type: buf.readUInt8(off + 12) as EntryType,
-    data: new Uint8Array(buf.buffer, buf.byteOffset + off + BODY_FIXED, len - BODY_FIXED),
+    data: buf.subarray(off + BODY_FIXED, off + len),
   };
 }
 

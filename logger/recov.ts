@@ -185,8 +185,11 @@ function request(addr: string, line: string, timeoutMs: number, onBody: (first: 
   });
 }
 
-/** Feed the rest of the connection to `onChunk`; a throw from it ends the read with that error. */
-function readAll(first: Buffer | undefined, sock: net.Socket, onChunk: (b: Buffer) => void): Promise<void> {
+/**
+ * Feed the rest of the connection to `onChunk`; a throw (or rejection) from it ends the read
+ * with that error, a promise from it pauses reading until it settles.
+ */
+function readAll(first: Buffer | undefined, sock: net.Socket, onChunk: (b: Buffer) => void | Promise<void>): Promise<void> {
   return new Promise((resolve, reject) => {
     let over = false;
     const finish = (e?: Error) => {
@@ -197,18 +200,30 @@ function readAll(first: Buffer | undefined, sock: net.Socket, onChunk: (b: Buffe
         reject(e);
       } else resolve();
     };
+    let paused: Promise<void> | undefined;
     const feed = (b: Buffer) => {
       try {
-        onChunk(b);
+        const p = onChunk(b);
+        if (p) {
+          sock.pause();
+          paused = p.then(
+            () => {
+              paused = undefined;
+              sock.resume();
+            },
+            (e: unknown) => finish(e as Error),
+          );
+        }
       } catch (e) {
         finish(e as Error);
       }
     };
     if (first) feed(first);
     sock.on('data', feed);
-    sock.once('end', () => finish());
+    // The end may come while a pause is pending: it counts once what was fed is taken.
+    sock.once('end', () => (paused ? paused.then(() => finish()) : finish()));
     sock.once('error', (e) => finish(e));
-    sock.once('close', () => finish());
+    sock.once('close', () => (paused ? paused.then(() => finish()) : finish()));
   });
 }
 
@@ -249,25 +264,58 @@ export async function recovRange(
   onEntries: (batch: Entry[]) => void,
   o: { waitMs?: number; timeoutMs?: number } = {},
 ): Promise<{ from: number; to: number; count: number; bytes: number }> {
+  const check = new RangeCheck(from);
+  const r = await recovRawRange(addr, cluster, from, to, (b) => check.push(b, onEntries), o);
+  check.end(r.to, `got ${check.next - r.from} of ${r.count} entries`);
+  return r;
+}
+
+/**
+ * The same stream as raw bytes: `onChunk` gets what arrives, as it arrives (not yet split into
+ * records or checked); when it returns a promise, reading pauses until it settles.
+ */
+export async function recovRawRange(
+  addr: string,
+  cluster: string,
+  from: number,
+  to: number | 'last',
+  onChunk: (b: Buffer) => void | Promise<void>,
+  o: { waitMs?: number; timeoutMs?: number } = {},
+): Promise<{ from: number; to: number; count: number; bytes: number }> {
   let result = { from, to: 0, count: 0, bytes: 0 };
   const line = `RECOVER ${cluster} ${from} ${to}${o.waitMs ? ` ${o.waitMs}` : ''}`;
   await request(addr, line, o.timeoutMs ?? 60_000, async (first, sock, header) => {
     const [f, t, count] = header.split(' ').map(Number);
-    const splitter = new RecordSplitter();
-    let next = f;
     let bytes = 0;
     await readAll(first, sock, (b) => {
       bytes += b.length;
-      const batch = splitter.push(b);
-      for (const e of batch) {
-        if (e.index !== next) throw new Error(`stream out of order: got ${e.index}, expected ${next}`);
-        next++;
-      }
-      if (batch.length > 0) onEntries(batch);
+      return onChunk(b);
     });
-    if (splitter.pending() > 0 || next !== t + 1) throw new Error(`stream ended early: got ${next - f} of ${count} entries`);
     result = { from: f, to: t, count, bytes };
   });
   return result;
 }
 
+/** Splits a stream of records and checks it holds from, from+1, ... in order. */
+export class RangeCheck {
+  private readonly splitter = new RecordSplitter();
+  next: number;
+  constructor(from: number) {
+    this.next = from;
+  }
+  push(chunk: Buffer, onEntries: (batch: Entry[]) => void): void {
+    const batch = this.splitter.push(chunk);
+    this.follow(batch);
+    if (batch.length > 0) onEntries(batch);
+  }
+  /** Entries already split and checked elsewhere: only their order is checked here. */
+  follow(batch: Entry[]): void {
+    for (const e of batch) {
+      if (e.index !== this.next) throw new Error(`stream out of order: got ${e.index}, expected ${this.next}`);
+      this.next++;
+    }
+  }
+  end(to: number, what: string): void {
+    if (this.splitter.pending() > 0 || this.next !== to + 1) throw new Error(`stream ended early: ${what}`);
+  }
+}

@@ -38,11 +38,18 @@ export type SessionOutcome =
   /** No such session (never registered, or expired): not applied; the client must register anew. */
   | { kind: 'unknown-session' };
 
+// The answers without data, shared (one allocation per command less on the apply path).
+const NEW: SessionOutcome = Object.freeze({ kind: 'new' });
+const EXPIRED: SessionOutcome = Object.freeze({ kind: 'expired' });
+const UNKNOWN_SESSION: SessionOutcome = Object.freeze({ kind: 'unknown-session' });
+
 export const DEFAULT_SESSION_TTL_MS = 10 * 60_000;
 
 export class SessionTable {
   /** In order of last activity, oldest first (a Map keeps insertion order; a touch re-inserts). */
   private sessions = new Map<string, Session>();
+  /** The last session in `sessions` (the most recently active), if known. */
+  private newest: Session | undefined;
   /** Log time: the largest command time applied so far. */
   private time = 0;
   private readonly maxSessions: number;
@@ -79,7 +86,9 @@ export class SessionTable {
   /** Open a session for the registration entry at `index`; returns its id. */
   register(index: number): string {
     const id = String(index);
-    this.sessions.set(id, { lastActive: index, lastTime: this.time, ackedThrough: 0, responses: new Map() });
+    const s: Session = { lastActive: index, lastTime: this.time, ackedThrough: 0, responses: new Map() };
+    this.sessions.set(id, s);
+    this.newest = s;
     while (this.sessions.size > this.maxSessions) this.sessions.delete(this.sessions.keys().next().value!);
     return id;
   }
@@ -90,13 +99,13 @@ export class SessionTable {
    */
   check(client: string, seq: number, ackedThrough: number, index: number): SessionOutcome {
     const s = this.sessions.get(client);
-    if (!s) return { kind: 'unknown-session' };
+    if (!s) return UNKNOWN_SESSION;
     this.touch(client, s, index);
     this.forget(s, ackedThrough);
     const prior = s.responses.get(seq);
     if (prior) return { kind: 'duplicate', response: prior };
-    if (seq <= s.ackedThrough) return { kind: 'expired' };
-    return { kind: 'new' };
+    if (seq <= s.ackedThrough) return EXPIRED;
+    return NEW;
   }
 
   /** Remember the answer to (client, seq), applied at `index`. Unknown sessions are ignored. */
@@ -115,8 +124,12 @@ export class SessionTable {
   private touch(id: string, s: Session, index: number): void {
     s.lastActive = index;
     s.lastTime = this.time;
+    // Re-insert to keep the map in order of activity, unless it is the newest already (record
+    // right after check, or one client's run of commands): a delete and set per command less.
+    if (this.newest === s) return;
     this.sessions.delete(id);
     this.sessions.set(id, s);
+    this.newest = s;
   }
 
   private forget(s: Session, ackedThrough: number): void {

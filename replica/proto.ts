@@ -269,12 +269,14 @@ const NOT_PLAIN = new Error('not the plain encoding');
  * test compares them on valid and arbitrary bytes).
  */
 export function decodeKvCommand(buf: Uint8Array): KvCommand {
-  if (!Buffer.isBuffer(buf)) return decodeKvCommandPb(buf);
+  // Entries read back from a log are plain Uint8Array views; a Buffer view over the same bytes
+  // costs one small object, protobufjs's path costs a message object and copies.
+  const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   try {
-    return decodePlainKvCommand(buf);
+    return decodePlainKvCommand(b);
   } catch (e) {
     if (e !== NOT_PLAIN) throw e;
-    return decodeKvCommandPb(buf);
+    return decodeKvCommandPb(b);
   }
 }
 

@@ -21,7 +21,10 @@ export class MemoryEngine implements KvEngine {
     return this.map.size;
   }
   entries(): Iterable<[string, Uint8Array]> {
-    return [...this.map.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    // Sorting the keys alone uses the built-in string order (the same as `<`), several times
+    // faster than sorting pairs with a comparator function (a million keys: seconds less).
+    const keys = [...this.map.keys()].sort();
+    return keys.map((k): [string, Uint8Array] => [k, this.map.get(k)!]);
   }
   clear(): void {
     this.map.clear();

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { SessionTable } from '../../raft/index.js';
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -79,5 +80,49 @@ describe('client sessions (dissertation §6.3)', () => {
     assert.equal(back.has(d), false);
     assert.equal(back.has(c), true);
     assert.throws(() => SessionTable.fromJSON([['old', 1, 0, []]]), /malformed/);
+  });
+
+  it('keeps sessions in order of last activity through any mix of registrations, commands, expiries and snapshots (seeded; RAFTKV_SEED replays)', () => {
+    const seed = Number(process.env.RAFTKV_SEED ?? Date.now() % 1_000_000);
+    type Op = { kind: 'register' } | { kind: 'command'; pick: number; seq: number } | { kind: 'time'; by: number } | { kind: 'roundtrip' };
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      fc.constant({ kind: 'register' as const }),
+      fc.record({ kind: fc.constant('command' as const), pick: fc.nat(20), seq: fc.integer({ min: 1, max: 5 }) }),
+      fc.record({ kind: fc.constant('time' as const), by: fc.integer({ min: 0, max: 400 }) }),
+      fc.constant({ kind: 'roundtrip' as const }),
+    );
+    const opts = { maxSessions: 4, ttlMs: 1000 };
+    fc.assert(
+      fc.property(fc.array(op, { minLength: 10, maxLength: 120, size: 'max' }), (ops) => {
+        let t = new SessionTable(opts);
+        // The model: ids in order of last activity, with their last log time.
+        let model: { id: string; time: number }[] = [];
+        let time = 0;
+        let index = 0;
+        const touch = (id: string) => (model = [...model.filter((m) => m.id !== id), { id, time }]);
+        for (const o of ops) {
+          index++;
+          if (o.kind === 'register') {
+            touch(t.register(index));
+            model = model.slice(Math.max(0, model.length - opts.maxSessions));
+          } else if (o.kind === 'command') {
+            // Mostly a live session, sometimes one that never was.
+            const id = o.pick < model.length * 3 ? model[o.pick % model.length].id : `x${o.pick}`;
+            const known = model.some((m) => m.id === id);
+            const r = t.check(id, o.seq, 0, index);
+            assert.equal(r.kind === 'unknown-session', !known);
+            if (r.kind === 'new') t.record(id, o.seq, enc('ok'), index);
+            if (known) touch(id);
+          } else if (o.kind === 'time') {
+            time += o.by;
+            t.advance(time);
+            model = model.filter((m) => m.time + opts.ttlMs >= time);
+          } else t = SessionTable.fromJSON(JSON.parse(JSON.stringify(t.toJSON())), opts);
+          const ids = (t.toJSON() as { sessions: [string][] }).sessions.map(([id]) => id);
+          assert.deepEqual(ids, model.map((m) => m.id));
+        }
+      }),
+      { seed, numRuns: 300 },
+    );
   });
 });

@@ -56,6 +56,17 @@ describe(`every decoder survives arbitrary bytes (fast-check seed ${seed}; RAFTK
       runs,
     );
     fc.assert(fc.property(bytes, (b) => same(b)), runs);
+    // Entries read back from a log are plain Uint8Array views into a larger buffer, not Buffers.
+    fc.assert(
+      fc.property(command, fc.nat({ max: 64 }), (c, pad) => {
+        const enc = encodeKvCommand(c);
+        const backing = new Uint8Array(pad + enc.length + 7);
+        backing.set(enc, pad);
+        const view = new Uint8Array(backing.buffer, pad, enc.length);
+        return outcome(() => decodeKvCommand(view)) === outcome(() => decodeKvCommandPb(Buffer.from(enc)));
+      }),
+      runs,
+    );
   });
 
   it('peer messages: decoding garbage fails cleanly, and whatever decodes is validated by the core before use', () => {

@@ -1,0 +1,101 @@
+/**
+ * Receiving a log range: on a worker thread (the default) and on the caller's thread, from a
+ * real recov port over a real command log. Both hand over exactly the asked entries in order,
+ * however slowly the caller takes them (the worker's window is then full and it stops reading),
+ * and a stream that ends early or asks for what is not held fails with a clear error.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { CommandLog, encodeRecord } from '../../logger/command-log.js';
+import { logSource } from '../../logger/client.js';
+import { RecovServer } from '../../logger/recov.js';
+import { Entry, EntryType } from '../../raft/index.js';
+import { BATCH_BYTES, WINDOW } from '../../logger/range-thread.js';
+
+const VALUE = 4000;
+const entry = (index: number): Entry => ({ index, term: 1 + (index >> 10), type: EntryType.Normal, data: Buffer.alloc(VALUE, index & 0xff) });
+
+async function withServedLog(n: number, fn: (addr: string, log: CommandLog) => Promise<void>) {
+  const dir = await mkdtemp(join(tmpdir(), 'raftkv-range-'));
+  const log = await CommandLog.open(dir, { segmentBytes: 8 << 20 });
+  const server = new RecovServer(() => [{ name: 'log0', clusterId: 'c0', log }]);
+  try {
+    for (let i = 1; i <= n; i += 1000) {
+      log.append(Array.from({ length: Math.min(1000, n - i + 1) }, (_, k) => entry(i + k)));
+      await log.flush();
+    }
+    const port = await server.start({ host: '127.0.0.1', port: 0 });
+    await fn(`recov://127.0.0.1:${port}`, log);
+  } finally {
+    await server.stop();
+    await log.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Take a range, checking every entry; `slow` makes the taker lag far behind the reader. */
+async function take(addr: string, inThread: boolean, from: number, to: number, slow = false) {
+  let next = from;
+  let batches = 0;
+  const r = await logSource(addr, { inThread }).range('log0', from, to, (batch) => {
+    batches++;
+    for (const e of batch) {
+      assert.equal(e.index, next++);
+      assert.equal(e.term, 1 + (e.index >> 10));
+      assert.equal(e.data.length, VALUE);
+      assert.ok(e.data[0] === (e.index & 0xff) && e.data[VALUE - 1] === (e.index & 0xff), `entry ${e.index} holds its own bytes`);
+    }
+    if (slow) {
+      const until = Date.now() + 5;
+      while (Date.now() < until); // busy: the reader thread keeps going until its window is full
+    }
+  });
+  assert.equal(next, to + 1);
+  return { ...r, batches };
+}
+
+describe('log ranges received off-thread and in-thread', () => {
+  // Enough bytes for many more batches than the worker's window holds.
+  const n = Math.ceil((3 * WINDOW * BATCH_BYTES) / (VALUE + 21));
+
+  it(`a range of ${n} entries (${((n * VALUE) / 1e6).toFixed(0)} MB) arrives whole and in order both ways, with a slow taker too`, () =>
+    withServedLog(n, async (addr) => {
+      for (const inThread of [false, true]) {
+        const all = await take(addr, inThread, 1, n);
+        assert.equal(all.count, n);
+        assert.ok(all.bytes > n * VALUE);
+        const part = await take(addr, inThread, 1234, n - 777, true);
+        assert.equal(part.count, n - 777 - 1234 + 1);
+        if (!inThread) assert.ok(part.batches <= Math.ceil(part.bytes / BATCH_BYTES) + 1, `handed over in batches of ${BATCH_BYTES} bytes, not per socket read (${part.batches})`);
+      }
+    }));
+
+  it('a range that is not held gets the source’s answer, from the worker as from this thread', () =>
+    withServedLog(100, async (addr) => {
+      for (const inThread of [false, true]) {
+        await assert.rejects(take(addr, inThread, 50, 150), /available 1\.\.100/);
+      }
+    }));
+
+  it('a stream that stops inside a record, or short of the range, is an error, not a shorter range', async () => {
+    const records = Buffer.concat([1, 2, 3].map((i) => encodeRecord(entry(i))));
+    for (const cut of [records.length - 100, encodeRecord(entry(1)).length * 2]) {
+      const server = net.createServer((s) => {
+        s.once('data', () => s.end(Buffer.concat([Buffer.from('OK 1 3 3\n'), records.subarray(0, cut)])));
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const addr = `recov://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+      try {
+        for (const inThread of [false, true]) {
+          await assert.rejects(logSource(addr, { inThread }).range('log0', 1, 3, () => undefined), /ended (early|inside a record)/);
+        }
+      } finally {
+        await new Promise((r) => server.close(r));
+      }
+    }
+  });
+});
