@@ -1,47 +1,297 @@
 /**
- * `npm run bench:etcd`: raftkv and etcd side by side on this machine, in one session: a 3-node
- * raftkv cluster (fsync batch, as durable as etcd) and a 3-member etcd 3.4, each measured by the
- * same closed-loop generator (2 processes, so the generator is not the bottleneck), same client
- * count, key space, value size and write ratio. Prints each result and the ratios.
- * Options: --clients N (default 32), --seconds S (default 8), --write-ratio R (default 1).
+ * raftkv against etcd on this machine, in one session (`npm run bench` runs it last; alone:
+ * `npm run bench:etcd`). Every configuration gets fresh 3-node clusters of both systems, one
+ * after the other, measured by the same closed-loop generator (`raftkv loadgen`, in child
+ * processes so its CPU is not the servers'), each system with its cheapest driver (raftkv:
+ * protobuf; etcd: gRPC), same clients, keys, value size and write ratio.
+ *
+ * Parts (--skip any of them):
+ *   matrix    100% writes and 50/50 linearizable reads and writes at 1, 8, 32, 128 clients:
+ *             throughput, p50/p99/p99.9/max, server CPU per operation (from /proc), generator CPU
+ *   failover  kill -9 of the leader, time to the first acknowledged write, over --kills kills
+ *   memory    raftkv with --fsync memory (the seed's kvstore) at 32 clients
+ *   rss       a replica's resident memory with --rss-keys preloaded values
+ * Writes DIR/bench.json (everything) and DIR/bench.svg (throughput and p99 against clients).
+ * The summary lines come last: `ratio writes c=32: R` (raftkv ops/s over etcd's), `p99 ratio
+ * writes c=32: R` (raftkv p99 over etcd's), `cpu ratio writes c=32: R` (raftkv operations per
+ * server-core-second over etcd's), and the single figures of the other parts.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { LoadResult } from '../loadgen/run.js';
 import { table } from '../loadgen/report.js';
-import { TestCluster } from '../test/helpers/cluster.js';
+import { Connection } from '../replica/client.js';
+import { Op, Status } from '../replica/proto.js';
+import { lineChart } from '../experiment/chart.js';
 import { runLoadgen } from './run-load.js';
-import { EtcdCluster } from '../test/helpers/etcd.js';
+import { rssBytes, totalCpuSeconds } from './proc-stats.js';
+import { ELECTION_TIMEOUT_MS, RunningSystem, ensureEtcd, startEtcd, startRaftkv } from './systems.js';
+
+const HELP = `usage: node dist/bench/vs-etcd.js [--quick] [--clients 1,8,32,128] [--seconds S] [--value-size B]
+  [--keys N] [--kills N] [--rss-keys N] [--skip matrix,failover,memory,rss] [--out DIR]`;
 
 const { values } = parseArgs({
-  options: { clients: { type: 'string', default: '32' }, seconds: { type: 'string', default: '8' }, 'write-ratio': { type: 'string', default: '1' } },
+  options: {
+    quick: { type: 'boolean', default: false },
+    clients: { type: 'string' },
+    seconds: { type: 'string' },
+    'value-size': { type: 'string', default: '1024' },
+    keys: { type: 'string', default: '100000' },
+    kills: { type: 'string' },
+    'rss-keys': { type: 'string' },
+    skip: { type: 'string', default: '' },
+    out: { type: 'string', default: 'bench-results' },
+    help: { type: 'boolean', default: false },
+  },
 });
-
-function load(driver: string, targets: string[]): Promise<LoadResult> {
-  return runLoadgen(['--driver', driver, '--targets', targets.join(','), '--clients', values.clients!, '--procs', '2', '--duration', values.seconds!,
-    '--keys', '10000', '--value-size', '128', '--write-ratio', values['write-ratio']!]);
+if (values.help) {
+  console.log(HELP);
+  process.exit(0);
 }
-
-if (!EtcdCluster.available()) {
-  console.error('bench:etcd needs etcd: apt-get install etcd-server');
+const quick = values.quick!;
+const clientCounts = (values.clients ?? (quick ? '1,32' : '1,8,32,128')).split(',').map(Number);
+const seconds = Number(values.seconds ?? (quick ? 5 : 10));
+const valueSize = Number(values['value-size']);
+const keys = Number(values.keys);
+const kills = Number(values.kills ?? (quick ? 5 : 20));
+const rssKeys = Number(values['rss-keys'] ?? (quick ? 100_000 : 1_000_000));
+const skip = new Set(values.skip!.split(',').filter(Boolean));
+for (const [name, v] of Object.entries({ seconds, valueSize, keys, kills, rssKeys })) {
+  if (!Number.isInteger(v) || v < 1) {
+    console.error(`${name} must be a positive integer\n${HELP}`);
+    process.exit(2);
+  }
+}
+if (clientCounts.some((c) => !Number.isInteger(c) || c < 1)) {
+  console.error(`--clients must list positive integers\n${HELP}`);
   process.exit(2);
 }
-const rk = await TestCluster.create('bench');
-const ids = ['b1', 'b2', 'b3'];
-let etcd: EtcdCluster | undefined;
-try {
-  for (const id of ids) await rk.define(id, ['--election-timeout', '1000', '--heartbeat', '100']);
-  for (const id of ids) rk.start(id, ['--peers', rk.peersFlag(ids)]);
-  await rk.waitLeader(ids);
-  const ours = await load('protobuf', ids.map((id) => rk.clientAddr(id)));
-  await rk.destroy();
-  etcd = await EtcdCluster.start(3);
-  const theirs = await load('etcd', etcd.clientAddrs);
-  console.log(`3 nodes each on this machine; raftkv fsync: batch (every write durable, like etcd); ${values.clients} clients, ${Number(values['write-ratio']) * 100}% writes, 128 B values`);
-  console.log(table([ours, theirs]));
-  console.log(`throughput raftkv/etcd: ${(ours.throughput / theirs.throughput).toFixed(2)}x`);
-  console.log(`p50 latency raftkv/etcd: ${(ours.latencyUs.p50 / theirs.latencyUs.p50).toFixed(2)}x`);
-  console.log(`p99 latency raftkv/etcd: ${(ours.latencyUs.p99 / theirs.latencyUs.p99).toFixed(2)}x`);
-} finally {
-  await rk.destroy();
-  await etcd?.stop();
+
+const WORKLOADS = [
+  { name: 'writes', writeRatio: 1 },
+  { name: 'mixed', writeRatio: 0.5 },
+] as const;
+type Workload = (typeof WORKLOADS)[number]['name'];
+
+interface Point {
+  system: 'raftkv' | 'etcd';
+  workload: Workload;
+  clients: number;
+  throughput: number;
+  latencyMs: { p50: number; p99: number; p999: number; max: number };
+  /** Lowest and highest per-second throughput within the run (stalls show here). */
+  perSecond: { min: number; max: number };
+  errors: number;
+  timeouts: number;
+  /** Server CPU: all members together, and operations per server-core-second. */
+  serverCpuSeconds: number;
+  opsPerServerCoreSecond: number;
+  /** Generator CPU (all its processes), in percent of one core and per operation. */
+  generatorCpuPercent: number;
+  generatorCpuUsPerOp: number;
+  serverRssMB: number;
 }
+
+async function measure(start: () => Promise<RunningSystem>, workload: (typeof WORKLOADS)[number], clients: number): Promise<{ point: Point; result: LoadResult }> {
+  const s = await start();
+  try {
+    const pids = s.pids();
+    const cpu0 = totalCpuSeconds(pids);
+    const r = await runLoadgen(['--driver', s.driver, '--targets', s.targets.join(','), '--clients', String(clients), '--procs', String(Math.min(2, clients)),
+      '--duration', String(seconds), '--keys', String(keys), '--value-size', String(valueSize), '--write-ratio', String(workload.writeRatio), '--timeout', '10000']);
+    const serverCpuSeconds = totalCpuSeconds(pids) - cpu0;
+    const ms = (us: number) => Number((us / 1000).toFixed(2));
+    const full = r.perSecond.slice(0, Math.floor(r.elapsedS));
+    const point: Point = {
+      system: s.name,
+      workload: workload.name,
+      clients,
+      throughput: Math.round(r.throughput),
+      latencyMs: { p50: ms(r.latencyUs.p50), p99: ms(r.latencyUs.p99), p999: ms(r.latencyUs.p999), max: ms(r.latencyUs.max) },
+      perSecond: { min: Math.min(...full), max: Math.max(...full) },
+      errors: r.errors,
+      timeouts: r.timeouts,
+      serverCpuSeconds: Number(serverCpuSeconds.toFixed(2)),
+      opsPerServerCoreSecond: Math.round(r.answered / Math.max(0.01, serverCpuSeconds)),
+      generatorCpuPercent: Math.round(r.cpu.percent),
+      generatorCpuUsPerOp: Math.round(((r.cpu.userS + r.cpu.systemS) * 1e6) / Math.max(1, r.answered)),
+      serverRssMB: Math.round(Math.max(...pids.map(rssBytes)) / 1e6),
+    };
+    return { point, result: r };
+  } finally {
+    await s.stop();
+  }
+}
+
+/** One write through any of `targets` (no session: one log entry), retried until acknowledged. */
+async function firstAcknowledgedWrite(targets: string[], key: string, deadlineMs: number): Promise<number> {
+  const t0 = performance.now();
+  let done = false;
+  const attempt = async (target: string) => {
+    while (!done && performance.now() - t0 < deadlineMs) {
+      const conn = new Connection(target, 100);
+      try {
+        const r = await conn.request({ op: Op.SET, key, value: Buffer.from('x') });
+        if (r.status === Status.OK) {
+          done = true;
+          return;
+        }
+      } catch {
+        // not yet: no leader, or a connection to a dead one
+      } finally {
+        conn.close();
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+  await Promise.all(targets.map(attempt));
+  if (!done) throw new Error(`no write was acknowledged within ${deadlineMs} ms`);
+  return performance.now() - t0;
+}
+
+async function failover(): Promise<{ kills: number; electionTimeoutMs: number; ms: number[]; p50: number; p99: number; max: number }> {
+  const s = await startRaftkv({ prefix: 'bench-failover' });
+  const { cluster: c, ids } = s;
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < kills; i++) {
+      const leader = await c.waitLeader(ids, 30_000);
+      await firstAcknowledgedWrite([c.clientAddr(leader)], `warm-${i}`, 10_000);
+      c.kill9(leader);
+      const t = await firstAcknowledgedWrite(ids.filter((id) => id !== leader).map((id) => c.clientAddr(id)), `failover-${i}`, 30_000);
+      times.push(Math.round(t));
+      c.start(leader, ['--peers', c.peersFlag(ids)]);
+      await c.waitConverged(ids, 30_000);
+      process.stdout.write(`\r  failover ${i + 1}/${kills}: ${Math.round(t)} ms   `);
+    }
+    process.stdout.write('\n');
+  } finally {
+    await s.stop();
+  }
+  const sorted = [...times].sort((a, b) => a - b);
+  const pct = (p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+  return { kills, electionTimeoutMs: ELECTION_TIMEOUT_MS, ms: times, p50: pct(50), p99: pct(99), max: sorted[sorted.length - 1] };
+}
+
+/** Write keys 0..n-1 once each with `parallel` connections; returns the seconds it took. */
+async function preload(targets: string[], n: number, parallel: number): Promise<number> {
+  const value = Buffer.alloc(valueSize, 'v');
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: parallel }, async (_, i) => {
+      const conn = new Connection(targets[i % targets.length], 30_000);
+      try {
+        for (let k = next++; k < n; k = next++) {
+          const r = await conn.request({ op: Op.SET, key: String(k), value });
+          if (r.status !== Status.OK) throw new Error(`preload of key ${k}: ${r.error || Status[r.status]}`);
+          if (k % 10_000 === 0) process.stdout.write(`\r  preloading ${k}/${n}   `);
+        }
+      } finally {
+        conn.close();
+      }
+    }),
+  );
+  process.stdout.write('\n');
+  return (performance.now() - t0) / 1000;
+}
+
+async function rss(): Promise<{ keys: number; valueSize: number; rssMB: number[]; preloadSeconds: number }> {
+  const s = await startRaftkv({ prefix: 'bench-rss' });
+  try {
+    // Writes go to the leader directly: followers would forward them, costing CPU, not memory.
+    const leader = await s.cluster.waitLeader(s.ids, 30_000);
+    const preloadSeconds = await preload([s.cluster.clientAddr(leader)], rssKeys, 128);
+    await s.cluster.waitConverged(s.ids, 120_000);
+    return { keys: rssKeys, valueSize, rssMB: s.pids().map((p) => Math.round(rssBytes(p) / 1e6)), preloadSeconds: Number(preloadSeconds.toFixed(1)) };
+  } finally {
+    await s.stop();
+  }
+}
+
+const lines: string[] = [];
+const report: Record<string, unknown> = {
+  machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, kernel: os.release() },
+  params: { clients: clientCounts, seconds, valueSize, keys, quick, raftkv: 'fsync batch, 3 nodes', etcd: 'Debian etcd 3.4 defaults, 3 members', electionTimeoutMs: ELECTION_TIMEOUT_MS },
+};
+const outDir = resolve(values.out!);
+
+if (!skip.has('matrix')) {
+  if (!ensureEtcd()) {
+    console.error('the comparison needs etcd (apt-get install etcd-server) and it could not be installed; --skip matrix runs the rest');
+    process.exit(2);
+  }
+  const points: Point[] = [];
+  const results: LoadResult[] = [];
+  for (const w of WORKLOADS) {
+    for (const clients of clientCounts) {
+      for (const start of [() => startRaftkv(), startEtcd]) {
+        const { point, result } = await measure(start, w, clients);
+        points.push(point);
+        results.push(result);
+        console.log(`${point.system.padEnd(6)} ${w.name.padEnd(6)} c=${String(clients).padEnd(3)} ${String(point.throughput).padStart(6)} ops/s  p99 ${point.latencyMs.p99} ms  p99.9 ${point.latencyMs.p999} ms  ` +
+          `server ${point.opsPerServerCoreSecond} ops/core-s  generator ${point.generatorCpuPercent}% (${point.generatorCpuUsPerOp} us/op)  per-second ${point.perSecond.min}..${point.perSecond.max}`);
+      }
+    }
+  }
+  report.points = points;
+  console.log(`\n3 nodes each on this machine (${os.cpus().length} cores); raftkv fsync batch (every acknowledged write on disk, like etcd); ${valueSize} B values, ${keys} keys, ${seconds} s per point`);
+  console.log(table(results));
+  const ratio = (label: string, f: (p: Point) => number) => {
+    for (const w of WORKLOADS) {
+      for (const clients of clientCounts) {
+        const [ours, theirs] = (['raftkv', 'etcd'] as const).map((system) => points.find((p) => p.system === system && p.workload === w.name && p.clients === clients)!);
+        lines.push(`${label} ${w.name} c=${clients}: ${(f(ours) / f(theirs)).toFixed(2)}`);
+      }
+    }
+  };
+  ratio('ratio', (p) => p.throughput); // at least 3 at 32 and 128 clients, 1.5 at 1 (issue 16)
+  ratio('p99 ratio', (p) => p.latencyMs.p99); // at most 0.5 everywhere
+  ratio('cpu ratio', (p) => p.opsPerServerCoreSecond); // at least 2
+  mkdirSync(outDir, { recursive: true });
+  const series = (metric: (p: Point) => number) =>
+    (['raftkv', 'etcd'] as const).flatMap((system) =>
+      WORKLOADS.map((w) => ({ name: `${system} ${w.name}`, points: points.filter((p) => p.system === system && p.workload === w.name).map((p) => ({ x: p.clients, y: metric(p) })) })),
+    );
+  const subtitle = `3 nodes each, ${os.cpus().length} cores, ${valueSize} B values; mixed = 50% linearizable reads`;
+  const charts = [
+    lineChart(series((p) => p.throughput), { title: 'raftkv and etcd: throughput', subtitle, xLabel: 'clients', yLabel: 'operations/s' }),
+    lineChart(series((p) => p.latencyMs.p99), { title: 'raftkv and etcd: p99 latency', subtitle, xLabel: 'clients', yLabel: 'p99 latency (ms)' }),
+  ];
+  // Both charts in one file, one above the other.
+  const svg = [
+    '<svg xmlns="http://www.w3.org/2000/svg" width="800" height="1000" viewBox="0 0 800 1000">',
+    ...charts.map((c, i) => c.replace('<svg xmlns="http://www.w3.org/2000/svg"', `<svg xmlns="http://www.w3.org/2000/svg" x="0" y="${i * 500}"`)),
+    '</svg>',
+    '',
+  ].join('\n');
+  writeFileSync(join(outDir, 'bench.svg'), svg);
+}
+
+if (!skip.has('failover')) {
+  console.log(`failover: kill -9 of the leader, ${kills} times, time to the first acknowledged write`);
+  const f = await failover();
+  report.failover = f;
+  lines.push(`failover p99: ${f.p99} ms over ${f.kills} kills (p50 ${f.p50} ms; election timeout ${f.electionTimeoutMs} ms)`);
+}
+
+if (!skip.has('memory')) {
+  const { point } = await measure(() => startRaftkv({ fsync: 'memory', prefix: 'bench-memory' }), WORKLOADS[0], 32);
+  report.memory = point;
+  lines.push(`memory kvstore writes c=32: ${point.throughput} ops/s (the seed's kvstore: ~2,500 commands/s)`);
+}
+
+if (!skip.has('rss')) {
+  console.log(`rss: ${rssKeys} values of ${valueSize} B written once each`);
+  const r = await rss();
+  report.rss = r;
+  lines.push(`replica rss with ${r.keys} values of ${r.valueSize} B: ${Math.max(...r.rssMB)} MB (largest of ${r.rssMB.join(', ')} MB)`);
+}
+
+report.lines = lines;
+mkdirSync(outDir, { recursive: true });
+writeFileSync(join(outDir, 'bench.json'), `${JSON.stringify(report, null, 2)}\n`);
+console.log(`\nwrote ${join(outDir, 'bench.json')}${skip.has('matrix') ? '' : ` and ${join(outDir, 'bench.svg')}`}`);
+for (const l of lines) console.log(l);

@@ -50,6 +50,11 @@ export class EtcdCluster {
     return c;
   }
 
+  /** The members' process ids (for CPU and memory readings from /proc). */
+  pids(): number[] {
+    return this.procs.map((p) => p.pid!).filter((p) => p !== undefined);
+  }
+
   async stop(): Promise<void> {
     for (const p of this.procs) p.kill('SIGKILL');
     this.procs = [];

@@ -1,0 +1,51 @@
+/**
+ * `npm run bench`'s comparison part runs end to end on the smallest settings: both systems
+ * start, the generator measures them, a leader is killed and replaced, and the report (summary
+ * lines, JSON, SVG) says what the full run says. Figures are not asserted: speed belongs to
+ * the benchmark, not to a test.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { DOMParser } from '@xmldom/xmldom';
+import { EtcdCluster } from '../helpers/etcd.js';
+
+const SCRIPT = fileURLToPath(new URL('../../bench/vs-etcd.js', import.meta.url));
+
+describe('npm run bench: raftkv against etcd', () => {
+  it('measures both systems, fails over, and reports lines, JSON and SVG', { skip: EtcdCluster.available() ? false : 'etcd is not installed (.ci/run installs it)' }, async () => {
+    const out = await mkdtemp(join(tmpdir(), 'raftkv-bench-test-'));
+    try {
+      const { stdout } = await promisify(execFile)(process.execPath, [SCRIPT, '--clients', '1', '--seconds', '1', '--kills', '1', '--rss-keys', '500', '--out', out], { maxBuffer: 16 << 20, timeout: 240_000 });
+      const tail = stdout.trim().split('\n').slice(-9);
+      const num = '[0-9]+\\.[0-9]{2}';
+      assert.deepEqual(
+        tail.slice(0, 6).map((l) => l.replace(new RegExp(`: ${num}$`), ': R')),
+        ['ratio writes c=1: R', 'ratio mixed c=1: R', 'p99 ratio writes c=1: R', 'p99 ratio mixed c=1: R', 'cpu ratio writes c=1: R', 'cpu ratio mixed c=1: R'],
+      );
+      assert.match(tail[6], /^failover p99: \d+ ms over 1 kills/);
+      assert.match(tail[7], /^memory kvstore writes c=32: \d+ ops\/s/);
+      assert.match(tail[8], /^replica rss with 500 values of 1024 B: \d+ MB/);
+      const report = JSON.parse(await readFile(join(out, 'bench.json'), 'utf8')) as { points: { system: string; workload: string; throughput: number; errors: number; opsPerServerCoreSecond: number }[]; failover: { ms: number[] }; lines: string[] };
+      assert.equal(report.points.length, 4);
+      for (const p of report.points) {
+        assert.ok(p.throughput > 0 && p.opsPerServerCoreSecond > 0, `${p.system} ${p.workload} measured`);
+        assert.equal(p.errors, 0, `${p.system} ${p.workload}: no errors`);
+      }
+      assert.equal(report.failover.ms.length, 1);
+      assert.deepEqual(report.lines, tail);
+      const svg = new DOMParser().parseFromString(await readFile(join(out, 'bench.svg'), 'utf8'), 'image/svg+xml');
+      const names = Array.from(svg.getElementsByTagName('g'))
+        .filter((g) => g.getAttribute('class') === 'series')
+        .map((g) => g.getAttribute('data-name'));
+      assert.deepEqual(names.sort(), ['etcd mixed', 'etcd mixed', 'etcd writes', 'etcd writes', 'raftkv mixed', 'raftkv mixed', 'raftkv writes', 'raftkv writes']);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  });
+});
