@@ -264,6 +264,38 @@ describe('write-ahead log', () => {
     }
   });
 
+  it('syncs entries, resets, terms and votes before they count, but not a commit index alone (learned again after a crash)', async () => {
+    const { dir, cleanup } = await tempDir('wal');
+    try {
+      let syncs = 0;
+      const { wal } = await Wal.open(dir, { segmentBytes: 4096, faults: { sync: () => void syncs++ } });
+      const synced = async (f: () => Promise<void>) => {
+        const before = syncs;
+        await f();
+        return syncs - before;
+      };
+      assert.equal(await synced(() => wal.append({ entries: entries(1, 2, 1), hardState: { term: 1, vote: 'n1', commit: 0 } })), 1);
+      assert.equal(await synced(() => wal.append({ entries: [], hardState: { term: 1, vote: 'n1', commit: 2 } })), 0, 'a commit index alone');
+      assert.equal(await synced(() => wal.append({ entries: [], hardState: { term: 2, vote: '', commit: 2 } })), 1, 'a new term');
+      assert.equal(await synced(() => wal.append({ entries: [], hardState: { term: 2, vote: 'n3', commit: 2 } })), 1, 'a vote');
+      assert.equal(await synced(() => wal.append({ entries: [], hardState: { term: 2, vote: 'n3', commit: 3 } })), 0);
+      // Rolling to a new segment seals the old one: its unsynced tail is synced first.
+      let rolled = 0;
+      for (let i = 3; (await segments(dir)).length < 2; i++) {
+        rolled += await synced(() => wal.append({ entries: [], hardState: { term: 2, vote: 'n3', commit: i } }));
+      }
+      assert.ok(rolled >= 2, `the sealed segment and the new one were synced (${rolled})`);
+      await wal.close();
+      const { wal: again, state } = await Wal.open(dir);
+      assert.equal(state.hardState.vote, 'n3');
+      assert.ok(state.hardState.commit >= 3, 'a clean close keeps the latest commit index');
+      assert.equal(state.entries.length, 2);
+      await again.close();
+    } finally {
+      await cleanup();
+    }
+  });
+
   it('rejects an unknown fsync mode', async () => {
     await assert.rejects(Wal.open('/nonexistent-never-created', { fsync: 'sometimes' as never }), /always, batch or never/);
   });
