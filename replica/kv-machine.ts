@@ -28,6 +28,8 @@ export interface KvMachineOptions {
   applog?: CommandLog;
   nodeId: string;
   sessions?: SessionOptions;
+  /** Entries a background snapshot serializes between pauses (default 4096; the simulator uses few). */
+  snapshotSlice?: number;
 }
 
 export class KvStateMachine implements StateMachine {
@@ -35,6 +37,7 @@ export class KvStateMachine implements StateMachine {
   appliedIndex = 0;
   readonly applog: CommandLog | undefined;
   private readonly sessionOptions: SessionOptions;
+  private readonly snapshotSlice: number;
 
   constructor(
     readonly engine: KvEngine,
@@ -43,6 +46,7 @@ export class KvStateMachine implements StateMachine {
     this.sessionOptions = opts.sessions ?? {};
     this.sessions = new SessionTable(this.sessionOptions);
     this.applog = opts.applog;
+    this.snapshotSlice = Math.max(1, opts.snapshotSlice ?? 4096);
   }
 
   apply(e: Entry): Uint8Array {
@@ -95,13 +99,33 @@ export class KvStateMachine implements StateMachine {
   }
 
   snapshot(): Uint8Array {
+    const write = writeSnapshot(this.captureState(), Infinity);
+    for (let step = write.next(); ; step = write.next()) if (step.done) return step.value;
+  }
+
+  /** The state as of now, serialized in slices with `pause()` between them (see the driver). */
+  captureSnapshot(): (pause: () => Promise<void>) => Promise<Uint8Array> {
+    const write = writeSnapshot(this.captureState(), this.snapshotSlice);
+    return async (pause) => {
+      for (let step = write.next(); ; step = write.next()) {
+        if (step.done) return step.value;
+        await pause();
+      }
+    };
+  }
+
+  /** The sessions and every key and value as of now (an engine's cheap capture, or its entries). */
+  private captureState(): CapturedState {
     const sessions = Buffer.from(JSON.stringify({ applied: this.appliedIndex, sessions: this.sessions.toJSON() }));
-    const parts: Buffer[] = [MAGIC, u32(sessions.length), sessions];
+    const captured = this.engine.capture?.();
+    if (captured) return { sessions, ...captured };
+    const keys: string[] = [];
+    const values: Uint8Array[] = [];
     for (const [k, v] of this.engine.entries()) {
-      const kb = Buffer.from(k);
-      parts.push(u32(kb.length), kb, u32(v.length), Buffer.from(v.buffer, v.byteOffset, v.length));
+      keys.push(k);
+      values.push(v);
     }
-    return Buffer.concat(parts);
+    return { sessions, keys, values };
   }
 
   restore(s: Snapshot): void | Promise<void> {
@@ -137,10 +161,35 @@ export class KvStateMachine implements StateMachine {
   }
 }
 
-function u32(n: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32LE(n, 0);
-  return b;
+interface CapturedState {
+  sessions: Buffer;
+  keys: string[];
+  values: Uint8Array[];
+}
+
+/**
+ * Snapshot format: MAGIC | u32 length | sessions JSON | (u32 key length | key | u32 value
+ * length | value)*, written into one buffer a slice of entries per step of the generator.
+ */
+function* writeSnapshot({ sessions, keys, values }: CapturedState, slice: number): Generator<void, Uint8Array> {
+  let bytes = 12 + sessions.length;
+  for (let i = 0; i < keys.length; i++) {
+    bytes += 8 + Buffer.byteLength(keys[i]) + values[i].length;
+    if ((i + 1) % slice === 0) yield;
+  }
+  const out = Buffer.allocUnsafe(bytes);
+  let off = MAGIC.copy(out, 0);
+  off = out.writeUInt32LE(sessions.length, off);
+  off += sessions.copy(out, off);
+  for (let i = 0; i < keys.length; i++) {
+    const kl = out.write(keys[i], off + 4, 'utf8');
+    off = out.writeUInt32LE(kl, off) + kl;
+    off = out.writeUInt32LE(values[i].length, off);
+    out.set(values[i], off);
+    off += values[i].length;
+    if ((i + 1) % slice === 0) yield;
+  }
+  return out;
 }
 
 /** The answer to most commands, shared: results are only read (sent, or kept for a retry). */

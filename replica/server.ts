@@ -779,6 +779,9 @@ class MeteredMachine {
   snapshot(): Uint8Array {
     return this.inner.snapshot();
   }
+  captureSnapshot(): (pause: () => Promise<void>) => Promise<Uint8Array> {
+    return this.inner.captureSnapshot();
+  }
   restore(s: Snapshot): void | Promise<void> {
     return this.inner.restore(s);
   }

@@ -10,6 +10,12 @@ export interface KvEngine {
   size(): number;
   /** Every key and value, in a stable order. */
   entries(): Iterable<[string, Uint8Array]>;
+  /**
+   * Optional: every key and value as of now, in any order, in O(references) time; later writes
+   * do not change it (values are never modified in place). Lets a snapshot be serialized while
+   * writes go on. Engines whose data lives on disk do not have it.
+   */
+  capture?(): { keys: string[]; values: Uint8Array[] };
   /** Drop everything (before a restore). */
   clear(): void;
   /** Group the writes of one batch (one transaction where the engine has them). */

@@ -26,6 +26,9 @@ export class MemoryEngine implements KvEngine {
     const keys = [...this.map.keys()].sort();
     return keys.map((k): [string, Uint8Array] => [k, this.map.get(k)!]);
   }
+  capture(): { keys: string[]; values: Uint8Array[] } {
+    return { keys: Array.from(this.map.keys()), values: Array.from(this.map.values()) };
+  }
   clear(): void {
     this.map.clear();
   }

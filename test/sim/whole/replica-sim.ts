@@ -288,7 +288,10 @@ export class WholeReplicaSim {
       this.crash(node, `bootstrap failed: ${initial.message}`);
       return;
     }
-    const sm = new KvStateMachine(new MemoryEngine(1 << 20), { nodeId: node.id, sessions: this.sessionOptions });
+    // Background snapshots pause every few entries here (not every 4096), so applies interleave
+    // with them; from the seed, not the rng, so every schedule stays what it was.
+    const snapshotSlice = 1 + (this.opts.seed % 7);
+    const sm = new KvStateMachine(new MemoryEngine(1 << 20), { nodeId: node.id, sessions: this.sessionOptions, snapshotSlice });
     this.watch(node, sm);
     if (initial.snapshot) sm.restore(initial.snapshot);
     const raft = new RaftNode(
