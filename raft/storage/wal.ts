@@ -64,8 +64,8 @@ export class Wal {
   private fh: FileHandleLike | undefined;
   private readonly fs: FileSystem;
   private size = 0;
-  /** Bytes written since the last fdatasync (a commit index alone is written without one). */
-  private unsynced = false;
+  /** The hard state holds a commit index not yet written (it rides with the next write). */
+  private pendingHardState = false;
   private failed: StorageError | undefined;
   private lastIndex: number;
   private hardState: HardState;
@@ -133,10 +133,25 @@ export class Wal {
   /** Append a batch; resolves once it is durable (per the fsync mode). */
   append(batch: WalBatch): Promise<void> {
     return this.serialize(async () => {
+      const hs = batch.hardState;
+      // Only entries, a reset, and the term and vote must be durable before anyone hears of
+      // them (etcd's MustSync). A commit index alone is learned again from the leader after a
+      // crash, so it is not written on its own: it joins the next write (or the next segment's
+      // preamble, or the close). At one client this took the second of two sequential
+      // fdatasyncs off every write's path. It is never written unsynced either: an unsynced
+      // write followed by a synced one could be lost while the later one survives, and a hole
+      // before a later write reads as corruption of synced data.
+      const commitOnly = batch.entries.length === 0 && !batch.reset && hs !== undefined && hs.term === this.hardState.term && hs.vote === this.hardState.vote;
+      if (commitOnly && this.fsync !== 'always') {
+        this.hardState = hs;
+        this.pendingHardState = true;
+        return;
+      }
       const records: WalRecord[] = [];
       if (batch.reset) records.push({ type: RecordType.LogReset, ...batch.reset });
       for (const entry of batch.entries) records.push({ type: RecordType.Entry, entry });
-      if (batch.hardState) records.push({ type: RecordType.HardState, hardState: batch.hardState });
+      if (hs) records.push({ type: RecordType.HardState, hardState: hs });
+      else if (this.pendingHardState && records.length > 0) records.push({ type: RecordType.HardState, hardState: this.hardState });
       if (records.length === 0) return;
       if (this.fsync === 'always') {
         // One write and one sync per record: the cost of not batching, for experiments.
@@ -146,17 +161,9 @@ export class Wal {
         }
       } else {
         await this.write(encodeBatch(records));
-        // Only entries, a reset, and the term and vote must be durable before anyone hears of
-        // them (etcd's MustSync). A commit index alone is learned again from the leader after a
-        // crash, so it rides along unsynced until the next sync: at c=1 this took the second of
-        // two sequential fdatasyncs off every write's path.
-        const hs = batch.hardState;
-        const mustSync = batch.entries.length > 0 || batch.reset !== undefined || (hs !== undefined && (hs.term !== this.hardState.term || hs.vote !== this.hardState.vote));
-        if (this.fsync === 'batch') {
-          if (mustSync) await this.sync();
-          else this.unsynced = true;
-        }
+        if (this.fsync === 'batch') await this.sync();
       }
+      this.pendingHardState = false;
       if (batch.reset) {
         this.marker = batch.reset;
         this.lastIndex = batch.reset.index;
@@ -173,8 +180,11 @@ export class Wal {
    */
   markSnapshot(index: number, term: number, compactTo: number): Promise<void> {
     return this.serialize(async () => {
-      await this.write(encodeBatch([{ type: RecordType.SnapshotMarker, index, term }]));
+      const records: WalRecord[] = [{ type: RecordType.SnapshotMarker, index, term }];
+      if (this.pendingHardState) records.push({ type: RecordType.HardState, hardState: this.hardState });
+      await this.write(encodeBatch(records));
       if (this.fsync !== 'never') await this.sync();
+      this.pendingHardState = false;
       if (index > this.marker.index) this.marker = { index, term };
       // Segment k holds entries below segment k+1's first index; never delete the open one.
       while (this.segments.length > 1 && this.segments[1].firstIndex - 1 <= compactTo) {
@@ -192,6 +202,11 @@ export class Wal {
   /** Close the files; works after a failure too, so a stopping node releases them. */
   close(): Promise<void> {
     const p = this.chain.then(async () => {
+      // A clean close keeps the latest commit index (after a crash it is learned again).
+      if (this.fh && this.pendingHardState && !this.failed) {
+        await this.write(encodeBatch([{ type: RecordType.HardState, hardState: this.hardState }])).catch(() => undefined);
+        this.pendingHardState = false;
+      }
       const fh = this.fh;
       this.fh = undefined;
       if (fh) {
@@ -248,7 +263,6 @@ export class Wal {
     try {
       const fault = this.faults.sync?.(seg.path);
       if (fault) throw fault;
-      this.unsynced = false;
       await this.fh!.datasync();
     } catch (e) {
       throw this.fail(describeIoError('syncing', seg.path, e));
@@ -270,8 +284,6 @@ export class Wal {
   }
 
   private async createSegment(firstIndex: number): Promise<void> {
-    // A sealed segment is whole: only the newest may end in a record torn by a crash.
-    if (this.unsynced) await this.sync();
     const seq = this.segments.length > 0 ? this.current().seq + 1 : 0;
     const seg: Segment = { seq, firstIndex, path: join(this.dir, segName(seq, firstIndex)) };
     const old = this.fh;
@@ -286,6 +298,7 @@ export class Wal {
     await this.write(this.segmentPreamble());
     await this.sync();
     await this.syncDir();
+    this.pendingHardState = false; // the preamble holds the latest hard state
   }
 
   /** Header, hard state and snapshot marker: what a segment needs once older ones are gone. */
