@@ -26,6 +26,12 @@ function run(script: string, argv: string[]): Promise<void> {
   });
 }
 
+if (args.includes('--help') || args.includes('-h')) {
+  console.log('usage: npm run bench [-- --quick] [-- vs-etcd flags]\nruns bench/core, bench/wal and bench/vs-etcd in one session; vs-etcd flags:');
+  await run('./vs-etcd.js', ['--help']);
+  process.exit(0);
+}
+
 try {
   console.log('== core: the consensus core alone');
   await run('./core.js', quick ? ['--seconds', '2'] : []);

@@ -32,20 +32,29 @@ import { ELECTION_TIMEOUT_MS, RunningSystem, ensureEtcd, startEtcd, startRaftkv 
 const HELP = `usage: node dist/bench/vs-etcd.js [--quick] [--clients 1,8,32,128] [--seconds S] [--value-size B]
   [--keys N] [--kills N] [--rss-keys N] [--skip matrix,failover,memory,rss] [--out DIR]`;
 
-const { values } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    clients: { type: 'string' },
-    seconds: { type: 'string' },
-    'value-size': { type: 'string', default: '1024' },
-    keys: { type: 'string', default: '100000' },
-    kills: { type: 'string' },
-    'rss-keys': { type: 'string' },
-    skip: { type: 'string', default: '' },
-    out: { type: 'string', default: 'bench-results' },
-    help: { type: 'boolean', default: false },
-  },
-});
+const flags = () =>
+  parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      clients: { type: 'string' },
+      seconds: { type: 'string' },
+      'value-size': { type: 'string', default: '1024' },
+      keys: { type: 'string', default: '100000' },
+      kills: { type: 'string' },
+      'rss-keys': { type: 'string' },
+      skip: { type: 'string', default: '' },
+      out: { type: 'string', default: 'bench-results' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+// A bad flag gets one line and the usage, not a stack trace.
+let values: ReturnType<typeof flags>['values'];
+try {
+  ({ values } = flags());
+} catch (e) {
+  console.error(`${(e as Error).message}\n${HELP}`);
+  process.exit(2);
+}
 if (values.help) {
   console.log(HELP);
   process.exit(0);
@@ -58,6 +67,12 @@ const keys = Number(values.keys);
 const kills = Number(values.kills ?? (quick ? 5 : 20));
 const rssKeys = Number(values['rss-keys'] ?? (quick ? 100_000 : 1_000_000));
 const skip = new Set(values.skip!.split(',').filter(Boolean));
+for (const part of skip) {
+  if (!['matrix', 'failover', 'memory', 'rss'].includes(part)) {
+    console.error(`--skip: no part '${part}' (parts: matrix, failover, memory, rss)\n${HELP}`);
+    process.exit(2);
+  }
+}
 for (const [name, v] of Object.entries({ seconds, valueSize, keys, kills, rssKeys })) {
   if (!Number.isInteger(v) || v < 1) {
     console.error(`${name} must be a positive integer\n${HELP}`);
