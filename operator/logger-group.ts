@@ -5,29 +5,14 @@
  * when every other one is ready, so the group never has two loggers down by choice. Clusters
  * treat the group's members as their loggers (operator/reconcile.ts); this pass only runs pods.
  */
-import { KubeConfig, KubernetesObjectApi, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { createIfAbsent, ignoreConflict, isReady } from './api.js';
+import { ReconcilerBase, createIfAbsent, ignoreConflict, isReady } from './api.js';
 import { LABEL_GROUP, LABEL_ORDINAL } from './labels.js';
 import { ClusterRef, GroupCluster, Obj, TEMPLATE_ANNOTATION, assignGroupPorts, groupLoggerPod, groupPvc, groupTemplateHash } from './resources.js';
 import { RaftLoggerGroupSpec, groupLoggerName } from './spec.js';
-import type { EventSink, ReconcileResult } from './reconcile.js';
+import type { ReconcileResult } from './reconcile.js';
 
 
-export class GroupReconciler {
-  private readonly objects: KubernetesObjectApi;
-  private readonly core: CoreV1Api;
-  private readonly custom: CustomObjectsApi;
-
-  constructor(
-    kc: KubeConfig,
-    private readonly event: EventSink,
-    private readonly log: (l: string) => void,
-  ) {
-    this.objects = KubernetesObjectApi.makeApiClient(kc);
-    this.core = kc.makeApiClient(CoreV1Api);
-    this.custom = kc.makeApiClient(CustomObjectsApi);
-  }
-
+export class GroupReconciler extends ReconcilerBase {
   /** `clusters`: the RaftClusters of the group's namespace, as the informer has them. */
   async reconcile(group: Obj, spec: RaftLoggerGroupSpec, clusters: Obj[]): Promise<ReconcileResult> {
     const g: ClusterRef = { name: group.metadata.name, namespace: group.metadata.namespace, uid: group.metadata.uid, kind: 'RaftLoggerGroup' };
@@ -89,14 +74,7 @@ export class GroupReconciler {
   }
 
   private async finish(group: Obj, g: ClusterRef, status: Record<string, unknown>, requeueMs?: number): Promise<ReconcileResult> {
-    if (JSON.stringify(group.status ?? {}) !== JSON.stringify(status)) {
-      const patch: Record<string, unknown> = { ...status };
-      for (const k of Object.keys(group.status ?? {})) if (!(k in status)) patch[k] = null;
-      await this.custom
-        .patchNamespacedCustomObjectStatus({ group: 'raftkv.io', version: 'v1alpha1', namespace: g.namespace, plural: 'raftloggergroups', name: g.name, body: { status: patch } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch))
-        .catch(ignoreConflict);
-      if (group.status?.phase !== status.phase) await this.event(g, 'Normal', 'Phase', `${group.status?.phase ?? 'new'} -> ${status.phase}`);
-    }
+    if (JSON.stringify(group.status ?? {}) !== JSON.stringify(status)) await this.writeStatus('raftloggergroups', group, g, status);
     return { requeueMs, phase: String(status.phase) };
   }
 }

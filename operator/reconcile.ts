@@ -5,10 +5,10 @@
  * operator may be killed between any two calls and the next pass (by this operator or another)
  * starts from what the cluster and the API say, never from memory.
  */
-import { KubeConfig, KubernetesObjectApi, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, ApiException, type V1OwnerReference } from '@kubernetes/client-node';
+import { PatchStrategy, ApiException, type V1OwnerReference } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import { quorum } from '../raft/index.js';
-import { createIfAbsent, ignoreConflict, isReady } from './api.js';
+import { ReconcilerBase, createIfAbsent, ignoreConflict, isReady } from './api.js';
 import { LABEL_CLUSTER, LABEL_ORDINAL, LABEL_ROLE } from './labels.js';
 import { ReplicaView, removeMember, replicaStatus, transferLeadership } from './members.js';
 import { ClusterRef, Obj, PORTS, ownerReference, TEMPLATE_ANNOTATION, clientService, disruptionBudget, loadgenPod, loggerPod, peerService, pvcFor, replicaPod, replicaSelector, selectorString, serviceMonitor, templateHash } from './resources.js';
@@ -47,21 +47,7 @@ export const RESTORE_ANNOTATION = 'raftkv.io/restore-from-logger';
 const RESTORED_ANNOTATION = 'raftkv.io/restored-from';
 
 
-export class Reconciler {
-  private readonly objects: KubernetesObjectApi;
-  private readonly core: CoreV1Api;
-  private readonly custom: CustomObjectsApi;
-
-  constructor(
-    kc: KubeConfig,
-    private readonly event: EventSink,
-    private readonly log: (l: string) => void,
-  ) {
-    this.objects = KubernetesObjectApi.makeApiClient(kc);
-    this.core = kc.makeApiClient(CoreV1Api);
-    this.custom = kc.makeApiClient(CustomObjectsApi);
-  }
-
+export class Reconciler extends ReconcilerBase {
   async reconcile(rc: Obj, spec: RaftClusterSpec, group?: LoggerGroupView): Promise<ReconcileResult> {
     const c: ClusterRef = { name: rc.metadata!.name!, namespace: rc.metadata!.namespace!, uid: rc.metadata!.uid! };
     if (rc.metadata?.deletionTimestamp) return { phase: 'Terminating' };
@@ -449,15 +435,7 @@ export class Reconciler {
     });
     if (status.loadTest === undefined && rc.status?.loadTest) status.loadTest = rc.status.loadTest;
     if (status.restore === undefined && rc.status?.restore) status.restore = rc.status.restore;
-    if (JSON.stringify(stripTimes(rc.status)) !== JSON.stringify(stripTimes(status))) {
-      // A merge patch keeps what it does not mention: fields no longer true are nulled out.
-      const patch: Record<string, unknown> = { ...status };
-      for (const k of Object.keys(rc.status ?? {})) if (!(k in status)) patch[k] = null;
-      await this.custom
-        .patchNamespacedCustomObjectStatus({ group: 'raftkv.io', version: 'v1alpha1', namespace: c.namespace, plural: 'raftclusters', name: c.name, body: { status: patch } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch))
-        .catch(ignoreConflict);
-      if (rc.status?.phase !== status.phase) await this.event(c, 'Normal', 'Phase', `${rc.status?.phase ?? 'new'} -> ${status.phase}`);
-    }
+    if (JSON.stringify(stripTimes(rc.status)) !== JSON.stringify(stripTimes(status))) await this.writeStatus('raftclusters', rc, c, status);
     return { requeueMs, phase: status.phase };
   }
 }
