@@ -44,9 +44,6 @@ export function encodeSnapshot(s: Snapshot): Buffer {
   return buf;
 }
 
-/** Bytes checksummed and written per step when saving: the loop is never held for long. */
-const SAVE_CHUNK = 4 << 20;
-
 export function decodeSnapshot(buf: Buffer): Snapshot {
   if (buf.length < 22 || !buf.subarray(0, 8).equals(MAGIC)) throw new Error('not a raftkv snapshot file');
   const want = buf.readUInt32LE(buf.length - 4);
@@ -58,6 +55,9 @@ export function decodeSnapshot(buf: Buffer): Snapshot {
   if (start + dataLen + 4 !== buf.length) throw new Error('length fields do not match the file size');
   return { meta, data: new Uint8Array(buf.buffer, buf.byteOffset + start, dataLen) };
 }
+
+/** Bytes checksummed and written per step when saving: the loop is never held for long. */
+const SAVE_CHUNK = 4 << 20;
 
 /** Write all of `buf` at `pos`; returns the position after it. */
 async function writeFully(fh: FileHandleLike, buf: Buffer, pos: number): Promise<number> {
