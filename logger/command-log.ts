@@ -202,34 +202,57 @@ export class CommandLog {
    * of recover(i, n)), straight from the files: nothing decoded or copied per entry.
    */
   async *readRaw(from: number, to: number, batchBytes = 4 << 20): AsyncGenerator<Buffer> {
+    const r = await this.openRange(from, to, batchBytes);
+    try {
+      yield* r.chunks();
+    } finally {
+      await r.close();
+    }
+  }
+
+  /**
+   * Open every segment file of from..to now, so a truncation that deletes them while the range
+   * is read cannot take them away (an open file stays readable). Throws UnavailableRangeError if
+   * the range is not held, or was truncated while being opened. The caller closes it.
+   */
+  async openRange(from: number, to: number, batchBytes = 4 << 20): Promise<{ chunks(): AsyncGenerator<Buffer>; close(): Promise<void> }> {
     this.checkRange(from, to);
-    let index = from;
-    for (const seg of this.segments) {
-      const segLast = seg.first + seg.offsets.length - 1;
-      if (segLast < index || index > to) continue;
-      const stop = Math.min(to, segLast);
-      const fh = await open(seg.file, 'r');
-      try {
-        let i = index - seg.first;
-        const endI = stop - seg.first;
-        while (i <= endI) {
+    const parts: { seg: Segment; fh: FileHandle; first: number; last: number }[] = [];
+    const close = async () => {
+      for (const p of parts.splice(0)) await p.fh.close().catch(() => undefined);
+    };
+    try {
+      let index = from;
+      for (const seg of this.segments) {
+        const segLast = seg.first + seg.offsets.length - 1;
+        if (segLast < index || index > to) continue;
+        const last = Math.min(to, segLast);
+        parts.push({ seg, fh: await open(seg.file, 'r'), first: index - seg.first, last: last - seg.first });
+        index = last + 1;
+      }
+    } catch (e) {
+      await close();
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      this.checkRange(from, to); // truncated meanwhile: say what is held now
+      throw e;
+    }
+    async function* chunks(): AsyncGenerator<Buffer> {
+      for (const { seg, fh, first, last } of parts) {
+        for (let i = first; i <= last; ) {
           // As many whole records as fit in one read (at least one).
           const start = seg.offsets[i];
           let j = i;
-          while (j < endI && seg.offsets[j + 1] + recordEnd(seg, j + 1) - start <= batchBytes) j++;
-          const end = start + (j === i ? recordEnd(seg, i) : seg.offsets[j] - start + recordEnd(seg, j));
-          const len = end - start;
+          while (j < last && seg.offsets[j + 1] + recordEnd(seg, j + 1) - start <= batchBytes) j++;
+          const len = seg.offsets[j] - start + recordEnd(seg, j);
           const buf = Buffer.allocUnsafe(len);
           const { bytesRead } = await fh.read(buf, 0, len, start);
           if (bytesRead !== len) throw new CorruptionError(seg.file, start + bytesRead, 'segment shorter than its index says');
           yield buf;
           i = j + 1;
         }
-        index = stop + 1;
-      } finally {
-        await fh.close();
       }
     }
+    return { chunks, close };
   }
 
   /** Throws UnavailableRangeError unless from..to is held whole and durable. */

@@ -340,14 +340,14 @@ export class Logger {
         throw new HttpError(400, (e as Error).message);
       }
       if (waitMs > 0 && q.to !== undefined && q.to !== 'last') await m.log.waitFor(range.to, waitMs);
-      m.log.checkRange(range.from, range.to);
+      // Opened before the answer: a range truncated meanwhile is a clear error, not a cut stream.
+      const reader = await m.log.openRange(range.from, range.to);
       const binary = (req.headers.accept ?? '').includes('application/octet-stream');
       reply.header('x-raftkv-first', String(range.from)).header('x-raftkv-last', String(range.to));
       reply.header('content-type', binary ? 'application/octet-stream' : 'application/x-ndjson');
-      const gen = m.log.readRaw(range.from, range.to);
       const body = Readable.from(
         (async function* () {
-          for await (const raw of gen) {
+          for await (const raw of reader.chunks()) {
             if (binary) yield raw;
             else {
               let out = '';
@@ -360,6 +360,8 @@ export class Logger {
           }
         })(),
       );
+      // Closed however the response ends (done, failed, or the client went away).
+      body.once('close', () => void reader.close());
       return reply.send(body);
     });
     app.get<{ Params: { cluster: string } }>('/v1/log/:cluster/base', async (req, reply) => {

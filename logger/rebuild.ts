@@ -41,6 +41,19 @@ export interface RebuildOptions {
 }
 
 export async function rebuild(src: LogSource, sm: Rebuildable, o: RebuildOptions = {}): Promise<RebuildResult> {
+  // A source truncating its log between telling where it starts and sending the range answers
+  // "truncated" before sending any entry: start over from where it starts now.
+  for (let attempt = 1; ; attempt++) {
+    const applied = { entries: 0 };
+    try {
+      return await rebuildOnce(src, sm, o, applied);
+    } catch (e) {
+      if (attempt >= 3 || applied.entries > 0 || !/were truncated/.test((e as Error).message)) throw e;
+    }
+  }
+}
+
+async function rebuildOnce(src: LogSource, sm: Rebuildable, o: RebuildOptions, applied: { entries: number }): Promise<RebuildResult> {
   const info = pickLog(await src.info(), o.cluster);
   const t0 = performance.now();
   let installMs = 0;
@@ -77,6 +90,7 @@ export async function rebuild(src: LogSource, sm: Rebuildable, o: RebuildOptions
     }
     index = batch[batch.length - 1].index;
     commands += batch.length;
+    applied.entries = commands;
   };
   if (to > index) {
     if (o.mode === 'streaming') {

@@ -123,14 +123,24 @@ export class RecovServer {
         let range = parseRange(args[1], args[2], src.log.info().last);
         if (waitMs > 0 && args[2] !== 'last') await src.log.waitFor(range.to, waitMs);
         range = parseRange(args[1], args[2], src.log.info().last);
-        src.log.checkRange(range.from, range.to);
-        sock.setTimeout(0);
-        sock.write(`OK ${range.from} ${range.to} ${range.to - range.from + 1}\n`);
-        for await (const chunk of src.log.readRaw(range.from, range.to)) {
-          if (sock.destroyed) return;
-          if (!sock.write(chunk)) await new Promise<void>((r) => sock.once('drain', r).once('close', r));
+        // Opened before the answer: a range truncated meanwhile is an ERR, not a stream cut off.
+        const reader = await src.log.openRange(range.from, range.to);
+        try {
+          sock.setTimeout(0);
+          sock.write(`OK ${range.from} ${range.to} ${range.to - range.from + 1}\n`);
+          for await (const chunk of reader.chunks()) {
+            if (sock.destroyed) return;
+            if (!sock.write(chunk)) await new Promise<void>((r) => sock.once('drain', r).once('close', r));
+          }
+          return void sock.end();
+        } catch (e) {
+          // Records are on the wire already: an ERR line now would read as a record. Cut the
+          // connection; the client sees a stream that ended early.
+          sock.destroy();
+          throw e;
+        } finally {
+          await reader.close();
         }
-        return void sock.end();
       }
       default:
         throw new Error(`unknown request '${oneLine(line).slice(0, 60)}': send INFO, BASE <cluster> or RECOVER <cluster> <from> <to|last> [<wait ms>]`);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { CommandLog, RecordSplitter, UnavailableRangeError, encodeRecord } from '../../logger/command-log.js';
+import { CommandLog, RecordSplitter, UnavailableRangeError, decodeRecords, encodeRecord } from '../../logger/command-log.js';
 import { Entry, EntryType } from '../../raft/index.js';
 
 const entry = (index: number, term = 1): Entry => ({ index, term, type: EntryType.Normal, data: Buffer.from(`cmd-${index}`) });
@@ -121,6 +121,28 @@ describe('command log', () => {
         await again.close();
       }));
   }
+});
+
+describe('command log ranges and truncation', () => {
+  it('a range opened before a truncation is read whole, though its segments are deleted meanwhile', () =>
+    withDir(async (dir) => {
+      const log = await CommandLog.open(dir, { segmentBytes: 200 });
+      for (let i = 1; i <= 100; i += 10) {
+        log.append(range(i, i + 9));
+        await log.flush();
+      }
+      assert.ok(log.info().segments >= 5);
+      const got: Entry[] = [];
+      const chunks = log.readRaw(1, 100, 64);
+      const first = await chunks.next();
+      got.push(...decodeRecords(first.value as Buffer));
+      assert.equal(await log.truncatePrefix(80), 81);
+      for await (const raw of chunks) got.push(...decodeRecords(raw));
+      assert.deepEqual(got.map((e) => e.index), range(1, 100).map((e) => e.index));
+      // Opened after it, the truncated part is refused before anything is sent.
+      await assert.rejects(log.openRange(1, 100), UnavailableRangeError);
+      await log.close();
+    }));
 });
 
 describe('record stream splitter', () => {

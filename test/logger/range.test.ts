@@ -15,6 +15,8 @@ import { logSource } from '../../logger/client.js';
 import { RecovServer } from '../../logger/recov.js';
 import { Entry, EntryType } from '../../raft/index.js';
 import { BATCH_BYTES, WINDOW } from '../../logger/range-thread.js';
+import { rebuild } from '../../logger/rebuild.js';
+import type { LogInfo, LogSource } from '../../logger/client.js';
 
 const VALUE = 4000;
 const entry = (index: number): Entry => ({ index, term: 1 + (index >> 10), type: EntryType.Normal, data: Buffer.alloc(VALUE, index & 0xff) });
@@ -97,5 +99,27 @@ describe('log ranges received off-thread and in-thread', () => {
         await new Promise((r) => server.close(r));
       }
     }
+  });
+
+  it('a rebuild whose range was truncated before it was sent starts over from where the log starts now', async () => {
+    const membership = { voters: ['a'], learners: [], addrs: {} };
+    let infos = 0;
+    const restored: number[] = [];
+    const got: number[] = [];
+    const src: LogSource = {
+      // First the log starts at 1; by the time the range is asked, it starts after a base at 50.
+      info: async (): Promise<LogInfo[]> => [{ name: 'l', clusterId: 'c', first: infos++ === 0 ? 1 : 51, last: 60, commitIndex: 60, base: infos > 1 ? { index: 50, term: 1 } : null, bytes: 0 }],
+      base: async () => ({ meta: { index: 50, term: 1, membership }, data: new Uint8Array(0) }),
+      range: async (_c, from, to, onEntries) => {
+        if (from < 51) throw new Error('127.0.0.1:1: entries before 51 were truncated or never received: available 51..60');
+        onEntries(Array.from({ length: to - from + 1 }, (_, i) => ({ index: from + i, term: 1, type: EntryType.Normal, data: new Uint8Array(0) })));
+        return { count: to - from + 1, bytes: 0 };
+      },
+    };
+    const r = await rebuild(src, { applyBatch: (b) => (got.push(...b.map((e) => e.index)), b.map(() => new Uint8Array(0))), restoreState: (s) => void restored.push(s.meta.index) }, { mode: 'streaming' });
+    assert.deepEqual(restored, [50]);
+    assert.deepEqual(got, Array.from({ length: 10 }, (_, i) => 51 + i));
+    assert.equal(r.index, 60);
+    assert.equal(r.baseIndex, 50);
   });
 });
