@@ -2,17 +2,19 @@
  * `npm run bench:logger`: the seed's logger measurements on this machine, with real processes.
  *
  * 1. logger/cluster throughput: a 3-replica kvstore cluster at saturation (closed-loop clients,
- *    100% writes of 512 B) with one logger; over the same window, entries the logger made durable
- *    divided by entries the cluster committed (the seed measured 0.9909).
+ *    100% writes of 512 B) with one logger; over the same window, the rate at which the logger
+ *    made entries durable divided by the rate the cluster committed them (the seed measured 0.9909).
  * 2. clusters per logger: one logger process serving N clusters (default 9, the seed's Figure 11),
  *    all at saturation at once; the smallest of the per-cluster ratios.
  * 3. recovery: the cluster of part 1 is driven to 1,000,000 commands of 512 B, then `raftkv
  *    recovery` streams them from the logger and installs them into a fresh state machine (the
  *    seed: 12.2 s = 7.9 s transfer + 4.3 s install).
  *
- * Options: --seconds S (measure window, default 10), --clusters N (default 9), --replicas R
+ * Options: --seconds S (measure window, default 30: the logger's lag moves by tens of entries
+ * between samples, and over 10 s that alone moved the ratio by a few percent), --clusters N (default 9), --replicas R
  * (default 3), --commands N (default 1000000), --clients C per cluster (default 32), --skip LIST
  * (parts to skip: throughput,clusters,recovery), --profile DIR (a V8 CPU profile of the recovery),
+ * --logger-profile DIR (V8 CPU profiles of the logger processes, written when they stop),
  * --repeat N (recoveries of the same log, default 3: the median is reported, they vary run to run).
  */
 import { execFile } from 'node:child_process';
@@ -25,13 +27,14 @@ import { runLoadgen } from './run-load.js';
 
 const { values } = parseArgs({
   options: {
-    seconds: { type: 'string', default: '10' },
+    seconds: { type: 'string', default: '30' },
     clusters: { type: 'string', default: '9' },
     replicas: { type: 'string', default: '3' },
     commands: { type: 'string', default: '1000000' },
     clients: { type: 'string', default: '32' },
     skip: { type: 'string', default: '' },
     profile: { type: 'string' },
+    'logger-profile': { type: 'string' },
     repeat: { type: 'string', default: '3' },
   },
 });
@@ -69,6 +72,7 @@ function joinFlag(s: Served): string {
 
 async function startLoggerFor(dir: string, served: Served[]): Promise<LoggerProc> {
   const l = await defineLogger(dir, served.map((s) => s.logName), served.map(joinFlag).join(','), ['--election-timeout', '1000', '--heartbeat', '100']);
+  if (values['logger-profile']) l.nodeArgs = ['--cpu-prof', '--cpu-prof-dir', values['logger-profile']];
   startLogger(l);
   for (const s of served) {
     const st = await s.cluster.status(await s.cluster.waitLeader(s.ids));
@@ -83,35 +87,86 @@ async function commitIndex(s: Served): Promise<number> {
 }
 
 /**
- * Saturate every cluster at once and compare, over the same window, what each cluster committed
- * with what the logger made durable for it. Both are sampled together at both ends, so the small
- * lag the logger always has cancels out.
+ * Saturate every cluster at once and compare, over the same window, how fast each cluster
+ * committed with how fast the logger made its entries durable. Both sides are sampled together
+ * every half second and each rate is the least-squares slope of its samples: the logger is
+ * always a little behind (entries committed since the leader last told it the commit index, plus
+ * its group commit), and that lag moves by tens of entries from one sample to the next, so two
+ * end points alone would measure the lag's noise as much as the throughput. The window opens
+ * only once the load flows: a first sample taken while the generators still start finds the
+ * logger with no lag at all and charges the window with its whole steady-state lag.
  */
 async function ratios(l: LoggerProc, served: Served[]): Promise<{ committed: number; logged: number; ratio: number; perSecond: number }[]> {
+  const warmupLimitS = 30;
+  const stop = new AbortController();
   const loads = served.map((s) =>
-    runLoadgen(['--targets', s.ids.map((id) => s.cluster.clientAddr(id)).join(','), '--clients', String(clients), '--duration', String(seconds), '--keys', '1000000', '--value-size', String(VALUE), '--write-ratio', '1']),
+    runLoadgen(['--targets', s.ids.map((id) => s.cluster.clientAddr(id)).join(','), '--clients', String(clients), '--duration', String(seconds + warmupLimitS + 5), '--keys', '1000000', '--value-size', String(VALUE), '--write-ratio', '1'], stop.signal).catch((e: Error) => {
+      if (!stop.signal.aborted) throw e;
+    }),
   );
   // Both sides at once, so the window is the same for the cluster and the logger.
   const sample = async () => {
     const [logs, committed] = await Promise.all([logsOf(l), Promise.all(served.map(commitIndex))]);
     const logged = served.map((s) => logs.find((x) => x.name === s.logName)?.last ?? 0);
-    return { logged, committed, at: performance.now() };
+    const seen = served.map((s) => logs.find((x) => x.name === s.logName)?.commitIndex ?? 0);
+    return { logged, seen, committed, at: performance.now() / 1000 };
   };
-  await sleep(1500);
-  const a = await sample();
-  await sleep((seconds - 2.5) * 1000);
-  const b = await sample();
+  // Warm-up: every cluster commits at least 50 entries in a second, then one more second.
+  const t0 = performance.now();
+  let prev = await sample();
+  for (;;) {
+    await sleep(1000);
+    const now = await sample();
+    if (now.committed.every((c, i) => c - prev.committed[i] >= 50)) break;
+    if (performance.now() - t0 > warmupLimitS * 1000) throw new Error(`the clusters did not reach 50 commits/s within ${warmupLimitS} s: ${now.committed.map((c, i) => c - prev.committed[i]).join(', ')}`);
+    prev = now;
+  }
+  await sleep(1000);
+  const samples = [await sample()];
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end) {
+    await sleep(500);
+    samples.push(await sample());
+  }
+  stop.abort();
   await Promise.all(loads);
+  const a = samples[0];
+  const b = samples[samples.length - 1];
+  // Where a shortfall comes from: entries the logger had not yet heard were committed (delivery)
+  // or had heard of but not yet made durable (its own log).
+  const lagOf = (i: number, f: (x: (typeof samples)[number]) => number) => {
+    const lags = samples.map((x) => x.committed[i] - f(x));
+    return `${(lags.reduce((p, q) => p + q, 0) / lags.length).toFixed(0)}/${Math.max(...lags)}`;
+  };
+  console.log(`  entries behind the cluster's commit index over the window (mean/max): ${served.map((s, i) => `${s.logName} not heard ${lagOf(i, (x) => x.seen[i])}, not durable ${lagOf(i, (x) => x.logged[i])}`).join('; ')}`);
   return served.map((_, i) => {
     const committed = b.committed[i] - a.committed[i];
     const logged = b.logged[i] - a.logged[i];
-    return { committed, logged, ratio: logged / committed, perSecond: committed / ((b.at - a.at) / 1000) };
+    const cluster = slope(samples.map((x) => [x.at, x.committed[i]]));
+    const logger = slope(samples.map((x) => [x.at, x.logged[i]]));
+    return { committed, logged, ratio: logger / cluster, perSecond: cluster };
   });
+}
+
+/** Least-squares slope of y against x. */
+function slope(points: [number, number][]): number {
+  const n = points.length;
+  const mx = points.reduce((s, [x]) => s + x, 0) / n;
+  const my = points.reduce((s, [, y]) => s + y, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const [x, y] of points) {
+    num += (x - mx) * (y - my);
+    den += (x - mx) ** 2;
+  }
+  return num / den;
 }
 
 const started: { c: TestCluster[]; loggers: LoggerProc[] } = { c: [], loggers: [] };
 async function teardown(): Promise<void> {
-  for (const l of started.loggers) l.proc?.kill('SIGKILL');
+  // SIGTERM when profiling: a profile is written only by a process that exits.
+  for (const l of started.loggers) l.proc?.kill(values['logger-profile'] ? 'SIGTERM' : 'SIGKILL');
+  if (values['logger-profile']) await sleep(3000);
   started.loggers = [];
   for (const c of started.c) await c.destroy();
   started.c = [];

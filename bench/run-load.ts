@@ -4,7 +4,8 @@ import { promisify } from 'node:util';
 import type { LoadResult } from '../loadgen/run.js';
 import { CLI } from '../test/helpers/cluster.js';
 
-export async function runLoadgen(args: string[]): Promise<LoadResult> {
-  const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'loadgen', ...args, '--json', '-', '--quiet'], { maxBuffer: 64 << 20 });
+/** `signal` stops the generator early (the promise then rejects with an AbortError). */
+export async function runLoadgen(args: string[], signal?: AbortSignal): Promise<LoadResult> {
+  const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'loadgen', ...args, '--json', '-', '--quiet'], { maxBuffer: 64 << 20, signal });
   return JSON.parse(stdout.slice(stdout.indexOf('\n{') + 1)) as LoadResult;
 }

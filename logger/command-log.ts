@@ -15,7 +15,8 @@
  * Dropping a prefix or starting over at a base snapshot first commits the new meta, then deletes
  * files; a crash in between leaves files that the next open deletes, never a log that lies.
  */
-import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, openSync, write } from 'node:fs';
+import { promisify } from 'node:util';
 import { syncDir, writeFileDurably } from '../util/durable-file.js';
 import { FileHandle, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -93,6 +94,8 @@ export class CommandLog {
   private queued: Buffer[] = [];
   private queuedIndexes: { index: number; bytes: number }[] = [];
   private flushing: Promise<void> | undefined;
+  /** Set while the active segment is being closed or replaced: flushes wait for it. */
+  private held: Promise<void> | undefined;
   private flushAgain = false;
   private activeFd: number | undefined;
   private waiters: { index: number; resolve: () => void; timer: NodeJS.Timeout }[] = [];
@@ -160,6 +163,8 @@ export class CommandLog {
 
   /** Make everything appended so far durable (one write, one fdatasync, shared by concurrent callers). */
   flush(): Promise<void> {
+    if (this.held) return this.held.then(() => this.flush());
+    if (this.closed && this.queued.length > 0) return Promise.reject(new Error('command log is closed'));
     if (this.queued.length === 0 && !this.flushing) return Promise.resolve();
     if (this.flushing) {
       this.flushAgain = true;
@@ -293,19 +298,39 @@ export class CommandLog {
   async installBase(snapshot: Snapshot): Promise<boolean> {
     const { index, term } = snapshot.meta;
     if (index <= this.appendedLast) return false;
-    await this.flush();
-    await this.bases.save(snapshot);
-    this.crashPoint('base:after-snapshot-file');
-    await this.writeMeta({ first: index + 1, base: { index, term } });
-    this.crashPoint('base:after-meta');
-    this.closeActive();
-    const old = this.segments;
-    this.segments = [];
-    for (const s of old) await rm(s.file, { force: true });
-    this.baseCache = snapshot;
-    this.durableLast = this.appendedLast = index;
-    this.lastTerm = term;
+    await this.withoutFlushes(async () => {
+      await this.bases.save(snapshot);
+      this.crashPoint('base:after-snapshot-file');
+      await this.writeMeta({ first: index + 1, base: { index, term } });
+      this.crashPoint('base:after-meta');
+      this.closeActive();
+      const old = this.segments;
+      this.segments = [];
+      for (const s of old) await rm(s.file, { force: true });
+      this.baseCache = snapshot;
+      this.durableLast = this.appendedLast = index;
+      this.lastTerm = term;
+    });
     return true;
+  }
+
+  /**
+   * Run `fn` with everything appended so far durable and no flush writing meanwhile (flushes
+   * asked for wait until it is done): the active segment's file may be closed inside.
+   */
+  private async withoutFlushes(fn: () => Promise<void>): Promise<void> {
+    while (this.held) await this.held;
+    await this.flush();
+    let release!: () => void;
+    this.held = new Promise((r) => (release = r));
+    try {
+      // A flush started between the one awaited above and the hold ends its current round.
+      while (this.flushing) await this.flushing;
+      await fn();
+    } finally {
+      this.held = undefined;
+      release();
+    }
   }
 
   /**
@@ -332,9 +357,10 @@ export class CommandLog {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    await this.flush();
-    this.closed = true;
-    this.closeActive();
+    await this.withoutFlushes(async () => {
+      this.closed = true;
+      this.closeActive();
+    });
     for (const w of this.waiters) clearTimeout(w.timer);
     this.waiters = [];
   }
@@ -354,10 +380,12 @@ export class CommandLog {
       let seg = this.segments[this.segments.length - 1];
       if (!seg || this.activeFd === undefined || seg.size >= this.segmentBytes) seg = await this.startSegment(idx[0].index);
       const data = bufs.length === 1 ? bufs[0] : Buffer.concat(bufs);
-      // Synchronous write + fdatasync: one syscall pair per group, no thread-pool hop, and no
-      // appender can interleave with it.
-      writeSync(this.activeFd!, data, 0, data.length, seg.size);
-      if (this.sync) fdatasyncSync(this.activeFd!);
+      // Write + fdatasync on the thread pool: a logger serving several clusters must not stop
+      // all of them while one cluster's disk flush runs (on the main thread they queued behind
+      // each other and the logger heard its clusters' commits half a second late). Appends that
+      // arrive meanwhile are queued and go together in the next round (group commit).
+      await writeFully(this.activeFd!, data, seg.size);
+      if (this.sync) await fdatasyncAsync(this.activeFd!);
       for (const q of idx) {
         seg.offsets.push(seg.size);
         seg.size += q.bytes;
@@ -368,7 +396,7 @@ export class CommandLog {
       this.wake();
       // Let appends queued meanwhile (same tick) ride the next round.
       await Promise.resolve();
-    } while (this.flushAgain || this.queued.length > 0);
+    } while (!this.held && (this.flushAgain || this.queued.length > 0));
   }
 
   private wake(): void {
@@ -622,3 +650,12 @@ function decodeBody(buf: Buffer, off: number, len: number): Entry {
   };
 }
 
+const writeAsync = promisify(write);
+const fdatasyncAsync = promisify(fdatasync);
+
+async function writeFully(fd: number, data: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < data.length; ) {
+    const { bytesWritten } = await writeAsync(fd, data, done, data.length - done, position + done);
+    done += bytesWritten;
+  }
+}

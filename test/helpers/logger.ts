@@ -18,6 +18,8 @@ export interface LoggerProc {
   join: string;
   /** Extra flags (e.g. --advertise-raft for a logger behind a fault proxy). */
   args: string[];
+  /** Flags for node itself (e.g. --cpu-prof for a benchmark's profile of the logger). */
+  nodeArgs?: string[];
   proc?: ChildProcess;
   out: string;
 }
@@ -38,7 +40,7 @@ export async function defineLogger(dir: string, ids: string[], join: string, arg
 
 export function startLogger(l: LoggerProc): ChildProcess {
   const args = [CLI, 'logger', '--id', l.ids.join(','), '--raft', l.raft.map((p) => `127.0.0.1:${p}`).join(','), '--join', l.join, '--logfolder', l.dir, '--http', `127.0.0.1:${l.http}`, '--recov', `127.0.0.1:${l.recov}`, '--election-timeout', '400', '--heartbeat', '40', ...l.args];
-  const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(process.execPath, [...(l.nodeArgs ?? []), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   l.proc = p;
   p.stdout!.on('data', (d: Buffer) => (l.out += d.toString()));
   p.stderr!.on('data', (d: Buffer) => (l.out += d.toString()));

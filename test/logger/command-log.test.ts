@@ -94,6 +94,33 @@ describe('command log', () => {
       await again.close();
     }));
 
+  it('flushes in flight around a base install and a close keep every entry; appends after close are refused', () =>
+    withDir(async (dir) => {
+      // Flushes run on the thread pool; a base install and close() close the active segment's
+      // file, so they wait for the writes in flight.
+      const log = await CommandLog.open(dir, { segmentBytes: 300 });
+      const flushes: Promise<void>[] = [];
+      for (let i = 1; i <= 30; i++) {
+        log.append([entry(i)]);
+        flushes.push(log.flush());
+      }
+      const snap = { meta: { index: 100, term: 2, membership: { voters: ['a'], learners: [], addrs: { a: 'x:1' } } }, data: Buffer.from('state@100') };
+      const installed = log.installBase(snap);
+      await Promise.all([...flushes, installed]);
+      assert.deepEqual(log.info().base, { index: 100, term: 2 });
+      for (let i = 101; i <= 120; i++) {
+        log.append([entry(i, 2)]);
+        flushes.push(log.flush());
+      }
+      await log.close();
+      await Promise.all(flushes);
+      assert.throws(() => log.append([entry(121, 2)]), /closed/);
+      const again = await CommandLog.open(dir);
+      assert.deepEqual({ first: again.info().first, last: again.info().last }, { first: 101, last: 120 });
+      assert.deepEqual((await readAll(again, 101, 120)).map((e) => Buffer.from(e.data).toString()), range(101, 120, 2).map((e) => Buffer.from(e.data).toString()));
+      await again.close();
+    }));
+
   const crashPoints = ['truncate:after-snapshot-file', 'truncate:after-meta', 'truncate:mid-delete', 'base:after-snapshot-file', 'base:after-meta'];
   for (const point of crashPoints) {
     it(`a kill -9 at ${point} leaves a consistent log`, () =>
