@@ -21,10 +21,10 @@ export interface RunningSystem {
   stop(): Promise<void>;
 }
 
-export async function startRaftkv(o: { fsync?: 'batch' | 'memory'; prefix?: string } = {}): Promise<RunningSystem & { cluster: TestCluster; ids: string[] }> {
+export async function startRaftkv(o: { fsync?: 'batch' | 'memory'; prefix?: string; args?: string[] } = {}): Promise<RunningSystem & { cluster: TestCluster; ids: string[] }> {
   const ids = ['b1', 'b2', 'b3'];
   const c = await TestCluster.create(o.prefix ?? 'bench');
-  for (const id of ids) await c.define(id, ['--election-timeout', String(ELECTION_TIMEOUT_MS), '--heartbeat', String(HEARTBEAT_MS), '--fsync', o.fsync ?? 'batch']);
+  for (const id of ids) await c.define(id, ['--election-timeout', String(ELECTION_TIMEOUT_MS), '--heartbeat', String(HEARTBEAT_MS), '--fsync', o.fsync ?? 'batch', ...(o.args ?? [])]);
   for (const id of ids) c.start(id, ['--peers', c.peersFlag(ids)]);
   try {
     await c.waitLeader(ids, 30_000);

@@ -130,7 +130,7 @@ export class RecovServer {
           sock.write(`OK ${range.from} ${range.to} ${range.to - range.from + 1}\n`);
           for await (const chunk of reader.chunks()) {
             if (sock.destroyed) return;
-            if (!sock.write(chunk)) await new Promise<void>((r) => sock.once('drain', r).once('close', r));
+            if (!sock.write(chunk)) await drainOrClose(sock);
           }
           return void sock.end();
         } catch (e) {
@@ -328,4 +328,17 @@ export class RangeCheck {
   end(to: number, what: string): void {
     if (this.splitter.pending() > 0 || this.next !== to + 1) throw new Error(`stream ended early: ${what}`);
   }
+}
+
+/** Resolves when `sock` can take more or is gone; leaves no listener behind either way. */
+function drainOrClose(sock: net.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      sock.off('drain', done);
+      sock.off('close', done);
+      resolve();
+    };
+    sock.on('drain', done);
+    sock.on('close', done);
+  });
 }

@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { CommandLog, encodeRecord } from '../../logger/command-log.js';
 import { logSource } from '../../logger/client.js';
 import { RecovServer } from '../../logger/recov.js';
@@ -66,6 +66,12 @@ describe('log ranges received off-thread and in-thread', () => {
 
   it(`a range of ${n} entries (${((n * VALUE) / 1e6).toFixed(0)} MB) arrives whole and in order both ways, with a slow taker too`, () =>
     withServedLog(n, async (addr) => {
+      // The server waits for 'drain' many times over a range this size (the taker is slower
+      // than the disk): each wait must leave no listener behind on the socket.
+      const warnings: string[] = [];
+      const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+      process.on('warning', onWarning);
+      after(() => process.off('warning', onWarning));
       for (const inThread of [false, true]) {
         const all = await take(addr, inThread, 1, n);
         assert.equal(all.count, n);
@@ -74,6 +80,8 @@ describe('log ranges received off-thread and in-thread', () => {
         assert.equal(part.count, n - 777 - 1234 + 1);
         if (!inThread) assert.ok(part.batches <= Math.ceil(part.bytes / BATCH_BYTES) + 1, `handed over in batches of ${BATCH_BYTES} bytes, not per socket read (${part.batches})`);
       }
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning')), []);
     }));
 
   it('a range that is not held gets the source’s answer, from the worker as from this thread', () =>
