@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { RaftError } from './errors.js';
 import { RaftNode, Ready } from './node.js';
 import type { Storage } from './storage/storage.js';
-import { ConfChange, Entry, EntryType, Membership, Message, NodeId, Role, Snapshot, SoftState } from './types.js';
+import { ConfChange, Entry, EntryType, HeldSnapshot, Membership, Message, NodeId, Role, Snapshot, SoftState } from './types.js';
 
 export interface StateMachine {
   /** Apply a committed command; the result goes back to whoever proposed it. */
@@ -27,9 +27,17 @@ export interface StateMachine {
    * the node for the whole serialization (hundreds of ms for 100 MB: the tail latency of
    * every write in flight).
    */
-  captureSnapshot?(): (pause: () => Promise<void>) => Promise<Uint8Array>;
+  captureSnapshot?(): CapturedSnapshot;
   /** Replace the state with a snapshot's. */
   restore(snapshot: Snapshot): void | Promise<void>;
+}
+
+/** A state taken at one index, serialized when asked (see StateMachine.captureSnapshot). */
+export interface CapturedSnapshot {
+  /** The serialized size in bytes, worked out with `pause()` between slices of the work. */
+  size(pause: () => Promise<void>): Promise<number>;
+  /** The serialized state, a few MB at a time, adding up to `size`; pauses likewise. */
+  chunks(pause: () => Promise<void>): AsyncIterable<Uint8Array>;
 }
 
 export interface Transport {
@@ -164,7 +172,14 @@ export class RaftDriver {
   /** Start ticking and processing. The state machine must already hold the snapshot's state. */
   start(): void {
     this.timer = this.timers.setInterval(() => this.enqueue(() => this.node.tick()), this.tickMs);
+    this.enqueue(() => this.holdFromStorage(this.node.log.snapshotIndex));
     this.schedule();
+  }
+
+  /** Let the core keep the snapshot at `index` as its file, not its bytes, if storage has it. */
+  private holdFromStorage(index: number): void {
+    const held = index > 0 ? this.storage.heldSnapshot?.(index) : undefined;
+    if (held) this.node.holdSnapshot(held);
   }
 
   /** Stop: finish the batch in flight, fail what is pending, stop the timer. */
@@ -314,6 +329,7 @@ export class RaftDriver {
     this.process(rd).then(
       () => {
         this.node.advance();
+        if (rd.snapshot) this.holdFromStorage(rd.snapshot.meta.index);
         this.busy = false;
         for (const r of this.idle.splice(0)) r();
         if (this.stopped) return;
@@ -395,7 +411,6 @@ export class RaftDriver {
     // without captureSnapshot, the whole serialization), never for writing it to disk.
     this.busy = true;
     let held = true;
-    let data: Promise<Uint8Array>;
     const release = () => {
       if (!held) return;
       held = false;
@@ -403,29 +418,51 @@ export class RaftDriver {
       for (const r of this.idle.splice(0)) r();
       this.schedule();
     };
+    const meta = { index, term, membership };
+    const compactTo = index - this.keepEntries;
+    const pause = () => new Promise<void>((r) => this.timers.setImmediate(r));
+    let saved: Promise<HeldSnapshot>;
     try {
       if (this.sm.captureSnapshot) {
-        const serialize = this.sm.captureSnapshot();
+        const captured = this.sm.captureSnapshot();
         release();
-        data = serialize(() => new Promise<void>((r) => this.timers.setImmediate(r)));
-      } else data = Promise.resolve(this.sm.snapshot());
-    } catch (e) {
-      data = Promise.reject(e as Error);
-    }
-    data
-      .then((data) => {
-        release();
-        this.lastSnapshotBytes = data.length;
-        const snap: Snapshot = { meta: { index, term, membership }, data };
-        return this.storage.saveSnapshot(snap, index - this.keepEntries).then(() => {
-          // An installed snapshot may have overtaken this one while it was being written.
-          this.lastSnapshotIndex = Math.max(this.lastSnapshotIndex, index);
-          this.enqueue(() => this.node.compact(snap, this.keepEntries));
-          this.opts.onSnapshot?.(index);
+        saved = captured.size(pause).then(async (size) => {
+          this.lastSnapshotBytes = size;
+          // Written as it is serialized, and kept by the core as its file: a large state is
+          // never in memory twice.
+          if (this.storage.saveSnapshotStream) return this.storage.saveSnapshotStream(meta, size, captured.chunks(pause), compactTo);
+          const data = Buffer.allocUnsafe(size);
+          let off = 0;
+          for await (const chunk of captured.chunks(pause)) {
+            data.set(chunk, off);
+            off += chunk.length;
+          }
+          const snap: Snapshot = { meta, data };
+          await this.storage.saveSnapshot(snap, compactTo);
+          return snap;
         });
+      } else {
+        saved = Promise.resolve(this.sm.snapshot()).then(async (data) => {
+          release();
+          this.lastSnapshotBytes = data.length;
+          const snap: Snapshot = { meta, data };
+          await this.storage.saveSnapshot(snap, compactTo);
+          return snap;
+        });
+      }
+    } catch (e) {
+      saved = Promise.reject(e as Error);
+    }
+    saved
+      .then((held) => {
+        // An installed snapshot may have overtaken this one while it was being written.
+        this.lastSnapshotIndex = Math.max(this.lastSnapshotIndex, index);
+        this.enqueue(() => this.node.compact(held, this.keepEntries));
+        this.opts.onSnapshot?.(index);
       })
       .catch((e: unknown) => this.fatal(e as Error))
       .finally(() => {
+        release();
         this.snapshotting = false;
       });
   }

@@ -10,6 +10,7 @@ import {
   Entry,
   EntryType,
   HardState,
+  HeldSnapshot,
   Membership,
   Message,
   MessageType,
@@ -209,7 +210,8 @@ export class RaftNode {
   /** Reads asked for before this leader committed an entry of its term. */
   private readsAwaitingCommit: { context: string; requester: NodeId }[] = [];
 
-  private snapshot: Snapshot | undefined;
+  /** The latest snapshot, sent to followers that need entries before the log's start. */
+  private snapshot: HeldSnapshot | undefined;
   private incomingSnapshot: IncomingSnapshot | undefined;
 
   // Output accumulated for the next Ready.
@@ -421,7 +423,7 @@ export class RaftNode {
    * The driver made `snapshot` durable (it covers the state machine up to its index). The log
    * before it is dropped, keeping `keepEntries` so slightly lagging followers avoid a snapshot.
    */
-  compact(snapshot: Snapshot, keepEntries = 0): void {
+  compact(snapshot: HeldSnapshot, keepEntries = 0): void {
     this.assertNotInReady();
     const { index } = snapshot.meta;
     if (index > this.log.applied) throw new Error(`raft: snapshot at ${index} is past applied index ${this.log.applied}`);
@@ -496,6 +498,20 @@ export class RaftNode {
     this.membershipChanged = false;
     this.inFlightReady = rd;
     return rd;
+  }
+
+  /** The latest snapshot as the core keeps it (its bytes in memory, or read from its file). */
+  latestSnapshot(): HeldSnapshot | undefined {
+    return this.snapshot;
+  }
+
+  /**
+   * Keep `held` in place of the latest snapshot's bytes if it is the same snapshot (the driver
+   * hands over the snapshot's file once it is durable, so the bytes need not stay in memory).
+   */
+  holdSnapshot(held: HeldSnapshot): void {
+    this.assertNotInReady();
+    if (this.snapshot?.meta.index === held.meta.index && this.snapshot.meta.term === held.meta.term && this.snapshot.data.length === held.data.length) this.snapshot = held;
   }
 
   /** The driver finished the last Ready (persisted, sent, applied). */

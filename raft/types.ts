@@ -47,6 +47,21 @@ export interface Snapshot {
   data: Uint8Array;
 }
 
+/**
+ * A snapshot's bytes as the core needs them to send one: a Uint8Array, or the snapshot's file,
+ * read a chunk at a time when a follower needs it (a large state is not kept twice in memory).
+ */
+export interface SnapshotBytes {
+  readonly length: number;
+  subarray(start: number, end: number): Uint8Array;
+}
+
+/** What the core keeps of its latest snapshot: its meta, and its bytes wherever they are. */
+export interface HeldSnapshot {
+  meta: SnapshotMeta;
+  data: SnapshotBytes;
+}
+
 export enum ConfChangeType {
   AddVoter = 0,
   AddLearner = 1,

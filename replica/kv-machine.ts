@@ -4,7 +4,7 @@
  * synchronously to an application log (the seed's --logfolder "applog" variant). The applog is
  * a command log, the same format a logger keeps, so either serves recover(i, n).
  */
-import { Entry, EntryType, SessionOptions, SessionTable, Snapshot, StateMachine } from '../raft/index.js';
+import { CapturedSnapshot, Entry, EntryType, SessionOptions, SessionTable, Snapshot, StateMachine } from '../raft/index.js';
 import type { CommandLog } from '../logger/command-log.js';
 import { KvEngine } from './engines/engine.js';
 import { KvCommand, Op, decodeKvCommand } from './proto.js';
@@ -99,18 +99,38 @@ export class KvStateMachine implements StateMachine {
   }
 
   snapshot(): Uint8Array {
-    const write = writeSnapshot(this.captureState(), Infinity);
-    for (let step = write.next(); ; step = write.next()) if (step.done) return step.value;
+    const state = this.captureState();
+    const out = Buffer.allocUnsafe(drain(snapshotSize(state, Infinity)));
+    let off = 0;
+    for (const chunk of snapshotChunks(state, Infinity)) {
+      if (!chunk) continue;
+      out.set(chunk, off);
+      off += chunk.length;
+    }
+    return out;
   }
 
-  /** The state as of now, serialized in slices with `pause()` between them (see the driver). */
-  captureSnapshot(): (pause: () => Promise<void>) => Promise<Uint8Array> {
-    const write = writeSnapshot(this.captureState(), this.snapshotSlice);
-    return async (pause) => {
-      for (let step = write.next(); ; step = write.next()) {
-        if (step.done) return step.value;
-        await pause();
-      }
+  /**
+   * The state as of now, serialized later in slices with `pause()` between them (see the
+   * driver) and handed over a few MB at a time, so the whole snapshot is never in memory.
+   */
+  captureSnapshot(): CapturedSnapshot {
+    const state = this.captureState();
+    const slice = this.snapshotSlice;
+    return {
+      size: async (pause) => {
+        const sizing = snapshotSize(state, slice);
+        for (let step = sizing.next(); ; step = sizing.next()) {
+          if (step.done) return step.value;
+          await pause();
+        }
+      },
+      chunks: async function* (pause) {
+        for (const chunk of snapshotChunks(state, slice)) {
+          if (chunk) yield chunk;
+          else await pause();
+        }
+      },
     };
   }
 
@@ -167,29 +187,63 @@ interface CapturedState {
   values: Uint8Array[];
 }
 
-/**
- * Snapshot format: MAGIC | u32 length | sessions JSON | (u32 key length | key | u32 value
- * length | value)*, written into one buffer a slice of entries per step of the generator.
- */
-function* writeSnapshot({ sessions, keys, values }: CapturedState, slice: number): Generator<void, Uint8Array> {
+/** Bytes a snapshot handed over at once (a value larger than this goes alone, uncopied). */
+const SNAPSHOT_CHUNK = 4 << 20;
+
+/** Run a generator that only pauses to its end, without pausing. */
+function drain<T>(g: Generator<void, T>): T {
+  for (let step = g.next(); ; step = g.next()) if (step.done) return step.value;
+}
+
+/** The snapshot's size in bytes, yielding every `slice` keys. */
+function* snapshotSize({ sessions, keys, values }: CapturedState, slice: number): Generator<void, number> {
   let bytes = 12 + sessions.length;
   for (let i = 0; i < keys.length; i++) {
     bytes += 8 + Buffer.byteLength(keys[i]) + values[i].length;
     if ((i + 1) % slice === 0) yield;
   }
-  const out = Buffer.allocUnsafe(bytes);
+  return bytes;
+}
+
+/**
+ * Snapshot format: MAGIC | u32 length | sessions JSON | (u32 key length | key | u32 value
+ * length | value)*, produced as chunks of about SNAPSHOT_CHUNK bytes; `undefined` every
+ * `slice` keys is where the caller may pause.
+ */
+function* snapshotChunks({ sessions, keys, values }: CapturedState, slice: number): Generator<Uint8Array | undefined> {
+  let out = Buffer.allocUnsafe(SNAPSHOT_CHUNK);
   let off = MAGIC.copy(out, 0);
   off = out.writeUInt32LE(sessions.length, off);
-  off += sessions.copy(out, off);
+  if (off + sessions.length > out.length) {
+    yield out.subarray(0, off);
+    yield sessions;
+    out = Buffer.allocUnsafe(SNAPSHOT_CHUNK);
+    off = 0;
+  } else off += sessions.copy(out, off);
   for (let i = 0; i < keys.length; i++) {
-    const kl = out.write(keys[i], off + 4, 'utf8');
+    const key = keys[i];
+    const value = values[i];
+    // The key's UTF-8 is at most 3 bytes per UTF-16 unit: room for the header is checked first.
+    if (off + 8 + key.length * 3 > out.length) {
+      yield out.subarray(0, off);
+      out = Buffer.allocUnsafe(Math.max(SNAPSHOT_CHUNK, 8 + key.length * 3));
+      off = 0;
+    }
+    const kl = out.write(key, off + 4, 'utf8');
     off = out.writeUInt32LE(kl, off) + kl;
-    off = out.writeUInt32LE(values[i].length, off);
-    out.set(values[i], off);
-    off += values[i].length;
-    if ((i + 1) % slice === 0) yield;
+    off = out.writeUInt32LE(value.length, off);
+    if (off + value.length <= out.length) {
+      out.set(value, off);
+      off += value.length;
+    } else {
+      yield out.subarray(0, off);
+      yield value;
+      out = Buffer.allocUnsafe(SNAPSHOT_CHUNK);
+      off = 0;
+    }
+    if ((i + 1) % slice === 0) yield undefined;
   }
-  return out;
+  if (off > 0) yield out.subarray(0, off);
 }
 
 /** The answer to most commands, shared: results are only read (sent, or kept for a retry). */

@@ -4,6 +4,7 @@
  */
 import { join } from 'node:path';
 import {
+  CapturedSnapshot,
   ConfChange,
   ConfChangeType,
   DiskStorage,
@@ -723,10 +724,25 @@ function validateOptions(o: ReplicaOptions): void {
 
 /** Storage wrapper that measures each durable batch. */
 class MeteredStorage implements Storage {
+  // The optional parts are there exactly when the inner storage has them: without them the
+  // driver would keep every snapshot's bytes in memory.
+  readonly saveSnapshotStream?: Storage['saveSnapshotStream'];
+  readonly heldSnapshot?: Storage['heldSnapshot'];
   constructor(
     private readonly inner: Storage,
     private readonly metrics: ReplicaMetrics,
-  ) {}
+  ) {
+    const stream = inner.saveSnapshotStream?.bind(inner);
+    if (stream) {
+      this.saveSnapshotStream = async (meta, size, chunks, compactTo) => {
+        const held = await stream(meta, size, chunks, compactTo);
+        this.metrics.snapshots.inc({ kind: 'taken' });
+        this.metrics.snapshotBytes.set(size);
+        return held;
+      };
+    }
+    this.heldSnapshot = inner.heldSnapshot?.bind(inner);
+  }
   get kind() {
     return this.inner.kind;
   }
@@ -779,7 +795,7 @@ class MeteredMachine {
   snapshot(): Uint8Array {
     return this.inner.snapshot();
   }
-  captureSnapshot(): (pause: () => Promise<void>) => Promise<Uint8Array> {
+  captureSnapshot(): CapturedSnapshot {
     return this.inner.captureSnapshot();
   }
   restore(s: Snapshot): void | Promise<void> {

@@ -3,6 +3,7 @@
  * storage stack can run over a simulated disk (unsynced writes lost or torn on a power cut,
  * fsync errors) in the deterministic simulator, and over node:fs everywhere else.
  */
+import { closeSync, openSync, readSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 
 export interface FileHandleLike {
@@ -24,6 +25,11 @@ export interface FileSystem {
   readFile(path: string): Promise<Buffer>;
   rm(path: string, opts?: { force?: boolean; recursive?: boolean }): Promise<void>;
   rename(from: string, to: string): Promise<void>;
+  /**
+   * `length` bytes of a file from `position`, synchronously: the core reads a chunk of a
+   * snapshot file (written and fsynced before) while it builds a message to a follower.
+   */
+  readRange(path: string, position: number, length: number): Buffer;
 }
 
 export const nodeFs: FileSystem = {
@@ -33,4 +39,18 @@ export const nodeFs: FileSystem = {
   readFile: (path) => readFile(path),
   rm: (path, opts) => rm(path, opts),
   rename: (from, to) => rename(from, to),
+  readRange: (path, position, length) => {
+    const fd = openSync(path, 'r');
+    try {
+      const buf = Buffer.allocUnsafe(length);
+      for (let done = 0; done < length; ) {
+        const n = readSync(fd, buf, done, length - done, position + done);
+        if (n === 0) throw Object.assign(new Error(`${path} ends before byte ${position + length}`), { code: 'EIO' });
+        done += n;
+      }
+      return buf;
+    } finally {
+      closeSync(fd);
+    }
+  },
 };

@@ -9,7 +9,7 @@
  * an older one is used.
  */
 import { join } from 'node:path';
-import { Snapshot, SnapshotMeta } from '../types.js';
+import { HeldSnapshot, Snapshot, SnapshotBytes, SnapshotMeta } from '../types.js';
 import { StorageError, describeIoError } from './errors.js';
 import { crc32c } from './crc32c.js';
 import { FileHandleLike, FileSystem, nodeFs } from './fs.js';
@@ -19,23 +19,25 @@ const NAME_RE = /^snap-([0-9a-f]{16})-([0-9a-f]{16})\.snap$/;
 
 export interface LoadedSnapshot {
   snapshot: Snapshot | undefined;
+  /** The file it was read from. */
+  file?: string;
   /** Files that were skipped, with the reason (reported, never silently lost). */
   skipped: { file: string; reason: string }[];
 }
 
 /** Everything before the data: magic, meta length, meta JSON, data length. */
-function snapshotHead(s: Snapshot): Buffer {
-  const meta = Buffer.from(JSON.stringify(s.meta));
-  const head = Buffer.allocUnsafe(8 + 4 + meta.length + 6);
+function snapshotHead(meta: SnapshotMeta, dataLength: number): Buffer {
+  const json = Buffer.from(JSON.stringify(meta));
+  const head = Buffer.allocUnsafe(8 + 4 + json.length + 6);
   let off = MAGIC.copy(head, 0);
-  off = head.writeUInt32LE(meta.length, off);
-  off += meta.copy(head, off);
-  head.writeUIntLE(s.data.length, off, 6);
+  off = head.writeUInt32LE(json.length, off);
+  off += json.copy(head, off);
+  head.writeUIntLE(dataLength, off, 6);
   return head;
 }
 
 export function encodeSnapshot(s: Snapshot): Buffer {
-  const head = snapshotHead(s);
+  const head = snapshotHead(s.meta, s.data.length);
   const buf = Buffer.allocUnsafe(head.length + s.data.length + 4);
   head.copy(buf, 0);
   buf.set(s.data, head.length);
@@ -70,6 +72,8 @@ async function writeFully(fh: FileHandleLike, buf: Buffer, pos: number): Promise
 }
 
 export class SnapshotStore {
+  /** Files handed to the core as held snapshots (the newest two): never pruned. */
+  private pinned: string[] = [];
   constructor(
     readonly dir: string,
     private readonly keep = 2,
@@ -79,9 +83,21 @@ export class SnapshotStore {
     if (keep < 1) throw new Error('must keep at least one snapshot');
   }
 
-  async save(s: Snapshot): Promise<string> {
+  /** Write `s` to its file; returns the file's path. */
+  save(s: Snapshot): Promise<string> {
+    const data = Buffer.from(s.data.buffer, s.data.byteOffset, s.data.length);
+    return this.saveStream(s.meta, data.length, (async function* () {
+      for (let off = 0; off < data.length; off += SAVE_CHUNK) yield data.subarray(off, off + SAVE_CHUNK);
+    })());
+  }
+
+  /**
+   * Write a snapshot whose `size` bytes of data come in `chunks` (a state serialized as it is
+   * written, never whole in memory); returns the file's path. The chunks must add up to `size`.
+   */
+  async saveStream(meta: SnapshotMeta, size: number, chunks: AsyncIterable<Uint8Array>): Promise<string> {
     await this.fs.mkdir(this.dir, { recursive: true });
-    const name = `snap-${hex16(s.meta.index)}-${hex16(s.meta.term)}.snap`;
+    const name = `snap-${hex16(meta.index)}-${hex16(meta.term)}.snap`;
     const final = join(this.dir, name);
     const tmp = `${final}.tmp`;
     try {
@@ -89,18 +105,25 @@ export class SnapshotStore {
       try {
         // The file is encodeSnapshot(s), written a chunk at a time with the checksum computed
         // along the way: no copy of the data, no 100 MB checksum in one go.
-        const head = snapshotHead(s);
+        const head = snapshotHead(meta, size);
         let crc = crc32c(head);
         let pos = await writeFully(fh, head, 0);
-        const data = Buffer.from(s.data.buffer, s.data.byteOffset, s.data.length);
-        for (let off = 0; off < data.length; off += SAVE_CHUNK) {
-          const part = data.subarray(off, off + SAVE_CHUNK);
+        let written = 0;
+        let unsynced = 0;
+        for await (const chunk of chunks) {
+          const part = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
           crc = crc32c(part, crc);
           pos = await writeFully(fh, part, pos);
+          written += part.length;
+          unsynced += part.length;
           // Flush as we go (RocksDB's bytes_per_sync): one flush of 100 MB at the end stalls
           // the disk queue, and every WAL fdatasync behind it, for hundreds of milliseconds.
-          if (this.sync) await fh.datasync();
+          if (this.sync && unsynced >= SAVE_CHUNK) {
+            await fh.datasync();
+            unsynced = 0;
+          }
         }
+        if (written !== size) throw new Error(`snapshot data came to ${written} bytes, ${size} were announced`);
         const tail = Buffer.allocUnsafe(4);
         tail.writeUInt32LE(crc, 0);
         await writeFully(fh, tail, pos);
@@ -116,6 +139,17 @@ export class SnapshotStore {
     }
     await this.prune();
     return final;
+  }
+
+  /**
+   * The snapshot in `file` as the core keeps it: its bytes are read from the file a chunk at a
+   * time. The file must be one this store wrote or loaded (complete and checked).
+   */
+  held(file: string, meta: SnapshotMeta, size: number): HeldSnapshot {
+    // The core may still hold the one handed out before this (its swap to this one can come
+    // later): pruning spares both.
+    this.pinned = [file, ...this.pinned.filter((f) => f !== file)].slice(0, 2);
+    return { meta, data: new FileSnapshotBytes(this.fs, file, snapshotHead(meta, size).length, size) };
   }
 
   /** The newest snapshot that reads back intact. */
@@ -135,7 +169,7 @@ export class SnapshotStore {
     for (const name of this.sortedNames(names)) {
       const file = join(this.dir, name);
       try {
-        return { snapshot: decodeSnapshot(await this.fs.readFile(file)), skipped };
+        return { snapshot: decodeSnapshot(await this.fs.readFile(file)), file, skipped };
       } catch (e) {
         skipped.push({ file, reason: (e as Error).message });
       }
@@ -153,7 +187,7 @@ export class SnapshotStore {
 
   private async prune(): Promise<void> {
     const names = this.sortedNames(await this.fs.readdir(this.dir));
-    for (const n of names.slice(this.keep)) await this.fs.rm(join(this.dir, n), { force: true });
+    for (const n of names.slice(this.keep)) if (!this.pinned.includes(join(this.dir, n))) await this.fs.rm(join(this.dir, n), { force: true });
   }
 }
 
@@ -171,3 +205,19 @@ async function syncDir(fs: FileSystem, dir: string): Promise<void> {
 }
 
 export { StorageError };
+
+/** A snapshot's data in its file: the length, and any range of it read when asked for. */
+class FileSnapshotBytes implements SnapshotBytes {
+  constructor(
+    private readonly fs: FileSystem,
+    readonly file: string,
+    private readonly dataOffset: number,
+    readonly length: number,
+  ) {}
+
+  subarray(start: number, end: number): Uint8Array {
+    start = Math.max(0, Math.min(start, this.length));
+    end = Math.max(start, Math.min(end, this.length));
+    return this.fs.readRange(this.file, this.dataOffset + start, end - start);
+  }
+}

@@ -4,7 +4,7 @@
  * plus snapshot files) and MemoryStorage (tests, and the seed's non-durable mode).
  */
 import { join } from 'node:path';
-import { Entry, HardState, Snapshot } from '../types.js';
+import { Entry, HardState, HeldSnapshot, Snapshot, SnapshotMeta } from '../types.js';
 import type { InitialState } from '../node.js';
 import { SnapshotStore } from './snapshots.js';
 import { FaultHooks, FsyncMode, Wal } from './wal.js';
@@ -31,6 +31,16 @@ export interface Storage {
   save(rd: { snapshot?: Snapshot; entries: Entry[]; hardState?: HardState }): Promise<void>;
   /** Persist a snapshot the node made itself, then drop log entries at or below `compactTo`. */
   saveSnapshot(snapshot: Snapshot, compactTo: number): Promise<void>;
+  /**
+   * Optional: saveSnapshot for a state serialized as it is written (`size` bytes in `chunks`,
+   * never whole in memory); returns the snapshot as the core should keep it (read from disk).
+   */
+  saveSnapshotStream?(meta: SnapshotMeta, size: number, chunks: AsyncIterable<Uint8Array>, compactTo: number): Promise<HeldSnapshot>;
+  /**
+   * Optional: the latest snapshot saved or loaded, if it is the one at `index`, with its bytes
+   * read from its file: the core keeps this instead of the bytes themselves.
+   */
+  heldSnapshot?(index: number): HeldSnapshot | undefined;
   close(): Promise<void>;
 }
 
@@ -55,6 +65,8 @@ export class DiskStorage implements Storage {
     private readonly snapshots: SnapshotStore,
     private readonly initial: InitialState,
     readonly recovery: RecoveryReport,
+    /** The latest snapshot file written or loaded. */
+    private latest: { file: string; meta: SnapshotMeta; size: number } | undefined,
   ) {}
 
   get fsync(): FsyncMode {
@@ -87,7 +99,8 @@ export class DiskStorage implements Storage {
       throw new Error(`storage: WAL starts at entry ${entries[0].index} and no intact snapshot covers the entries before it`);
     }
     const initial: InitialState = { hardState: state.hardState, snapshot: snap, entries, applied: snap?.meta.index ?? 0 };
-    return new DiskStorage(wal, snapshots, initial, { tornBytesRepaired: state.tornBytesRepaired, skippedSnapshots: loaded.skipped });
+    const latest = snap && loaded.file ? { file: loaded.file, meta: snap.meta, size: snap.data.length } : undefined;
+    return new DiskStorage(wal, snapshots, initial, { tornBytesRepaired: state.tornBytesRepaired, skippedSnapshots: loaded.skipped }, latest);
   }
 
   initialState(): InitialState {
@@ -95,7 +108,7 @@ export class DiskStorage implements Storage {
   }
 
   async save(rd: { snapshot?: Snapshot; entries: Entry[]; hardState?: HardState }): Promise<void> {
-    if (rd.snapshot) await this.snapshots.save(rd.snapshot);
+    if (rd.snapshot) this.latest = { file: await this.snapshots.save(rd.snapshot), meta: rd.snapshot.meta, size: rd.snapshot.data.length };
     await this.wal.append({
       reset: rd.snapshot ? { index: rd.snapshot.meta.index, term: rd.snapshot.meta.term } : undefined,
       entries: rd.entries,
@@ -104,8 +117,20 @@ export class DiskStorage implements Storage {
   }
 
   async saveSnapshot(snapshot: Snapshot, compactTo: number): Promise<void> {
-    await this.snapshots.save(snapshot);
+    this.latest = { file: await this.snapshots.save(snapshot), meta: snapshot.meta, size: snapshot.data.length };
     await this.wal.markSnapshot(snapshot.meta.index, snapshot.meta.term, Math.min(compactTo, snapshot.meta.index));
+  }
+
+  async saveSnapshotStream(meta: SnapshotMeta, size: number, chunks: AsyncIterable<Uint8Array>, compactTo: number): Promise<HeldSnapshot> {
+    const file = await this.snapshots.saveStream(meta, size, chunks);
+    this.latest = { file, meta, size };
+    await this.wal.markSnapshot(meta.index, meta.term, Math.min(compactTo, meta.index));
+    return this.snapshots.held(file, meta, size);
+  }
+
+  heldSnapshot(index: number): HeldSnapshot | undefined {
+    const l = this.latest;
+    return l && l.meta.index === index ? this.snapshots.held(l.file, l.meta, l.size) : undefined;
   }
 
   segmentCount(): number {

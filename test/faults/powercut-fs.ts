@@ -42,6 +42,9 @@ export class PowerCutFs implements FileSystem {
   rename(from: string, to: string): Promise<void> {
     return this.inner.rename(from, to);
   }
+  readRange(path: string, position: number, length: number): Buffer {
+    return this.inner.readRange(path, position, length);
+  }
 
   private wrap(real: FileHandleLike): FileHandleLike {
     let pending: Pending[] = [];

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { CapturedSnapshot } from '../../raft/index.js';
 import { EntryType } from '../../raft/index.js';
 import { MemoryEngine } from '../../replica/engines/memory.js';
 import { stateDigest } from '../../replica/engines/engine.js';
@@ -27,6 +28,16 @@ function restored(data: Uint8Array, at: number): KvStateMachine {
   return sm;
 }
 
+/** Serialize a captured snapshot as the driver does: its size first, then its chunks. */
+async function serialize(captured: CapturedSnapshot, pause: () => Promise<void>): Promise<Buffer> {
+  const size = await captured.size(pause);
+  const chunks: Uint8Array[] = [];
+  for await (const c of captured.chunks(pause)) chunks.push(Buffer.from(c));
+  const data = Buffer.concat(chunks);
+  assert.equal(data.length, size, 'the chunks add up to the size announced');
+  return data;
+}
+
 describe('key-value snapshots', () => {
   it('a background snapshot holds the state it was taken at, while writes go on between its slices', async () => {
     const sm = new KvStateMachine(new MemoryEngine(1 << 20), { nodeId: 'a', snapshotSlice: 3 });
@@ -36,9 +47,9 @@ describe('key-value snapshots', () => {
     const at = sm.appliedIndex;
     const expected = stateDigest(sm.engine);
     const expectedSessions = JSON.stringify(sm.sessions.toJSON());
-    const serialize = sm.captureSnapshot();
+    const captured = sm.captureSnapshot();
     let pauses = 0;
-    const data = await serialize(async () => {
+    const data = await serialize(captured, async () => {
       pauses++;
       // Overwrite, add and delete keys while the snapshot is being written.
       sm.applyToEngine([set(`k${pauses % 50}`, `changed-${pauses}`, client, 100 + pauses), set(`new${pauses}`, 'x')]);
@@ -57,9 +68,26 @@ describe('key-value snapshots', () => {
     const sm = new KvStateMachine(new MemoryEngine(1 << 20), { nodeId: 'a', snapshotSlice: 1 });
     const keys = ['a', 'ключ', '鍵🔑', 'x'.repeat(1024), 'ü'.repeat(300)];
     sm.applyToEngine(keys.map((k, i) => set(k, i === 0 ? '' : `value of ${k.slice(0, 5)}`)));
-    const data = await sm.captureSnapshot()(async () => undefined);
+    const data = await serialize(sm.captureSnapshot(), async () => undefined);
     const back = restored(data, sm.appliedIndex);
     assert.equal(stateDigest(back.engine), stateDigest(sm.engine));
     assert.equal(back.engine.size(), keys.length);
+  });
+
+  it('a state larger than a chunk, with a value larger than a chunk, is handed over in pieces that add up to it', async () => {
+    const sm = new KvStateMachine(new MemoryEngine(8 << 20), { nodeId: 'a', snapshotSlice: 1000 });
+    sm.applyToEngine([set('big', 'b'.repeat(5 << 20))]);
+    sm.applyToEngine(Array.from({ length: 10_000 }, (_, i) => set(`key-${i}`, `${i}`.repeat(200).slice(0, 1000))));
+    const captured = sm.captureSnapshot();
+    const size = await captured.size(async () => undefined);
+    let pieces = 0;
+    for await (const c of captured.chunks(async () => undefined)) {
+      pieces++;
+      assert.ok(c.length <= 5 << 20, `a piece of ${c.length} bytes`);
+    }
+    assert.ok(size > 12e6 && pieces >= 4, `${size} bytes in ${pieces} pieces`);
+    const back = restored(await serialize(sm.captureSnapshot(), async () => undefined), sm.appliedIndex);
+    assert.equal(stateDigest(back.engine), stateDigest(sm.engine));
+    assert.deepEqual(Buffer.from(sm.snapshot()), await serialize(sm.captureSnapshot(), async () => undefined), 'the synchronous snapshot is the same bytes');
   });
 });

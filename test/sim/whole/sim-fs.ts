@@ -77,6 +77,13 @@ export class SimFs implements FileSystem {
     return Buffer.from(inode.data);
   }
 
+  readRange(path: string, position: number, length: number): Buffer {
+    const inode = this.entries.get(path);
+    if (!inode) throw ioError('ENOENT', `no such file, open '${path}'`);
+    if (position + length > inode.data.length) throw ioError('EIO', `${path} ends before byte ${position + length}`);
+    return Buffer.from(inode.data.subarray(position, position + length));
+  }
+
   async rm(path: string, opts: { force?: boolean } = {}): Promise<void> {
     if (!this.entries.delete(path) && !opts.force) throw ioError('ENOENT', `no such file, rm '${path}'`);
   }
