@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import {
   CapturedSnapshot,
+  HeldSnapshot,
   ConfChange,
   ConfChangeType,
   DiskStorage,
@@ -132,6 +133,12 @@ export interface ReplicaStatus {
   clientAddr: string;
   raftAddr: string;
   httpAddr: string;
+  /**
+   * The latest snapshot, kept for followers that need entries before the log's start: in
+   * `file` its bytes are read from its file when one does; in `memory` they are held (memory
+   * storage, or a snapshot just installed and not yet durable).
+   */
+  snapshot?: { index: number; term: number; bytes: number; heldIn: 'file' | 'memory' };
 }
 
 export class Replica {
@@ -594,6 +601,7 @@ export class Replica {
       clientAddr: this.clientAddr,
       raftAddr: this.raftAddr,
       httpAddr: this.httpAddr,
+      snapshot: snapshotStatus(n.latestSnapshot()),
     };
   }
 
@@ -720,6 +728,10 @@ function validateOptions(o: ReplicaOptions): void {
   if (o.heartbeatMs <= 0 || o.electionTimeoutMs < 2 * o.heartbeatMs) {
     throw new Error('--election-timeout must be at least twice --heartbeat');
   }
+}
+
+function snapshotStatus(s: HeldSnapshot | undefined): ReplicaStatus['snapshot'] {
+  return s && { index: s.meta.index, term: s.meta.term, bytes: s.data.length, heldIn: s.data instanceof Uint8Array ? 'memory' : 'file' };
 }
 
 /** Storage wrapper that measures each durable batch. */

@@ -31,6 +31,12 @@ for (const app of ['diskstorage', 'lmdb'] as const) {
           const st = (await c.http(victim, 'GET', '/v1/status')).json as { app: string; keys: number };
           assert.equal(st.app, app);
           assert.equal(st.keys, 139);
+          // Snapshots taken, installed or loaded at the restart are kept as their files, not in memory.
+          for (const id of ids) {
+            const { snapshot } = (await c.http(id, 'GET', '/v1/status')).json as { snapshot?: { index: number; heldIn: string } };
+            assert.ok(snapshot && snapshot.index >= 50, `${id} has a snapshot (${JSON.stringify(snapshot)})`);
+            assert.equal(snapshot.heldIn, 'file', `${id} keeps its snapshot as its file`);
+          }
           if (app === 'diskstorage') {
             const answers = await textRequest(c.nodes.get('a')!.client, ['set-notanumber-x', `set-5-${'y'.repeat(100)}`]);
             assert.match(answers[0], /^ERR diskstorage keys are integers/);
