@@ -6,7 +6,7 @@
  */
 import { CapturedSnapshot, Entry, EntryType, SessionOptions, SessionTable, Snapshot, StateMachine } from '../raft/index.js';
 import type { CommandLog } from '../logger/command-log.js';
-import { KvEngine } from './engines/engine.js';
+import { CapturedEntries, KvEngine } from './engines/engine.js';
 import { KvCommand, Op, decodeKvCommand } from './proto.js';
 
 /** First byte of an apply result. */
@@ -145,7 +145,7 @@ export class KvStateMachine implements StateMachine {
       keys.push(k);
       values.push(v);
     }
-    return { sessions, keys, values };
+    return { sessions, keys, value: (i) => values[i], valueLength: (i) => values[i].length };
   }
 
   restore(s: Snapshot): void | Promise<void> {
@@ -169,7 +169,7 @@ export class KvStateMachine implements StateMachine {
         const key = buf.toString('utf8', off + 4, off + 4 + kl);
         off += 4 + kl;
         const vl = buf.readUInt32LE(off);
-        this.engine.put(key, new Uint8Array(buf.subarray(off + 4, off + 4 + vl)));
+        this.engine.put(key, buf.subarray(off + 4, off + 4 + vl));
         off += 4 + vl;
       }
     });
@@ -181,10 +181,8 @@ export class KvStateMachine implements StateMachine {
   }
 }
 
-interface CapturedState {
+interface CapturedState extends CapturedEntries {
   sessions: Buffer;
-  keys: string[];
-  values: Uint8Array[];
 }
 
 /** Bytes a snapshot handed over at once (a value larger than this goes alone, uncopied). */
@@ -196,10 +194,10 @@ function drain<T>(g: Generator<void, T>): T {
 }
 
 /** The snapshot's size in bytes, yielding every `slice` keys. */
-function* snapshotSize({ sessions, keys, values }: CapturedState, slice: number): Generator<void, number> {
+function* snapshotSize({ sessions, keys, valueLength }: CapturedState, slice: number): Generator<void, number> {
   let bytes = 12 + sessions.length;
   for (let i = 0; i < keys.length; i++) {
-    bytes += 8 + Buffer.byteLength(keys[i]) + values[i].length;
+    bytes += 8 + Buffer.byteLength(keys[i]) + valueLength(i);
     if ((i + 1) % slice === 0) yield;
   }
   return bytes;
@@ -210,7 +208,7 @@ function* snapshotSize({ sessions, keys, values }: CapturedState, slice: number)
  * length | value)*, produced as chunks of about SNAPSHOT_CHUNK bytes; `undefined` every
  * `slice` keys is where the caller may pause.
  */
-function* snapshotChunks({ sessions, keys, values }: CapturedState, slice: number): Generator<Uint8Array | undefined> {
+function* snapshotChunks({ sessions, keys, value: valueAt }: CapturedState, slice: number): Generator<Uint8Array | undefined> {
   let out = Buffer.allocUnsafe(SNAPSHOT_CHUNK);
   let off = MAGIC.copy(out, 0);
   off = out.writeUInt32LE(sessions.length, off);
@@ -222,7 +220,7 @@ function* snapshotChunks({ sessions, keys, values }: CapturedState, slice: numbe
   } else off += sessions.copy(out, off);
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i];
-    const value = values[i];
+    const value = valueAt(i);
     // The key's UTF-8 is at most 3 bytes per UTF-16 unit: room for the header is checked first.
     if (off + 8 + key.length * 3 > out.length) {
       yield out.subarray(0, off);

@@ -15,7 +15,7 @@ export interface KvEngine {
    * do not change it (values are never modified in place). Lets a snapshot be serialized while
    * writes go on. Engines whose data lives on disk do not have it.
    */
-  capture?(): { keys: string[]; values: Uint8Array[] };
+  capture?(): CapturedEntries;
   /** Drop everything (before a restore). */
   clear(): void;
   /** Group the writes of one batch (one transaction where the engine has them). */
@@ -23,6 +23,13 @@ export interface KvEngine {
   /** Like batch, for bulk loads (a snapshot restore): durability once at the end. */
   bulk<T>(fn: () => T): T;
   close(): void | Promise<void>;
+}
+
+/** Keys and their values as of one moment; value i belongs to keys[i]. */
+export interface CapturedEntries {
+  keys: string[];
+  value(i: number): Uint8Array;
+  valueLength(i: number): number;
 }
 
 /**
