@@ -32,12 +32,17 @@ export class MemoryEngine implements KvEngine {
 
   /** Slab size; locations are slab * slabBytes + offset. Tests use small slabs to reach every path. */
   private readonly slabBytes: number;
+  /** The sweep runs while the slabs hold more than sweepAbove times the live bytes plus sweepSlack slabs. */
+  private readonly sweepAbove: number;
+  private readonly sweepSlack: number;
 
   constructor(
     private readonly maxValueBytes: number,
-    opts: { slabBytes?: number } = {},
+    opts: { slabBytes?: number; sweepAbove?: number; sweepSlackSlabs?: number } = {},
   ) {
     this.slabBytes = opts.slabBytes ?? SLAB_BYTES;
+    this.sweepAbove = opts.sweepAbove ?? 2;
+    this.sweepSlack = (opts.sweepSlackSlabs ?? 4) * this.slabBytes;
   }
 
   validate(key: string, value?: Uint8Array): string | undefined {
@@ -177,7 +182,7 @@ export class MemoryEngine implements KvEngine {
 
   /** While the slabs hold over twice the live bytes, move a few values out of sparse slabs. */
   private compactSome(): void {
-    if (this.allocatedBytes <= 2 * this.liveBytes + 4 * this.slabBytes) {
+    if (this.allocatedBytes <= this.sweepAbove * this.liveBytes + this.sweepSlack) {
       this.sweep = undefined;
       return;
     }

@@ -291,7 +291,10 @@ export class WholeReplicaSim {
     // Background snapshots pause every few entries here (not every 4096), so applies interleave
     // with them; from the seed, not the rng, so every schedule stays what it was.
     const snapshotSlice = 1 + (this.opts.seed % 7);
-    const sm = new KvStateMachine(new MemoryEngine(1 << 20), { nodeId: node.id, sessions: this.sessionOptions, snapshotSlice });
+    // Tiny slabs (64-512 bytes) swept at the first garbage, so the engine starts slabs, stores
+    // values alone and moves them all the time under the simulated faults.
+    const slabBytes = 64 << (this.opts.seed % 4);
+    const sm = new KvStateMachine(new MemoryEngine(1 << 20, { slabBytes, sweepAbove: 1, sweepSlackSlabs: 0 }), { nodeId: node.id, sessions: this.sessionOptions, snapshotSlice });
     this.watch(node, sm);
     if (initial.snapshot) sm.restore(initial.snapshot);
     const raft = new RaftNode(
