@@ -172,14 +172,18 @@ export class RaftDriver {
   /** Start ticking and processing. The state machine must already hold the snapshot's state. */
   start(): void {
     this.timer = this.timers.setInterval(() => this.enqueue(() => this.node.tick()), this.tickMs);
-    this.enqueue(() => this.holdFromStorage(this.node.log.snapshotIndex));
+    this.enqueue(() => {
+      // The loaded snapshot's bytes were needed to restore the state machine, and no more.
+      if (this.holdFromStorage(this.node.log.snapshotIndex)) this.storage.forgetInitialSnapshot?.();
+    });
     this.schedule();
   }
 
   /** Let the core keep the snapshot at `index` as its file, not its bytes, if storage has it. */
-  private holdFromStorage(index: number): void {
+  private holdFromStorage(index: number): boolean {
     const held = index > 0 ? this.storage.heldSnapshot?.(index) : undefined;
     if (held) this.node.holdSnapshot(held);
+    return held !== undefined && this.node.latestSnapshot() === held;
   }
 
   /** Stop: finish the batch in flight, fail what is pending, stop the timer. */

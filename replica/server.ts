@@ -740,6 +740,7 @@ class MeteredStorage implements Storage {
   // driver would keep every snapshot's bytes in memory.
   readonly saveSnapshotStream?: Storage['saveSnapshotStream'];
   readonly heldSnapshot?: Storage['heldSnapshot'];
+  readonly forgetInitialSnapshot?: Storage['forgetInitialSnapshot'];
   constructor(
     private readonly inner: Storage,
     private readonly metrics: ReplicaMetrics,
@@ -754,6 +755,7 @@ class MeteredStorage implements Storage {
       };
     }
     this.heldSnapshot = inner.heldSnapshot?.bind(inner);
+    this.forgetInitialSnapshot = inner.forgetInitialSnapshot?.bind(inner);
   }
   get kind() {
     return this.inner.kind;

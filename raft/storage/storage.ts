@@ -41,6 +41,11 @@ export interface Storage {
    * read from its file: the core keeps this instead of the bytes themselves.
    */
   heldSnapshot?(index: number): HeldSnapshot | undefined;
+  /**
+   * Optional: the core holds the snapshot loaded at open as its file now, so the storage lets go
+   * of its bytes (initialState() no longer carries them; call it before starting the node).
+   */
+  forgetInitialSnapshot?(): void;
   close(): Promise<void>;
 }
 
@@ -63,7 +68,7 @@ export class DiskStorage implements Storage {
   private constructor(
     private readonly wal: Wal,
     private readonly snapshots: SnapshotStore,
-    private readonly initial: InitialState,
+    private initial: InitialState,
     readonly recovery: RecoveryReport,
     /** The latest snapshot file written or loaded. */
     private latest: { file: string; meta: SnapshotMeta; size: number } | undefined,
@@ -126,6 +131,10 @@ export class DiskStorage implements Storage {
     this.latest = { file, meta, size };
     await this.wal.markSnapshot(meta.index, meta.term, Math.min(compactTo, meta.index));
     return this.snapshots.held(file, meta, size);
+  }
+
+  forgetInitialSnapshot(): void {
+    if (this.initial.snapshot) this.initial = { ...this.initial, snapshot: undefined };
   }
 
   heldSnapshot(index: number): HeldSnapshot | undefined {

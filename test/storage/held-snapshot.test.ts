@@ -109,6 +109,7 @@ describe('snapshots held as files', () => {
         const s = other().driver.node.latestSnapshot();
         return s !== undefined && !(s.data instanceof Uint8Array);
       });
+      assert.equal(other().storage.initialState().snapshot, undefined, 'the storage let go of the loaded snapshot’s bytes');
       await waitFor('the restarted follower to apply everything again', () => other().driver.appliedIndex >= a().driver.appliedIndex);
       assert.equal(stateDigest(other().sm.engine), stateDigest(a().sm.engine));
       assert.deepEqual(fatal, []);
