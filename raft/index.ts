@@ -11,7 +11,7 @@ export { DiskStorage, MemoryStorage, appendToLog } from './storage/storage.js';
 export type { Storage, DiskStorageOptions, RecoveryReport } from './storage/storage.js';
 export { Wal } from './storage/wal.js';
 export type { FsyncMode, WalOptions, WalBatch, WalState, FaultHooks } from './storage/wal.js';
-export { SnapshotStore, encodeSnapshot, decodeSnapshot } from './storage/snapshots.js';
+export { SnapshotStore, encodeSnapshot, encodeSnapshotStream, decodeSnapshot } from './storage/snapshots.js';
 export { StorageError, CorruptionError } from './storage/errors.js';
 export { nodeFs } from './storage/fs.js';
 export type { FileSystem, FileHandleLike } from './storage/fs.js';

@@ -4,7 +4,8 @@
  */
 import Fastify, { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
-import { RaftError, encodeSnapshot } from '../raft/index.js';
+import { RaftError } from '../raft/index.js';
+import { Readable } from 'node:stream';
 import { HostPort, dialHost, formatHostPort, listenHost } from './addr.js';
 import { quoteKey } from './engines/engine.js';
 import { Op, Response, Status, newCommand } from './proto.js';
@@ -192,7 +193,7 @@ export class HttpApi {
       if (!r.hasNode()) return reply.code(503).send({ error: 'starting' });
       const snap = await r.currentSnapshot();
       reply.header('content-type', 'application/octet-stream').header('x-raftkv-index', String(snap.meta.index)).header('x-raftkv-term', String(snap.meta.term));
-      return reply.send(encodeSnapshot(snap));
+      return reply.send(Readable.from(snap.bytes));
     });
     app.get('/metrics', async (_req, reply) => {
       reply.header('content-type', r.metrics.registry.contentType);

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import {
   CapturedSnapshot,
   HeldSnapshot,
+  SnapshotMeta,
+  encodeSnapshotStream,
   ConfChange,
   ConfChangeType,
   DiskStorage,
@@ -480,14 +482,18 @@ export class Replica {
   }
 
   /**
-   * The state as of the last applied entry, as a snapshot (index, term, membership, data): what
-   * a logger keeps as its base when it truncates, and what a state transfer sends.
+   * The state as of the last applied entry, as a snapshot file's bytes (encodeSnapshot): what a
+   * logger keeps as its base when it truncates. The state is captured at once and serialized
+   * as the pieces are taken, so a large state neither stops the node nor sits whole in memory.
    */
-  currentSnapshot(): Promise<Snapshot> {
-    return this.driver.withNode((n) => {
+  async currentSnapshot(): Promise<{ meta: SnapshotMeta; bytes: AsyncIterable<Buffer> }> {
+    const { meta, captured } = await this.driver.withNode((n) => {
       const index = this.driver.appliedIndex;
-      return { meta: { index, term: n.log.term(index), membership: n.membershipAt(index) }, data: this.sm.snapshot() };
+      return { meta: { index, term: n.log.term(index), membership: n.membershipAt(index) }, captured: this.sm.captureSnapshot() };
     });
+    const pause = () => new Promise<void>((r) => setImmediate(r));
+    const size = await captured.size(pause);
+    return { meta, bytes: encodeSnapshotStream(meta, size, captured.chunks(pause)) };
   }
 
   /**

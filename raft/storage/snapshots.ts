@@ -36,6 +36,28 @@ function snapshotHead(meta: SnapshotMeta, dataLength: number): Buffer {
   return head;
 }
 
+/**
+ * encodeSnapshot, a piece at a time, for a state serialized as it goes (`size` bytes of data in
+ * `chunks`): the head, the chunks as they come, then the checksum. Throws if the chunks do not
+ * add up to `size` (the head already announced it).
+ */
+export async function* encodeSnapshotStream(meta: SnapshotMeta, size: number, chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
+  const head = snapshotHead(meta, size);
+  let crc = crc32c(head);
+  yield head;
+  let written = 0;
+  for await (const chunk of chunks) {
+    const part = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+    crc = crc32c(part, crc);
+    written += part.length;
+    yield part;
+  }
+  if (written !== size) throw new Error(`snapshot data came to ${written} bytes, ${size} were announced`);
+  const tail = Buffer.allocUnsafe(4);
+  tail.writeUInt32LE(crc, 0);
+  yield tail;
+}
+
 export function encodeSnapshot(s: Snapshot): Buffer {
   const head = snapshotHead(s.meta, s.data.length);
   const buf = Buffer.allocUnsafe(head.length + s.data.length + 4);
@@ -103,18 +125,12 @@ export class SnapshotStore {
     try {
       const fh = await this.fs.open(tmp, 'w');
       try {
-        // The file is encodeSnapshot(s), written a chunk at a time with the checksum computed
+        // The file is encodeSnapshot(s), written a piece at a time with the checksum computed
         // along the way: no copy of the data, no 100 MB checksum in one go.
-        const head = snapshotHead(meta, size);
-        let crc = crc32c(head);
-        let pos = await writeFully(fh, head, 0);
-        let written = 0;
+        let pos = 0;
         let unsynced = 0;
-        for await (const chunk of chunks) {
-          const part = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
-          crc = crc32c(part, crc);
+        for await (const part of encodeSnapshotStream(meta, size, chunks)) {
           pos = await writeFully(fh, part, pos);
-          written += part.length;
           unsynced += part.length;
           // Flush as we go (RocksDB's bytes_per_sync): one flush of 100 MB at the end stalls
           // the disk queue, and every WAL fdatasync behind it, for hundreds of milliseconds.
@@ -123,10 +139,6 @@ export class SnapshotStore {
             unsynced = 0;
           }
         }
-        if (written !== size) throw new Error(`snapshot data came to ${written} bytes, ${size} were announced`);
-        const tail = Buffer.allocUnsafe(4);
-        tail.writeUInt32LE(crc, 0);
-        await writeFully(fh, tail, pos);
         if (this.sync) await fh.sync();
       } finally {
         await fh.close();

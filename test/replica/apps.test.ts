@@ -3,6 +3,10 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { RaftKvClient } from '../../replica/index.js';
+import { decodeSnapshot } from '../../raft/index.js';
+import { KvStateMachine } from '../../replica/kv-machine.js';
+import { MemoryEngine } from '../../replica/engines/memory.js';
+import { stateDigest } from '../../replica/engines/engine.js';
 import { TestCluster, textRequest } from '../helpers/cluster.js';
 
 for (const app of ['diskstorage', 'lmdb'] as const) {
@@ -31,6 +35,17 @@ for (const app of ['diskstorage', 'lmdb'] as const) {
           const st = (await c.http(victim, 'GET', '/v1/status')).json as { app: string; keys: number };
           assert.equal(st.app, app);
           assert.equal(st.keys, 139);
+          // GET /v1/snapshot (a logger's base) is streamed as it is serialized: a whole, checked
+          // snapshot file whose state is the replica's (no writes meanwhile).
+          const res = await fetch(c.httpUrl('a', '/v1/snapshot'), { signal: AbortSignal.timeout(20_000) });
+          assert.equal(res.status, 200);
+          const snap = decodeSnapshot(Buffer.from(await res.arrayBuffer()));
+          assert.equal(String(snap.meta.index), res.headers.get('x-raftkv-index'));
+          const copy = new KvStateMachine(new MemoryEngine(1 << 20), { nodeId: 'copy' });
+          copy.restoreState(snap);
+          const digest = (await c.http('a', 'GET', '/v1/digest')).json as { index: number; digest: string };
+          assert.equal(snap.meta.index, digest.index);
+          assert.equal(stateDigest(copy.engine), digest.digest);
           // Snapshots taken, installed or loaded at the restart are kept as their files, not in memory.
           for (const id of ids) {
             const { snapshot } = (await c.http(id, 'GET', '/v1/status')).json as { snapshot?: { index: number; heldIn: string } };
