@@ -174,14 +174,14 @@ export class RaftDriver {
     this.timer = this.timers.setInterval(() => this.enqueue(() => this.node.tick()), this.tickMs);
     this.enqueue(() => {
       // The loaded snapshot's bytes were needed to restore the state machine, and no more.
-      if (this.holdFromStorage(this.node.log.snapshotIndex)) this.storage.forgetInitialSnapshot?.();
+      if (this.holdFromStorage(this.node.log.snapshotIndex)) this.storage.forgetInitialSnapshot();
     });
     this.schedule();
   }
 
   /** Let the core keep the snapshot at `index` as its file, not its bytes, if storage has it. */
   private holdFromStorage(index: number): boolean {
-    const held = index > 0 ? this.storage.heldSnapshot?.(index) : undefined;
+    const held = index > 0 ? this.storage.heldSnapshot(index) : undefined;
     if (held) this.node.holdSnapshot(held);
     return held !== undefined && this.node.latestSnapshot() === held;
   }
@@ -430,20 +430,11 @@ export class RaftDriver {
       if (this.sm.captureSnapshot) {
         const captured = this.sm.captureSnapshot();
         release();
-        saved = captured.size(pause).then(async (size) => {
+        saved = captured.size(pause).then((size) => {
           this.lastSnapshotBytes = size;
-          // Written as it is serialized, and kept by the core as its file: a large state is
-          // never in memory twice.
-          if (this.storage.saveSnapshotStream) return this.storage.saveSnapshotStream(meta, size, captured.chunks(pause), compactTo);
-          const data = Buffer.allocUnsafe(size);
-          let off = 0;
-          for await (const chunk of captured.chunks(pause)) {
-            data.set(chunk, off);
-            off += chunk.length;
-          }
-          const snap: Snapshot = { meta, data };
-          await this.storage.saveSnapshot(snap, compactTo);
-          return snap;
+          // Written as it is serialized, and kept by the core as its file (on disk storage): a
+          // large state is never in memory twice.
+          return this.storage.saveSnapshotStream(meta, size, captured.chunks(pause), compactTo);
         });
       } else {
         saved = Promise.resolve(this.sm.snapshot()).then(async (data) => {

@@ -742,27 +742,10 @@ function snapshotStatus(s: HeldSnapshot | undefined): ReplicaStatus['snapshot'] 
 
 /** Storage wrapper that measures each durable batch. */
 class MeteredStorage implements Storage {
-  // The optional parts are there exactly when the inner storage has them: without them the
-  // driver would keep every snapshot's bytes in memory.
-  readonly saveSnapshotStream?: Storage['saveSnapshotStream'];
-  readonly heldSnapshot?: Storage['heldSnapshot'];
-  readonly forgetInitialSnapshot?: Storage['forgetInitialSnapshot'];
   constructor(
     private readonly inner: Storage,
     private readonly metrics: ReplicaMetrics,
-  ) {
-    const stream = inner.saveSnapshotStream?.bind(inner);
-    if (stream) {
-      this.saveSnapshotStream = async (meta, size, chunks, compactTo) => {
-        const held = await stream(meta, size, chunks, compactTo);
-        this.metrics.snapshots.inc({ kind: 'taken' });
-        this.metrics.snapshotBytes.set(size);
-        return held;
-      };
-    }
-    this.heldSnapshot = inner.heldSnapshot?.bind(inner);
-    this.forgetInitialSnapshot = inner.forgetInitialSnapshot?.bind(inner);
-  }
+  ) {}
   get kind() {
     return this.inner.kind;
   }
@@ -791,6 +774,18 @@ class MeteredStorage implements Storage {
     await this.inner.saveSnapshot(snapshot, compactTo);
     this.metrics.snapshots.inc({ kind: 'taken' });
     this.metrics.snapshotBytes.set(snapshot.data.length);
+  }
+  async saveSnapshotStream(meta: SnapshotMeta, size: number, chunks: AsyncIterable<Uint8Array>, compactTo: number): Promise<HeldSnapshot> {
+    const held = await this.inner.saveSnapshotStream(meta, size, chunks, compactTo);
+    this.metrics.snapshots.inc({ kind: 'taken' });
+    this.metrics.snapshotBytes.set(size);
+    return held;
+  }
+  heldSnapshot(index: number): HeldSnapshot | undefined {
+    return this.inner.heldSnapshot(index);
+  }
+  forgetInitialSnapshot(): void {
+    this.inner.forgetInitialSnapshot();
   }
   close() {
     return this.inner.close();

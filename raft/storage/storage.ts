@@ -32,20 +32,20 @@ export interface Storage {
   /** Persist a snapshot the node made itself, then drop log entries at or below `compactTo`. */
   saveSnapshot(snapshot: Snapshot, compactTo: number): Promise<void>;
   /**
-   * Optional: saveSnapshot for a state serialized as it is written (`size` bytes in `chunks`,
-   * never whole in memory); returns the snapshot as the core should keep it (read from disk).
+   * saveSnapshot for a state serialized as it is written (`size` bytes in `chunks`); returns the
+   * snapshot as the core should keep it (DiskStorage: read from its file, never whole in memory).
    */
-  saveSnapshotStream?(meta: SnapshotMeta, size: number, chunks: AsyncIterable<Uint8Array>, compactTo: number): Promise<HeldSnapshot>;
+  saveSnapshotStream(meta: SnapshotMeta, size: number, chunks: AsyncIterable<Uint8Array>, compactTo: number): Promise<HeldSnapshot>;
   /**
-   * Optional: the latest snapshot saved or loaded, if it is the one at `index`, with its bytes
-   * read from its file: the core keeps this instead of the bytes themselves.
+   * The latest snapshot saved or loaded, if it is the one at `index`, with its bytes read from
+   * its file: the core keeps this instead of the bytes themselves (undefined: keep the bytes).
    */
-  heldSnapshot?(index: number): HeldSnapshot | undefined;
+  heldSnapshot(index: number): HeldSnapshot | undefined;
   /**
-   * Optional: the core holds the snapshot loaded at open as its file now, so the storage lets go
-   * of its bytes (initialState() no longer carries them; call it before starting the node).
+   * The core holds the snapshot loaded at open as its file now, so the storage lets go of its
+   * bytes (initialState() no longer carries them; call it before starting the node).
    */
-  forgetInitialSnapshot?(): void;
+  forgetInitialSnapshot(): void;
   close(): Promise<void>;
 }
 
@@ -177,6 +177,27 @@ export class MemoryStorage implements Storage {
     this.snapshot = snapshot;
     this.entries = this.entries.filter((e) => e.index > compactTo);
   }
+
+  async saveSnapshotStream(meta: SnapshotMeta, size: number, chunks: AsyncIterable<Uint8Array>, compactTo: number): Promise<HeldSnapshot> {
+    const data = Buffer.allocUnsafe(size);
+    let off = 0;
+    for await (const chunk of chunks) {
+      if (off + chunk.length > size) throw new Error(`snapshot data came to more than the ${size} bytes announced`);
+      data.set(chunk, off);
+      off += chunk.length;
+    }
+    if (off !== size) throw new Error(`snapshot data came to ${off} bytes, ${size} were announced`);
+    const snapshot: Snapshot = { meta, data };
+    await this.saveSnapshot(snapshot, compactTo);
+    return snapshot;
+  }
+
+  /** Its snapshots are in memory: the core keeps their bytes. */
+  heldSnapshot(): undefined {
+    return undefined;
+  }
+
+  forgetInitialSnapshot(): void {}
 
   async close(): Promise<void> {}
 }

@@ -9,7 +9,7 @@ const SWEEP_PER_WRITE = 4;
 
 /**
  * The seed's kvstore: an in-memory map. Values are copied into large append-only slabs and the
- * map holds only a small integer locating each one (slab * SLAB_BYTES + offset): a million
+ * map holds only a small integer locating each one (slab * slab size + offset): a million
  * values cost a million map entries, not also a million buffer objects, and a value no longer
  * keeps the network frame it arrived in alive. Bytes in a slab are never written twice, so a
  * value handed out (or captured for a snapshot) stays valid whatever is written later.
