@@ -22,12 +22,21 @@ export interface SessionOptions {
 }
 
 interface Session {
+  id: string;
   /** Log index of the last command, and log time of it. */
   lastActive: number;
   lastTime: number;
   /** Everything at or below this was acknowledged by the client and forgotten. */
   ackedThrough: number;
+  /** Kept answers by sequence number, in insertion order. */
   responses: Map<number, Uint8Array>;
+  /** Every key of `responses` is an integer inserted above all before it: iteration is ascending. */
+  ascending: boolean;
+  /** The largest key inserted since `responses` was last empty. */
+  maxSeq: number;
+  /** Neighbours in the order of last activity (a linked list: a touch is a few pointer moves). */
+  older: Session | undefined;
+  newer: Session | undefined;
 }
 
 export type SessionOutcome =
@@ -46,10 +55,12 @@ const UNKNOWN_SESSION: SessionOutcome = Object.freeze({ kind: 'unknown-session' 
 export const DEFAULT_SESSION_TTL_MS = 10 * 60_000;
 
 export class SessionTable {
-  /** In order of last activity, oldest first (a Map keeps insertion order; a touch re-inserts). */
+  /** By id. The order of activity is the list from `oldest` to `newest`, not the map's order. */
   private sessions = new Map<string, Session>();
-  /** The last session in `sessions` (the most recently active), if known. */
+  private oldest: Session | undefined;
   private newest: Session | undefined;
+  /** The session `check` found last: `record` for the same command does not look it up again. */
+  private checked: Session | undefined;
   /** Log time: the largest command time applied so far. */
   private time = 0;
   private readonly maxSessions: number;
@@ -77,19 +88,18 @@ export class SessionTable {
    */
   advance(time: number): void {
     if (time > this.time) this.time = time;
-    for (const [id, s] of this.sessions) {
-      if (s.lastTime + this.ttlMs >= this.time) break;
-      this.sessions.delete(id);
-    }
+    while (this.oldest && this.oldest.lastTime + this.ttlMs < this.time) this.remove(this.oldest);
   }
 
   /** Open a session for the registration entry at `index`; returns its id. */
   register(index: number): string {
     const id = String(index);
-    const s: Session = { lastActive: index, lastTime: this.time, ackedThrough: 0, responses: new Map() };
+    const existing = this.sessions.get(id);
+    if (existing) this.remove(existing);
+    const s: Session = { id, lastActive: index, lastTime: this.time, ackedThrough: 0, responses: new Map(), ascending: true, maxSeq: -Infinity, older: undefined, newer: undefined };
     this.sessions.set(id, s);
-    this.newest = s;
-    while (this.sessions.size > this.maxSessions) this.sessions.delete(this.sessions.keys().next().value!);
+    this.append(s);
+    while (this.sessions.size > this.maxSessions) this.remove(this.oldest!);
     return id;
   }
 
@@ -99,8 +109,9 @@ export class SessionTable {
    */
   check(client: string, seq: number, ackedThrough: number, index: number): SessionOutcome {
     const s = this.sessions.get(client);
+    this.checked = s;
     if (!s) return UNKNOWN_SESSION;
-    this.touch(client, s, index);
+    this.touch(s, index);
     this.forget(s, ackedThrough);
     const prior = s.responses.get(seq);
     if (prior) return { kind: 'duplicate', response: prior };
@@ -110,38 +121,82 @@ export class SessionTable {
 
   /** Remember the answer to (client, seq), applied at `index`. Unknown sessions are ignored. */
   record(client: string, seq: number, response: Uint8Array, index: number): void {
-    const s = this.sessions.get(client);
+    const s = this.checked?.id === client ? this.checked : this.sessions.get(client);
     if (!s) return;
-    this.touch(client, s, index);
+    this.touch(s, index);
+    const fresh = !s.responses.has(seq);
     s.responses.set(seq, response);
+    if (fresh) {
+      if (seq <= s.maxSeq || !Number.isSafeInteger(seq)) s.ascending = false;
+      else s.maxSeq = seq;
+    }
     if (s.responses.size > this.maxResponses) {
-      const oldest = Math.min(...s.responses.keys());
+      const oldest = s.ascending ? s.responses.keys().next().value! : Math.min(...s.responses.keys());
       s.responses.delete(oldest);
       s.ackedThrough = Math.max(s.ackedThrough, oldest);
     }
   }
 
-  private touch(id: string, s: Session, index: number): void {
+  private touch(s: Session, index: number): void {
     s.lastActive = index;
     s.lastTime = this.time;
-    // Re-insert to keep the map in order of activity, unless it is the newest already (record
-    // right after check, or one client's run of commands): a delete and set per command less.
     if (this.newest === s) return;
-    this.sessions.delete(id);
-    this.sessions.set(id, s);
+    this.unlink(s);
+    this.append(s);
+  }
+
+  private append(s: Session): void {
+    s.older = this.newest;
+    s.newer = undefined;
+    if (this.newest) this.newest.newer = s;
+    else this.oldest = s;
     this.newest = s;
+  }
+
+  private unlink(s: Session): void {
+    if (s.older) s.older.newer = s.newer;
+    else this.oldest = s.newer;
+    if (s.newer) s.newer.older = s.older;
+    else this.newest = s.older;
+    s.older = s.newer = undefined;
+  }
+
+  private remove(s: Session): void {
+    this.unlink(s);
+    this.sessions.delete(s.id);
+    if (this.checked === s) this.checked = undefined;
   }
 
   private forget(s: Session, ackedThrough: number): void {
     if (ackedThrough <= s.ackedThrough) return;
+    const from = s.ackedThrough;
     s.ackedThrough = ackedThrough;
-    for (const k of s.responses.keys()) if (k <= ackedThrough) s.responses.delete(k);
+    if (s.responses.size === 0) return;
+    if (s.ascending && ackedThrough - from <= s.responses.size) {
+      // A pipelining client acknowledges a few answers per command: delete those by key.
+      // (Iterating the map from its start instead walks over every slot deleted before.)
+      for (let k = Math.floor(from) + 1; k <= ackedThrough; k++) s.responses.delete(k);
+    } else {
+      for (const k of s.responses.keys()) {
+        if (k <= ackedThrough) s.responses.delete(k);
+        else if (s.ascending) break;
+      }
+    }
+    if (s.responses.size === 0) {
+      s.ascending = true;
+      s.maxSeq = -Infinity;
+    }
+  }
+
+  /** Sessions from the least to the most recently active. */
+  private *inOrder(): Generator<Session> {
+    for (let s = this.oldest; s; s = s.newer) yield s;
   }
 
   toJSON(): unknown {
     return {
       time: this.time,
-      sessions: [...this.sessions].map(([id, s]) => [id, s.lastActive, s.lastTime, s.ackedThrough, [...s.responses].map(([k, v]) => [k, Buffer.from(v).toString('base64')])]),
+      sessions: [...this.inOrder()].map((s) => [s.id, s.lastActive, s.lastTime, s.ackedThrough, [...s.responses].map(([k, v]) => [k, Buffer.from(v).toString('base64')])]),
     };
   }
 
@@ -152,12 +207,22 @@ export class SessionTable {
     t.time = r.time;
     for (const row of r.sessions as [string, number, number, number, [number, string][]][]) {
       const [id, lastActive, lastTime, ackedThrough, responses] = row;
-      t.sessions.set(id, {
+      const kept = new Map(responses.map(([k, v]) => [k, new Uint8Array(Buffer.from(v, 'base64'))]));
+      const seqs = [...kept.keys()];
+      const s: Session = {
+        id,
         lastActive,
         lastTime,
         ackedThrough,
-        responses: new Map(responses.map(([k, v]) => [k, new Uint8Array(Buffer.from(v, 'base64'))])),
-      });
+        responses: kept,
+        ascending: seqs.every((k, i) => Number.isSafeInteger(k) && (i === 0 || k > seqs[i - 1])),
+        maxSeq: seqs.length ? Math.max(...seqs) : -Infinity,
+        older: undefined,
+        newer: undefined,
+      };
+      if (t.sessions.has(id)) throw new Error(`session table snapshot is malformed: session ${id} appears twice`);
+      t.sessions.set(id, s);
+      t.append(s);
     }
     return t;
   }

@@ -125,4 +125,53 @@ describe('client sessions (dissertation §6.3)', () => {
       { seed, numRuns: 300 },
     );
   });
+
+  it('answers duplicates, expired and new commands like a plain model through pipelined, reordered and acknowledged sequence numbers (seeded; RAFTKV_SEED replays)', () => {
+    const seed = Number(process.env.RAFTKV_SEED ?? Date.now() % 1_000_000);
+    type Op = { kind: 'command'; seq: number; ack: number } | { kind: 'roundtrip' };
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      { weight: 12, arbitrary: fc.record({ kind: fc.constant('command' as const), seq: fc.integer({ min: 1, max: 40 }), ack: fc.integer({ min: 0, max: 40 }) }) },
+      { weight: 1, arbitrary: fc.constant({ kind: 'roundtrip' as const }) },
+    );
+    const opts = { maxResponsesPerSession: 4 };
+    fc.assert(
+      fc.property(fc.array(op, { minLength: 5, maxLength: 150, size: 'max' }), fc.boolean(), (ops, climbing) => {
+        let t = new SessionTable(opts);
+        const id = t.register(1);
+        // The model: every answer kept, forgotten below the acknowledgement, oldest evicted past the bound.
+        const kept = new Map<number, string>();
+        let acked = 0;
+        let index = 1;
+        let next = 1;
+        for (const o of ops) {
+          index++;
+          if (o.kind === 'roundtrip') {
+            t = SessionTable.fromJSON(JSON.parse(JSON.stringify(t.toJSON())), opts);
+            continue;
+          }
+          // Mostly a pipelining client (ascending seqs, acks trailing), sometimes anything.
+          const seq = climbing && o.seq % 5 !== 0 ? next++ : o.seq;
+          const ack = climbing ? Math.max(0, Math.min(seq - 1, next - 1 - (o.ack % 6))) : o.ack;
+          if (ack > acked) {
+            acked = ack;
+            for (const k of [...kept.keys()]) if (k <= acked) kept.delete(k);
+          }
+          const want = kept.has(seq) ? 'duplicate' : seq <= acked ? 'expired' : 'new';
+          const got = t.check(id, seq, ack, index);
+          assert.equal(got.kind, want, `seq ${seq} ack ${ack}`);
+          if (got.kind === 'duplicate') assert.equal(dec(got.response), kept.get(seq));
+          if (got.kind === 'new') {
+            t.record(id, seq, enc(`a${index}`), index);
+            kept.set(seq, `a${index}`);
+            if (kept.size > opts.maxResponsesPerSession) {
+              const oldest = Math.min(...kept.keys());
+              kept.delete(oldest);
+              acked = Math.max(acked, oldest);
+            }
+          }
+        }
+      }),
+      { seed, numRuns: 300 },
+    );
+  });
 });
