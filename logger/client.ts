@@ -8,7 +8,9 @@ import https from 'node:https';
 import { Entry, Snapshot } from '../raft/types.js';
 import { decodeSnapshot } from '../raft/storage/snapshots.js';
 import { RangeCheck, recovBase, recovInfo, recovRawRange } from './recov.js';
-import { rangeOffThread } from './range-thread.js';
+import { followPrepared, preparedRangeOffThread, rangeOffThread } from './range-thread.js';
+import { RecordSplitter } from './command-log.js';
+import { PreparedBatchBuilder, PreparedKvBatch } from '../replica/prepared.js';
 
 export interface LogInfo {
   name: string;
@@ -25,6 +27,8 @@ export interface LogSource {
   base(cluster: string): Promise<Snapshot | undefined>;
   /** Entries from..to, exactly, in order, each batch handed over as it arrives. */
   range(cluster: string, from: number, to: number, onEntries: (batch: Entry[]) => void): Promise<{ count: number; bytes: number }>;
+  /** The same range as KV commands prepared for the kvstore engine (replica/prepared.ts), with slabs of `slabBytes`. */
+  rangePrepared(cluster: string, from: number, to: number, slabBytes: number, onBatch: (batch: PreparedKvBatch) => void): Promise<{ count: number; bytes: number }>;
 }
 
 /** A source's range as raw record bytes, as they arrive (a promise from `onChunk` pauses it). */
@@ -51,11 +55,28 @@ export function logSource(addr: string, o: SourceOptions = {}): LogSource {
         return { count: to - from + 1, bytes: r.bytes };
       }
     : (cluster, from, to, onEntries) => rangeOffThread({ addr, token: o.token, ca: o.ca }, cluster, from, to, onEntries);
-  return { info, base, range };
+  const rangePrepared: LogSource['rangePrepared'] = o.inThread
+    ? async (cluster, from, to, slabBytes, onBatch) => {
+        const check = new RangeCheck(from);
+        const splitter = new RecordSplitter();
+        const builder = new PreparedBatchBuilder(slabBytes, (batch) => {
+          followPrepared(check, batch);
+          onBatch(batch);
+        });
+        const r = await rawRange(cluster, from, to, (b) => {
+          for (const records of splitter.pushRaw(b)) builder.add(records);
+        });
+        if (splitter.pending() > 0) throw new Error(`stream ended early: inside a record (${splitter.pending()} bytes of it)`);
+        builder.flush();
+        check.end(to, `got ${check.next - from} of ${to - from + 1} entries`);
+        return { count: to - from + 1, bytes: r.bytes };
+      }
+    : (cluster, from, to, slabBytes, onBatch) => preparedRangeOffThread({ addr, token: o.token, ca: o.ca }, cluster, from, to, slabBytes, onBatch);
+  return { info, base, range, rangePrepared };
 }
 
 /** The three questions of a source, the range answered as raw bytes. */
-export function rawSource(addr: string, o: SourceOptions = {}): Omit<LogSource, 'range'> & { rawRange: RawRange } {
+export function rawSource(addr: string, o: SourceOptions = {}): Omit<LogSource, 'range' | 'rangePrepared'> & { rawRange: RawRange } {
   const m = /^(recov|tcp):\/\/(.+)$/.exec(addr);
   if (m) return recovSource(m[2]);
   return httpSource(/^https?:\/\//.test(addr) ? addr.replace(/\/$/, '') : `${o.ca ? 'https' : 'http'}://${addr}`, o);

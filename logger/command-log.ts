@@ -558,6 +558,20 @@ export function decodeRecords(buf: Buffer, verified = false): Entry[] {
   return out;
 }
 
+/**
+ * Visit whole, already checked records without making an entry object per record: `start` and
+ * `end` bound the entry's data in `buf` (recovery prepares commands this way on its receiving
+ * thread).
+ */
+export function forEachRecord(buf: Buffer, visit: (buf: Buffer, index: number, term: number, type: EntryType, start: number, end: number) => void): void {
+  for (let off = 0; off < buf.length; ) {
+    const len = buf.readUInt32LE(off);
+    const body = off + HEADER;
+    visit(buf, buf.readUIntLE(body, 6), buf.readUIntLE(body + 6, 6), buf[body + 12] as EntryType, body + BODY_FIXED, body + len);
+    off = body + len;
+  }
+}
+
 /** Throws unless `buf` is whole records with good lengths and checksums. */
 function checkRecords(buf: Buffer): void {
   for (let off = 0; off < buf.length; ) {

@@ -1,5 +1,6 @@
 /** The worker thread of range-thread.ts: receive a range, check its records, pass them on in batches. */
 import { parentPort, workerData } from 'node:worker_threads';
+import { PreparedBatchBuilder } from '../replica/prepared.js';
 import { RecordSplitter } from './command-log.js';
 import { rawSource } from './client.js';
 import { BATCH_BYTES, RangeJob, RangeMessage, TAKEN, WINDOW } from './range-thread.js';
@@ -33,18 +34,29 @@ const post = () => {
   inFlight++;
   send(out.buffer as ArrayBuffer, [out.buffer as ArrayBuffer]);
 };
+const builder =
+  job.prepareSlabBytes !== undefined
+    ? new PreparedBatchBuilder(job.prepareSlabBytes, (batch, transfer) => {
+        inFlight++;
+        send(batch, transfer);
+      })
+    : undefined;
 
 try {
   const src = rawSource(job.addr, { token: job.token, ca: job.ca ? Buffer.from(job.ca) : undefined });
   const { bytes } = await src.rawRange(job.cluster, job.from, job.to, (chunk) => {
     for (const r of splitter.pushRaw(chunk)) {
-      pending.push(r);
-      pendingBytes += r.length;
+      if (builder) builder.add(r);
+      else {
+        pending.push(r);
+        pendingBytes += r.length;
+      }
     }
     if (pendingBytes >= BATCH_BYTES) post();
     if (inFlight >= WINDOW) return new Promise<void>((r) => (wake = r));
   });
   if (splitter.pending() > 0) throw new Error(`the stream ended inside a record (${splitter.pending()} bytes of it)`);
+  builder?.flush();
   post();
   send({ done: true, bytes });
 } catch (e) {

@@ -6,10 +6,16 @@
 import { applyConfChange, decodeConfChange } from '../raft/confchange.js';
 import { Entry, EntryType, Membership, Snapshot } from '../raft/types.js';
 import { LogSource, pickLog } from './client.js';
+import { FIELDS, F_INDEX, F_TERM, F_TYPE, PreparedKvBatch, unpreparedEntry } from '../replica/prepared.js';
 
 export interface Rebuildable {
   applyBatch(entries: Entry[]): Uint8Array[] | Promise<Uint8Array[]>;
   restoreState(s: Snapshot): void;
+  /**
+   * A KV state machine takes the entries prepared on the receiving thread (decoded, values in
+   * slabs of this size: replica/prepared.ts) when it streams; the install is then mostly the map.
+   */
+  prepared?: { slabBytes: number; apply(batch: PreparedKvBatch): void };
 }
 
 export interface RebuildResult {
@@ -92,8 +98,27 @@ async function rebuildOnce(src: LogSource, sm: Rebuildable, o: RebuildOptions, a
     commands += batch.length;
     applied.entries = commands;
   };
+  const followPrepared = (b: PreparedKvBatch) => {
+    const f = b.fields;
+    for (let i = 0, at = 0; i < b.count; i++, at += FIELDS) {
+      if (f[at + F_TYPE] === EntryType.ConfChange) membership = applyConfChange(membership, decodeConfChange(unpreparedEntry(b, i).data));
+      term = f[at + F_TERM];
+    }
+    index = f[(b.count - 1) * FIELDS + F_INDEX];
+    commands += b.count;
+    applied.entries = commands;
+  };
   if (to > index) {
-    if (o.mode === 'streaming') {
+    if (o.mode === 'streaming' && sm.prepared) {
+      const prepared = sm.prepared;
+      const r = await src.rangePrepared(info.clusterId || info.name, index + 1, to, prepared.slabBytes, (batch) => {
+        const t = performance.now();
+        prepared.apply(batch);
+        installMs += performance.now() - t;
+        followPrepared(batch);
+      });
+      bytes = r.bytes;
+    } else if (o.mode === 'streaming') {
       let chain = Promise.resolve();
       const r = await src.range(info.clusterId || info.name, index + 1, to, (batch) => {
         chain = chain.then(async () => {

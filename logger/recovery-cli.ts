@@ -116,7 +116,7 @@ export async function runRecovery(argv: string[]): Promise<void> {
     const info = pickLog(await src.info(), f.cluster);
     const have = f.from !== undefined ? { index: f.from - 1, term: 0, membership: { voters: [], learners: [], addrs: {} } } : undefined;
     if (have && f.from! < info.first) throw new Error(`entries before ${info.first} are not held by the source (available ${info.first}..${info.last})`);
-    const r = await rebuild(src, { applyBatch: (b) => sm.applyToEngine(b), restoreState: (s) => sm.restoreState(s) }, { cluster: info.clusterId || info.name, have, to: f.to, mode: f.mode });
+    const r = await rebuild(src, { applyBatch: (b) => sm.applyToEngine(b), restoreState: (s) => sm.restoreState(s), prepared: sm.preparedInstall() }, { cluster: info.clusterId || info.name, have, to: f.to, mode: f.mode });
     if (f.to !== undefined && r.index < f.to) throw new Error(`the source holds entries only up to ${r.index}, not ${f.to}`);
     const stateBytes = sm.snapshot().length;
     const out = {
@@ -198,7 +198,7 @@ export async function restoreMember(o: { fromLogger: string; cluster?: string; d
   const sm = new KvStateMachine(new MemoryEngine(Number.MAX_SAFE_INTEGER), { nodeId: o.id });
   try {
     const src = logSource(o.fromLogger, { token: o.token });
-    const r = await rebuild(src, { applyBatch: (b) => sm.applyToEngine(b), restoreState: (s) => sm.restoreState(s) }, { cluster: o.cluster, mode: 'streaming' });
+    const r = await rebuild(src, { applyBatch: (b) => sm.applyToEngine(b), restoreState: (s) => sm.restoreState(s), prepared: sm.preparedInstall() }, { cluster: o.cluster, mode: 'streaming' });
     if (r.index === 0) throw new Error('the log is empty: nothing to restore');
     const snapshot: Snapshot = { meta: { index: r.index, term: r.term, membership: { voters: [o.id], learners: [], addrs: { [o.id]: o.raft } } }, data: sm.snapshot() };
     const storage = await DiskStorage.open(join(o.dataDir, 'raft'), { fsync: 'batch' });

@@ -28,12 +28,13 @@ interface Session {
   lastTime: number;
   /** Everything at or below this was acknowledged by the client and forgotten. */
   ackedThrough: number;
-  /** Kept answers by sequence number, in insertion order. */
-  responses: Map<number, Uint8Array>;
-  /** Every key of `responses` is an integer inserted above all before it: iteration is ascending. */
-  ascending: boolean;
-  /** The largest key inserted since `responses` was last empty. */
-  maxSeq: number;
+  /**
+   * Kept answers: seqs ascending, answers[i] the answer to seqs[i]. Arrays rather than a map:
+   * a client usually has one or a few answers kept, and a map emptied and refilled on every
+   * command reallocates its table each time.
+   */
+  seqs: number[];
+  answers: Uint8Array[];
   /** Neighbours in the order of last activity (a linked list: a touch is a few pointer moves). */
   older: Session | undefined;
   newer: Session | undefined;
@@ -96,7 +97,7 @@ export class SessionTable {
     const id = String(index);
     const existing = this.sessions.get(id);
     if (existing) this.remove(existing);
-    const s: Session = { id, lastActive: index, lastTime: this.time, ackedThrough: 0, responses: new Map(), ascending: true, maxSeq: -Infinity, older: undefined, newer: undefined };
+    const s: Session = { id, lastActive: index, lastTime: this.time, ackedThrough: 0, seqs: [], answers: [], older: undefined, newer: undefined };
     this.sessions.set(id, s);
     this.append(s);
     while (this.sessions.size > this.maxSessions) this.remove(this.oldest!);
@@ -113,8 +114,8 @@ export class SessionTable {
     if (!s) return UNKNOWN_SESSION;
     this.touch(s, index);
     this.forget(s, ackedThrough);
-    const prior = s.responses.get(seq);
-    if (prior) return { kind: 'duplicate', response: prior };
+    const at = lowerBound(s.seqs, seq);
+    if (s.seqs[at] === seq) return { kind: 'duplicate', response: s.answers[at] };
     if (seq <= s.ackedThrough) return EXPIRED;
     return NEW;
   }
@@ -124,15 +125,18 @@ export class SessionTable {
     const s = this.checked?.id === client ? this.checked : this.sessions.get(client);
     if (!s) return;
     this.touch(s, index);
-    const fresh = !s.responses.has(seq);
-    s.responses.set(seq, response);
-    if (fresh) {
-      if (seq <= s.maxSeq || !Number.isSafeInteger(seq)) s.ascending = false;
-      else s.maxSeq = seq;
+    const at = lowerBound(s.seqs, seq);
+    if (s.seqs[at] === seq) s.answers[at] = response;
+    else if (at === s.seqs.length) {
+      s.seqs.push(seq);
+      s.answers.push(response);
+    } else {
+      s.seqs.splice(at, 0, seq);
+      s.answers.splice(at, 0, response);
     }
-    if (s.responses.size > this.maxResponses) {
-      const oldest = s.ascending ? s.responses.keys().next().value! : Math.min(...s.responses.keys());
-      s.responses.delete(oldest);
+    if (s.seqs.length > this.maxResponses) {
+      const oldest = s.seqs.shift()!;
+      s.answers.shift();
       s.ackedThrough = Math.max(s.ackedThrough, oldest);
     }
   }
@@ -169,22 +173,15 @@ export class SessionTable {
 
   private forget(s: Session, ackedThrough: number): void {
     if (ackedThrough <= s.ackedThrough) return;
-    const from = s.ackedThrough;
     s.ackedThrough = ackedThrough;
-    if (s.responses.size === 0) return;
-    if (s.ascending && ackedThrough - from <= s.responses.size) {
-      // A pipelining client acknowledges a few answers per command: delete those by key.
-      // (Iterating the map from its start instead walks over every slot deleted before.)
-      for (let k = Math.floor(from) + 1; k <= ackedThrough; k++) s.responses.delete(k);
+    const n = countAtMost(s.seqs, ackedThrough);
+    if (n === 0) return;
+    if (n === s.seqs.length) {
+      s.seqs.length = 0;
+      s.answers.length = 0;
     } else {
-      for (const k of s.responses.keys()) {
-        if (k <= ackedThrough) s.responses.delete(k);
-        else if (s.ascending) break;
-      }
-    }
-    if (s.responses.size === 0) {
-      s.ascending = true;
-      s.maxSeq = -Infinity;
+      s.seqs.splice(0, n);
+      s.answers.splice(0, n);
     }
   }
 
@@ -196,7 +193,7 @@ export class SessionTable {
   toJSON(): unknown {
     return {
       time: this.time,
-      sessions: [...this.inOrder()].map((s) => [s.id, s.lastActive, s.lastTime, s.ackedThrough, [...s.responses].map(([k, v]) => [k, Buffer.from(v).toString('base64')])]),
+      sessions: [...this.inOrder()].map((s) => [s.id, s.lastActive, s.lastTime, s.ackedThrough, s.seqs.map((k, i) => [k, Buffer.from(s.answers[i]).toString('base64')])]),
     };
   }
 
@@ -207,16 +204,14 @@ export class SessionTable {
     t.time = r.time;
     for (const row of r.sessions as [string, number, number, number, [number, string][]][]) {
       const [id, lastActive, lastTime, ackedThrough, responses] = row;
-      const kept = new Map(responses.map(([k, v]) => [k, new Uint8Array(Buffer.from(v, 'base64'))]));
-      const seqs = [...kept.keys()];
+      const kept = [...responses].sort(([a], [b]) => a - b);
       const s: Session = {
         id,
         lastActive,
         lastTime,
         ackedThrough,
-        responses: kept,
-        ascending: seqs.every((k, i) => Number.isSafeInteger(k) && (i === 0 || k > seqs[i - 1])),
-        maxSeq: seqs.length ? Math.max(...seqs) : -Infinity,
+        seqs: kept.map(([k]) => k),
+        answers: kept.map(([, v]) => new Uint8Array(Buffer.from(v, 'base64'))),
         older: undefined,
         newer: undefined,
       };
@@ -226,4 +221,28 @@ export class SessionTable {
     }
     return t;
   }
+}
+
+/** The first position in ascending `a` whose value is at least `x`. */
+function lowerBound(a: number[], x: number): number {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** How many values of ascending `a` are at most `x`. */
+function countAtMost(a: number[], x: number): number {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid] <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

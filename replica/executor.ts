@@ -68,7 +68,7 @@ export class CommandExecutor {
     }
     if (cmd.op === Op.REGISTER) return this.writeOnce(cmd);
     if (cmd.op !== Op.SET && cmd.op !== Op.DELETE) return { ...base, status: Status.ERROR, error: `unknown op ${String(cmd.op)}` };
-    const invalid = this.host.engine().validate(cmd.key, cmd.op === Op.SET ? cmd.value : undefined);
+    const invalid = this.host.engine().validate(cmd.key, cmd.op === Op.SET ? cmd.value.length : undefined);
     if (invalid) return { ...base, status: Status.ERROR, error: invalid };
     // A write with the caller's session is tried once: the caller retries with that session.
     // One without gets a session of ours, so that we can retry it without applying it twice.

@@ -8,6 +8,8 @@ import { CapturedSnapshot, Entry, EntryType, SessionOptions, SessionTable, Snaps
 import type { CommandLog } from '../logger/command-log.js';
 import { CapturedEntries, KvEngine } from './engines/engine.js';
 import { KvCommand, Op, decodeKvCommand } from './proto.js';
+import { DEFAULT_SLAB_BYTES, MemoryEngine, SLAB_VALUE_HEADER } from './engines/memory.js';
+import { F_ACKED, F_AT, F_CLIENT, F_INDEX, F_KEY_END, F_KEY_START, F_OP, F_PLAIN, F_SEQ, F_SLAB, F_TIME, F_TYPE, FIELDS, PreparedKvBatch, unpreparedEntry } from './prepared.js';
 
 /** First byte of an apply result. */
 export enum ApplyStatus {
@@ -77,25 +79,74 @@ export class KvStateMachine implements StateMachine {
     } catch {
       return result(ApplyStatus.Rejected, 'undecodable command');
     }
-    this.sessions.advance(cmd.time);
-    if (cmd.op === Op.REGISTER) return result(ApplyStatus.Ok, this.sessions.register(e.index));
-    if (cmd.client) {
-      const seen = this.sessions.check(cmd.client, cmd.seq, cmd.acked, e.index);
+    return this.applyFields(e.index, cmd.op, cmd.key, cmd.client, cmd.seq, cmd.acked, cmd.time, cmd.value, cmd.value.length, -1, 0);
+  }
+
+  /**
+   * One command, decoded. Its value is either `value`, or (when `slab` >= 0) already in the
+   * kvstore engine's adopted slab `slab` at `at` (see applyPrepared).
+   */
+  private applyFields(index: number, op: Op, key: string, client: string, seq: number, acked: number, time: number, value: Uint8Array | undefined, valueLength: number, slab: number, at: number): Uint8Array {
+    this.sessions.advance(time);
+    if (op === Op.REGISTER) return result(ApplyStatus.Ok, this.sessions.register(index));
+    if (client) {
+      const seen = this.sessions.check(client, seq, acked, index);
       if (seen.kind === 'duplicate') return seen.response;
       if (seen.kind === 'expired') return result(ApplyStatus.Expired, 'request expired: its answer was already acknowledged');
-      if (seen.kind === 'unknown-session') return result(ApplyStatus.SessionExpired, `session ${cmd.client.slice(0, 40)} expired or was never registered: register a new one`);
+      if (seen.kind === 'unknown-session') return result(ApplyStatus.SessionExpired, `session ${client.slice(0, 40)} expired or was never registered: register a new one`);
     }
-    const invalid = this.engine.validate(cmd.key, cmd.op === Op.SET ? cmd.value : undefined);
+    const invalid = this.engine.validate(key, op === Op.SET ? valueLength : undefined);
     let out: Uint8Array;
     if (invalid) {
       out = result(ApplyStatus.Rejected, invalid);
     } else {
-      if (cmd.op === Op.SET) this.engine.put(cmd.key, cmd.value);
-      else if (cmd.op === Op.DELETE) this.engine.delete(cmd.key);
+      if (op === Op.SET) {
+        if (slab >= 0) (this.engine as MemoryEngine).putStored(key, slab, at);
+        else this.engine.put(key, value!);
+      } else if (op === Op.DELETE) this.engine.delete(key);
       out = OK_RESULT;
     }
-    if (cmd.client) this.sessions.record(cmd.client, cmd.seq, out, e.index);
+    if (client) this.sessions.record(client, seq, out, index);
     return out;
+  }
+
+  /** What rebuild() needs to install batches prepared on its receiving thread. */
+  preparedInstall(): { slabBytes: number; apply(b: PreparedKvBatch): void } {
+    return { slabBytes: this.engine instanceof MemoryEngine ? this.engine.slabSize : DEFAULT_SLAB_BYTES, apply: (b) => this.applyPrepared(b) };
+  }
+
+  /**
+   * Apply a batch prepared on another thread (replica/prepared.ts), to the engine only, like
+   * applyToEngine. With the kvstore engine its slabs are adopted, not copied.
+   */
+  applyPrepared(b: PreparedKvBatch): void {
+    const f = b.fields;
+    const text = Buffer.from(b.text.buffer, b.text.byteOffset, b.text.byteLength);
+    const slabs = b.slabs.map((s) => Buffer.from(s));
+    const memory = this.engine instanceof MemoryEngine && this.engine.slabSize === b.slabBytes ? this.engine : undefined;
+    const ids = memory ? slabs.map((s) => memory.adopt(s)) : undefined;
+    try {
+      this.engine.batch(() => {
+        for (let i = 0, o = 0; i < b.count; i++, o += FIELDS) {
+          const index = f[o + F_INDEX];
+          this.appliedIndex = index;
+          if (f[o + F_TYPE] !== EntryType.Normal) continue;
+          if (!f[o + F_PLAIN]) {
+            this.applyCommand(unpreparedEntry(b, i));
+            continue;
+          }
+          const key = f[o + F_KEY_START] >= 0 ? text.toString('utf8', f[o + F_KEY_START], f[o + F_KEY_END]) : '';
+          const client = f[o + F_CLIENT] >= 0 ? b.clients[f[o + F_CLIENT]] : '';
+          const s = f[o + F_SLAB];
+          const at = f[o + F_AT];
+          const length = s >= 0 ? slabs[s].readUInt32LE(at) : 0;
+          if (ids) this.applyFields(index, f[o + F_OP], key, client, f[o + F_SEQ], f[o + F_ACKED], f[o + F_TIME], undefined, length, s >= 0 ? ids[s] : -1, at);
+          else this.applyFields(index, f[o + F_OP], key, client, f[o + F_SEQ], f[o + F_ACKED], f[o + F_TIME], s >= 0 ? slabs[s].subarray(at + SLAB_VALUE_HEADER, at + SLAB_VALUE_HEADER + length) : EMPTY, length, -1, 0);
+        }
+      });
+    } finally {
+      if (ids) for (const id of ids) memory!.settle(id);
+    }
   }
 
   snapshot(): Uint8Array {

@@ -281,8 +281,57 @@ export function decodeKvCommand(buf: Uint8Array): KvCommand {
 }
 
 function decodePlainKvCommand(b: Buffer): KvCommand {
-  const end = b.length;
-  let pos = 0;
+  const f = scanPlain(b, 0, b.length, SCRATCH);
+  return {
+    op: f.op,
+    key: f.keyStart >= 0 ? b.toString('utf8', f.keyStart, f.keyEnd) : '',
+    // A view, as protobufjs gives for a Buffer.
+    value: f.valueStart >= 0 ? b.subarray(f.valueStart, f.valueEnd) : EMPTY,
+    client: f.clientStart >= 0 ? b.toString('utf8', f.clientStart, f.clientEnd) : '',
+    seq: f.seq,
+    acked: f.acked,
+    time: f.time,
+  };
+}
+
+/** Where a KvCommand's fields lie in its bytes (a string or bytes field absent: start = end = -1). */
+export interface KvSpans {
+  op: number;
+  keyStart: number;
+  keyEnd: number;
+  valueStart: number;
+  valueEnd: number;
+  clientStart: number;
+  clientEnd: number;
+  seq: number;
+  acked: number;
+  time: number;
+}
+
+export function newKvSpans(): KvSpans {
+  return { op: 0, keyStart: -1, keyEnd: -1, valueStart: -1, valueEnd: -1, clientStart: -1, clientEnd: -1, seq: 0, acked: 0, time: 0 };
+}
+
+const SCRATCH = newKvSpans();
+
+/**
+ * The KvCommand in b[start, end) as spans, filled into `out`, without making a string or a
+ * view: for a reader that copies the value somewhere and decodes the key elsewhere (a recovery
+ * prepares commands on its receiving thread). False when the bytes are not the plain encoding;
+ * decodeKvCommand reads those (or rejects them).
+ */
+export function scanKvCommand(b: Buffer, start: number, end: number, out: KvSpans): boolean {
+  try {
+    scanPlain(b, start, end, out);
+    return true;
+  } catch (e) {
+    if (e !== NOT_PLAIN) throw e;
+    return false;
+  }
+}
+
+function scanPlain(b: Buffer, start: number, end: number, f: KvSpans): KvSpans {
+  let pos = start;
   /** A varint of at most `maxBytes` bytes (so its value is exact and below 2^(7 maxBytes)). */
   const varint = (maxBytes: number): number => {
     let v = 0;
@@ -301,45 +350,39 @@ function decodePlainKvCommand(b: Buffer): KvCommand {
     pos += len;
     return pos - len;
   };
-  let op = 0;
-  let key = '';
-  let value: Uint8Array = EMPTY;
-  let client = '';
-  let seq = 0;
-  let acked = 0;
-  let time = 0;
+  f.op = 0;
+  f.keyStart = f.keyEnd = f.valueStart = f.valueEnd = f.clientStart = f.clientEnd = -1;
+  f.seq = f.acked = f.time = 0;
+  // A field seen twice: the last one counts (protobuf's rule for scalars and strings).
   while (pos < end) {
     switch (b[pos++]) {
       case 0x08: // 1 op, varint (int32: below 2^31 reads the same either way)
-        op = varint(4);
+        f.op = varint(4);
         break;
-      case 0x12: {
-        const s = span(); // 2 key, string
-        key = b.toString('utf8', s, pos);
+      case 0x12: // 2 key, string
+        f.keyStart = span();
+        f.keyEnd = pos;
         break;
-      }
-      case 0x1a: {
-        const s = span(); // 3 value, bytes (a view, as protobufjs gives for a Buffer)
-        value = b.subarray(s, pos);
+      case 0x1a: // 3 value, bytes
+        f.valueStart = span();
+        f.valueEnd = pos;
         break;
-      }
-      case 0x22: {
-        const s = span(); // 4 client, string
-        client = b.toString('utf8', s, pos);
+      case 0x22: // 4 client, string
+        f.clientStart = span();
+        f.clientEnd = pos;
         break;
-      }
       case 0x28: // 5 seq, uint64 (below 2^49 here: exact)
-        seq = varint(7);
+        f.seq = varint(7);
         break;
       case 0x30: // 6 acked
-        acked = varint(7);
+        f.acked = varint(7);
         break;
       case 0x38: // 7 time
-        time = varint(7);
+        f.time = varint(7);
         break;
       default:
         throw NOT_PLAIN;
     }
   }
-  return { op, key, value, client, seq, acked, time };
+  return f;
 }

@@ -28,11 +28,11 @@ export class DiskStorageEngine implements KvEngine {
     this.buf = Buffer.alloc(valueSize);
   }
 
-  validate(key: string, value?: Uint8Array): string | undefined {
+  validate(key: string, valueLength?: number): string | undefined {
     const bad = validateKey(key);
     if (bad) return bad;
     if (!/^\d+$/.test(key) || Number(key) >= this.keys) return `diskstorage keys are integers in [0, ${this.keys}), not ${quoteKey(key)}`;
-    if (value && value.length > this.valueSize - 4) return `diskstorage values hold at most ${this.valueSize - 4} bytes (value size ${this.valueSize})`;
+    if (valueLength !== undefined && valueLength > this.valueSize - 4) return `diskstorage values hold at most ${this.valueSize - 4} bytes (value size ${this.valueSize})`;
     return undefined;
   }
 

@@ -2,8 +2,8 @@
 import { createHash } from 'node:crypto';
 export interface KvEngine {
   readonly name: 'kvstore' | 'diskstorage' | 'lmdb';
-  /** Why this key/value can never be stored here (checked before proposing), or undefined. */
-  validate(key: string, value?: Uint8Array): string | undefined;
+  /** Why this key, with a value of this many bytes, can never be stored here (checked before proposing), or undefined. */
+  validate(key: string, valueLength?: number): string | undefined;
   get(key: string): Uint8Array | undefined;
   put(key: string, value: Uint8Array): void;
   delete(key: string): void;

@@ -20,8 +20,8 @@ export class LmdbEngine implements KvEngine {
     this.db = open<Uint8Array, string>({ path, encoding: 'binary', noSync: true, compression: false });
   }
 
-  validate(key: string, value?: Uint8Array): string | undefined {
-    return validateKey(key) ?? (value && value.length > this.maxValueBytes ? `value of ${value.length} bytes is over the ${this.maxValueBytes}-byte limit` : undefined);
+  validate(key: string, valueLength?: number): string | undefined {
+    return validateKey(key) ?? (valueLength !== undefined && valueLength > this.maxValueBytes ? `value of ${valueLength} bytes is over the ${this.maxValueBytes}-byte limit` : undefined);
   }
   get(key: string): Uint8Array | undefined {
     const v = this.db.get(key);

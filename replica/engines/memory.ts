@@ -1,9 +1,10 @@
 import { CapturedEntries, KvEngine, validateKey } from './engine.js';
 
 /** Bytes per slab (the default); a value too large for one gets a slab of its own. */
-const SLAB_BYTES = 1 << 20;
-/** Each value is stored after its length. */
-const HEADER = 4;
+export const DEFAULT_SLAB_BYTES = 1 << 20;
+/** Each value is stored after its length (32 bits, little-endian). */
+export const SLAB_VALUE_HEADER = 4;
+const HEADER = SLAB_VALUE_HEADER;
 /** Entries the incremental compaction looks at per write while it is needed. */
 const SWEEP_PER_WRITE = 4;
 
@@ -29,6 +30,8 @@ export class MemoryEngine implements KvEngine {
   private allocatedBytes = 0;
   private liveBytes = 0;
   private sweep: Iterator<[string, number]> | undefined;
+  /** Adopted slabs still being filled in: not dropped while empty (see adopt). */
+  private pinned = new Set<number>();
 
   /** Slab size; locations are slab * slabBytes + offset. Tests use small slabs to reach every path. */
   private readonly slabBytes: number;
@@ -40,13 +43,13 @@ export class MemoryEngine implements KvEngine {
     private readonly maxValueBytes: number,
     opts: { slabBytes?: number; sweepAbove?: number; sweepSlackSlabs?: number } = {},
   ) {
-    this.slabBytes = opts.slabBytes ?? SLAB_BYTES;
+    this.slabBytes = opts.slabBytes ?? DEFAULT_SLAB_BYTES;
     this.sweepAbove = opts.sweepAbove ?? 2;
     this.sweepSlack = (opts.sweepSlackSlabs ?? 4) * this.slabBytes;
   }
 
-  validate(key: string, value?: Uint8Array): string | undefined {
-    return validateKey(key) ?? (value && value.length > this.maxValueBytes ? `value of ${value.length} bytes is over the ${this.maxValueBytes}-byte limit` : undefined);
+  validate(key: string, valueLength?: number): string | undefined {
+    return validateKey(key) ?? (valueLength !== undefined && valueLength > this.maxValueBytes ? `value of ${valueLength} bytes is over the ${this.maxValueBytes}-byte limit` : undefined);
   }
 
   get(key: string): Uint8Array | undefined {
@@ -59,6 +62,46 @@ export class MemoryEngine implements KvEngine {
     this.index.set(key, this.store(value));
     if (old !== undefined) this.release(old);
     this.compactSome();
+  }
+
+  /** Slab size: adopted slabs are at most this long, or hold one value. */
+  get slabSize(): number {
+    return this.slabBytes;
+  }
+
+  /**
+   * Take a slab whose values were written elsewhere in this engine's layout (a length, then
+   * the bytes; a recovery's receiving thread prepares them) and return its id. Its values
+   * become live one by one through putStored; until `settle(id)` it is kept even while
+   * nothing in it is live.
+   */
+  adopt(slab: Buffer): number {
+    const id = this.freeIds.pop() ?? this.slabs.length;
+    this.slabs[id] = slab;
+    this.live[id] = 0;
+    this.allocatedBytes += slab.length;
+    this.pinned.add(id);
+    return id;
+  }
+
+  /** Set `key` to the value already at `offset` of adopted slab `id`. */
+  putStored(key: string, id: number, offset: number): void {
+    const slab = this.slabs[id];
+    if (!slab || !this.pinned.has(id)) throw new Error(`slab ${id} is not an adopted slab`);
+    const need = HEADER + slab.readUInt32LE(offset);
+    if (offset + need > slab.length || (offset > 0 && offset + need > this.slabBytes)) throw new Error(`a value at ${offset} of ${need} bytes does not fit in slab ${id}`);
+    const old = this.index.get(key);
+    this.index.set(key, id * this.slabBytes + offset);
+    this.live[id] += need;
+    this.liveBytes += need;
+    if (old !== undefined) this.release(old);
+    this.compactSome();
+  }
+
+  /** Done with an adopted slab: dropped now if nothing in it is live. */
+  settle(id: number): void {
+    this.pinned.delete(id);
+    if (this.slabs[id] && this.live[id] === 0 && id !== this.current) this.drop(id);
   }
 
   delete(key: string): void {
@@ -102,6 +145,7 @@ export class MemoryEngine implements KvEngine {
     this.allocatedBytes = 0;
     this.liveBytes = 0;
     this.sweep = undefined;
+    this.pinned.clear();
   }
 
   batch<T>(fn: () => T): T {
@@ -167,7 +211,7 @@ export class MemoryEngine implements KvEngine {
     const bytes = HEADER + slab.readUInt32LE(loc % this.slabBytes);
     this.live[id] -= bytes;
     this.liveBytes -= bytes;
-    if (this.live[id] === 0 && id !== this.current) this.drop(id);
+    if (this.live[id] === 0 && id !== this.current && !this.pinned.has(id)) this.drop(id);
   }
 
   /**

@@ -16,6 +16,7 @@ import { RecovServer } from '../../logger/recov.js';
 import { Entry, EntryType } from '../../raft/index.js';
 import { BATCH_BYTES, WINDOW } from '../../logger/range-thread.js';
 import { rebuild } from '../../logger/rebuild.js';
+import { FIELDS, F_INDEX, F_PLAIN, F_TERM, unpreparedEntry } from '../../replica/prepared.js';
 import type { LogInfo, LogSource } from '../../logger/client.js';
 
 const VALUE = 4000;
@@ -60,6 +61,26 @@ async function take(addr: string, inThread: boolean, from: number, to: number, s
   return { ...r, batches };
 }
 
+/** The same range as prepared KV batches (these entries are not KV commands: mostly passed whole). */
+async function takePrepared(addr: string, inThread: boolean, from: number, to: number) {
+  let next = from;
+  let whole = 0;
+  const r = await logSource(addr, { inThread }).rangePrepared('log0', from, to, 1 << 20, (b) => {
+    for (let i = 0; i < b.count; i++) {
+      assert.equal(b.fields[i * FIELDS + F_INDEX], next);
+      assert.equal(b.fields[i * FIELDS + F_TERM], 1 + (next >> 10));
+      if (!b.fields[i * FIELDS + F_PLAIN]) {
+        assert.deepEqual(Buffer.from(unpreparedEntry(b, i).data), Buffer.from(entry(next).data));
+        whole++;
+      }
+      next++;
+    }
+  });
+  assert.equal(next, to + 1);
+  assert.ok(whole > (to - from) / 2, 'entries that are not commands come whole');
+  return r;
+}
+
 describe('log ranges received off-thread and in-thread', () => {
   // Enough bytes for many more batches than the worker's window holds.
   const n = Math.ceil((3 * WINDOW * BATCH_BYTES) / (VALUE + 21));
@@ -79,6 +100,7 @@ describe('log ranges received off-thread and in-thread', () => {
         const part = await take(addr, inThread, 1234, n - 777, true);
         assert.equal(part.count, n - 777 - 1234 + 1);
         if (!inThread) assert.ok(part.batches <= Math.ceil(part.bytes / BATCH_BYTES) + 1, `handed over in batches of ${BATCH_BYTES} bytes, not per socket read (${part.batches})`);
+        assert.equal((await takePrepared(addr, inThread, 1234, n - 777)).count, n - 777 - 1234 + 1);
       }
       await new Promise((r) => setImmediate(r));
       assert.deepEqual(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning')), []);
@@ -88,6 +110,7 @@ describe('log ranges received off-thread and in-thread', () => {
     withServedLog(100, async (addr) => {
       for (const inThread of [false, true]) {
         await assert.rejects(take(addr, inThread, 50, 150), /available 1\.\.100/);
+        await assert.rejects(takePrepared(addr, inThread, 50, 150), /available 1\.\.100/);
       }
     }));
 
@@ -102,6 +125,7 @@ describe('log ranges received off-thread and in-thread', () => {
       try {
         for (const inThread of [false, true]) {
           await assert.rejects(logSource(addr, { inThread }).range('log0', 1, 3, () => undefined), /ended (early|inside a record)/);
+          await assert.rejects(logSource(addr, { inThread }).rangePrepared('log0', 1, 3, 1 << 20, () => undefined), /ended (early|inside a record)/);
         }
       } finally {
         await new Promise((r) => server.close(r));
@@ -122,6 +146,9 @@ describe('log ranges received off-thread and in-thread', () => {
         if (from < 51) throw new Error('127.0.0.1:1: entries before 51 were truncated or never received: available 51..60');
         onEntries(Array.from({ length: to - from + 1 }, (_, i) => ({ index: from + i, term: 1, type: EntryType.Normal, data: new Uint8Array(0) })));
         return { count: to - from + 1, bytes: 0 };
+      },
+      rangePrepared: async () => {
+        throw new Error('not asked for prepared batches');
       },
     };
     const r = await rebuild(src, { applyBatch: (b) => (got.push(...b.map((e) => e.index)), b.map(() => new Uint8Array(0))), restoreState: (s) => void restored.push(s.meta.index) }, { mode: 'streaming' });
