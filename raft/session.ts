@@ -176,9 +176,11 @@ export class SessionTable {
     s.ackedThrough = ackedThrough;
     const n = countAtMost(s.seqs, ackedThrough);
     if (n === 0) return;
-    if (n === s.seqs.length) {
-      s.seqs.length = 0;
-      s.answers.length = 0;
+    if (n === 1) {
+      // The usual case (a client acknowledging its last answer): shift is cheap on short
+      // arrays, and setting length is a call into the runtime.
+      s.seqs.shift();
+      s.answers.shift();
     } else {
       s.seqs.splice(0, n);
       s.answers.splice(0, n);

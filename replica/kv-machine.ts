@@ -121,7 +121,8 @@ export class KvStateMachine implements StateMachine {
    */
   applyPrepared(b: PreparedKvBatch): void {
     const f = b.fields;
-    const text = Buffer.from(b.text.buffer, b.text.byteOffset, b.text.byteLength);
+    // utf8Slice is what toString('utf8', ...) calls after checking its arguments: a tenth of the loop.
+    const text = Buffer.from(b.text.buffer, b.text.byteOffset, b.text.byteLength) as Buffer & { utf8Slice(start: number, end: number): string };
     const slabs = b.slabs.map((s) => Buffer.from(s));
     const memory = this.engine instanceof MemoryEngine && this.engine.slabSize === b.slabBytes ? this.engine : undefined;
     const ids = memory ? slabs.map((s) => memory.adopt(s)) : undefined;
@@ -135,7 +136,7 @@ export class KvStateMachine implements StateMachine {
             this.applyCommand(unpreparedEntry(b, i));
             continue;
           }
-          const key = f[o + F_KEY_START] >= 0 ? text.toString('utf8', f[o + F_KEY_START], f[o + F_KEY_END]) : '';
+          const key = f[o + F_KEY_START] >= 0 ? text.utf8Slice(f[o + F_KEY_START], f[o + F_KEY_END]) : '';
           const client = f[o + F_CLIENT] >= 0 ? b.clients[f[o + F_CLIENT]] : '';
           const s = f[o + F_SLAB];
           const at = f[o + F_AT];

@@ -41,6 +41,8 @@ export const MAX_KEY_BYTES = 1024;
 
 export function validateKey(key: string): string | undefined {
   if (typeof key !== 'string' || key.length === 0) return 'key must be a non-empty string';
+  // A UTF-16 code unit is at most 3 bytes of UTF-8: short keys need no count.
+  if (key.length <= MAX_KEY_BYTES / 3) return undefined;
   const bytes = Buffer.byteLength(key);
   if (bytes > MAX_KEY_BYTES) return `key of ${bytes} bytes is over the ${MAX_KEY_BYTES}-byte limit`;
   return undefined;

@@ -31,7 +31,7 @@ export class MemoryEngine implements KvEngine {
   private liveBytes = 0;
   private sweep: Iterator<[string, number]> | undefined;
   /** Adopted slabs still being filled in: not dropped while empty (see adopt). */
-  private pinned = new Set<number>();
+  private pinned: boolean[] = [];
 
   /** Slab size; locations are slab * slabBytes + offset. Tests use small slabs to reach every path. */
   private readonly slabBytes: number;
@@ -80,14 +80,14 @@ export class MemoryEngine implements KvEngine {
     this.slabs[id] = slab;
     this.live[id] = 0;
     this.allocatedBytes += slab.length;
-    this.pinned.add(id);
+    this.pinned[id] = true;
     return id;
   }
 
   /** Set `key` to the value already at `offset` of adopted slab `id`. */
   putStored(key: string, id: number, offset: number): void {
     const slab = this.slabs[id];
-    if (!slab || !this.pinned.has(id)) throw new Error(`slab ${id} is not an adopted slab`);
+    if (!slab || !this.pinned[id]) throw new Error(`slab ${id} is not an adopted slab`);
     const need = HEADER + slab.readUInt32LE(offset);
     if (offset + need > slab.length || (offset > 0 && offset + need > this.slabBytes)) throw new Error(`a value at ${offset} of ${need} bytes does not fit in slab ${id}`);
     const old = this.index.get(key);
@@ -100,7 +100,7 @@ export class MemoryEngine implements KvEngine {
 
   /** Done with an adopted slab: dropped now if nothing in it is live. */
   settle(id: number): void {
-    this.pinned.delete(id);
+    this.pinned[id] = false;
     if (this.slabs[id] && this.live[id] === 0 && id !== this.current) this.drop(id);
   }
 
@@ -145,7 +145,7 @@ export class MemoryEngine implements KvEngine {
     this.allocatedBytes = 0;
     this.liveBytes = 0;
     this.sweep = undefined;
-    this.pinned.clear();
+    this.pinned = [];
   }
 
   batch<T>(fn: () => T): T {
@@ -211,7 +211,7 @@ export class MemoryEngine implements KvEngine {
     const bytes = HEADER + slab.readUInt32LE(loc % this.slabBytes);
     this.live[id] -= bytes;
     this.liveBytes -= bytes;
-    if (this.live[id] === 0 && id !== this.current && !this.pinned.has(id)) this.drop(id);
+    if (this.live[id] === 0 && id !== this.current && !this.pinned[id]) this.drop(id);
   }
 
   /**
