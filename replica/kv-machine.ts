@@ -9,7 +9,7 @@ import type { CommandLog } from '../logger/command-log.js';
 import { CapturedEntries, KvEngine } from './engines/engine.js';
 import { KvCommand, Op, decodeKvCommand } from './proto.js';
 import { DEFAULT_SLAB_BYTES, MemoryEngine, SLAB_VALUE_HEADER } from './engines/memory.js';
-import { F_ACKED, F_AT, F_CLIENT, F_INDEX, F_KEY_END, F_KEY_START, F_OP, F_PLAIN, F_SEQ, F_SLAB, F_TIME, F_TYPE, FIELDS, PreparedKvBatch, unpreparedEntry } from './prepared.js';
+import { F_ACKED, F_AT, F_CLIENT, F_INDEX, F_KEY_END, F_KEY_START, F_LENGTH, F_OP, F_PLAIN, F_SEQ, F_SLAB, F_TIME, F_TYPE, FIELDS, PreparedKvBatch, unpreparedEntry } from './prepared.js';
 
 /** First byte of an apply result. */
 export enum ApplyStatus {
@@ -140,7 +140,7 @@ export class KvStateMachine implements StateMachine {
           const client = f[o + F_CLIENT] >= 0 ? b.clients[f[o + F_CLIENT]] : '';
           const s = f[o + F_SLAB];
           const at = f[o + F_AT];
-          const length = s >= 0 ? slabs[s].readUInt32LE(at) : 0;
+          const length = f[o + F_LENGTH];
           if (ids) this.applyFields(index, f[o + F_OP], key, client, f[o + F_SEQ], f[o + F_ACKED], f[o + F_TIME], undefined, length, s >= 0 ? ids[s] : -1, at);
           else this.applyFields(index, f[o + F_OP], key, client, f[o + F_SEQ], f[o + F_ACKED], f[o + F_TIME], s >= 0 ? slabs[s].subarray(at + SLAB_VALUE_HEADER, at + SLAB_VALUE_HEADER + length) : EMPTY, length, -1, 0);
         }

@@ -13,7 +13,7 @@ import { KvSpans, Op, newKvSpans, scanKvCommand } from './proto.js';
 import { SLAB_VALUE_HEADER } from './engines/memory.js';
 
 /** Numbers per entry in `fields`, at these offsets. */
-export const FIELDS = 13;
+export const FIELDS = 14;
 export const F_INDEX = 0;
 export const F_TERM = 1;
 export const F_TYPE = 2;
@@ -31,6 +31,8 @@ export const F_TIME = 10;
 /** Index into `slabs` and offset of the value there (length header first), or -1 (no value kept). */
 export const F_SLAB = 11;
 export const F_AT = 12;
+/** The value's length (so the installing thread need not read it from the slab). */
+export const F_LENGTH = 13;
 
 export interface PreparedKvBatch {
   count: number;
@@ -104,8 +106,9 @@ export class PreparedBatchBuilder {
     // Room for the value first: a full slab ends the batch before this entry.
     let slab = -1;
     let at = -1;
+    let length = 0;
     if (plain && s.op === Op.SET) {
-      const length = s.valueStart >= 0 ? s.valueEnd - s.valueStart : 0;
+      length = s.valueStart >= 0 ? s.valueEnd - s.valueStart : 0;
       const target = this.placeValue(length);
       slab = this.placedSlab;
       at = this.placedAt;
@@ -119,6 +122,7 @@ export class PreparedBatchBuilder {
     f[o + F_TYPE] = type;
     f[o + F_SLAB] = slab;
     f[o + F_AT] = at;
+    f[o + F_LENGTH] = length;
     if (plain) {
       f[o + F_PLAIN] = 1;
       f[o + F_OP] = s.op;

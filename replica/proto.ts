@@ -330,26 +330,35 @@ export function scanKvCommand(b: Buffer, start: number, end: number, out: KvSpan
   }
 }
 
+/**
+ * The scanner's cursor. Module state rather than a closure over a local: closures that write
+ * the position cost a context object per command (a million per recovery).
+ */
+let pos = 0;
+
+/** A varint of at most `maxBytes` bytes (so its value is exact and below 2^(7 maxBytes)). */
+function varint(b: Buffer, end: number, maxBytes: number): number {
+  let v = 0;
+  let mul = 1;
+  for (let i = 0; i < maxBytes && pos < end; i++) {
+    const byte = b[pos++];
+    v += (byte & 0x7f) * mul;
+    if (byte < 0x80) return v;
+    mul *= 128;
+  }
+  throw NOT_PLAIN;
+}
+
+/** A length-delimited field's start (the cursor moves past it). */
+function span(b: Buffer, end: number): number {
+  const len = varint(b, end, 4);
+  if (pos + len > end) throw NOT_PLAIN;
+  pos += len;
+  return pos - len;
+}
+
 function scanPlain(b: Buffer, start: number, end: number, f: KvSpans): KvSpans {
-  let pos = start;
-  /** A varint of at most `maxBytes` bytes (so its value is exact and below 2^(7 maxBytes)). */
-  const varint = (maxBytes: number): number => {
-    let v = 0;
-    let mul = 1;
-    for (let i = 0; i < maxBytes && pos < end; i++) {
-      const byte = b[pos++];
-      v += (byte & 0x7f) * mul;
-      if (byte < 0x80) return v;
-      mul *= 128;
-    }
-    throw NOT_PLAIN;
-  };
-  const span = (): number => {
-    const len = varint(4);
-    if (pos + len > end) throw NOT_PLAIN;
-    pos += len;
-    return pos - len;
-  };
+  pos = start;
   f.op = 0;
   f.keyStart = f.keyEnd = f.valueStart = f.valueEnd = f.clientStart = f.clientEnd = -1;
   f.seq = f.acked = f.time = 0;
@@ -357,28 +366,28 @@ function scanPlain(b: Buffer, start: number, end: number, f: KvSpans): KvSpans {
   while (pos < end) {
     switch (b[pos++]) {
       case 0x08: // 1 op, varint (int32: below 2^31 reads the same either way)
-        f.op = varint(4);
+        f.op = varint(b, end, 4);
         break;
       case 0x12: // 2 key, string
-        f.keyStart = span();
+        f.keyStart = span(b, end);
         f.keyEnd = pos;
         break;
       case 0x1a: // 3 value, bytes
-        f.valueStart = span();
+        f.valueStart = span(b, end);
         f.valueEnd = pos;
         break;
       case 0x22: // 4 client, string
-        f.clientStart = span();
+        f.clientStart = span(b, end);
         f.clientEnd = pos;
         break;
       case 0x28: // 5 seq, uint64 (below 2^49 here: exact)
-        f.seq = varint(7);
+        f.seq = varint(b, end, 7);
         break;
       case 0x30: // 6 acked
-        f.acked = varint(7);
+        f.acked = varint(b, end, 7);
         break;
       case 0x38: // 7 time
-        f.time = varint(7);
+        f.time = varint(b, end, 7);
         break;
       default:
         throw NOT_PLAIN;
