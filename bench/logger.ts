@@ -24,6 +24,7 @@ import { TestCluster, sleep } from '../test/helpers/cluster.js';
 import { LoggerProc, defineLogger, logsOf, startLogger, waitLogged } from '../test/helpers/logger.js';
 import { CLI } from '../test/helpers/cluster.js';
 import { runLoadgen } from './run-load.js';
+import { waitQuiet } from './proc-stats.js';
 
 const { values } = parseArgs({
   options: {
@@ -198,6 +199,10 @@ try {
       type Recovered = { commands: number; transferSeconds: number; installSeconds: number; bytesTransferred: number; stateBytes: number; keys: number };
       const runs: Recovered[] = [];
       for (let i = 0; i < Math.max(1, Number(values.repeat)); i++) {
+        // The replicas snapshot what the fill wrote, and a finished recovery's memory is still
+        // being given back: each recovery starts on a quiet machine, as the seed's had a node each.
+        const waited = await waitQuiet();
+        if (waited > 1.5) console.log(`  (waited ${waited.toFixed(0)} s for the machine to be quiet)`);
         const { stdout } = await promisify(execFile)(process.execPath, [...(values.profile && i === 0 ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : []), CLI, 'recovery', '--recov', `recov://127.0.0.1:${l.recov}`, '--cluster', 'log0', '--from', '1', '--to', String(commands), '--json'], { maxBuffer: 16 << 20 });
         const one = JSON.parse(stdout.trim().split('\n').pop()!) as Recovered;
         runs.push(one);

@@ -28,3 +28,28 @@ export function rssBytes(pid: number): number {
     return 0;
   }
 }
+
+/** Busy and total CPU ticks of the whole machine so far (/proc/stat). */
+function machineTicks(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'latin1').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const idle = f[3] + (f[4] ?? 0); // idle + iowait
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
+/**
+ * Wait until the machine is quiet (under `maxBusy` of its CPU busy over a second), at most
+ * `timeoutMs`: a measurement that follows heavy work (a cluster snapshotting what was just
+ * written, say) is otherwise a measurement of that work too. Returns the seconds waited.
+ */
+export async function waitQuiet(maxBusy = 0.15, timeoutMs = 60_000): Promise<number> {
+  const start = performance.now();
+  for (;;) {
+    const a = machineTicks();
+    await new Promise((r) => setTimeout(r, 1000));
+    const b = machineTicks();
+    const busy = (b.busy - a.busy) / Math.max(1, b.total - a.total);
+    const waited = (performance.now() - start) / 1000;
+    if (busy <= maxBusy || waited * 1000 >= timeoutMs) return waited;
+  }
+}
