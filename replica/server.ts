@@ -516,7 +516,7 @@ export class Replica {
       const snapIndex = initial.snapshot?.meta.index ?? 0;
       const haveState = initial.snapshot ? { index: snapIndex, term: initial.snapshot.meta.term, membership: initial.snapshot.meta.membership } : undefined;
       const sm = this.sm;
-      const r = await rebuild(src, { applyBatch: (b) => sm.applyToEngine(b), restoreState: (s) => sm.restoreState(s) }, { cluster: info.clusterId || info.name, have: haveState, mode: 'streaming' });
+      const r = await rebuild(src, { applyBatch: (b) => sm.applyToEngine(b), restoreState: (s) => sm.restoreState(s), prepared: sm.preparedInstall() }, { cluster: info.clusterId || info.name, have: haveState, mode: 'streaming' });
       if (r.index <= have) return initial;
       const snapshot: Snapshot = { meta: { index: r.index, term: r.term, membership: r.membership }, data: this.sm.snapshot() };
       await this.sm.applog?.installBase(snapshot);
