@@ -8,8 +8,7 @@ import https from 'node:https';
 import { Entry, Snapshot } from '../raft/types.js';
 import { decodeSnapshot } from '../raft/storage/snapshots.js';
 import { RangeCheck, recovBase, recovInfo, recovRawRange } from './recov.js';
-import { followPrepared, preparedRangeOffThread, rangeOffThread } from './range-thread.js';
-import { RecordSplitter } from './command-log.js';
+import { preparedRangeOffThread, rangeOffThread } from './range-thread.js';
 import { PreparedBatchBuilder, PreparedKvBatch } from '../replica/prepared.js';
 
 export interface LogInfo {
@@ -58,15 +57,13 @@ export function logSource(addr: string, o: SourceOptions = {}): LogSource {
   const rangePrepared: LogSource['rangePrepared'] = o.inThread
     ? async (cluster, from, to, slabBytes, onBatch) => {
         const check = new RangeCheck(from);
-        const splitter = new RecordSplitter();
         const builder = new PreparedBatchBuilder(slabBytes, (batch) => {
-          followPrepared(check, batch);
+          check.followPrepared(batch);
           onBatch(batch);
         });
         const r = await rawRange(cluster, from, to, (b) => {
-          for (const records of splitter.pushRaw(b)) builder.add(records);
+          for (const records of check.records(b)) builder.add(records);
         });
-        if (splitter.pending() > 0) throw new Error(`stream ended early: inside a record (${splitter.pending()} bytes of it)`);
         builder.flush();
         check.end(to, `got ${check.next - from} of ${to - from + 1} entries`);
         return { count: to - from + 1, bytes: r.bytes };

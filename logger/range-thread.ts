@@ -11,7 +11,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { Entry } from '../raft/types.js';
-import { FIELDS, F_INDEX, PreparedKvBatch } from '../replica/prepared.js';
+import { PreparedKvBatch } from '../replica/prepared.js';
 import { decodeRecords } from './command-log.js';
 import { RangeCheck } from './recov.js';
 
@@ -48,18 +48,9 @@ export function rangeOffThread(src: Src, cluster: string, from: number, to: numb
 export function preparedRangeOffThread(src: Src, cluster: string, from: number, to: number, slabBytes: number, onBatch: (batch: PreparedKvBatch) => void): Promise<{ count: number; bytes: number }> {
   return runRangeWorker({ ...src, cluster, from, to, prepareSlabBytes: slabBytes }, (m, check) => {
     if (m instanceof ArrayBuffer) throw new Error('the range reader thread sent records, not a prepared batch');
-    followPrepared(check, m);
+    check.followPrepared(m);
     onBatch(m);
   });
-}
-
-/** Check a prepared batch's indexes continue the range. */
-export function followPrepared(check: RangeCheck, b: PreparedKvBatch): void {
-  for (let i = 0; i < b.count; i++) {
-    const index = b.fields[i * FIELDS + F_INDEX];
-    if (index !== check.next) throw new Error(`stream out of order: got ${index}, expected ${check.next}`);
-    check.next++;
-  }
 }
 
 function runRangeWorker(job: RangeJob, take: (m: ArrayBuffer | PreparedKvBatch, check: RangeCheck) => void): Promise<{ count: number; bytes: number }> {

@@ -18,6 +18,7 @@ import { encodeSnapshot, decodeSnapshot } from '../raft/storage/snapshots.js';
 import { Entry, Snapshot } from '../raft/types.js';
 import { HostPort, dialHost, listenHost, parseHostPort } from '../replica/addr.js';
 import { CommandLog, RecordSplitter } from './command-log.js';
+import { FIELDS, F_INDEX, PreparedKvBatch } from '../replica/prepared.js';
 
 export interface RecoverySource {
   /** Member name in its cluster (the logger's --id entry, or the replica's id). */
@@ -317,6 +318,18 @@ export class RangeCheck {
     const batch = this.splitter.push(chunk);
     this.follow(batch);
     if (batch.length > 0) onEntries(batch);
+  }
+  /** Feed bytes; returns the whole records completed so far, checked, for a caller that decodes them itself. */
+  records(chunk: Buffer): Buffer[] {
+    return this.splitter.pushRaw(chunk);
+  }
+  /** A prepared batch of entries checked elsewhere: only their order is checked here. */
+  followPrepared(b: PreparedKvBatch): void {
+    for (let i = 0; i < b.count; i++) {
+      const index = b.fields[i * FIELDS + F_INDEX];
+      if (index !== this.next) throw new Error(`stream out of order: got ${index}, expected ${this.next}`);
+      this.next++;
+    }
   }
   /** Entries already split and checked elsewhere: only their order is checked here. */
   follow(batch: Entry[]): void {

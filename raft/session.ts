@@ -114,7 +114,7 @@ export class SessionTable {
     if (!s) return UNKNOWN_SESSION;
     this.touch(s, index);
     this.forget(s, ackedThrough);
-    const at = lowerBound(s.seqs, seq);
+    const at = search(s.seqs, seq);
     if (s.seqs[at] === seq) return { kind: 'duplicate', response: s.answers[at] };
     if (seq <= s.ackedThrough) return EXPIRED;
     return NEW;
@@ -125,7 +125,7 @@ export class SessionTable {
     const s = this.checked?.id === client ? this.checked : this.sessions.get(client);
     if (!s) return;
     this.touch(s, index);
-    const at = lowerBound(s.seqs, seq);
+    const at = search(s.seqs, seq);
     if (s.seqs[at] === seq) s.answers[at] = response;
     else if (at === s.seqs.length) {
       s.seqs.push(seq);
@@ -174,16 +174,11 @@ export class SessionTable {
   private forget(s: Session, ackedThrough: number): void {
     if (ackedThrough <= s.ackedThrough) return;
     s.ackedThrough = ackedThrough;
-    const n = countAtMost(s.seqs, ackedThrough);
-    if (n === 0) return;
-    if (n === 1) {
-      // The usual case (a client acknowledging its last answer): shift is cheap on short
-      // arrays, and setting length is a call into the runtime.
+    // Usually one (a client acknowledging its last answer): shift allocates nothing, splice
+    // returns a new array.
+    for (let n = search(s.seqs, ackedThrough, true); n > 0; n--) {
       s.seqs.shift();
       s.answers.shift();
-    } else {
-      s.seqs.splice(0, n);
-      s.answers.splice(0, n);
     }
   }
 
@@ -225,25 +220,16 @@ export class SessionTable {
   }
 }
 
-/** The first position in ascending `a` whose value is at least `x`. */
-function lowerBound(a: number[], x: number): number {
+/**
+ * The first position in ascending `a` whose value is at least `x` (or, with `past`, above it:
+ * then also how many values are at most `x`).
+ */
+function search(a: number[], x: number, past = false): number {
   let lo = 0;
   let hi = a.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (a[mid] < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** How many values of ascending `a` are at most `x`. */
-function countAtMost(a: number[], x: number): number {
-  let lo = 0;
-  let hi = a.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (a[mid] <= x) lo = mid + 1;
+    if (a[mid] < x || (past && a[mid] === x)) lo = mid + 1;
     else hi = mid;
   }
   return lo;

@@ -141,8 +141,10 @@ export class KvStateMachine implements StateMachine {
           const s = f[o + F_SLAB];
           const at = f[o + F_AT];
           const length = f[o + F_LENGTH];
-          if (ids) this.applyFields(index, f[o + F_OP], key, client, f[o + F_SEQ], f[o + F_ACKED], f[o + F_TIME], undefined, length, s >= 0 ? ids[s] : -1, at);
-          else this.applyFields(index, f[o + F_OP], key, client, f[o + F_SEQ], f[o + F_ACKED], f[o + F_TIME], s >= 0 ? slabs[s].subarray(at + SLAB_VALUE_HEADER, at + SLAB_VALUE_HEADER + length) : EMPTY, length, -1, 0);
+          // Adopted: the engine points at the value where it is. Otherwise it copies a view.
+          const adopted = ids && s >= 0 ? ids[s] : -1;
+          const value = adopted >= 0 ? undefined : s >= 0 ? slabs[s].subarray(at + SLAB_VALUE_HEADER, at + SLAB_VALUE_HEADER + length) : EMPTY;
+          this.applyFields(index, f[o + F_OP], key, client, f[o + F_SEQ], f[o + F_ACKED], f[o + F_TIME], value, length, adopted, at);
         }
       });
     } finally {

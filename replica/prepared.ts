@@ -54,22 +54,25 @@ const MAX_ENTRIES = 4096;
  */
 export class PreparedBatchBuilder {
   private readonly spans: KvSpans = newKvSpans();
-  private fields = new Float64Array(MAX_ENTRIES * FIELDS);
-  private text = Buffer.allocUnsafeSlow(64 << 10);
-  private textUsed = 0;
-  private count = 0;
-  private slabs: ArrayBuffer[] = [];
+  // The batch being gathered (see startBatch).
+  private fields!: Float64Array;
+  private text!: Buffer;
+  private textUsed!: number;
+  private count!: number;
+  private slabs!: ArrayBuffer[];
+  /** The slab values are appended to, and its index in `slabs`. */
   private slab: Buffer | undefined;
-  private slabUsed = 0;
-  private slabIndex = -1;
-  private clients: string[] = [];
-  private clientIds = new Map<string, number>();
+  private slabIndex!: number;
+  private slabUsed!: number;
+  private clients!: string[];
+  private clientIds!: Map<string, number>;
 
   constructor(
     readonly slabBytes: number,
     private readonly emit: (batch: PreparedKvBatch, transfer: ArrayBuffer[]) => void,
   ) {
     if (!Number.isInteger(slabBytes) || slabBytes < 64) throw new Error(`slab size ${slabBytes} is too small`);
+    this.startBatch();
   }
 
   /** Whole records, already checked (lengths and checksums). */
@@ -89,15 +92,20 @@ export class PreparedBatchBuilder {
       clients: this.clients,
     };
     this.emit(batch, [this.fields.buffer as ArrayBuffer, this.text.buffer as ArrayBuffer, ...this.slabs]);
+    this.startBatch();
+  }
+
+  private startBatch(): void {
     this.fields = new Float64Array(MAX_ENTRIES * FIELDS);
     this.text = Buffer.allocUnsafeSlow(64 << 10);
     this.textUsed = 0;
     this.count = 0;
     this.slabs = [];
     this.slab = undefined;
+    this.slabIndex = -1;
     this.slabUsed = 0;
     this.clients = [];
-    this.clientIds.clear();
+    this.clientIds = new Map();
   }
 
   private addEntry(buf: Buffer, index: number, term: number, type: number, start: number, end: number): void {
@@ -109,11 +117,9 @@ export class PreparedBatchBuilder {
     let length = 0;
     if (plain && s.op === Op.SET) {
       length = s.valueStart >= 0 ? s.valueEnd - s.valueStart : 0;
-      const target = this.placeValue(length);
-      slab = this.placedSlab;
-      at = this.placedAt;
-      target.writeUInt32LE(length, at);
-      if (length > 0) buf.copy(target, at + SLAB_VALUE_HEADER, s.valueStart, s.valueEnd);
+      this.storeValue(buf, s.valueStart, length);
+      slab = this.storedSlab;
+      at = this.storedAt;
     }
     const o = this.count * FIELDS;
     const f = this.fields;
@@ -139,32 +145,34 @@ export class PreparedBatchBuilder {
     if (++this.count === MAX_ENTRIES) this.flush();
   }
 
-  /** Where the last placed value went: its slab's index in this batch and offset. */
-  private placedSlab = -1;
-  private placedAt = -1;
+  /** Where the last stored value went: its slab's index in this batch and offset. */
+  private storedSlab = -1;
+  private storedAt = -1;
 
-  /** Make room for a value of `length` bytes; returns its slab (see placedSlab, placedAt). */
-  private placeValue(length: number): Buffer {
+  /** Append a value (length, then bytes from buf[start..]) to a slab (see storedSlab, storedAt). */
+  private storeValue(buf: Buffer, start: number, length: number): void {
     const need = SLAB_VALUE_HEADER + length;
+    let target: Buffer;
     if (need > this.slabBytes) {
       // Alone in a slab of its own size, as the engine stores such a value.
-      const own = Buffer.from(new ArrayBuffer(need));
-      this.slabs.push(own.buffer as ArrayBuffer);
-      this.placedSlab = this.slabs.length - 1;
-      this.placedAt = 0;
-      return own;
+      target = Buffer.from(new ArrayBuffer(need));
+      this.slabs.push(target.buffer as ArrayBuffer);
+      this.storedSlab = this.slabs.length - 1;
+      this.storedAt = 0;
+    } else {
+      if (this.slab && this.slabUsed + need > this.slabBytes) this.flush();
+      if (!this.slab) {
+        this.slab = Buffer.from(new ArrayBuffer(this.slabBytes));
+        this.slabs.push(this.slab.buffer as ArrayBuffer);
+        this.slabIndex = this.slabs.length - 1;
+      }
+      target = this.slab;
+      this.storedSlab = this.slabIndex;
+      this.storedAt = this.slabUsed;
+      this.slabUsed += need;
     }
-    if (this.slab && this.slabUsed + need > this.slabBytes) this.flush();
-    if (!this.slab) {
-      this.slab = Buffer.from(new ArrayBuffer(this.slabBytes));
-      this.slabs.push(this.slab.buffer as ArrayBuffer);
-      this.slabIndex = this.slabs.length - 1;
-      this.slabUsed = 0;
-    }
-    this.placedSlab = this.slabIndex;
-    this.placedAt = this.slabUsed;
-    this.slabUsed += need;
-    return this.slab;
+    target.writeUInt32LE(length, this.storedAt);
+    if (length > 0) buf.copy(target, this.storedAt + SLAB_VALUE_HEADER, start, start + length);
   }
 
   private copyText(buf: Buffer, start: number, end: number, o: number): void {

@@ -58,10 +58,7 @@ export class MemoryEngine implements KvEngine {
   }
 
   put(key: string, value: Uint8Array): void {
-    const old = this.index.get(key);
-    this.index.set(key, this.store(value));
-    if (old !== undefined) this.release(old);
-    this.compactSome();
+    this.place(key, this.store(value));
   }
 
   /** Slab size: adopted slabs are at most this long, or hold one value. */
@@ -86,22 +83,27 @@ export class MemoryEngine implements KvEngine {
 
   /** Set `key` to the value already at `offset` of adopted slab `id`. */
   putStored(key: string, id: number, offset: number): void {
-    const slab = this.slabs[id];
-    if (!slab || !this.pinned[id]) throw new Error(`slab ${id} is not an adopted slab`);
+    if (!this.pinned[id]) throw new Error(`slab ${id} is not an adopted slab`);
+    const slab = this.slabs[id]!;
     const need = HEADER + slab.readUInt32LE(offset);
     if (offset + need > slab.length || (offset > 0 && offset + need > this.slabBytes)) throw new Error(`a value at ${offset} of ${need} bytes does not fit in slab ${id}`);
-    const old = this.index.get(key);
-    this.index.set(key, id * this.slabBytes + offset);
     this.live[id] += need;
     this.liveBytes += need;
-    if (old !== undefined) this.release(old);
-    this.compactSome();
+    this.place(key, id * this.slabBytes + offset);
   }
 
   /** Done with an adopted slab: dropped now if nothing in it is live. */
   settle(id: number): void {
     this.pinned[id] = false;
-    if (this.slabs[id] && this.live[id] === 0 && id !== this.current) this.drop(id);
+    this.dropIfEmpty(id);
+  }
+
+  /** Point `key` at a value already stored and counted live at `loc`, releasing its old one. */
+  private place(key: string, loc: number): void {
+    const old = this.index.get(key);
+    this.index.set(key, loc);
+    if (old !== undefined) this.release(old);
+    this.compactSome();
   }
 
   delete(key: string): void {
@@ -183,7 +185,7 @@ export class MemoryEngine implements KvEngine {
         this.current = this.newSlab(this.slabBytes);
         this.offset = 0;
         // Everything in it may have been overwritten while it was being filled.
-        if (full >= 0 && this.live[full] === 0) this.drop(full);
+        if (full >= 0) this.dropIfEmpty(full);
       }
       id = this.current;
       at = this.offset;
@@ -211,7 +213,12 @@ export class MemoryEngine implements KvEngine {
     const bytes = HEADER + slab.readUInt32LE(loc % this.slabBytes);
     this.live[id] -= bytes;
     this.liveBytes -= bytes;
-    if (this.live[id] === 0 && id !== this.current && !this.pinned[id]) this.drop(id);
+    this.dropIfEmpty(id);
+  }
+
+  /** Drop a slab with nothing live in it, unless values are still being written or adopted into it. */
+  private dropIfEmpty(id: number): void {
+    if (this.slabs[id] && this.live[id] === 0 && id !== this.current && !this.pinned[id]) this.drop(id);
   }
 
   /**
