@@ -24,7 +24,7 @@ import { TestCluster, sleep } from '../test/helpers/cluster.js';
 import { LoggerProc, defineLogger, logsOf, startLogger, waitLogged } from '../test/helpers/logger.js';
 import { CLI } from '../test/helpers/cluster.js';
 import { runLoadgen } from './run-load.js';
-import { waitQuiet } from './proc-stats.js';
+import { cpuSeconds, totalCpuSeconds, waitQuiet } from './proc-stats.js';
 
 const { values } = parseArgs({
   options: {
@@ -196,17 +196,25 @@ try {
         console.log(`  filled in ${((performance.now() - t) / 1000).toFixed(1)} s`);
       }
       await waitLogged(l, 'log0', commands, 120_000);
-      type Recovered = { commands: number; transferSeconds: number; installSeconds: number; bytesTransferred: number; stateBytes: number; keys: number };
+      type Recovered = { cpuUserSeconds: number; cpuSystemSeconds: number; minorFaults: number; commands: number; transferSeconds: number; installSeconds: number; bytesTransferred: number; stateBytes: number; keys: number };
       const runs: Recovered[] = [];
       for (let i = 0; i < Math.max(1, Number(values.repeat)); i++) {
         // The replicas snapshot what the fill wrote, and a finished recovery's memory is still
         // being given back: each recovery starts on a quiet machine, as the seed's had a node each.
         const waited = await waitQuiet();
         if (waited > 1.5) console.log(`  (waited ${waited.toFixed(0)} s for the machine to be quiet)`);
+        const replicaPids = [...c.procs.values()].map((p) => p.pid!);
+        const before = { logger: cpuSeconds(l.proc!.pid!), replicas: totalCpuSeconds(replicaPids) };
         const { stdout } = await promisify(execFile)(process.execPath, [...(values.profile && i === 0 ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : []), CLI, 'recovery', '--recov', `recov://127.0.0.1:${l.recov}`, '--cluster', 'log0', '--from', '1', '--to', String(commands), '--json'], { maxBuffer: 16 << 20 });
         const one = JSON.parse(stdout.trim().split('\n').pop()!) as Recovered;
         runs.push(one);
-        console.log(`  recovery ${i + 1}: ${(one.transferSeconds + one.installSeconds).toFixed(2)} s (transfer ${one.transferSeconds.toFixed(2)} s, install ${one.installSeconds.toFixed(2)} s)`);
+        // Where the CPU went: the recovering process, the logger sending, and anything else.
+        const sender = cpuSeconds(l.proc!.pid!) - before.logger;
+        const replicas = totalCpuSeconds(replicaPids) - before.replicas;
+        console.log(
+          `  recovery ${i + 1}: ${(one.transferSeconds + one.installSeconds).toFixed(2)} s (transfer ${one.transferSeconds.toFixed(2)} s, install ${one.installSeconds.toFixed(2)} s;` +
+            ` CPU: recovery ${one.cpuUserSeconds} s user + ${one.cpuSystemSeconds} s system for ${one.minorFaults} page faults, logger ${sender.toFixed(2)} s, replicas ${replicas.toFixed(2)} s)`,
+        );
       }
       const r = [...runs].sort((a, b) => a.transferSeconds + a.installSeconds - (b.transferSeconds + b.installSeconds))[Math.floor(runs.length / 2)];
       const total = r.transferSeconds + r.installSeconds;

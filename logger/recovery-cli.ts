@@ -117,6 +117,9 @@ export async function runRecovery(argv: string[]): Promise<void> {
     const have = f.from !== undefined ? { index: f.from - 1, term: 0, membership: { voters: [], learners: [], addrs: {} } } : undefined;
     if (have && f.from! < info.first) throw new Error(`entries before ${info.first} are not held by the source (available ${info.first}..${info.last})`);
     const r = await rebuild(src, { applyBatch: (b) => sm.applyToEngine(b), restoreState: (s) => sm.restoreState(s), prepared: sm.preparedInstall() }, { cluster: info.clusterId || info.name, have, to: f.to, mode: f.mode });
+    // This process's CPU and page faults up to the end of the install: what a recovery costs
+    // besides its time (the size and digest work below is not part of it).
+    const usage = process.resourceUsage();
     if (f.to !== undefined && r.index < f.to) throw new Error(`the source holds entries only up to ${r.index}, not ${f.to}`);
     const stateBytes = sm.snapshot().length;
     const out = {
@@ -131,6 +134,9 @@ export async function runRecovery(argv: string[]): Promise<void> {
       totalSeconds: Number(((r.transferMs + r.installMs) / 1000).toFixed(3)),
       bytesTransferred: r.bytes + r.baseBytes,
       stateBytes,
+      cpuUserSeconds: Number((usage.userCPUTime / 1e6).toFixed(2)),
+      cpuSystemSeconds: Number((usage.systemCPUTime / 1e6).toFixed(2)),
+      minorFaults: usage.minorPageFault,
       keys: engine.size(),
       digest: stateDigest(engine),
     };
@@ -140,6 +146,7 @@ export async function runRecovery(argv: string[]): Promise<void> {
       console.log(`  commands:      ${out.commands}`);
       console.log(`  transfer time: ${out.transferSeconds} s (${out.bytesTransferred} bytes)`);
       console.log(`  install time:  ${out.installSeconds} s`);
+      console.log(`  CPU:           ${out.cpuUserSeconds} s user, ${out.cpuSystemSeconds} s system, ${out.minorFaults} page faults (this process, to the end of the install)`);
       console.log(`  state size:    ${out.stateBytes} bytes, ${out.keys} keys`);
       console.log(`  digest:        ${out.digest}`);
     }
