@@ -57,6 +57,11 @@ interface Segment {
   path: string;
 }
 
+/**
+ * Batches up to this size are written on the calling thread (FileHandleLike.writeSync): a copy
+ * into the page cache, about 0.3 ms per MB; larger ones go to the thread pool.
+ */
+const SYNC_WRITE_MAX = 1 << 20;
 const SEGMENT_RE = /^([0-9a-f]{16})-([0-9a-f]{16})\.wal$/;
 const segName = (seq: number, first: number) => `${seq.toString(16).padStart(16, '0')}-${first.toString(16).padStart(16, '0')}.wal`;
 
@@ -247,7 +252,8 @@ export class Wal {
         const fault = this.faults.write?.(seg.path, len);
         if (fault instanceof Error) throw fault;
         if (typeof fault === 'number') len = Math.min(len, fault);
-        const { bytesWritten } = await this.fh!.write(buf, off, len, this.size + off);
+        const fh = this.fh!;
+        const bytesWritten = fh.writeSync && len <= SYNC_WRITE_MAX ? fh.writeSync(buf, off, len, this.size + off) : (await fh.write(buf, off, len, this.size + off)).bytesWritten;
         if (bytesWritten === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
         off += bytesWritten;
         if (typeof fault === 'number') throw Object.assign(new Error(`short write: ${off} of ${buf.length} bytes`), { code: 'EIO' });

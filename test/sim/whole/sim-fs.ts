@@ -177,17 +177,23 @@ export class SimFs implements FileSystem {
       }
       inode.synced = Buffer.from(inode.data);
     };
+    // Both ways of writing, as the real file system offers them (the WAL writes small batches
+    // synchronously): what a power cut does to an unsynced write is the same.
+    const writeSync = (buffer: Uint8Array, offset: number, length: number, position: number) => {
+      check();
+      const end = position + length;
+      if (end > inode.data.length) {
+        const grown = Buffer.alloc(end);
+        inode.data.copy(grown);
+        inode.data = grown;
+      }
+      Buffer.from(buffer.buffer, buffer.byteOffset + offset, length).copy(inode.data, position);
+      return length;
+    };
     return {
+      writeSync,
       async write(buffer, offset, length, position) {
-        check();
-        const end = position + length;
-        if (end > inode.data.length) {
-          const grown = Buffer.alloc(end);
-          inode.data.copy(grown);
-          inode.data = grown;
-        }
-        Buffer.from(buffer.buffer, buffer.byteOffset + offset, length).copy(inode.data, position);
-        return { bytesWritten: length };
+        return { bytesWritten: writeSync(buffer, offset, length, position) };
       },
       async writeFile(data) {
         check();
