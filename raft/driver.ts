@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { RaftError } from './errors.js';
 import { RaftNode, Ready } from './node.js';
 import type { Storage } from './storage/storage.js';
-import { ConfChange, Entry, EntryType, HeldSnapshot, Membership, Message, NodeId, Role, Snapshot, SoftState } from './types.js';
+import { ConfChange, Entry, EntryType, HardState, HeldSnapshot, Membership, Message, NodeId, Role, Snapshot, SoftState } from './types.js';
 
 export interface StateMachine {
   /** Apply a committed command; the result goes back to whoever proposed it. */
@@ -117,6 +117,14 @@ interface Waiter<T> {
 const LARGE_SNAPSHOT_BYTES = 8 << 20;
 const MAX_LOG_BYTES_BEFORE_SNAPSHOT = 64 << 20;
 
+interface SaveGroup {
+  entries: Entry[];
+  /** Lowest index among its entries (Infinity: none). */
+  first: number;
+  hardState?: HardState;
+  done: Promise<void>;
+}
+
 export class DriverStoppedError extends Error {
   constructor(why: string) {
     super(`raft node stopped: ${why}`);
@@ -135,7 +143,16 @@ export class RaftDriver {
   private readonly opts: DriverOptions;
 
   private inputs: (() => void)[] = [];
+  /** A snapshot Ready is being processed, or a snapshot captured: no new Ready until it is done. */
   private busy = false;
+  /** The after-persist work of accepted Readies (see pump), and how many steps are pending. */
+  private sendLane: Promise<void> = Promise.resolve();
+  private applyLane: Promise<void> = Promise.resolve();
+  private inPipeline = 0;
+  /** The save in flight (or the last one), the one that Readies coming now join, and those not done. */
+  private saving: Promise<void> = Promise.resolve();
+  private nextSave: SaveGroup | undefined;
+  private saves: SaveGroup[] = [];
   private scheduled = false;
   private timer: unknown;
   private readonly timers: Timers;
@@ -191,7 +208,7 @@ export class RaftDriver {
     if (this.timer) this.timers.clearInterval(this.timer);
     this.timer = undefined;
     if (!this.stopped) this.stopped = new DriverStoppedError(why);
-    if (this.busy) await new Promise<void>((r) => this.idle.push(r));
+    if (this.busy || this.inPipeline > 0) await new Promise<void>((r) => this.idle.push(r));
     this.failAll(this.stopped);
   }
 
@@ -329,30 +346,134 @@ export class RaftDriver {
     for (const fn of inputs) fn();
     const rd = this.node.ready();
     if (!rd) return;
-    this.busy = true;
-    this.process(rd).then(
+    if (rd.snapshot) {
+      // A snapshot replaces the log and the state: everything before it finishes first, and
+      // nothing else runs until it is installed.
+      this.busy = true;
+      Promise.all([this.sendLane, this.applyLane])
+        .then(() => this.process(rd))
+        .then(
+          () => {
+            this.node.advance();
+            this.holdFromStorage(rd.snapshot!.meta.index);
+            this.busy = false;
+            this.wakeIdle();
+            if (this.stopped) return;
+            this.maybeSnapshot();
+            if (this.inputs.length > 0 || this.node.hasReady()) this.schedule();
+          },
+          (e: unknown) => this.fatal(e as Error),
+        );
+      return;
+    }
+    // Pipelined (etcd's asynchronous storage writes): the node takes new input while this
+    // Ready's writes are synced. A leader replicates new proposals and counts followers' acks
+    // during its own fdatasync instead of after it; at 32 clients that wait was a period of
+    // every write's latency. What must follow the writes (messages that promise durability,
+    // applying, answering) runs after them, Ready by Ready, in order.
+    this.node.accept();
+    const early = rd.sendBeforePersist && rd.messages.length > 0;
+    if (early) this.transport.send(rd.messages);
+    const durable = this.persist(rd);
+    const last = rd.entries.length > 0 ? rd.entries[rd.entries.length - 1] : undefined;
+    // Two ordered lanes. Messages that promise durability (a follower's ack, a vote) go out once
+    // this Ready's writes and all before them are durable. Committed entries are applied once
+    // they are durable here (a state machine that keeps its applied index durably is never
+    // ahead of its own log after a crash): a leader's usually are already, so its clients are
+    // answered without waiting for the save of the proposals that came after.
+    const appliedUpTo = rd.committed.length > 0 ? rd.committed[rd.committed.length - 1].index : 0;
+    const applyAfter = appliedUpTo > 0 ? this.durableThrough(appliedUpTo) : Promise.resolve();
+    this.track(
+      (this.sendLane = this.sendLane
+        .then(() => durable)
+        .then(() => {
+          if (this.stopped) return;
+          if (last) this.enqueue(() => this.node.persisted(last));
+          this.afterPersist(rd, early);
+        })),
+    );
+    this.track(
+      (this.applyLane = this.applyLane
+        .then(() => applyAfter)
+        .then(async () => {
+          if (this.stopped) return;
+          await this.applyCommitted(rd.committed);
+          this.resolveReads(rd);
+          await this.maybeSnapshot();
+        })),
+    );
+    if (this.inputs.length > 0 || this.node.hasReady()) this.schedule();
+  }
+
+  /** Count a lane step until it settles; a failure stops the node. */
+  private track(step: Promise<void>): void {
+    this.inPipeline++;
+    step.then(
       () => {
-        this.node.advance();
-        if (rd.snapshot) this.holdFromStorage(rd.snapshot.meta.index);
-        this.busy = false;
-        for (const r of this.idle.splice(0)) r();
-        if (this.stopped) return;
-        this.maybeSnapshot();
-        if (this.inputs.length > 0 || this.node.hasReady()) this.schedule();
+        this.inPipeline--;
+        this.wakeIdle();
       },
-      (e: unknown) => this.fatal(e as Error),
+      (e: unknown) => {
+        this.inPipeline--;
+        this.fatal(e as Error);
+      },
     );
   }
 
+  private wakeIdle(): void {
+    if (this.busy || this.inPipeline > 0) return;
+    for (const r of this.idle.splice(0)) r();
+  }
+
+  /** Resolves once the entry at `index` as the log holds it now is durable here. */
+  private durableThrough(index: number): Promise<void> {
+    // The latest save holding an entry at or below `index`: a later one may have overwritten an
+    // earlier one's entries, and saves finish in order.
+    for (let i = this.saves.length - 1; i >= 0; i--) if (this.saves[i].first <= index) return this.saves[i].done;
+    return Promise.resolve();
+  }
+
+  /**
+   * Make a Ready's entries and hard state durable. Readies that come while a save is in flight
+   * join one next save (entries appended, a later overwrite cutting the earlier ones, the latest
+   * hard state): one fdatasync for all of them, as the node made one Ready of them before.
+   */
+  private persist(rd: Ready): Promise<void> {
+    if (rd.entries.length === 0 && !rd.hardState) return this.nextSave?.done ?? this.saving;
+    if (!this.nextSave) {
+      const group: SaveGroup = { entries: [], first: Infinity, done: Promise.resolve() };
+      group.done = this.saving.then(() => {
+        if (this.nextSave === group) this.nextSave = undefined;
+        return this.storage.save({ entries: group.entries, hardState: group.hardState });
+      });
+      const forget = () => {
+        const i = this.saves.indexOf(group);
+        if (i >= 0) this.saves.splice(i, 1);
+      };
+      group.done.then(forget, forget);
+      this.nextSave = group;
+      this.saving = group.done;
+      this.saves.push(group);
+    }
+    const g = this.nextSave;
+    if (rd.entries.length > 0) {
+      const first = rd.entries[0].index;
+      let keep = g.entries.length;
+      while (keep > 0 && g.entries[keep - 1].index >= first) keep--;
+      g.entries.length = keep;
+      for (const e of rd.entries) g.entries.push(e);
+      g.first = Math.min(g.first, first);
+    }
+    if (rd.hardState) g.hardState = rd.hardState;
+    return g.done;
+  }
+
+  /** A Ready with a snapshot, start to end: persist, send, install, apply. */
   private async process(rd: Ready): Promise<void> {
     const early = rd.sendBeforePersist && rd.messages.length > 0;
     if (early) this.transport.send(rd.messages);
-    if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
-      await this.storage.save({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
-    }
-    if (!early && rd.messages.length > 0) this.transport.send(rd.messages);
-    if (rd.softState) this.opts.onSoftState?.(rd.softState);
-    if (rd.membership) this.opts.onMembership?.(rd.membership);
+    await this.storage.save({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
+    this.afterPersist(rd, early);
     if (rd.snapshot) {
       await this.sm.restore(rd.snapshot);
       this.lastSnapshotBytes = rd.snapshot.data.length;
@@ -361,9 +482,21 @@ export class RaftDriver {
       this.lastSnapshotIndex = Math.max(this.lastSnapshotIndex, rd.snapshot.meta.index);
       this.failProposalsUpTo(this.applied);
     }
-    const results = this.sm.applyBatch && rd.committed.length > 0 ? await this.sm.applyBatch(rd.committed) : undefined;
-    for (let i = 0; i < rd.committed.length; i++) {
-      const e = rd.committed[i];
+    await this.applyCommitted(rd.committed);
+    this.resolveReads(rd);
+  }
+
+  /** What waits for a Ready's writes to be durable: the rest of its messages, and telling the replica. */
+  private afterPersist(rd: Ready, sentEarly: boolean): void {
+    if (!sentEarly && rd.messages.length > 0) this.transport.send(rd.messages);
+    if (rd.softState) this.opts.onSoftState?.(rd.softState);
+    if (rd.membership) this.opts.onMembership?.(rd.membership);
+  }
+
+  private async applyCommitted(committed: Entry[]): Promise<void> {
+    const results = this.sm.applyBatch && committed.length > 0 ? await this.sm.applyBatch(committed) : undefined;
+    for (let i = 0; i < committed.length; i++) {
+      const e = committed[i];
       this.appliedBytesSinceSnapshot += e.data.length;
       let result: Uint8Array = EMPTY;
       if (results) result = results[i];
@@ -377,6 +510,9 @@ export class RaftDriver {
         else w.reject(new RaftError('dropped', `entry ${e.index} was replaced by another leader's; not applied`, this.node.leader));
       }
     }
+  }
+
+  private resolveReads(rd: Ready): void {
     for (const rs of rd.readStates) {
       const w = this.readWaiters.get(rs.context);
       if (!w) continue;
@@ -403,7 +539,8 @@ export class RaftDriver {
     }
   }
 
-  private maybeSnapshot(): void {
+  /** Resolves once the state is captured (nothing may be applied before that). */
+  private maybeSnapshot(): Promise<void> | undefined {
     if (this.snapshotting || this.applied - this.lastSnapshotIndex < this.snapshotEvery) return;
     if (this.lastSnapshotBytes > LARGE_SNAPSHOT_BYTES && this.appliedBytesSinceSnapshot < Math.min(this.lastSnapshotBytes / 2, MAX_LOG_BYTES_BEFORE_SNAPSHOT)) return;
     this.snapshotting = true;
@@ -415,11 +552,14 @@ export class RaftDriver {
     // without captureSnapshot, the whole serialization), never for writing it to disk.
     this.busy = true;
     let held = true;
+    let captured!: () => void;
+    const done = new Promise<void>((r) => (captured = r));
     const release = () => {
       if (!held) return;
       held = false;
       this.busy = false;
-      for (const r of this.idle.splice(0)) r();
+      captured();
+      this.wakeIdle();
       this.schedule();
     };
     const meta = { index, term, membership };
@@ -460,6 +600,7 @@ export class RaftDriver {
         release();
         this.snapshotting = false;
       });
+    return done;
   }
 
   private failProposalsUpTo(index: number): void {

@@ -15,12 +15,18 @@ export class RaftLog {
   applied = 0;
   /** Highest index the driver has confirmed durable. */
   stable = 0;
+  /**
+   * Highest index handed to a driver that persists in the background (RaftNode.accept): not
+   * durable yet, but not to be handed out again.
+   */
+  inProgress = 0;
 
   constructor(snapshotIndex = 0, snapshotTerm = 0, entries: Entry[] = []) {
     this.snapshotIndex = snapshotIndex;
     this.snapshotTerm = snapshotTerm;
     this.entries = entries.slice();
     this.stable = this.lastIndex();
+    this.inProgress = this.stable;
     this.applied = snapshotIndex;
     this.committed = snapshotIndex;
   }
@@ -113,6 +119,7 @@ export class RaftLog {
     const keep = Math.max(0, index - this.snapshotIndex - 1);
     this.entries.length = keep;
     if (this.stable >= index) this.stable = index - 1;
+    if (this.inProgress >= index) this.inProgress = index - 1;
   }
 
   /**
@@ -146,9 +153,11 @@ export class RaftLog {
     return this.slice(this.applied + 1, this.committed + 1);
   }
 
+  /** Entries not yet handed out to be persisted. */
   unstable(): Entry[] {
-    if (this.stable >= this.lastIndex()) return EMPTY_ENTRIES;
-    return this.slice(Math.max(this.stable + 1, this.firstIndex()), this.lastIndex() + 1);
+    const from = Math.max(this.stable, this.inProgress) + 1;
+    if (from > this.lastIndex()) return EMPTY_ENTRIES;
+    return this.slice(Math.max(from, this.firstIndex()), this.lastIndex() + 1);
   }
 
   /** Drop the prefix up to `index` (covered by a snapshot the driver made durable). */
@@ -169,5 +178,6 @@ export class RaftLog {
     this.committed = index;
     this.applied = index;
     this.stable = index;
+    this.inProgress = index;
   }
 }

@@ -457,7 +457,7 @@ export class RaftNode {
       this.msgs.length > 0 ||
       this.readStates.length > 0 ||
       this.snapshotToInstall !== undefined ||
-      this.log.stable < this.log.lastIndex() ||
+      Math.max(this.log.stable, this.log.inProgress) < this.log.lastIndex() ||
       this.log.committed > this.log.applied ||
       this.membershipChanged ||
       !sameHardState(this.prevHardState, this.hardState()) ||
@@ -537,6 +537,36 @@ export class RaftNode {
       if (self && self.maybeUpdate(this.log.stable)) this.maybeCommit();
     }
     this.releaseReadsAwaitingCommit();
+  }
+
+  /**
+   * For a driver that persists in the background (etcd's asynchronous storage writes): it has
+   * taken the last Ready (sent what may go before persisting, queued the writes, and will apply
+   * `committed` after them, in order) and the node may be driven again at once. The Ready's
+   * entries are not handed out again; they count for this node's own match only once the driver
+   * reports them durable with {@link persisted}. Not for a Ready with a snapshot (use advance).
+   */
+  accept(): void {
+    const rd = this.inFlightReady;
+    if (!rd) throw new Error('raft: accept() without a ready()');
+    if (rd.snapshot) throw new Error('raft: a Ready with a snapshot is finished with advance()');
+    this.inFlightReady = undefined;
+    if (rd.hardState) this.prevHardState = rd.hardState;
+    if (rd.softState) this.prevSoftState = rd.softState;
+    if (rd.entries.length > 0) this.log.inProgress = rd.entries[rd.entries.length - 1].index;
+    if (rd.committed.length > 0) this.log.applied = rd.committed[rd.committed.length - 1].index;
+    this.releaseReadsAwaitingCommit();
+  }
+
+  /** The writes of an accepted Ready ending with entry `last` (index and term) are durable. */
+  persisted(last: { index: number; term: number }): void {
+    this.assertNotInReady();
+    // Entries overwritten since (a new leader's) are not this node's log any more.
+    if (last.index > this.log.stable && this.log.term(last.index) === last.term) this.log.stable = last.index;
+    if (this.role === Role.Leader) {
+      const self = this.progress.get(this.id);
+      if (self && self.maybeUpdate(this.log.stable)) this.maybeCommit();
+    }
   }
 
   // ---------------------------------------------------------------------------------------

@@ -136,3 +136,41 @@ describe('log replication (Raft §5.3, §5.4.2)', () => {
     assert.deepEqual(net.appliedData('b'), ['x', 'y']);
   });
 });
+
+describe('asynchronous storage writes (accept, then persisted)', () => {
+  it('a leader hands its entries out once, replicates more while they are synced, and counts itself only once they are durable', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('a');
+    net.isolate('c');
+    const a = net.node('a');
+    const b = net.node('b');
+    const x = a.propose(text('x'));
+    const rd = a.ready()!;
+    assert.deepEqual(rd.entries.map((e) => e.index), [x.index]);
+    a.accept();
+    // Driven again while x is synced: a new proposal is handed out alone.
+    const y = a.propose(text('y'));
+    const rd2 = a.ready()!;
+    assert.deepEqual(rd2.entries.map((e) => e.index), [y.index]);
+    a.accept();
+    for (const m of [...rd.messages, ...rd2.messages]) if (m.to === 'b') b.step(m);
+    while (net.drain('b'));
+    for (const m of net.discardQueued()) if (m.to === 'a') a.step(m);
+    // b holds x and y durably, c is cut off, a has not said x is durable: not a quorum yet.
+    const rd3 = a.ready();
+    assert.deepEqual(rd3?.committed ?? [], []);
+    if (rd3) a.accept();
+    a.persisted(x);
+    const rd4 = a.ready()!;
+    assert.deepEqual(rd4.committed.map((e) => e.index), [x.index]);
+    a.accept();
+    a.persisted(y);
+    assert.deepEqual(a.ready()!.committed.map((e) => e.index), [y.index]);
+  });
+
+  it('accept without a ready() is refused', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('a');
+    assert.throws(() => net.node('a').accept(), /without a ready/);
+  });
+});
