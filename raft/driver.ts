@@ -1,8 +1,8 @@
 /**
- * The I/O half of a Raft node: runs the Ready/advance loop against real storage, a state
- * machine and a transport, on a timer. Inputs that arrive while a batch is being made durable
- * are queued and handed to the core together, so each fsync covers everything that arrived
- * during the previous one (group commit without any tuning knob).
+ * The I/O half of a Raft node: runs the Ready loop against real storage, a state machine and a
+ * transport, on a timer. Writes are pipelined (RaftNode.accept/persisted): the node takes input
+ * while a save is synced, and the Readies made meanwhile join the next save, so each fsync
+ * covers everything that arrived during the previous one (group commit without a tuning knob).
  */
 import { randomBytes } from 'node:crypto';
 import { RaftError } from './errors.js';
