@@ -80,6 +80,14 @@ export interface DriverOptions {
    * was a 280 ms stall and much of the p99 at 128 clients).
    */
   snapshotEvery?: number;
+  /**
+   * The state machine is rebuilt from the snapshot and the log at every start (it keeps no
+   * applied index of its own): committed entries are then applied as soon as they are committed,
+   * before this node's own copy is durable (they are durable on a majority already), and a
+   * leader answers without waiting for its own fdatasync. Snapshots still wait until the log
+   * below them is durable here. Default false.
+   */
+  volatileStateMachine?: boolean;
   /** Entries kept behind a snapshot for slightly lagging followers (default 1,000). */
   keepEntries?: number;
   onSoftState?: (s: SoftState) => void;
@@ -379,10 +387,11 @@ export class RaftDriver {
     // Two ordered lanes. Messages that promise durability (a follower's ack, a vote) go out once
     // this Ready's writes and all before them are durable. Committed entries are applied once
     // they are durable here (a state machine that keeps its applied index durably is never
-    // ahead of its own log after a crash): a leader's usually are already, so its clients are
-    // answered without waiting for the save of the proposals that came after.
+    // ahead of its own log after a crash), or at once for a volatile one (see
+    // volatileStateMachine): a leader's clients are then answered as soon as a quorum has the
+    // entry, whichever members that quorum is.
     const appliedUpTo = rd.committed.length > 0 ? rd.committed[rd.committed.length - 1].index : 0;
-    const applyAfter = appliedUpTo > 0 ? this.durableThrough(appliedUpTo) : Promise.resolve();
+    const applyAfter = appliedUpTo > 0 && !this.opts.volatileStateMachine ? this.durableThrough(appliedUpTo) : Promise.resolve();
     this.track(
       (this.sendLane = this.sendLane
         .then(() => durable)
@@ -542,6 +551,8 @@ export class RaftDriver {
   /** Resolves once the state is captured (nothing may be applied before that). */
   private maybeSnapshot(): Promise<void> | undefined {
     if (this.snapshotting || this.applied - this.lastSnapshotIndex < this.snapshotEvery) return;
+    // A volatile state machine may be ahead of the log durable here: no snapshot of that yet.
+    if (this.saves.some((g) => g.first <= this.applied)) return;
     if (this.lastSnapshotBytes > LARGE_SNAPSHOT_BYTES && this.appliedBytesSinceSnapshot < Math.min(this.lastSnapshotBytes / 2, MAX_LOG_BYTES_BEFORE_SNAPSHOT)) return;
     this.snapshotting = true;
     this.appliedBytesSinceSnapshot = 0;
@@ -642,3 +653,4 @@ export class RaftDriver {
 }
 
 const EMPTY = new Uint8Array(0);
+

@@ -326,6 +326,9 @@ export class Replica {
       transport: { send: (msgs) => this.sendPeers(msgs) },
       tickMs,
       snapshotEvery: o.snapshotEvery,
+      // Every engine is rebuilt from the snapshot and the log at start (none resumes from an
+      // applied index of its own).
+      volatileStateMachine: true,
       onSoftState: (s) => {
         if (s.leader !== this.lastLeader) {
           this.metrics.leaderChanges.inc();

@@ -324,6 +324,9 @@ export class WholeReplicaSim {
       transport: { send: (msgs) => this.sendPeer(node, inc, msgs) },
       tickMs: TICK_MS,
       snapshotEvery: this.snapshotEvery,
+      // The server's mode (state rebuilt at start, applied before the local copy is durable)
+      // most of the time, the library default otherwise.
+      volatileStateMachine: this.rng.chance(0.75),
       keepEntries: this.rng.int(0, 10),
       timers,
       readContextPrefix: `${node.id}.${inc}`,
