@@ -205,6 +205,8 @@ export class RaftNode {
 
   /** Heartbeat round counter; read requests and the lease are confirmed by rounds. */
   private seq = 0;
+  /** Numbers every append and snapshot chunk this node sends (see Progress.since). */
+  private sendSeq = 0;
   private roundSentAt: { seq: number; at: number }[] = [];
   private pendingReads: PendingRead[] = [];
   /** Reads asked for before this leader committed an entry of its term. */
@@ -614,6 +616,7 @@ export class RaftNode {
     const next = this.log.lastIndex() + 1;
     for (const id of this.members()) {
       const pr = new Progress(next, this.maxInflight, !this.membership.voters.includes(id));
+      pr.since = this.sendSeq;
       pr.recentActive = true;
       this.progress.set(id, pr);
     }
@@ -894,6 +897,8 @@ export class RaftNode {
   private stepLeader(m: Message): string | undefined {
     const pr = this.progress.get(m.from);
     if (!pr) return `message from ${m.from}, not a member`;
+    // An answer to something sent before this progress began (0: a peer that does not echo).
+    if ((m.type === MessageType.AppResp || m.type === MessageType.SnapResp) && m.seq !== 0 && m.seq <= pr.since) return `${MessageType[m.type]} from ${m.from} answers a message sent before it was (re)added`;
     switch (m.type) {
       case MessageType.AppResp:
         pr.recentActive = true;
@@ -920,7 +925,7 @@ export class RaftNode {
 
   private handleAppend(m: Message): void {
     const reply = (fields: Partial<Message>) =>
-      this.send(message({ type: MessageType.AppResp, from: this.id, to: m.from, term: this.term, ...fields }));
+      this.send(message({ type: MessageType.AppResp, from: this.id, to: m.from, term: this.term, seq: m.seq, ...fields }));
     if (m.index < this.log.committed) {
       reply({ index: this.log.committed });
       return;
@@ -941,12 +946,12 @@ export class RaftNode {
     const chunk = m.snapshot!;
     const { meta } = chunk;
     const ack = (offset: number, reject: boolean) =>
-      this.send(message({ type: MessageType.SnapResp, from: this.id, to: m.from, term: this.term, snapshotIndex: meta.index, snapshotOffset: offset, reject }));
+      this.send(message({ type: MessageType.SnapResp, from: this.id, to: m.from, term: this.term, snapshotIndex: meta.index, snapshotOffset: offset, reject, seq: m.seq }));
     if (meta.index <= this.log.committed) {
       // We already have everything it covers.
       this.incomingSnapshot = undefined;
       ack(chunk.totalSize, false);
-      this.send(message({ type: MessageType.AppResp, from: this.id, to: m.from, term: this.term, index: this.log.committed }));
+      this.send(message({ type: MessageType.AppResp, from: this.id, to: m.from, term: this.term, index: this.log.committed, seq: m.seq }));
       return;
     }
     let inc = this.incomingSnapshot;
@@ -973,7 +978,7 @@ export class RaftNode {
     this.restoreSnapshot({ meta, data });
     // What we now know matches the leader is the log up to the snapshot; entries after it
     // (kept when we already had the snapshot's entry) are unverified.
-    this.send(message({ type: MessageType.AppResp, from: this.id, to: m.from, term: this.term, index: meta.index }));
+    this.send(message({ type: MessageType.AppResp, from: this.id, to: m.from, term: this.term, index: meta.index, seq: m.seq }));
   }
 
   private restoreSnapshot(snap: Snapshot): void {
@@ -1112,6 +1117,7 @@ export class RaftNode {
         logTerm: prevTerm,
         entries,
         commit: this.log.committed,
+        seq: ++this.sendSeq,
       }),
     );
     pr.sentEntries(prevIndex + entries.length, entries.length);
@@ -1139,7 +1145,7 @@ export class RaftNode {
       data: snap.data.subarray(offset, end),
       done: end === snap.data.length,
     };
-    this.send(message({ type: MessageType.Snap, from: this.id, to, term: this.term, snapshot: chunk }));
+    this.send(message({ type: MessageType.Snap, from: this.id, to, term: this.term, snapshot: chunk, seq: ++this.sendSeq }));
   }
 
   private broadcastHeartbeat(): void {
@@ -1276,6 +1282,7 @@ export class RaftNode {
       let pr = this.progress.get(cc.node);
       if (!pr) {
         pr = new Progress(this.log.lastIndex() + 1, this.maxInflight, false);
+        pr.since = this.sendSeq;
         pr.recentActive = true;
         this.progress.set(cc.node, pr);
       }

@@ -51,6 +51,12 @@ export class Progress {
   recentActive = false;
   /** Highest heartbeat/read sequence the follower has acknowledged. */
   ackedSeq = 0;
+  /**
+   * The leader's send sequence when this progress began (RaftNode.sendSeq): answers echo the
+   * sequence of the append or snapshot chunk they answer, and one at or below this answers a
+   * message sent before, possibly to an earlier incarnation of a member removed and added again.
+   */
+  since = 0;
   readonly inflights: Inflights;
 
   constructor(next: number, maxInflight: number, public isLearner: boolean) {
