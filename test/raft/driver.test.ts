@@ -4,11 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MemoryStorage, RaftDriver, RaftError, RaftNode } from '../../raft/index.js';
+import { EntryType, MemoryStorage, Message, MessageType, RaftDriver, RaftError, RaftNode, Ready } from '../../raft/index.js';
 
 /** A core that hands out the indexes and terms a test scripts, and never has work. */
 function scriptedCore(proposals: { index: number; term: number }[]): RaftNode {
   const core = {
+    id: 'me',
     leader: 'me',
     log: { applied: 0, snapshotIndex: 0 },
     propose: () => proposals.shift()!,
@@ -62,5 +63,54 @@ describe('RaftDriver', () => {
     }
     assert.equal(contexts.length, 2);
     assert.notEqual(contexts[0], contexts[1], 'an answer to the first process\'s read can never complete the second\'s');
+  });
+});
+
+describe('RaftDriver: pipelined persistence', () => {
+  it('takes new work while a save is synced, joins what comes meanwhile into the next save, and sends an ack only after its save', async () => {
+    const e = (index: number) => ({ index, term: 1, type: EntryType.Normal, data: new Uint8Array([index]) });
+    const msg = (to: string, type: MessageType) => ({ type, from: 'me', to, term: 1 }) as unknown as Message;
+    // What the core hands out, one Ready per turn: the leader's appends go before persisting,
+    // a follower's ack (sendBeforePersist false) after.
+    const readies: Ready[] = [
+      { entries: [e(1)], committed: [], messages: [msg('b', MessageType.App)], readStates: [], sendBeforePersist: true },
+      { entries: [e(2)], committed: [], messages: [msg('b', MessageType.App)], readStates: [], sendBeforePersist: true },
+      { entries: [e(3)], committed: [], messages: [msg('b', MessageType.AppResp)], readStates: [], sendBeforePersist: false },
+    ];
+    const persisted: number[] = [];
+    const core = {
+      ...(scriptedCore([]) as unknown as object),
+      ready: () => readies.shift(),
+      hasReady: () => readies.length > 0,
+      accept: () => undefined,
+      persisted: (last: { index: number }) => persisted.push(last.index),
+    } as unknown as RaftNode;
+    const saves: { entries: number[]; release: () => void }[] = [];
+    const storage = Object.assign(new MemoryStorage(), {
+      save: (rd: { entries: { index: number }[] }) => new Promise<void>((release) => saves.push({ entries: rd.entries.map((x) => x.index), release })),
+    });
+    const sent: MessageType[] = [];
+    const driver = new RaftDriver({ node: core, storage, stateMachine: noMachine, transport: { send: (ms) => sent.push(...ms.map((m) => m.type)) } });
+    driver.start();
+    try {
+      const turns = async (n = 20) => {
+        for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+      };
+      await turns();
+      assert.deepEqual(saves.map((s) => s.entries), [[1]], 'one save in flight; the later Readies wait to join the next');
+      assert.deepEqual(sent, [MessageType.App, MessageType.App], 'the second append went out during the first save');
+      saves[0].release();
+      await turns();
+      assert.deepEqual(saves.map((s) => s.entries), [[1], [2, 3]], 'what came meanwhile is one save');
+      assert.deepEqual(persisted, [1]);
+      assert.ok(!sent.includes(MessageType.AppResp), 'no ack before its entry is durable');
+      saves[1].release();
+      await turns();
+      assert.deepEqual(sent, [MessageType.App, MessageType.App, MessageType.AppResp]);
+      assert.deepEqual(persisted, [1, 2, 3], 'each Ready is reported durable, in order');
+    } finally {
+      for (const s of saves) s.release();
+      await driver.stop();
+    }
   });
 });
