@@ -167,6 +167,7 @@ export class RaftDriver {
   private timer: unknown;
   private readonly timers: Timers;
   private stopped: Error | undefined;
+  private fatalError: Error | undefined;
   private idle: (() => void)[] = [];
 
   private proposals = new Map<number, Waiter<Applied> & { term: number }>();
@@ -648,6 +649,9 @@ export class RaftDriver {
   }
 
   private fatal(e: Error): void {
+    // Once: a failed save fails every lane step queued behind it too.
+    if (this.fatalError) return;
+    this.fatalError = e;
     if (this.timer) this.timers.clearInterval(this.timer);
     this.timer = undefined;
     this.busy = false;
