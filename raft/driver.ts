@@ -485,16 +485,15 @@ export class RaftDriver {
   private async process(rd: Ready): Promise<void> {
     const early = rd.sendBeforePersist && rd.messages.length > 0;
     if (early) this.transport.send(rd.messages);
-    await this.storage.save({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
+    const snapshot = rd.snapshot!;
+    await this.storage.save({ snapshot, entries: rd.entries, hardState: rd.hardState });
     this.afterPersist(rd, early);
-    if (rd.snapshot) {
-      await this.sm.restore(rd.snapshot);
-      this.lastSnapshotBytes = rd.snapshot.data.length;
-      this.appliedBytesSinceSnapshot = 0;
-      this.applied = rd.snapshot.meta.index;
-      this.lastSnapshotIndex = Math.max(this.lastSnapshotIndex, rd.snapshot.meta.index);
-      this.failProposalsUpTo(this.applied);
-    }
+    await this.sm.restore(snapshot);
+    this.lastSnapshotBytes = snapshot.data.length;
+    this.appliedBytesSinceSnapshot = 0;
+    this.applied = snapshot.meta.index;
+    this.lastSnapshotIndex = Math.max(this.lastSnapshotIndex, snapshot.meta.index);
+    this.failProposalsUpTo(this.applied);
     await this.applyCommitted(rd.committed);
     this.resolveReads(rd);
   }
@@ -663,7 +662,6 @@ export class RaftDriver {
 }
 
 const EMPTY = new Uint8Array(0);
-
 
 /**
  * Members apply the same entries at nearly the same time, so with one threshold they all wrote

@@ -154,8 +154,13 @@ export class RaftLog {
   }
 
   /** Entries not yet handed out to be persisted. */
+  /** The last index handed to the driver to persist (durable or on its way). */
+  handedOut(): number {
+    return Math.max(this.stable, this.inProgress);
+  }
+
   unstable(): Entry[] {
-    const from = Math.max(this.stable, this.inProgress) + 1;
+    const from = this.handedOut() + 1;
     if (from > this.lastIndex()) return EMPTY_ENTRIES;
     return this.slice(Math.max(from, this.firstIndex()), this.lastIndex() + 1);
   }

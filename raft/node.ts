@@ -459,7 +459,7 @@ export class RaftNode {
       this.msgs.length > 0 ||
       this.readStates.length > 0 ||
       this.snapshotToInstall !== undefined ||
-      Math.max(this.log.stable, this.log.inProgress) < this.log.lastIndex() ||
+      this.log.handedOut() < this.log.lastIndex() ||
       this.log.committed > this.log.applied ||
       this.membershipChanged ||
       !sameHardState(this.prevHardState, this.hardState()) ||
@@ -518,26 +518,15 @@ export class RaftNode {
 
   /** The driver finished the last Ready (persisted, sent, applied). */
   advance(): void {
-    const rd = this.inFlightReady;
-    if (!rd) throw new Error('raft: advance() without a ready()');
-    this.inFlightReady = undefined;
-    if (rd.hardState) this.prevHardState = rd.hardState;
-    if (rd.softState) this.prevSoftState = rd.softState;
+    const rd = this.take('advance');
     if (rd.snapshot) {
       this.snapshot = rd.snapshot;
       this.log.stable = Math.max(this.log.stable, rd.snapshot.meta.index);
     }
-    if (rd.entries.length > 0) {
-      const last = rd.entries[rd.entries.length - 1];
-      // The log may have been truncated meanwhile only if steps ran in between, which the
-      // contract forbids; still, only mark stable what is still in the log.
-      if (this.log.term(last.index) === last.term) this.log.stable = Math.max(this.log.stable, last.index);
-    }
-    if (rd.committed.length > 0) this.log.applied = rd.committed[rd.committed.length - 1].index;
-    if (this.role === Role.Leader) {
-      const self = this.progress.get(this.id);
-      if (self && self.maybeUpdate(this.log.stable)) this.maybeCommit();
-    }
+    // The log may have been truncated meanwhile only if steps ran in between, which the
+    // contract forbids; still, only what is still in the log is marked stable.
+    if (rd.entries.length > 0) this.persisted(rd.entries[rd.entries.length - 1]);
+    else this.countSelf();
     this.releaseReadsAwaitingCommit();
   }
 
@@ -549,14 +538,9 @@ export class RaftNode {
    * reports them durable with {@link persisted}. Not for a Ready with a snapshot (use advance).
    */
   accept(): void {
-    const rd = this.inFlightReady;
-    if (!rd) throw new Error('raft: accept() without a ready()');
-    if (rd.snapshot) throw new Error('raft: a Ready with a snapshot is finished with advance()');
-    this.inFlightReady = undefined;
-    if (rd.hardState) this.prevHardState = rd.hardState;
-    if (rd.softState) this.prevSoftState = rd.softState;
+    if (this.inFlightReady?.snapshot) throw new Error('raft: a Ready with a snapshot is finished with advance()');
+    const rd = this.take('accept');
     if (rd.entries.length > 0) this.log.inProgress = rd.entries[rd.entries.length - 1].index;
-    if (rd.committed.length > 0) this.log.applied = rd.committed[rd.committed.length - 1].index;
     this.releaseReadsAwaitingCommit();
   }
 
@@ -565,10 +549,25 @@ export class RaftNode {
     this.assertNotInReady();
     // Entries overwritten since (a new leader's) are not this node's log any more.
     if (last.index > this.log.stable && this.log.term(last.index) === last.term) this.log.stable = last.index;
-    if (this.role === Role.Leader) {
-      const self = this.progress.get(this.id);
-      if (self && self.maybeUpdate(this.log.stable)) this.maybeCommit();
-    }
+    this.countSelf();
+  }
+
+  /** End the Ready in flight: what it handed out is the node's new baseline. */
+  private take(by: string): Ready {
+    const rd = this.inFlightReady;
+    if (!rd) throw new Error(`raft: ${by}() without a ready()`);
+    this.inFlightReady = undefined;
+    if (rd.hardState) this.prevHardState = rd.hardState;
+    if (rd.softState) this.prevSoftState = rd.softState;
+    if (rd.committed.length > 0) this.log.applied = rd.committed[rd.committed.length - 1].index;
+    return rd;
+  }
+
+  /** A leader's own durable log counts toward the quorum. */
+  private countSelf(): void {
+    if (this.role !== Role.Leader) return;
+    const self = this.progress.get(this.id);
+    if (self && self.maybeUpdate(this.log.stable)) this.maybeCommit();
   }
 
   // ---------------------------------------------------------------------------------------
