@@ -86,9 +86,9 @@ export class ClientServer {
     };
     const metrics = this.replica.metrics.clientRequests;
     const run = async (cmd: Command, protocol: string): Promise<Response> => {
-      const end = metrics.startTimer({ op: Op[cmd.op] ?? 'unknown', protocol });
+      const t0 = performance.now();
       const r = await this.replica.execute(cmd);
-      end({ status: Status[r.status] });
+      metrics.labels({ op: Op[cmd.op] ?? 'unknown', protocol, status: Status[r.status] }).observe((performance.now() - t0) / 1000);
       return r;
     };
     socket.on('data', (chunk: Buffer) => {

@@ -1,6 +1,7 @@
 /** Prometheus metrics of one replica (its own registry, so several can share a process). */
 import { readFileSync } from 'node:fs';
 import client from 'prom-client';
+import { HotCounter, HotHistogram } from './hot-metrics.js';
 
 export class ReplicaMetrics {
   readonly registry = new client.Registry();
@@ -9,25 +10,22 @@ export class ReplicaMetrics {
   readonly appliedIndex = new client.Gauge({ name: 'raftkv_raft_applied_index', help: 'Highest applied log index', registers: [this.registry] });
   readonly isLeader = new client.Gauge({ name: 'raftkv_raft_is_leader', help: '1 when this replica leads', registers: [this.registry] });
   readonly leaderChanges = new client.Counter({ name: 'raftkv_raft_leader_changes_total', help: 'Times the known leader changed', registers: [this.registry] });
-  readonly proposals = new client.Counter({ name: 'raftkv_raft_proposals_total', help: 'Commands proposed by this replica', labelNames: ['result'], registers: [this.registry] });
-  readonly appendFsync = new client.Histogram({
+  readonly proposals = new HotCounter(this.registry, { name: 'raftkv_raft_proposals_total', help: 'Commands proposed by this replica', labelNames: ['result'] });
+  readonly appendFsync = new HotHistogram(this.registry, {
     name: 'raftkv_storage_append_seconds',
     help: 'Time to make one Raft batch durable (write + fdatasync)',
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
-    registers: [this.registry],
   });
-  readonly batchEntries = new client.Histogram({
+  readonly batchEntries = new HotHistogram(this.registry, {
     name: 'raftkv_storage_batch_entries',
     help: 'Entries per durable batch (group commit size)',
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096],
-    registers: [this.registry],
   });
-  readonly walBytes = new client.Counter({ name: 'raftkv_storage_written_bytes_total', help: 'Entry bytes written to the WAL', registers: [this.registry] });
-  readonly apply = new client.Histogram({
+  readonly walBytes = new HotCounter(this.registry, { name: 'raftkv_storage_written_bytes_total', help: 'Entry bytes written to the WAL' });
+  readonly apply = new HotHistogram(this.registry, {
     name: 'raftkv_apply_seconds',
     help: 'Time to apply one batch of committed entries',
     buckets: [0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5],
-    registers: [this.registry],
   });
   readonly snapshots = new client.Counter({ name: 'raftkv_snapshots_total', help: 'Snapshots taken or installed', labelNames: ['kind'], registers: [this.registry] });
   readonly snapshotBytes = new client.Gauge({ name: 'raftkv_snapshot_bytes', help: 'Size of the latest snapshot', registers: [this.registry] });
@@ -38,13 +36,12 @@ export class ReplicaMetrics {
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
     registers: [this.registry],
   });
-  readonly peerBytes = new client.Counter({ name: 'raftkv_peer_bytes_total', help: 'Bytes on peer connections', labelNames: ['direction'], registers: [this.registry] });
-  readonly clientRequests = new client.Histogram({
+  readonly peerBytes = new HotCounter(this.registry, { name: 'raftkv_peer_bytes_total', help: 'Bytes on peer connections', labelNames: ['direction'] });
+  readonly clientRequests = new HotHistogram(this.registry, {
     name: 'raftkv_client_request_seconds',
     help: 'Client request latency by operation and protocol',
     labelNames: ['op', 'protocol', 'status'],
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
-    registers: [this.registry],
   });
   readonly keys = new client.Gauge({ name: 'raftkv_keys', help: 'Keys in the state machine', registers: [this.registry] });
 

@@ -186,7 +186,7 @@ export class Replica {
       engine: () => this.sm.engine,
       leaderClientAddr: () => this.leaderClientAddr(),
       forwardToLeader: (cmd, addr) => this.forwardToLeader(cmd, addr),
-      onProposal: (result) => this.metrics.proposals.inc({ result }),
+      onProposal: (result) => this.metrics.proposals.labels({ result }).inc(),
     });
     this.log = opts.log ?? ((l) => console.log(l));
     this.metrics = new ReplicaMetrics({ node: opts.id });
@@ -256,7 +256,7 @@ export class Replica {
         // added it); from then on peers of any other cluster are refused.
         if (!this.clusterId && h.clusterId) this.setClusterId(h.clusterId);
       },
-      onBytes: (dir, n) => this.metrics.peerBytes.inc({ direction: dir }, n),
+      onBytes: (dir, n) => this.metrics.peerBytes.labels({ direction: dir }).inc(n),
       tls: this.tlsMaterial,
     });
     const adv = (hp: HostPort, port: number) => formatHostPort(o.advertiseHost ?? dialHost(hp), port);

@@ -86,7 +86,10 @@ export class TestCluster {
       ...n.args,
       ...extra,
     ];
-    const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // RAFTKV_NODE_ARGS: Node flags for every replica this helper starts (e.g. `--cpu-prof
+    // --cpu-prof-dir=/tmp/prof` to profile a benchmark's servers; NODE_OPTIONS refuses those).
+    const nodeArgs = (process.env.RAFTKV_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const p = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.logs.set(id, this.logs.get(id) ?? '');
     const append = (d: Buffer) => this.logs.set(id, (this.logs.get(id) ?? '') + d.toString());
     p.stdout!.on('data', append);
