@@ -36,8 +36,12 @@ export interface StateMachine {
 export interface CapturedSnapshot {
   /** The serialized size in bytes, worked out with `pause()` between slices of the work. */
   size(pause: () => Promise<void>): Promise<number>;
-  /** The serialized state, a few MB at a time, adding up to `size`; pauses likewise. */
-  chunks(pause: () => Promise<void>): AsyncIterable<Uint8Array>;
+  /**
+   * The serialized state, a few MB at a time, adding up to `size`; pauses likewise. With
+   * `reuse`, a chunk may be overwritten once the next one is asked for (for a consumer done
+   * with each chunk by then, as Storage.saveSnapshotStream is): no fresh 4 MB per chunk.
+   */
+  chunks(pause: () => Promise<void>, reuse?: boolean): AsyncIterable<Uint8Array>;
 }
 
 export interface Transport {
@@ -591,7 +595,7 @@ export class RaftDriver {
           this.lastSnapshotBytes = size;
           // Written as it is serialized, and kept by the core as its file (on disk storage): a
           // large state is never in memory twice.
-          return this.storage.saveSnapshotStream(meta, size, captured.chunks(pause), compactTo);
+          return this.storage.saveSnapshotStream(meta, size, captured.chunks(pause, true), compactTo);
         });
       } else {
         saved = Promise.resolve(this.sm.snapshot()).then(async (data) => {

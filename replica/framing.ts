@@ -7,23 +7,59 @@
 export class FrameError extends Error {}
 
 export class PeerFrameDecoder {
-  private buf: Buffer = Buffer.alloc(0);
+  /** A frame that straddles reads, assembled in a buffer of its own size as its bytes come. */
+  private partial: Buffer | undefined;
+  private filled = 0;
+  /** Fewer than 5 bytes left over: not yet a whole frame header. */
+  private stub: Buffer | undefined;
   constructor(private readonly maxFrame: number) {}
 
+  /**
+   * The frames completed by `chunk`. Frames inside one read are views of it; a frame split
+   * across reads is copied once into a buffer of its size (not the read it came with appended
+   * to what was left, a fresh 64 KB allocation per read that V8 answers with garbage collections).
+   */
   push(chunk: Buffer): { kind: number; payload: Buffer }[] {
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     const out: { kind: number; payload: Buffer }[] = [];
+    let buf = chunk;
     let off = 0;
-    while (this.buf.length - off >= 5) {
-      const len = this.buf.readUInt32BE(off);
+    if (this.partial) {
+      const n = Math.min(this.partial.length - this.filled, buf.length);
+      buf.copy(this.partial, this.filled, 0, n);
+      this.filled += n;
+      off = n;
+      if (this.filled < this.partial.length) return out;
+      const f = this.partial;
+      this.partial = undefined;
+      out.push({ kind: f[4], payload: f.subarray(5) });
+    } else if (this.stub) {
+      buf = Buffer.concat([this.stub, buf]);
+      this.stub = undefined;
+    }
+    while (buf.length - off >= 5) {
+      const len = buf.readUInt32BE(off);
       if (len < 1 || len > this.maxFrame) throw new FrameError(`frame of ${len} bytes (limit ${this.maxFrame})`);
-      if (this.buf.length - off - 4 < len) break;
-      out.push({ kind: this.buf[off + 4], payload: this.buf.subarray(off + 5, off + 4 + len) });
+      const have = buf.length - off;
+      if (have < 4 + len) {
+        this.partial = Buffer.allocUnsafe(4 + len);
+        buf.copy(this.partial, 0, off);
+        this.filled = have;
+        return out;
+      }
+      out.push({ kind: buf[off + 4], payload: buf.subarray(off + 5, off + 4 + len) });
       off += 4 + len;
     }
-    this.buf = off === this.buf.length ? Buffer.alloc(0) : this.buf.subarray(off);
+    if (off < buf.length) this.stub = Buffer.from(buf.subarray(off));
     return out;
   }
+}
+
+/** The 5 bytes in front of a peer frame's payload (written separately: no copy of the payload). */
+export function peerFrameHeader(kind: number, payloadLength: number): Buffer {
+  const b = Buffer.allocUnsafe(5);
+  b.writeUInt32BE(payloadLength + 1, 0);
+  b[4] = kind;
+  return b;
 }
 
 export function peerFrame(kind: number, payload: Uint8Array): Buffer {

@@ -179,8 +179,8 @@ export class KvStateMachine implements StateMachine {
           await pause();
         }
       },
-      chunks: async function* (pause) {
-        for (const chunk of snapshotChunks(state, slice)) {
+      chunks: async function* (pause, reuse) {
+        for (const chunk of snapshotChunks(state, slice, reuse)) {
           if (chunk) yield chunk;
           else await pause();
         }
@@ -262,14 +262,20 @@ function* snapshotSize({ sessions, keys, valueLength }: CapturedState, slice: nu
  * length | value)*, produced as chunks of about SNAPSHOT_CHUNK bytes; `undefined` every
  * `slice` keys is where the caller may pause.
  */
-function* snapshotChunks({ sessions, keys, value: valueAt }: CapturedState, slice: number): Generator<Uint8Array | undefined> {
-  let out = Buffer.allocUnsafe(SNAPSHOT_CHUNK);
+function* snapshotChunks({ sessions, keys, value: valueAt }: CapturedState, slice: number, reuse = false): Generator<Uint8Array | undefined> {
+  // Reused, a chunk is overwritten once the next one is asked for (see CapturedSnapshot.chunks).
+  let shared: Buffer | undefined;
+  const fresh = (bytes = SNAPSHOT_CHUNK): Buffer => {
+    if (!reuse || bytes > SNAPSHOT_CHUNK) return Buffer.allocUnsafe(bytes);
+    return (shared ??= Buffer.allocUnsafe(SNAPSHOT_CHUNK));
+  };
+  let out = fresh();
   let off = MAGIC.copy(out, 0);
   off = out.writeUInt32LE(sessions.length, off);
   if (off + sessions.length > out.length) {
     yield out.subarray(0, off);
     yield sessions;
-    out = Buffer.allocUnsafe(SNAPSHOT_CHUNK);
+    out = fresh();
     off = 0;
   } else off += sessions.copy(out, off);
   for (let i = 0; i < keys.length; i++) {
@@ -278,7 +284,7 @@ function* snapshotChunks({ sessions, keys, value: valueAt }: CapturedState, slic
     // The key's UTF-8 is at most 3 bytes per UTF-16 unit: room for the header is checked first.
     if (off + 8 + key.length * 3 > out.length) {
       yield out.subarray(0, off);
-      out = Buffer.allocUnsafe(Math.max(SNAPSHOT_CHUNK, 8 + key.length * 3));
+      out = fresh(Math.max(SNAPSHOT_CHUNK, 8 + key.length * 3));
       off = 0;
     }
     const kl = out.write(key, off + 4, 'utf8');
@@ -290,7 +296,7 @@ function* snapshotChunks({ sessions, keys, value: valueAt }: CapturedState, slic
     } else {
       yield out.subarray(0, off);
       yield value;
-      out = Buffer.allocUnsafe(SNAPSHOT_CHUNK);
+      out = fresh();
       off = 0;
     }
     if ((i + 1) % slice === 0) yield undefined;

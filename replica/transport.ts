@@ -10,7 +10,7 @@ import type { TlsMaterial } from './tls.js';
 import { sameSecret } from './secret.js';
 import { Message } from '../raft/index.js';
 import { HostPort, dialHost, listenHost, parseHostPort } from './addr.js';
-import { FrameError, PeerFrameDecoder, peerFrame } from './framing.js';
+import { FrameError, PeerFrameDecoder, peerFrame, peerFrameHeader } from './framing.js';
 import { Hello, decodeHello, decodeRaftMessage, encodeHello, encodeRaftMessage } from './proto.js';
 
 const KIND_HELLO = 1;
@@ -88,6 +88,9 @@ export class AddressBook {
   }
 }
 
+/** Below this a flush is copied into one buffer; above, written gathered (see flush). */
+const SMALL_WRITE_BYTES = 4096;
+
 export class PeerTransport {
   private server: net.Server | undefined;
   private readonly peers = new Map<string, OutboundPeer>();
@@ -126,9 +129,9 @@ export class PeerTransport {
         this.opts.onUnreachable(m.to);
         continue;
       }
-      const frame = peerFrame(KIND_RAFT, encodeRaftMessage(m));
-      peer.pending.push(frame);
-      peer.pendingBytes += frame.length;
+      const payload = encodeRaftMessage(m);
+      peer.pending.push(peerFrameHeader(KIND_RAFT, payload.length), payload as Buffer);
+      peer.pendingBytes += 5 + payload.length;
       if (peer.connected && !peer.flushScheduled) {
         peer.flushScheduled = true;
         setImmediate(() => this.flush(peer!));
@@ -167,11 +170,21 @@ export class PeerTransport {
   private flush(peer: OutboundPeer): void {
     peer.flushScheduled = false;
     if (!peer.connected || !peer.socket || peer.pending.length === 0) return;
-    const buf = peer.pending.length === 1 ? peer.pending[0] : Buffer.concat(peer.pending, peer.pendingBytes);
+    const parts = peer.pending;
+    const bytes = peer.pendingBytes;
     peer.pending = [];
     peer.pendingBytes = 0;
-    peer.socket.write(buf);
-    this.opts.onBytes?.('sent', buf.length);
+    if (bytes <= SMALL_WRITE_BYTES) {
+      // Small: one copy into a pooled buffer costs less than a gathered write.
+      peer.socket.write(parts.length === 1 ? parts[0] : Buffer.concat(parts, bytes));
+    } else {
+      // Large (entries): one gathered write (writev) of the frames as encoded, no copy of
+      // them into one fresh buffer, which V8 would count as external memory.
+      peer.socket.cork();
+      for (const p of parts) peer.socket.write(p);
+      peer.socket.uncork();
+    }
+    this.opts.onBytes?.('sent', bytes);
   }
 
   /** Start connecting; false while backing off after failures or when the peer is unknown. */

@@ -65,11 +65,21 @@ export function encodedSize(r: WalRecord): number {
   return HEADER_BYTES + payloadSize(r);
 }
 
-/** Encode one write: a batch header, then the records, back to back in one buffer. */
-export function encodeBatch(records: WalRecord[]): Buffer {
+/**
+ * Encode one write: a batch header, then the records, back to back in one buffer. `into`, when
+ * given and large enough, is where (a view of it is returned): a writer that reuses one buffer
+ * spares a fresh allocation per write, which V8 counts as external memory and answers with full
+ * garbage collections.
+ */
+export function encodeBatch(records: WalRecord[], into?: (bytes: number) => Buffer | undefined): Buffer {
   let bytes = 0;
   for (const r of records) bytes += encodedSize(r);
-  return encodeRecords([{ type: RecordType.BatchHeader, bytes }, ...records]);
+  const header: WalRecord = { type: RecordType.BatchHeader, bytes };
+  const total = bytes + encodedSize(header);
+  const buf = into?.(total)?.subarray(0, total) ?? Buffer.allocUnsafe(total);
+  let off = encodeInto(buf, 0, header);
+  for (const r of records) off = encodeInto(buf, off, r);
+  return buf;
 }
 
 /** Encode records back to back into one buffer. */

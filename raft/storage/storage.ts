@@ -34,6 +34,7 @@ export interface Storage {
   /**
    * saveSnapshot for a state serialized as it is written (`size` bytes in `chunks`); returns the
    * snapshot as the core should keep it (DiskStorage: read from its file, never whole in memory).
+   * It is done with each chunk before it asks for the next (the chunks' buffer may be reused).
    */
   saveSnapshotStream(meta: SnapshotMeta, size: number, chunks: AsyncIterable<Uint8Array>, compactTo: number): Promise<HeldSnapshot>;
   /**

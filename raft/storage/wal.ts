@@ -165,7 +165,7 @@ export class Wal {
           await this.sync();
         }
       } else {
-        await this.write(encodeBatch(records));
+        await this.write(encodeBatch(records, this.scratchFor));
         if (this.fsync === 'batch') await this.sync();
       }
       this.pendingHardState = false;
@@ -263,6 +263,22 @@ export class Wal {
     }
     this.size += buf.length;
   }
+
+  /**
+   * The buffer an append encodes into when its write is a synchronous copy (see write): reused,
+   * grown by doubling up to SYNC_WRITE_MAX. Appends are serialized, and a write that copies
+   * synchronously is done with its buffer when it returns.
+   */
+  private scratch: Buffer | undefined;
+  private readonly scratchFor = (bytes: number): Buffer | undefined => {
+    if (!this.fh?.writeSync || bytes > SYNC_WRITE_MAX) return undefined;
+    if (!this.scratch || this.scratch.length < bytes) {
+      let size = 64 << 10;
+      while (size < bytes) size *= 2;
+      this.scratch = Buffer.allocUnsafeSlow(size);
+    }
+    return this.scratch;
+  };
 
   private async sync(): Promise<void> {
     const seg = this.current();

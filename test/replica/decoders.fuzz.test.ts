@@ -107,6 +107,32 @@ describe(`every decoder survives arbitrary bytes (fast-check seed ${seed}; RAFTK
     );
   });
 
+  it('peer frames come out whole and in order however the stream is cut into reads', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ kind: fc.integer({ min: 0, max: 255 }), payload: fc.uint8Array({ maxLength: 3000 }) }), { maxLength: 12 }),
+        fc.array(fc.integer({ min: 0, max: 40_000 }), { maxLength: 20 }),
+        (frames, cuts) => {
+          const stream = Buffer.concat(frames.map((f) => peerFrame(f.kind, f.payload)));
+          const at = [...new Set(cuts.map((c) => c % (stream.length + 1)))].sort((a, b) => a - b);
+          const d = new PeerFrameDecoder(1 << 16);
+          const got: { kind: number; payload: Buffer }[] = [];
+          let from = 0;
+          for (const to of [...at, stream.length]) {
+            // A copy per read, as a socket delivers: views must not reach across reads.
+            got.push(...d.push(Buffer.from(stream.subarray(from, to))).map((f) => ({ kind: f.kind, payload: Buffer.from(f.payload) })));
+            from = to;
+          }
+          assert.deepEqual(
+            got.map((f) => [f.kind, f.payload.toString('hex')]),
+            frames.map((f) => [f.kind, Buffer.from(f.payload).toString('hex')]),
+          );
+        },
+      ),
+      runs,
+    );
+  });
+
   it('stream framers split or refuse arbitrary chunks without losing their place', () => {
     fc.assert(
       fc.property(fc.array(bytes, { maxLength: 8 }), (chunks) => {
