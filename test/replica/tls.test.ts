@@ -23,7 +23,16 @@ describe('TLS (optional): mutual TLS between peers, TLS on the client port and t
       const client = new RaftKvClient({ targets: [c.clientAddr(follower)], tls: { ca: c.ca } });
       await client.set('secret', 'over tls');
       assert.equal(await client.getString('secret'), 'over tls');
+      // Appends over 4 KB leave as gathered writes (frame header, then the encoded message).
+      const big = (i: number) => `${i}:`.padEnd(20_000, String.fromCharCode(97 + i));
+      await Promise.all(Array.from({ length: 12 }, (_, i) => client.set(`big${i}`, big(i))));
       client.close();
+      for (const id of ids) {
+        // A read at each member is served from that member's own state (after a ReadIndex).
+        const local: RaftKvClient = new RaftKvClient({ targets: [c.clientAddr(id)], tls: { ca: c.ca } });
+        for (const i of [0, 5, 11]) assert.equal(await local.getString(`big${i}`), big(i), `${id} has big${i}`);
+        local.close();
+      }
       const res = await requestJson(c.httpUrl(follower, '/v1/kv/secret'), { method: 'GET', timeoutMs: 3000, ca: c.ca });
       assert.deepEqual(res.json, { key: 'secret', value: 'over tls' });
       // Plaintext on the client port gets nowhere.
