@@ -10,8 +10,9 @@ import tls from 'node:tls';
 import type { TlsMaterial } from './tls.js';
 import { HostPort, listenHost } from './addr.js';
 import { coalescedWrite } from './coalesce.js';
-import { ClientFrameDecoder, FrameError, clientFrame } from './framing.js';
-import { Command, Op, Response, Status, decodeCommand, encodeResponse, newCommand } from './proto.js';
+import { responseFrame } from './client-frames.js';
+import { ClientFrameDecoder, FrameError } from './framing.js';
+import { Command, Op, Response, Status, decodeCommand, newCommand } from './proto.js';
 import type { Replica } from './server.js';
 
 const MAX_IN_FLIGHT = 1024;
@@ -115,12 +116,12 @@ export class ClientServer {
           try {
             cmd = decodeCommand(f.payload);
           } catch (e) {
-            coalescedWrite(socket, clientFrame(encodeResponse({ id: 0, status: Status.ERROR, error: `malformed command: ${(e as Error).message}` })));
+            coalescedWrite(socket, responseFrame({ id: 0, status: Status.ERROR, error: `malformed command: ${(e as Error).message}` }));
             done();
             continue;
           }
           void run(cmd, 'protobuf').then((r) => {
-            coalescedWrite(socket, clientFrame(encodeResponse(r)));
+            coalescedWrite(socket, responseFrame(r));
             done();
           });
         }

@@ -8,8 +8,9 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { dialHost, parseHostPort } from './addr.js';
 import { coalescedWrite } from './coalesce.js';
-import { ClientFrameDecoder, clientFrame } from './framing.js';
-import { Command, Op, Response, Status, decodeResponse, encodeCommand } from './proto.js';
+import { commandFrame } from './client-frames.js';
+import { ClientFrameDecoder } from './framing.js';
+import { Command, Op, Response, Status, decodeResponse } from './proto.js';
 
 export class RaftKvError extends Error {
   constructor(
@@ -75,7 +76,7 @@ export class Connection {
         reject(new RaftKvError(`no answer from ${this.address} within ${this.timeoutMs} ms`, 'timeout'));
       }, this.timeoutMs);
       this.waiting.set(id, { resolve, reject, timer });
-      coalescedWrite(this.socket, clientFrame(encodeCommand({ ...cmd, id })));
+      coalescedWrite(this.socket, commandFrame(cmd, id));
     });
   }
 
