@@ -27,7 +27,7 @@ import { Op, Status } from '../replica/proto.js';
 import { lineChart } from '../experiment/chart.js';
 import { runLoadgen } from './run-load.js';
 import { rssBytes, totalCpuSeconds } from './proc-stats.js';
-import { ELECTION_TIMEOUT_MS, RunningSystem, ensureEtcd, startEtcd, startRaftkv } from './systems.js';
+import { ELECTION_TIMEOUT_MS, RunningSystem, ensureEtcd, followersFirst, startEtcd, startRaftkv } from './systems.js';
 
 const HELP = `usage: node dist/bench/vs-etcd.js [--quick] [--clients 1,8,32,128] [--seconds S] [--value-size B]
   [--keys N] [--kills N] [--rss-keys N] [--skip matrix,failover,memory,rss] [--out DIR]`;
@@ -114,7 +114,8 @@ async function measure(start: () => Promise<RunningSystem>, workload: (typeof WO
   try {
     const pids = s.pids();
     const cpu0 = totalCpuSeconds(pids);
-    const r = await runLoadgen(['--driver', s.driver, '--targets', s.targets.join(','), '--clients', String(clients), '--procs', String(Math.min(2, clients)),
+    const targets = await followersFirst(s);
+    const r = await runLoadgen(['--driver', s.driver, '--targets', targets.join(','), '--clients', String(clients), '--procs', String(Math.min(2, clients)),
       '--duration', String(seconds), '--keys', String(keys), '--value-size', String(valueSize), '--write-ratio', String(workload.writeRatio), '--timeout', '10000']);
     const serverCpuSeconds = totalCpuSeconds(pids) - cpu0;
     const ms = (us: number) => Number((us / 1000).toFixed(2));

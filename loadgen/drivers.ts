@@ -157,7 +157,11 @@ class HttpDriver implements Driver {
   }
 }
 
-/** etcd v3 over gRPC (the etcd3 package): linearizable range reads and puts, like raftkv's defaults. */
+/**
+ * etcd v3 over gRPC (the etcd3 package): linearizable range reads and puts, like raftkv's
+ * defaults. One endpoint per client, as raftkv's drivers have: given several, etcd3 sends each
+ * request to a random one, so where a client's requests go would differ between the systems.
+ */
 class EtcdDriver implements Driver {
   private constructor(
     private readonly client: import('etcd3').Etcd3,
@@ -193,6 +197,6 @@ export async function makeDriver(name: DriverName, targets: string[], index: num
     case 'http':
       return new HttpDriver(target, timeoutMs);
     case 'etcd':
-      return EtcdDriver.create([target, ...targets.filter((t) => t !== target)], timeoutMs);
+      return EtcdDriver.create([target], timeoutMs);
   }
 }
