@@ -40,12 +40,15 @@ describe('at-most-once writes', () => {
       const leader = reps.find((r) => r.isLeader())!;
       const follower = reps.find((r) => r !== leader)!;
       const counts = reps.map(countPuts);
-      // The leader's first proposal of the write times out at once: it is in the log and will
-      // commit, but the replica that proposed it cannot know that yet.
-      const driver = (leader as unknown as { driver: { propose: (d: Uint8Array, t?: number) => Promise<unknown> } }).driver;
-      const propose = driver.propose.bind(driver);
+      // The first proposal of the write times out at once: it is in the log and will commit,
+      // but the replica that proposed it cannot know that yet. Every replica's driver is hooked,
+      // so it holds whichever member leads when the write comes (leadership may move first).
       let writes = 0;
-      driver.propose = (data, timeoutMs) => (decodeKvCommand(data).op === Op.SET && writes++ === 0 ? propose(data, 0) : propose(data, timeoutMs));
+      for (const r of reps) {
+        const driver = (r as unknown as { driver: { propose: (d: Uint8Array, t?: number) => Promise<unknown> } }).driver;
+        const propose = driver.propose.bind(driver);
+        driver.propose = (data, timeoutMs) => (decodeKvCommand(data).op === Op.SET && writes++ === 0 ? propose(data, 0) : propose(data, timeoutMs));
+      }
       // A plain HTTP write (no session) through a follower, as curl sends it.
       const res = await fetch(`http://${follower.httpAddr}/v1/kv/x`, { method: 'PUT', body: 'once' });
       assert.equal(res.status, 200, await res.text());
