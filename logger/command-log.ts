@@ -311,6 +311,7 @@ export class CommandLog {
       this.durableLast = this.appendedLast = index;
       this.lastTerm = term;
     });
+    this.wake();
     return true;
   }
 
@@ -344,15 +345,23 @@ export class CommandLog {
     if (upTo < this.meta.first) return this.meta.first;
     if (base && base.meta.index < upTo) throw new Error(`a base snapshot at ${base.meta.index} cannot cover a truncation to ${upTo}`);
     if (base && !(await this.waitFor(base.meta.index, 30_000))) throw new Error(`a base snapshot at ${base.meta.index} is past the log's end (${this.durableLast})`);
-    if (base) {
-      await this.bases.save(base);
-      this.baseCache = base;
-    }
-    this.crashPoint('truncate:after-snapshot-file');
-    await this.writeMeta({ first: upTo + 1, base: base ? { index: base.meta.index, term: base.meta.term } : this.meta.base });
-    this.crashPoint('truncate:after-meta');
-    await this.removeSegmentsBelow(this.meta.first, (f) => this.crashPoint('truncate:mid-delete', f));
-    return this.meta.first;
+    let first = this.meta.first;
+    // Decided and written under the same hold as installBase: a base installed while this
+    // waited (the leader sent a snapshot) has moved the start past `upTo` and must stay.
+    await this.withoutFlushes(async () => {
+      first = this.meta.first;
+      if (upTo < first) return;
+      if (base) {
+        await this.bases.save(base);
+        this.baseCache = base;
+      }
+      this.crashPoint('truncate:after-snapshot-file');
+      await this.writeMeta({ first: upTo + 1, base: base ? { index: base.meta.index, term: base.meta.term } : this.meta.base });
+      this.crashPoint('truncate:after-meta');
+      await this.removeSegmentsBelow(this.meta.first, (f) => this.crashPoint('truncate:mid-delete', f));
+      first = this.meta.first;
+    });
+    return first;
   }
 
   async close(): Promise<void> {

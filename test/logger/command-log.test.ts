@@ -94,6 +94,28 @@ describe('command log', () => {
       await again.close();
     }));
 
+  it('a truncation waiting for its base snapshot to be logged does not undo a base installed meanwhile', () =>
+    withDir(async (dir) => {
+      // Seen in the fault suite (seed 101): a logger truncating to 280 with a base at 1009 waited
+      // for 1009 to be logged; the leader sent a snapshot at 1757 meanwhile; the truncation then
+      // wrote "the log starts at 281" over the install's 1758, and the logger refused to restart.
+      const membership = { voters: ['a'], learners: [], addrs: { a: 'x:1' } };
+      const log = await CommandLog.open(dir, { segmentBytes: 300 });
+      log.append(range(1, 10));
+      await log.flush();
+      const truncating = log.truncatePrefix(5, { meta: { index: 20, term: 1, membership }, data: Buffer.from('state@20') });
+      await new Promise((r) => setTimeout(r, 20));
+      await log.installBase({ meta: { index: 50, term: 2, membership }, data: Buffer.from('state@50') });
+      assert.equal(await truncating, 51, 'the log starts after the installed base');
+      assert.deepEqual(log.info().base, { index: 50, term: 2 });
+      log.append([entry(51, 2)]);
+      await log.close();
+      const again = await CommandLog.open(dir);
+      assert.deepEqual({ first: again.info().first, last: again.info().last }, { first: 51, last: 51 });
+      assert.equal(Buffer.from((await again.base())!.data).toString(), 'state@50');
+      await again.close();
+    }));
+
   it('flushes in flight around a base install and a close keep every entry; appends after close are refused', () =>
     withDir(async (dir) => {
       // Flushes run on the thread pool; a base install and close() close the active segment's
