@@ -153,7 +153,6 @@ export class RaftLog {
     return this.slice(this.applied + 1, this.committed + 1);
   }
 
-  /** Entries not yet handed out to be persisted. */
   /** The last index handed to the driver to persist (durable or on its way). */
   handedOut(): number {
     return Math.max(this.stable, this.inProgress);

@@ -614,8 +614,7 @@ export class RaftNode {
     this.progress.clear();
     const next = this.log.lastIndex() + 1;
     for (const id of this.members()) {
-      const pr = new Progress(next, this.maxInflight, !this.membership.voters.includes(id));
-      pr.since = this.sendSeq;
+      const pr = new Progress(next, this.maxInflight, !this.membership.voters.includes(id), this.sendSeq);
       pr.recentActive = true;
       this.progress.set(id, pr);
     }
@@ -1280,8 +1279,7 @@ export class RaftNode {
     } else {
       let pr = this.progress.get(cc.node);
       if (!pr) {
-        pr = new Progress(this.log.lastIndex() + 1, this.maxInflight, false);
-        pr.since = this.sendSeq;
+        pr = new Progress(this.log.lastIndex() + 1, this.maxInflight, false, this.sendSeq);
         pr.recentActive = true;
         this.progress.set(cc.node, pr);
       }

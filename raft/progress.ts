@@ -56,11 +56,12 @@ export class Progress {
    * sequence of the append or snapshot chunk they answer, and one at or below this answers a
    * message sent before, possibly to an earlier incarnation of a member removed and added again.
    */
-  since = 0;
+  readonly since: number;
   readonly inflights: Inflights;
 
-  constructor(next: number, maxInflight: number, public isLearner: boolean) {
+  constructor(next: number, maxInflight: number, public isLearner: boolean, since = 0) {
     this.next = next;
+    this.since = since;
     this.inflights = new Inflights(maxInflight);
   }
 

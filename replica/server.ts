@@ -228,6 +228,8 @@ export class Replica {
     // Bind every port first (requests that arrive before the node runs are told to retry),
     // then advertise what was bound.
     const advertise = { raftAddr: '', clientAddr: '', httpAddr: '' };
+    // Counted on every peer read and write: the two children resolved once.
+    const peerBytes = { sent: this.metrics.peerBytes.labels({ direction: 'sent' }), received: this.metrics.peerBytes.labels({ direction: 'received' }) };
     this.transport = new PeerTransport({
       id: o.id,
       listen: this.ports.raft,
@@ -256,7 +258,7 @@ export class Replica {
         // added it); from then on peers of any other cluster are refused.
         if (!this.clusterId && h.clusterId) this.setClusterId(h.clusterId);
       },
-      onBytes: (dir, n) => this.metrics.peerBytes.labels({ direction: dir }).inc(n),
+      onBytes: (dir, n) => peerBytes[dir].inc(n),
       tls: this.tlsMaterial,
     });
     const adv = (hp: HostPort, port: number) => formatHostPort(o.advertiseHost ?? dialHost(hp), port);

@@ -82,16 +82,6 @@ export function encodeBatch(records: WalRecord[], into?: (bytes: number) => Buff
   return buf;
 }
 
-/** Encode records back to back into one buffer. */
-export function encodeRecords(records: WalRecord[]): Buffer {
-  let total = 0;
-  for (const r of records) total += encodedSize(r);
-  const buf = Buffer.allocUnsafe(total);
-  let off = 0;
-  for (const r of records) off = encodeInto(buf, off, r);
-  return buf;
-}
-
 function encodeInto(buf: Buffer, off: number, r: WalRecord): number {
   const start = off;
   const bodyLen = 1 + payloadSize(r);
