@@ -41,6 +41,8 @@ State machine and storage:
   --data-dir DIR          data directory (default ./data/ID)
   --fsync MODE            batch (one fdatasync per Raft batch, default) | always (per entry) |
                           never (no fdatasync) | memory (nothing on disk: the seed's in-memory mode)
+  --wal-preallocate MB    zero-fill each 64 MB WAL segment this far before writing into it, as etcd
+                          does (default 64: appends then sync data only); 0: segments grow as written
   --preload N             preload keys 0..N-1 (kvstore: like the seed's 1,000,000 keys)
   --value-size BYTES      preloaded value size; diskstorage record size (default 128)
   --keys N                diskstorage key space: integer keys in [0, N) (default 1000000)
@@ -108,6 +110,7 @@ const Flags = z.object({
   app: z.enum(['kvstore', 'diskstorage', 'lmdb']).default(D.app),
   'data-dir': z.string().optional(),
   fsync: z.enum(['always', 'batch', 'never', 'memory']).default(D.fsync),
+  'wal-preallocate': Int(0).max(64).default(64),
   preload: Int(0).default(D.preload),
   'value-size': Int(8).default(D.valueSize),
   keys: Int(1).default(D.keys),
@@ -189,6 +192,7 @@ export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?
     dataDir: f['data-dir'] ?? `./data/${f.id}`,
     app: f.app,
     fsync: f.fsync,
+    walPreallocateBytes: f['wal-preallocate'] * (1 << 20),
     logFolder: f.logfolder,
     recov: f.recov,
     logger: f.logger,

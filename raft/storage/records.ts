@@ -8,6 +8,11 @@
  *
  * so a torn write, a flipped bit or a garbage length is always caught by the checksum.
  * Integers in payloads are unsigned 48-bit little endian (indexes and terms stay far below 2^48).
+ *
+ * Version 2 segments seed every record's CRC with the segment's own number (`segmentSeed`), so
+ * records a file held in an earlier life (a recycled segment) fail their checksum like any
+ * garbage, and end each write with TERMINATOR_BYTES zeros (a zero length: "no write here yet"),
+ * which the next write overwrites. Version 1 segments use no seed and no terminator.
  */
 import { Entry, EntryType, HardState } from '../types.js';
 import { crc32c } from './crc32c.js';
@@ -34,7 +39,16 @@ export enum RecordType {
   BatchHeader = 6,
 }
 
-export const WAL_VERSION = 1;
+export const WAL_VERSION = 2;
+/** Zeros after each version 2 write: where the data ends until the next write. */
+export const TERMINATOR_BYTES = HEADER_BYTES;
+
+/** The CRC seed of the records of segment `seq` (version 2). */
+export function segmentSeed(seq: number): number {
+  const b = Buffer.from('raftkv-wal2-seq:000000', 'latin1');
+  b.writeUIntLE(seq, b.length - 6, 6);
+  return crc32c(b);
+}
 
 export type WalRecord =
   | { type: RecordType.SegmentHeader; version: number }
@@ -71,18 +85,19 @@ export function encodedSize(r: WalRecord): number {
  * spares a fresh allocation per write, which V8 counts as external memory and answers with full
  * garbage collections.
  */
-export function encodeBatch(records: WalRecord[], into?: (bytes: number) => Buffer | undefined): Buffer {
+export function encodeBatch(records: WalRecord[], into?: (bytes: number) => Buffer | undefined, seed = 0, terminator = 0): Buffer {
   let bytes = 0;
   for (const r of records) bytes += encodedSize(r);
   const header: WalRecord = { type: RecordType.BatchHeader, bytes };
-  const total = bytes + encodedSize(header);
+  const total = bytes + encodedSize(header) + terminator;
   const buf = into?.(total)?.subarray(0, total) ?? Buffer.allocUnsafe(total);
-  let off = encodeInto(buf, 0, header);
-  for (const r of records) off = encodeInto(buf, off, r);
+  let off = encodeInto(buf, 0, header, seed);
+  for (const r of records) off = encodeInto(buf, off, r, seed);
+  buf.fill(0, off);
   return buf;
 }
 
-function encodeInto(buf: Buffer, off: number, r: WalRecord): number {
+function encodeInto(buf: Buffer, off: number, r: WalRecord, seed: number): number {
   const start = off;
   const bodyLen = 1 + payloadSize(r);
   buf.writeUInt32LE(bodyLen, off);
@@ -123,7 +138,7 @@ function encodeInto(buf: Buffer, off: number, r: WalRecord): number {
       break;
   }
   // CRC over the length field and the body.
-  const crc = crc32c(buf.subarray(start + 8, off), crc32c(buf.subarray(start, start + 4)));
+  const crc = crc32c(buf.subarray(start + 8, off), crc32c(buf.subarray(start, start + 4), seed));
   buf.writeUInt32LE(crc, start + 4);
   return off;
 }
@@ -134,15 +149,15 @@ export type DecodeResult =
   | { kind: 'truncated' }
   | { kind: 'corrupt'; reason: string };
 
-/** Decode the record at `off`. */
-export function decodeRecord(buf: Buffer, off: number): DecodeResult {
+/** Decode the record at `off` (of a segment whose records are seeded with `seed`). */
+export function decodeRecord(buf: Buffer, off: number, seed = 0): DecodeResult {
   if (buf.length - off < HEADER_BYTES) return { kind: 'truncated' };
   const bodyLen = buf.readUInt32LE(off);
   if (bodyLen === 0) return { kind: 'truncated' };
   if (bodyLen > MAX_RECORD_BYTES) return { kind: 'corrupt', reason: `record length ${bodyLen} is implausible` };
   if (off + 8 + bodyLen > buf.length) return { kind: 'truncated' };
   const want = buf.readUInt32LE(off + 4);
-  const got = crc32c(buf.subarray(off + 8, off + 8 + bodyLen), crc32c(buf.subarray(off, off + 4)));
+  const got = crc32c(buf.subarray(off + 8, off + 8 + bodyLen), crc32c(buf.subarray(off, off + 4), seed));
   if (want !== got) return { kind: 'corrupt', reason: `checksum mismatch (stored ${hex(want)}, computed ${hex(got)})` };
   const p = off + 9;
   const end = off + 8 + bodyLen;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Entry, HardState, HeldSnapshot, Snapshot, SnapshotMeta } from '../types.js';
 import type { InitialState } from '../node.js';
 import { SnapshotStore } from './snapshots.js';
-import { FaultHooks, FsyncMode, Wal } from './wal.js';
+import { DEFAULT_SEGMENT_BYTES, FaultHooks, FsyncMode, Wal } from './wal.js';
 import type { FileSystem } from './fs.js';
 
 /**
@@ -53,6 +53,11 @@ export interface Storage {
 export interface DiskStorageOptions {
   fsync?: FsyncMode;
   segmentBytes?: number;
+  /**
+   * Zero-fill WAL segments ahead of use, up to this many bytes each (default: the segment
+   * size, at most 64 MB; 0: segments grow as they are written). See wal.ts.
+   */
+  preallocateBytes?: number;
   keepSnapshots?: number;
   faults?: FaultHooks;
   /** The file system (default node:fs; the simulator passes a simulated disk). */
@@ -83,7 +88,13 @@ export class DiskStorage implements Storage {
   static async open(dir: string, opts: DiskStorageOptions = {}): Promise<DiskStorage> {
     const snapshots = new SnapshotStore(join(dir, 'snap'), opts.keepSnapshots ?? 2, opts.fsync !== 'never', opts.fs);
     const loaded = await snapshots.loadLatest();
-    const { wal, state } = await Wal.open(join(dir, 'wal'), { fsync: opts.fsync, segmentBytes: opts.segmentBytes, faults: opts.faults, fs: opts.fs });
+    const { wal, state } = await Wal.open(join(dir, 'wal'), {
+      fsync: opts.fsync,
+      segmentBytes: opts.segmentBytes,
+      preallocateBytes: opts.preallocateBytes ?? Math.min(opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_BYTES),
+      faults: opts.faults,
+      fs: opts.fs,
+    });
     const snap = loaded.snapshot;
     let entries = state.entries;
     if (snap) {

@@ -5,12 +5,33 @@
  *
  * Every segment starts with a header, the current hard state and the latest snapshot marker,
  * so older segments can be deleted once a snapshot covers their entries.
+ *
+ * Segments are preallocated (as etcd does): a segment's file is full-size and written before
+ * the log writes into it, so an append overwrites allocated blocks instead of growing the file,
+ * and fdatasync has only data to flush: no block allocation, no file size for the file
+ * system's journal. On this machine's ext4, three processes each writing 1.1 KB and syncing
+ * made 33-38% more syncs per second (p50 294 -> 218-233 us).
+ *
+ * A file is made full-size in one of two ways. A segment a snapshot has covered is recycled
+ * (renamed to `next.wal.tmp`, later to the next segment's name) instead of deleted, as
+ * PostgreSQL recycles WAL files: free, and what a log under steady load does. Otherwise zeros
+ * are written: for a new log's first two segments, and for a next one (in the background, once
+ * the current one is half full) only while the log's writes are small, at most
+ * PREALLOCATE_BELOW_BYTES_PER_SYNC per fdatasync. Zero-filling writes the segment twice, and
+ * once group commit makes writes large that costs more than the journal work it saves: with
+ * 128 clients (28-43 entries of 1 KB per sync) zero-filling every segment cost 4% of the
+ * throughput; at 1 to 32 clients (1-12 per sync) preallocation gave 8-18%.
+ *
+ * So that a recycled file's old records are never read as the new segment's, version 2
+ * segments (`.v2.wal`) seed every record's checksum with the segment's number and end every
+ * write with a terminator (see records.ts). Version 1 segments (`.wal`) are still read with
+ * their own rules; a log that has one last goes on in a new version 2 segment.
  */
 import { join } from 'node:path';
 import { Entry, HardState } from '../types.js';
 import { CorruptionError, StorageError, describeIoError } from './errors.js';
 import { FileHandleLike, FileSystem, nodeFs } from './fs.js';
-import { RecordType, WAL_VERSION, WalRecord, decodeRecord, encodeBatch } from './records.js';
+import { RecordType, TERMINATOR_BYTES, WAL_VERSION, WalRecord, decodeRecord, encodeBatch, segmentSeed } from './records.js';
 
 export type FsyncMode = 'always' | 'batch' | 'never';
 
@@ -30,6 +51,12 @@ export interface WalOptions {
   fsync?: FsyncMode;
   /** Roll to a new segment once the current one passes this size. */
   segmentBytes?: number;
+  /**
+   * Make each new segment this many bytes long before writing into it, by recycling or
+   * zero-filling (0, the default here: segments grow as they are written; DiskStorage
+   * preallocates a whole segment, up to 64 MB).
+   */
+  preallocateBytes?: number;
   faults?: FaultHooks;
   /** The file system (default node:fs; the simulator passes a simulated disk). */
   fs?: FileSystem;
@@ -49,12 +76,18 @@ export interface WalState {
   snapshot: { index: number; term: number };
   /** Bytes cut from the end of the last segment because a crash tore its last write. */
   tornBytesRepaired: number;
+  /** Where the last segment's data ends (before repair): a preallocated segment goes on past it. */
+  lastSegmentBytes: number;
 }
 
 interface Segment {
   seq: number;
   firstIndex: number;
   path: string;
+  /** Version 2 (`.v2.wal`): seeded checksums and terminated writes, so its file can be recycled. */
+  v2: boolean;
+  /** The checksum seed of its records (0 in version 1). */
+  seed: number;
 }
 
 /**
@@ -62,8 +95,17 @@ interface Segment {
  * into the page cache, about 0.3 ms per MB; larger ones go to the thread pool.
  */
 const SYNC_WRITE_MAX = 1 << 20;
-const SEGMENT_RE = /^([0-9a-f]{16})-([0-9a-f]{16})\.wal$/;
-const segName = (seq: number, first: number) => `${seq.toString(16).padStart(16, '0')}-${first.toString(16).padStart(16, '0')}.wal`;
+/** Segment size unless told otherwise (etcd's too). */
+export const DEFAULT_SEGMENT_BYTES = 64 << 20;
+/** The file the next segment is prepared in; its name does not end in .wal, so replay skips it. */
+const SPARE = 'next.wal.tmp';
+/** Zero-filling writes this much at a time and syncs every PREALLOCATE_SYNC_BYTES, so a
+ * concurrent append's fdatasync never waits behind one long flush of the whole segment. */
+const PREALLOCATE_CHUNK = 1 << 20;
+const PREALLOCATE_SYNC_BYTES = 8 << 20;
+const PREALLOCATE_BELOW_BYTES_PER_SYNC = 24 << 10;
+const SEGMENT_RE = /^([0-9a-f]{16})-([0-9a-f]{16})(\.v2)?\.wal$/;
+const segName = (seq: number, first: number) => `${seq.toString(16).padStart(16, '0')}-${first.toString(16).padStart(16, '0')}.v2.wal`;
 
 export class Wal {
   private fh: FileHandleLike | undefined;
@@ -77,6 +119,18 @@ export class Wal {
   private marker: { index: number; term: number };
   private readonly fsync: FsyncMode;
   private readonly segmentBytes: number;
+  private readonly preallocateBytes: number;
+  /**
+   * The next segment's file: being zero-filled (resolves true once it is ready to use), or
+   * decided against (false). Undefined until the current segment is half full.
+   */
+  private spare: Promise<boolean> | undefined;
+  /** A spare file is complete (recycled, or zero-filled) / being zero-filled. */
+  private spareReady = false;
+  private sparePreparing = false;
+  /** Bytes written and fdatasyncs made since the current segment began (or the log opened). */
+  private written = 0;
+  private syncs = 0;
   private readonly faults: FaultHooks;
   /** Serializes every operation on the files. */
   private chain: Promise<unknown> = Promise.resolve();
@@ -88,7 +142,8 @@ export class Wal {
     opts: WalOptions,
   ) {
     this.fsync = opts.fsync ?? 'batch';
-    this.segmentBytes = opts.segmentBytes ?? 64 << 20;
+    this.segmentBytes = opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+    this.preallocateBytes = Math.max(0, Math.floor(opts.preallocateBytes ?? 0));
     this.faults = opts.faults ?? {};
     this.fs = opts.fs ?? nodeFs;
     this.hardState = state.hardState;
@@ -106,22 +161,29 @@ export class Wal {
     const segments = await listSegments(fs, dir);
     const state = await replay(fs, segments);
     const wal = new Wal(dir, segments, state, opts);
+    // A spare left by the previous run goes: if a crash came between two renames of it, it
+    // could still be a second name of a live segment's file (a file system that undoes part
+    // of a rename on a power cut; the simulated disk does).
+    await fs.rm(join(dir, SPARE), { force: true });
     if (segments.length === 0) {
       await wal.createSegment(1);
+      // A new log: the next segment is prepared now, before there is load to disturb.
+      if (wal.preallocateBytes > 0) wal.spare = wal.prepareSpare();
     } else {
       const last = segments[segments.length - 1];
       try {
         wal.fh = await wal.fs.open(last.path, 'r+');
-        const { size } = await wal.fh.stat();
-        wal.size = size;
       } catch (e) {
         throw describeIoError('opening', last.path, e);
       }
-      if (state.tornBytesRepaired > 0 || wal.size === 0) {
-        await wal.repairTail(last, wal.size - state.tornBytesRepaired).catch(async (e: unknown) => {
-          await wal.fh?.close().catch(() => undefined);
-          throw e;
-        });
+      wal.size = state.lastSegmentBytes;
+      try {
+        if (state.tornBytesRepaired > 0 || wal.size === 0) await wal.repairTail(last, state.lastSegmentBytes, state.tornBytesRepaired);
+        // Appends go to version 2 segments only.
+        if (!last.v2) await wal.createSegment(wal.lastIndex + 1);
+      } catch (e) {
+        await wal.fh?.close().catch(() => undefined);
+        throw e;
       }
     }
     return { wal, state };
@@ -161,11 +223,11 @@ export class Wal {
       if (this.fsync === 'always') {
         // One write and one sync per record: the cost of not batching, for experiments.
         for (const r of records) {
-          await this.write(encodeBatch([r]));
+          await this.write(this.encode([r]));
           await this.sync();
         }
       } else {
-        await this.write(encodeBatch(records, this.scratchFor));
+        await this.write(this.encode(records, this.scratchFor));
         if (this.fsync === 'batch') await this.sync();
       }
       this.pendingHardState = false;
@@ -175,6 +237,7 @@ export class Wal {
       }
       if (batch.entries.length > 0) this.lastIndex = batch.entries[batch.entries.length - 1].index;
       if (batch.hardState) this.hardState = batch.hardState;
+      this.planNextSegment();
       if (this.size >= this.segmentBytes) await this.createSegment(this.lastIndex + 1);
     });
   }
@@ -187,7 +250,7 @@ export class Wal {
     return this.serialize(async () => {
       const records: WalRecord[] = [{ type: RecordType.SnapshotMarker, index, term }];
       if (this.pendingHardState) records.push({ type: RecordType.HardState, hardState: this.hardState });
-      await this.write(encodeBatch(records));
+      await this.write(this.encode(records));
       if (this.fsync !== 'never') await this.sync();
       this.pendingHardState = false;
       if (index > this.marker.index) this.marker = { index, term };
@@ -195,7 +258,15 @@ export class Wal {
       while (this.segments.length > 1 && this.segments[1].firstIndex - 1 <= compactTo) {
         const old = this.segments.shift()!;
         try {
-          await this.fs.rm(old.path);
+          if (old.v2 && this.preallocateBytes > 0 && !this.spareReady && !this.sparePreparing) {
+            // Recycled: its blocks are allocated and written, so the segment it becomes is
+            // preallocated without writing it again (PostgreSQL recycles WAL files the same way).
+            await this.fs.rename(old.path, join(this.dir, SPARE));
+            this.spare = Promise.resolve(true);
+            this.spareReady = true;
+          } else {
+            await this.fs.rm(old.path);
+          }
         } catch (e) {
           throw this.fail(describeIoError('deleting', old.path, e));
         }
@@ -207,9 +278,10 @@ export class Wal {
   /** Close the files; works after a failure too, so a stopping node releases them. */
   close(): Promise<void> {
     const p = this.chain.then(async () => {
+      await this.spare;
       // A clean close keeps the latest commit index (after a crash it is learned again).
       if (this.fh && this.pendingHardState && !this.failed) {
-        await this.write(encodeBatch([{ type: RecordType.HardState, hardState: this.hardState }])).catch(() => undefined);
+        await this.write(this.encode([{ type: RecordType.HardState, hardState: this.hardState }])).catch(() => undefined);
         this.pendingHardState = false;
       }
       const fh = this.fh;
@@ -243,6 +315,12 @@ export class Wal {
     return this.segments[this.segments.length - 1];
   }
 
+  /** One write of `records` in the current segment's format. */
+  private encode(records: WalRecord[], into?: (bytes: number) => Buffer | undefined): Buffer {
+    const seg = this.current();
+    return seg.v2 ? encodeBatch(records, into, seg.seed, TERMINATOR_BYTES) : encodeBatch(records, into);
+  }
+
   private async write(buf: Buffer): Promise<void> {
     const seg = this.current();
     let off = 0;
@@ -261,7 +339,10 @@ export class Wal {
     } catch (e) {
       throw this.fail(describeIoError('writing', seg.path, e));
     }
-    this.size += buf.length;
+    // A version 2 write ends in its terminator, which the next write overwrites.
+    const data = seg.v2 ? buf.length - TERMINATOR_BYTES : buf.length;
+    this.size += data;
+    this.written += data;
   }
 
   /**
@@ -286,6 +367,7 @@ export class Wal {
       const fault = this.faults.sync?.(seg.path);
       if (fault) throw fault;
       await this.fh!.datasync();
+      this.syncs++;
     } catch (e) {
       throw this.fail(describeIoError('syncing', seg.path, e));
     }
@@ -307,10 +389,19 @@ export class Wal {
 
   private async createSegment(firstIndex: number): Promise<void> {
     const seq = this.segments.length > 0 ? this.current().seq + 1 : 0;
-    const seg: Segment = { seq, firstIndex, path: join(this.dir, segName(seq, firstIndex)) };
+    const seg: Segment = { seq, firstIndex, path: join(this.dir, segName(seq, firstIndex)), v2: true, seed: segmentSeed(seq) };
     const old = this.fh;
+    // The first segment is always preallocated (there are no writes yet to judge by).
+    const spare = this.preallocateBytes > 0 && (await (this.spare ?? (this.segments.length === 0 ? this.prepareSpare() : false)));
+    this.spare = undefined;
+    this.spareReady = false;
     try {
-      this.fh = await this.fs.open(seg.path, 'wx');
+      if (spare) {
+        await this.fs.rename(join(this.dir, SPARE), seg.path);
+        this.fh = await this.fs.open(seg.path, 'r+');
+      } else {
+        this.fh = await this.fs.open(seg.path, 'wx');
+      }
     } catch (e) {
       throw this.fail(describeIoError('creating', seg.path, e));
     }
@@ -321,20 +412,78 @@ export class Wal {
     await this.sync();
     await this.syncDir();
     this.pendingHardState = false; // the preamble holds the latest hard state
+    this.written = 0;
+    this.syncs = 0;
+  }
+
+  /** Once the current segment is half full, decide (and start) how the next one is made. */
+  private planNextSegment(): void {
+    if (this.spare || this.preallocateBytes === 0 || this.size < Math.min(this.segmentBytes, this.preallocateBytes) / 2) return;
+    const small = this.syncs > 0 && this.written / this.syncs <= PREALLOCATE_BELOW_BYTES_PER_SYNC;
+    this.spare = small ? this.prepareSpare() : Promise.resolve(false);
+  }
+
+  /**
+   * Zero-fill the next segment's file and make it durable, beside the appends (not in their
+   * chain). Best effort: if it fails (a full disk, say), the next segment grows as it is
+   * written, and a full disk is reported by the append that meets it.
+   */
+  private prepareSpare(): Promise<boolean> {
+    const path = join(this.dir, SPARE);
+    this.sparePreparing = true;
+    const run = async (): Promise<boolean> => {
+      let fh: FileHandleLike | undefined;
+      try {
+        fh = await this.fs.open(path, 'w');
+        const zeros = Buffer.alloc(Math.min(PREALLOCATE_CHUNK, this.preallocateBytes));
+        let unsynced = 0;
+        for (let off = 0; off < this.preallocateBytes; ) {
+          const len = Math.min(zeros.length, this.preallocateBytes - off);
+          const { bytesWritten } = await fh.write(zeros, 0, len, off);
+          if (bytesWritten <= 0) return false;
+          off += bytesWritten;
+          unsynced += bytesWritten;
+          if (this.fsync !== 'never' && (unsynced >= PREALLOCATE_SYNC_BYTES || off >= this.preallocateBytes)) {
+            await fh.datasync();
+            unsynced = 0;
+          }
+        }
+        return true;
+      } catch {
+        return false;
+      } finally {
+        await fh?.close().catch(() => undefined);
+      }
+    };
+    return run().then(async (ok) => {
+      if (!ok) await this.fs.rm(path, { force: true }).catch(() => undefined);
+      this.sparePreparing = false;
+      this.spareReady = ok;
+      return ok;
+    });
   }
 
   /** Header, hard state and snapshot marker: what a segment needs once older ones are gone. */
   private segmentPreamble(): Buffer {
-    return encodeBatch([
+    return this.encode([
       { type: RecordType.SegmentHeader, version: WAL_VERSION },
       { type: RecordType.HardState, hardState: this.hardState },
       { type: RecordType.SnapshotMarker, ...this.marker },
     ]);
   }
 
-  private async repairTail(seg: Segment, validBytes: number): Promise<void> {
+  /**
+   * Make the data of the last segment end at `validBytes` again, after a torn write of
+   * `tornBytes` there: version 1 cuts the file; version 2 writes a terminator over the torn
+   * write's start (what is left of it past that is never read as a write: it holds no header).
+   */
+  private async repairTail(seg: Segment, validBytes: number, tornBytes: number): Promise<void> {
     try {
-      await this.fh!.truncate(validBytes);
+      if (seg.v2) {
+        if (tornBytes > 0) await writeAll(this.fh!, Buffer.alloc(TERMINATOR_BYTES), validBytes);
+      } else {
+        await this.fh!.truncate(validBytes);
+      }
       this.size = validBytes;
       if (validBytes === 0) await this.write(this.segmentPreamble());
       await this.fh!.datasync();
@@ -349,11 +498,14 @@ async function listSegments(fs: FileSystem, dir: string): Promise<Segment[]> {
   const segments: Segment[] = [];
   for (const name of names) {
     const m = SEGMENT_RE.exec(name);
-    if (!m) throw new CorruptionError(join(dir, name), 0, 'file name is not <seq>-<firstIndex>.wal');
-    segments.push({ seq: parseInt(m[1], 16), firstIndex: parseInt(m[2], 16), path: join(dir, name) });
+    if (!m) throw new CorruptionError(join(dir, name), 0, 'file name is not <seq>-<firstIndex>[.v2].wal');
+    const seq = parseInt(m[1], 16);
+    const v2 = m[3] !== undefined;
+    segments.push({ seq, firstIndex: parseInt(m[2], 16), path: join(dir, name), v2, seed: v2 ? segmentSeed(seq) : 0 });
   }
   segments.sort((a, b) => a.seq - b.seq);
   for (let i = 1; i < segments.length; i++) {
+    if (segments[i].seq === segments[i - 1].seq) throw new CorruptionError(segments[i].path, 0, `two segments numbered ${segments[i].seq}`);
     if (segments[i].seq !== segments[i - 1].seq + 1) {
       throw new CorruptionError(segments[i].path, 0, `segment ${segments[i - 1].seq + 1} is missing`);
     }
@@ -367,77 +519,174 @@ async function replay(fs: FileSystem, segments: Segment[]): Promise<WalState> {
     entries: [],
     snapshot: { index: 0, term: 0 },
     tornBytesRepaired: 0,
+    lastSegmentBytes: 0,
   };
   for (let s = 0; s < segments.length; s++) {
     const seg = segments[s];
     const isLast = s === segments.length - 1;
     const buf = await fs.readFile(seg.path);
-    let off = 0;
-    let first = true;
-    // The write being read: where it starts and ends, and its records, applied once complete.
-    let batchStart = -1;
-    let batchEnd = -1;
-    let pending: { rec: WalRecord; off: number }[] = [];
-    const tornFrom = (start: number): void => {
-      // A crash tore the last write. Nothing in it was acknowledged (acknowledgement follows
-      // the fsync of the whole write), so all of it goes, from its first byte.
-      state.tornBytesRepaired = buf.length - start;
-      pending = [];
-    };
-    while (off < buf.length) {
-      const r = decodeRecord(buf, off);
-      if (r.kind !== 'record') {
-        const reason = r.kind === 'corrupt' ? r.reason : 'record cut short';
-        if (isLast) {
-          if (off < batchEnd && !validRecordAt(buf, batchEnd)) {
-            // Damage inside the last write, wherever in it: a torn write.
-            tornFrom(batchStart);
-            break;
-          }
-          if (off >= batchEnd && !(batchStart >= 0 ? validBatchHeaderAfter(buf, off) : validRecordAfter(buf, off))) {
-            // Damage where a write begins (its header), with no later write: torn too.
-            tornFrom(off);
-            break;
-          }
-        }
-        throw new CorruptionError(seg.path, off, isLast ? `${reason}, and a later write follows it` : `${reason} in a sealed segment`);
-      }
-      const rec = r.record;
-      if (rec.type === RecordType.BatchHeader) {
-        if (off < batchEnd) throw new CorruptionError(seg.path, off, 'a write begins inside another');
-        batchStart = off;
-        batchEnd = r.next + rec.bytes;
-        off = r.next;
-        continue;
-      }
-      if (first) {
-        if (rec.type !== RecordType.SegmentHeader) throw new CorruptionError(seg.path, off, 'segment does not start with a header');
-        if (rec.version !== WAL_VERSION) throw new CorruptionError(seg.path, off, `unsupported WAL version ${rec.version}`);
-        first = false;
-      }
-      if (off < batchEnd) {
-        if (r.next > batchEnd) throw new CorruptionError(seg.path, off, 'a record runs past the end of its write');
-        pending.push({ rec, off });
-        if (r.next === batchEnd) {
-          for (const p of pending) applyRecord(state, p.rec, seg.path, p.off);
-          pending = [];
-        }
-      } else {
-        // A record outside any batch (a log written before batches were marked).
-        applyRecord(state, rec, seg.path, off);
-      }
-      off = r.next;
-    }
-    if (off >= buf.length && off < batchEnd) {
-      // The file ends inside a write: it was cut short.
-      if (!isLast) throw new CorruptionError(seg.path, batchStart, 'a write cut short in a sealed segment');
-      tornFrom(batchStart);
-    }
+    if (seg.v2) replaySegmentV2(state, seg, buf, isLast);
+    else replaySegmentV1(state, seg, buf, isLast);
   }
   // Entries a snapshot marker covers may still be listed; the caller trims to its snapshot.
   return state;
 }
 
+/**
+ * A version 2 segment: writes back to back, each a batch header and its records, the last one
+ * followed by a terminator. What follows the data (the terminator, zeros, a recycled file's
+ * old bytes) is not a write of this segment: no record there passes this segment's checksum.
+ */
+function replaySegmentV2(state: WalState, seg: Segment, buf: Buffer, isLast: boolean): void {
+  const seed = seg.seed;
+  let off = 0;
+  let first = true;
+  for (;;) {
+    // At a write boundary.
+    const h = decodeRecord(buf, off, seed);
+    if (h.kind !== 'record' || h.record.type !== RecordType.BatchHeader) {
+      const reason = h.kind === 'record' ? `a ${RecordType[h.record.type]} record outside a write` : h.kind === 'corrupt' ? h.reason : 'record cut short';
+      // A write of this segment after this point means synced data was damaged here.
+      if (laterWrite(buf, off + 1, seed)) throw new CorruptionError(seg.path, off, `${reason}, and a later write follows it`);
+      if (allZero(buf, off, off + TERMINATOR_BYTES)) {
+        // The terminator (or the zeros of a new segment): the data ends here.
+        if (first && !isLast && buf.length > 0) throw new CorruptionError(seg.path, 0, 'segment does not start with a header');
+        if (isLast) state.lastSegmentBytes = off;
+        return;
+      }
+      // Bytes that are no write, where one should begin: the last write, torn at its start
+      // (its header's sector never reached the disk).
+      if (!isLast) throw new CorruptionError(seg.path, off, `${reason} in a sealed segment`);
+      const next = buf.indexOf(TERMINATOR, off);
+      tornV2(state, off, (next < 0 ? buf.length : next) - off);
+      return;
+    }
+    const start = off;
+    const end = h.next + h.record.bytes;
+    const records: { rec: WalRecord; off: number }[] = [];
+    let damage: string | undefined;
+    let at = h.next;
+    if (end > buf.length) damage = 'a write cut short';
+    while (!damage && at < end) {
+      const r = decodeRecord(buf, at, seed);
+      if (r.kind !== 'record') damage = r.kind === 'corrupt' ? r.reason : 'record cut short';
+      else if (r.next > end) damage = 'a record runs past the end of its write';
+      else if (r.record.type === RecordType.BatchHeader) damage = 'a write begins inside another';
+      else {
+        records.push({ rec: r.record, off: at });
+        at = r.next;
+      }
+    }
+    if (damage) {
+      if (!isLast) throw new CorruptionError(seg.path, at, `${damage} in a sealed segment`);
+      if (laterWrite(buf, start + 1, seed)) throw new CorruptionError(seg.path, at, `${damage}, and a later write follows it`);
+      // Damage inside the last write, wherever in it: a torn write. Nothing in it was
+      // acknowledged (acknowledgement follows the fsync of the whole write), so all of it goes.
+      tornV2(state, start, Math.min(end, buf.length) - start);
+      return;
+    }
+    if (first) {
+      const head = records[0]?.rec;
+      if (head?.type !== RecordType.SegmentHeader) throw new CorruptionError(seg.path, 0, 'segment does not start with a header');
+      if (head.version !== 2) throw new CorruptionError(seg.path, 0, `a .v2.wal segment says WAL version ${head.version}`);
+      first = false;
+    }
+    for (const p of records) applyRecord(state, p.rec, seg.path, p.off);
+    off = end;
+  }
+
+  function tornV2(state: WalState, from: number, bytes: number): void {
+    state.tornBytesRepaired = Math.max(1, bytes);
+    state.lastSegmentBytes = from;
+  }
+}
+
+const TERMINATOR = Buffer.alloc(TERMINATOR_BYTES);
+/** The length field of a batch header record (its type byte and its 4-byte payload). */
+const BATCH_HEADER_LENGTH = Buffer.from([5, 0, 0, 0]);
+
+function allZero(buf: Buffer, from: number, to: number): boolean {
+  for (let i = from; i < Math.min(to, buf.length); i++) if (buf[i] !== 0) return false;
+  return true;
+}
+
+/** Whether a write of this segment (a batch header with its checksum) starts at or after `from`. */
+function laterWrite(buf: Buffer, from: number, seed: number): boolean {
+  // Only batch-header-shaped places are decoded: a recycled segment is mostly old bytes.
+  for (let p = buf.indexOf(BATCH_HEADER_LENGTH, from); p >= 0; p = buf.indexOf(BATCH_HEADER_LENGTH, p + 1)) {
+    if (buf[p + 8] !== RecordType.BatchHeader) continue;
+    const r = decodeRecord(buf, p, seed);
+    if (r.kind === 'record' && r.record.type === RecordType.BatchHeader) return true;
+  }
+  return false;
+}
+
+/** A version 1 segment (written before segments were recycled): unchanged rules. */
+function replaySegmentV1(state: WalState, seg: Segment, buf: Buffer, isLast: boolean): void {
+  let off = 0;
+  let first = true;
+  // The write being read: where it starts and ends, and its records, applied once complete.
+  let batchStart = -1;
+  let batchEnd = -1;
+  let pending: { rec: WalRecord; off: number }[] = [];
+  const tornFrom = (start: number): void => {
+    // A crash tore the last write. Nothing in it was acknowledged (acknowledgement follows
+    // the fsync of the whole write), so all of it goes, from its first byte.
+    state.tornBytesRepaired = buf.length - start;
+    state.lastSegmentBytes = start;
+    pending = [];
+  };
+  if (isLast) state.lastSegmentBytes = buf.length;
+  while (off < buf.length) {
+    const r = decodeRecord(buf, off);
+    if (r.kind !== 'record') {
+      const reason = r.kind === 'corrupt' ? r.reason : 'record cut short';
+      if (isLast) {
+        if (off < batchEnd && !validRecordAt(buf, batchEnd)) {
+          // Damage inside the last write, wherever in it: a torn write.
+          tornFrom(batchStart);
+          return;
+        }
+        if (off >= batchEnd && !(batchStart >= 0 ? validBatchHeaderAfter(buf, off) : validRecordAfter(buf, off))) {
+          // Damage where a write begins (its header), with no later write: torn too.
+          tornFrom(off);
+          return;
+        }
+      }
+      throw new CorruptionError(seg.path, off, isLast ? `${reason}, and a later write follows it` : `${reason} in a sealed segment`);
+    }
+    const rec = r.record;
+    if (rec.type === RecordType.BatchHeader) {
+      if (off < batchEnd) throw new CorruptionError(seg.path, off, 'a write begins inside another');
+      batchStart = off;
+      batchEnd = r.next + rec.bytes;
+      off = r.next;
+      continue;
+    }
+    if (first) {
+      if (rec.type !== RecordType.SegmentHeader) throw new CorruptionError(seg.path, off, 'segment does not start with a header');
+      if (rec.version !== 1) throw new CorruptionError(seg.path, off, `unsupported WAL version ${rec.version}`);
+      first = false;
+    }
+    if (off < batchEnd) {
+      if (r.next > batchEnd) throw new CorruptionError(seg.path, off, 'a record runs past the end of its write');
+      pending.push({ rec, off });
+      if (r.next === batchEnd) {
+        for (const p of pending) applyRecord(state, p.rec, seg.path, p.off);
+        pending = [];
+      }
+    } else {
+      // A record outside any batch (a log written before batches were marked).
+      applyRecord(state, rec, seg.path, off);
+    }
+    off = r.next;
+  }
+  if (off >= buf.length && off < batchEnd) {
+    // The file ends inside a write: it was cut short.
+    if (!isLast) throw new CorruptionError(seg.path, batchStart, 'a write cut short in a sealed segment');
+    tornFrom(batchStart);
+  }
+}
 function applyRecord(state: WalState, rec: WalRecord, file: string, off: number): void {
   switch (rec.type) {
     case RecordType.SegmentHeader:
@@ -493,6 +742,14 @@ function validRecordAfter(buf: Buffer, off: number): boolean {
     if (r.kind === 'record') return true;
   }
   return false;
+}
+
+async function writeAll(fh: FileHandleLike, buf: Buffer, position: number): Promise<void> {
+  for (let off = 0; off < buf.length; ) {
+    const { bytesWritten } = await fh.write(buf, off, buf.length - off, position + off);
+    if (bytesWritten <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+    off += bytesWritten;
+  }
 }
 
 export { StorageError };

@@ -3,6 +3,7 @@ import { readdir, readFile, stat, truncate, writeFile, appendFile } from 'node:f
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { CorruptionError, StorageError, Wal, crc32c, crc32cPortable } from '../../raft/index.js';
+import { TERMINATOR_BYTES } from '../../raft/storage/records.js';
 import { entries, entryData, tempDir } from './helpers.js';
 
 async function segments(dir: string): Promise<string[]> {
@@ -102,19 +103,38 @@ describe('write-ahead log', () => {
     }
   });
 
-  it('repairs garbage or zeros after the last complete record', async () => {
-    for (const junk of [Buffer.alloc(300), Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 97 + 13) & 0xff))]) {
+  it('repairs garbage where the next write would begin; past the end marker, garbage or zeros are ignored', async () => {
+    const garbage = Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 97 + 13) & 0xff));
+    // Appended after the file's end: after the terminator that ends the last write, where a
+    // recycled segment keeps its old bytes. Written over the terminator: a torn next write.
+    for (const [junk, over, torn] of [
+      [Buffer.alloc(300), false, 0],
+      [garbage, false, 0],
+      [garbage, true, 300],
+    ] as const) {
       const { dir, cleanup } = await tempDir('wal');
       try {
         const { wal } = await Wal.open(dir);
         await wal.append({ entries: entries(1, 3, 1) });
         await wal.close();
         const [seg] = await segments(dir);
-        await appendFile(join(dir, seg), junk);
+        const file = join(dir, seg);
+        if (over) {
+          const bytes = await readFile(file);
+          await writeFile(file, Buffer.concat([bytes.subarray(0, bytes.length - TERMINATOR_BYTES), junk]));
+        } else {
+          await appendFile(file, junk);
+        }
         const { wal: reopened, state } = await Wal.open(dir);
-      await reopened.close();
         assert.equal(state.entries.length, 3);
-        assert.equal(state.tornBytesRepaired, 300);
+        assert.equal(state.tornBytesRepaired, torn);
+        // The next write goes where the data ended.
+        await reopened.append({ entries: entries(4, 5, 1) });
+        await reopened.close();
+        const { wal: third, state: after } = await Wal.open(dir);
+        await third.close();
+        assert.deepEqual(after.entries.map((e) => e.index), [1, 2, 3, 4, 5]);
+        assert.equal(after.tornBytesRepaired, 0);
       } finally {
         await cleanup();
       }
@@ -202,7 +222,8 @@ describe('write-ahead log', () => {
       await wal.close();
       const [first] = await segments(dir);
       const file = join(dir, first);
-      await truncate(file, (await stat(file)).size - 3);
+      // Past its terminator, into its last write.
+      await truncate(file, (await stat(file)).size - TERMINATOR_BYTES - 3);
       await assert.rejects(Wal.open(dir), /sealed segment/);
     } finally {
       await cleanup();
