@@ -53,3 +53,49 @@ export async function waitQuiet(maxBusy = 0.15, timeoutMs = 60_000): Promise<num
     if (busy <= maxBusy || waited * 1000 >= timeoutMs) return waited;
   }
 }
+
+/**
+ * The processes' CPU seconds sampled every `everyMs`, so the CPU used between two moments
+ * another process reports afterwards (a load generator's measured window) can be read back.
+ */
+export class CpuTimeline {
+  private readonly samples: { at: number; cpu: number }[] = [];
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly pids: number[],
+    everyMs = 100,
+    private readonly read: (pids: number[]) => number = totalCpuSeconds,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), everyMs);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.sample();
+  }
+
+  /** CPU seconds used from `from` to `to` (epoch ms), interpolated between samples. */
+  between(from: number, to: number): number {
+    return this.at(to) - this.at(from);
+  }
+
+  sample(): void {
+    this.samples.push({ at: this.now(), cpu: this.read(this.pids) });
+  }
+
+  private at(t: number): number {
+    const s = this.samples;
+    if (t <= s[0].at) return s[0].cpu;
+    for (let i = 1; i < s.length; i++) {
+      if (t <= s[i].at) {
+        const a = s[i - 1];
+        const b = s[i];
+        return b.at === a.at ? b.cpu : a.cpu + ((b.cpu - a.cpu) * (t - a.at)) / (b.at - a.at);
+      }
+    }
+    return s[s.length - 1].cpu;
+  }
+}

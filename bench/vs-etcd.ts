@@ -26,10 +26,10 @@ import { Connection } from '../replica/client.js';
 import { Op, Status } from '../replica/proto.js';
 import { lineChart } from '../experiment/chart.js';
 import { runLoadgen } from './run-load.js';
-import { rssBytes, totalCpuSeconds } from './proc-stats.js';
+import { CpuTimeline, rssBytes } from './proc-stats.js';
 import { ELECTION_TIMEOUT_MS, RunningSystem, ensureEtcd, followersFirst, startEtcd, startRaftkv } from './systems.js';
 
-const HELP = `usage: node dist/bench/vs-etcd.js [--quick] [--clients 1,8,32,128] [--seconds S] [--value-size B]
+const HELP = `usage: node dist/bench/vs-etcd.js [--quick] [--clients 1,8,32,128] [--seconds S] [--warmup S] [--value-size B]
   [--keys N] [--kills N] [--rss-keys N] [--skip matrix,failover,memory,rss] [--out DIR]`;
 
 const flags = () =>
@@ -38,6 +38,7 @@ const flags = () =>
       quick: { type: 'boolean', default: false },
       clients: { type: 'string' },
       seconds: { type: 'string' },
+      warmup: { type: 'string' },
       'value-size': { type: 'string', default: '1024' },
       keys: { type: 'string', default: '100000' },
       kills: { type: 'string' },
@@ -62,6 +63,10 @@ if (values.help) {
 const quick = values.quick!;
 const clientCounts = (values.clients ?? (quick ? '1,32' : '1,8,32,128')).split(',').map(Number);
 const seconds = Number(values.seconds ?? (quick ? 5 : 10));
+// Unmeasured load before each point, the same for both systems: raftkv's replicas and
+// generator compile their hot code as they run (V8) and at one client take about 5 s to reach
+// full speed; etcd's code is compiled ahead of time.
+const warmup = Number(values.warmup ?? (quick ? 2 : 5));
 const valueSize = Number(values['value-size']);
 const keys = Number(values.keys);
 const kills = Number(values.kills ?? (quick ? 5 : 20));
@@ -72,6 +77,10 @@ for (const part of skip) {
     console.error(`--skip: no part '${part}' (parts: matrix, failover, memory, rss)\n${HELP}`);
     process.exit(2);
   }
+}
+if (!Number.isInteger(warmup) || warmup < 0) {
+  console.error(`warmup must be a whole number of seconds\n${HELP}`);
+  process.exit(2);
 }
 for (const [name, v] of Object.entries({ seconds, valueSize, keys, kills, rssKeys })) {
   if (!Number.isInteger(v) || v < 1) {
@@ -113,11 +122,17 @@ async function measure(start: () => Promise<RunningSystem>, workload: (typeof WO
   const s = await start();
   try {
     const pids = s.pids();
-    const cpu0 = totalCpuSeconds(pids);
     const targets = await followersFirst(s);
-    const r = await runLoadgen(['--driver', s.driver, '--targets', targets.join(','), '--clients', String(clients), '--procs', String(Math.min(2, clients)),
-      '--duration', String(seconds), '--keys', String(keys), '--value-size', String(valueSize), '--write-ratio', String(workload.writeRatio), '--timeout', '10000']);
-    const serverCpuSeconds = totalCpuSeconds(pids) - cpu0;
+    // The servers' CPU over the generator's measured window (after its warm-up), from samples.
+    const cpu = new CpuTimeline(pids);
+    let r: LoadResult;
+    try {
+      r = await runLoadgen(['--driver', s.driver, '--targets', targets.join(','), '--clients', String(clients), '--procs', String(Math.min(2, clients)),
+        '--duration', String(seconds), '--warmup', String(warmup), '--keys', String(keys), '--value-size', String(valueSize), '--write-ratio', String(workload.writeRatio), '--timeout', '10000']);
+    } finally {
+      cpu.stop();
+    }
+    const serverCpuSeconds = cpu.between(r.window.from, r.window.to);
     const ms = (us: number) => Number((us / 1000).toFixed(2));
     const full = r.perSecond.slice(0, Math.floor(r.elapsedS));
     const point: Point = {

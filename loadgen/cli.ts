@@ -24,6 +24,7 @@ Load:
   --driver NAME             protobuf (default) | text | http | etcd
   --clients N               closed-loop clients (default 4); each waits for its answer
   --duration S              seconds to run (default 10)   or   --requests N in total
+  --warmup S                run the load S seconds first, unmeasured (default 0; with --duration)
   --keys N                  key space: keys 0..N-1 (default 1000)
   --data 0|1|2              value size as in the seed: 128 B, 1 KB, 4 KB
   --value-size BYTES        value size (default 128)
@@ -51,6 +52,7 @@ const Flags = z.object({
   driver: z.enum(DRIVERS as [DriverName, ...DriverName[]]).default('protobuf'),
   clients: z.coerce.number().int().min(1).max(10_000).default(4),
   duration: z.coerce.number().positive().optional(),
+  warmup: z.coerce.number().min(0).default(0),
   requests: z.coerce.number().int().positive().optional(),
   keys: z.coerce.number().int().min(1).default(1000),
   data: z.enum(['0', '1', '2']).optional(),
@@ -95,6 +97,7 @@ export async function parseLoadgenArgs(argv: string[]): Promise<{ load: Omit<Loa
   }
   if (!targets || targets.length === 0) throw new Error('give --targets, --config or --discover');
   if (f.duration !== undefined && f.requests !== undefined) throw new Error('--duration and --requests are exclusive');
+  if (f.warmup > 0 && f.requests !== undefined) throw new Error('--warmup needs --duration, not --requests');
   const sweep = f['sweep-clients']?.split(',').map((s) => {
     const n = Number(s);
     if (!Number.isInteger(n) || n < 1) throw new Error(`--sweep-clients: '${s}' is not a positive integer`);
@@ -107,6 +110,7 @@ export async function parseLoadgenArgs(argv: string[]): Promise<{ load: Omit<Loa
       driver: f.driver,
       targets,
       durationS: f.requests === undefined ? (f.duration ?? 10) : undefined,
+      warmupS: f.warmup,
       requests: f.requests,
       keys: f.keys,
       valueSize: f['value-size'] ?? (f.data ? SEED_SIZES[f.data] : 128),

@@ -12,8 +12,14 @@ export interface LoadOptions {
   driver: DriverName;
   targets: string[];
   clients: number;
-  /** Stop after this many seconds... */
+  /** Stop after this many seconds (after the warm-up)... */
   durationS?: number;
+  /**
+   * Run the load this long first without measuring it (with a duration only): servers and
+   * generator that compile their hot code as they run (V8) reach full speed in a few seconds
+   * at a few hundred requests per second.
+   */
+  warmupS?: number;
   /** ...or after this many requests in total. */
   requests?: number;
   keys: number;
@@ -50,8 +56,10 @@ export interface LoadResult {
   errors: number;
   timeouts: number;
   elapsedS: number;
-  /** Answered requests per second over the whole run. */
+  /** Answered requests per second over the measured run. */
   throughput: number;
+  /** When the measured run began and ended (epoch ms): after the warm-up, if any. */
+  window: { from: number; to: number };
   /** Microseconds. */
   latencyUs: LatencySummary;
   perSecond: number[];
@@ -89,6 +97,8 @@ export function summarize(h: ReturnType<typeof newHistogram>): LatencySummary {
 export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   if (!o.durationS && !o.requests) throw new Error('give a duration or a request count');
   if (o.clients < 1) throw new Error('need at least one client');
+  const warmupS = o.warmupS ?? 0;
+  if (warmupS > 0 && !o.durationS) throw new Error('a warm-up needs a duration, not a request count');
   const hist = newHistogram();
   const rng = new Prng(o.seed);
   const value = new Uint8Array(o.valueSize).map((_, i) => 97 + (i % 26));
@@ -96,12 +106,20 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const perSecond: number[] = [];
   const errorSamples = new Set<string>();
   const drivers = await Promise.all(Array.from({ length: o.clients }, (_, i) => makeDriver(o.driver, o.targets, i, o.timeoutMs)));
-  const cpu0 = process.cpuUsage();
-  const start = performance.now();
+  let cpu0 = process.cpuUsage();
+  // Measured from `start`; while warming up, `start` is in the future and nothing is counted.
+  let start = performance.now() + warmupS * 1000;
+  let from = Date.now() + warmupS * 1000;
   const deadline = o.durationS ? start + o.durationS * 1000 : Infinity;
+  const warm = warmupS > 0 ? setTimeout(() => {
+    cpu0 = process.cpuUsage();
+    start = performance.now();
+    from = Date.now();
+  }, warmupS * 1000) : undefined;
   let secondHist = newHistogram();
   let lastSecond = 0;
   const ticker = setInterval(() => {
+    if (performance.now() < start) return;
     const s = Math.floor((performance.now() - start) / 1000);
     while (lastSecond < s) {
       o.onSecond?.(lastSecond + 1, perSecond[lastSecond] ?? 0, percentile(secondHist, 99));
@@ -114,23 +132,30 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   await Promise.all(
     drivers.map(async (d) => {
       while (more()) {
-        counts.sent++;
+        // A request counts (as sent, and as answered, failed or timed out) if it was sent
+        // after the warm-up.
+        const counted = performance.now() >= start;
+        if (counted) counts.sent++;
         const key = String(rng.int(0, o.keys - 1));
         const write = rng.float() < o.writeRatio;
         const t0 = performance.now();
         try {
           if (write) await d.set(key, value);
           else await d.get(key);
-          const us = Math.max(1, Math.round((performance.now() - t0) * 1000));
-          hist.recordValue(us);
-          secondHist.recordValue(us);
-          counts.answered++;
-          const sec = Math.floor((performance.now() - start) / 1000);
-          perSecond[sec] = (perSecond[sec] ?? 0) + 1;
+          if (counted) {
+            const us = Math.max(1, Math.round((performance.now() - t0) * 1000));
+            hist.recordValue(us);
+            secondHist.recordValue(us);
+            counts.answered++;
+            const sec = Math.floor((performance.now() - start) / 1000);
+            perSecond[sec] = (perSecond[sec] ?? 0) + 1;
+          }
         } catch (e) {
-          if (e instanceof TimeoutError || /within \d+ ms|timed? ?out/i.test((e as Error).message)) counts.timeouts++;
-          else counts.errors++;
-          if (errorSamples.size < 5) errorSamples.add((e as Error).message.slice(0, 200));
+          if (counted) {
+            if (e instanceof TimeoutError || /within \d+ ms|timed? ?out/i.test((e as Error).message)) counts.timeouts++;
+            else counts.errors++;
+            if (errorSamples.size < 5) errorSamples.add((e as Error).message.slice(0, 200));
+          }
           // Back off a little after a failure so a dead target is not hammered.
           await new Promise((r) => setTimeout(r, 20));
         }
@@ -139,7 +164,9 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     }),
   );
   const elapsedS = (performance.now() - start) / 1000;
+  const to = Date.now();
   clearInterval(ticker);
+  clearTimeout(warm);
   const cpu = process.cpuUsage(cpu0);
   await Promise.all(drivers.map((d) => d.close()));
   const fullSeconds = Math.ceil(elapsedS);
@@ -156,6 +183,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     ...counts,
     elapsedS,
     throughput: counts.answered / elapsedS,
+    window: { from, to },
     latencyUs: summarize(hist),
     perSecond: perSecond.slice(0, fullSeconds),
     cpu: { userS: cpu.user / 1e6, systemS: cpu.system / 1e6, percent: ((cpu.user + cpu.system) / 1e6 / elapsedS) * 100 },
@@ -184,6 +212,7 @@ export function mergeResults(results: LoadResult[]): LoadResult {
     timeouts: sum((r) => r.timeouts),
     elapsedS,
     throughput: answered / elapsedS,
+    window: { from: Math.min(...results.map((r) => r.window.from)), to: Math.max(...results.map((r) => r.window.to)) },
     latencyUs: summarize(hist),
     perSecond,
     cpu: {

@@ -21,7 +21,7 @@ describe('npm run bench: raftkv against etcd', () => {
   it('measures both systems, fails over, and reports lines, JSON and SVG', { skip: EtcdCluster.available() ? false : 'etcd is not installed (.ci/run installs it)' }, async () => {
     const out = await mkdtemp(join(tmpdir(), 'raftkv-bench-test-'));
     try {
-      const { stdout } = await promisify(execFile)(process.execPath, [SCRIPT, '--clients', '1', '--seconds', '1', '--kills', '1', '--rss-keys', '500', '--out', out], { maxBuffer: 16 << 20, timeout: 240_000 });
+      const { stdout } = await promisify(execFile)(process.execPath, [SCRIPT, '--clients', '1', '--seconds', '1', '--warmup', '1', '--kills', '1', '--rss-keys', '500', '--out', out], { maxBuffer: 16 << 20, timeout: 240_000 });
       const tail = stdout.trim().split('\n').slice(-9);
       const num = '[0-9]+\\.[0-9]{2}';
       assert.deepEqual(

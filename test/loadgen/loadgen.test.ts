@@ -45,6 +45,18 @@ describe('loadgen against a real 3-node cluster', () => {
     });
   }
 
+  it('a warm-up runs the load unmeasured first: nothing in it is counted, and the window starts after it', async () => {
+    const t0 = Date.now();
+    const r = await runLoad({ driver: 'protobuf', targets: ids.map((id) => c.clientAddr(id)), clients: 2, durationS: 1, warmupS: 1, keys: 50, valueSize: 64, writeRatio: 1, thinkMs: 0, timeoutMs: 5000, seed: 3 });
+    assert.ok(r.window.from >= t0 + 1000, 'measured only after the warm-up');
+    assert.ok(r.window.to > r.window.from);
+    assert.equal(r.sent, r.answered + r.errors + r.timeouts);
+    assert.equal(r.perSecond.reduce((a, b) => a + b, 0), r.answered);
+    assert.ok(r.answered > 0);
+    await assert.rejects(runLoad({ driver: 'protobuf', targets: [c.clientAddr('l1')], clients: 1, requests: 5, warmupS: 1, keys: 5, valueSize: 8, writeRatio: 1, thinkMs: 0, timeoutMs: 1000, seed: 1 }), /warm-up needs a duration/);
+    await assert.rejects(run(process.execPath, [CLI, 'loadgen', '--targets', c.clientAddr('l1'), '--requests', '5', '--warmup', '1']), (e: { stderr: string }) => /--warmup needs --duration/.test(e.stderr));
+  });
+
   it('a dead target is counted as errors, never silently dropped', async () => {
     const r = await runLoad({ driver: 'protobuf', targets: ['127.0.0.1:1'], clients: 2, requests: 10, keys: 5, valueSize: 8, writeRatio: 1, thinkMs: 0, timeoutMs: 300, seed: 1 });
     assert.equal(r.sent, 10);

@@ -21,7 +21,10 @@ function mountTinyTmpfs(dir: string): boolean {
 }
 
 describe('a full disk', () => {
-  it('stops the log with "disk full", and everything acknowledged before is intact after restart', async (t) => {
+  // Also with preallocation: zero-filling the first segment meets the full disk first, and the
+  // log goes on with a segment that grows as it is written (preallocation is best effort).
+  for (const preallocateBytes of [0, 4 << 20])
+  it(`stops the log with "disk full", and everything acknowledged before is intact after restart (preallocate ${preallocateBytes} bytes)`, async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'raftkv-full-'));
     const mounted = mountTinyTmpfs(dir);
     if (!mounted) t.diagnostic('mount not permitted here: using the injected ENOSPC instead');
@@ -30,6 +33,7 @@ describe('a full disk', () => {
       let injected = 0;
       const { wal } = await Wal.open(join(dir, 'wal'), {
         segmentBytes: 1 << 30,
+        preallocateBytes,
         faults: mounted
           ? {}
           : { write: () => (++injected > 120 ? Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }) : undefined) },
