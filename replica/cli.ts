@@ -41,8 +41,10 @@ State machine and storage:
   --data-dir DIR          data directory (default ./data/ID)
   --fsync MODE            batch (one fdatasync per Raft batch, default) | always (per entry) |
                           never (no fdatasync) | memory (nothing on disk: the seed's in-memory mode)
-  --wal-preallocate MB    zero-fill each 64 MB WAL segment this far before writing into it, as etcd
-                          does (default 64: appends then sync data only); 0: segments grow as written
+  --wal-segment MB        WAL segment size (default 64; fractions allowed, 0.0625 = 64 KB)
+  --wal-preallocate MB    make each WAL segment this long before writing into it, by recycling a
+                          covered segment or zero-filling, as etcd does (default: the segment size;
+                          appends then sync data only); 0: segments grow as written
   --preload N             preload keys 0..N-1 (kvstore: like the seed's 1,000,000 keys)
   --value-size BYTES      preloaded value size; diskstorage record size (default 128)
   --keys N                diskstorage key space: integer keys in [0, N) (default 1000000)
@@ -110,7 +112,8 @@ const Flags = z.object({
   app: z.enum(['kvstore', 'diskstorage', 'lmdb']).default(D.app),
   'data-dir': z.string().optional(),
   fsync: z.enum(['always', 'batch', 'never', 'memory']).default(D.fsync),
-  'wal-preallocate': Int(0).max(64).default(64),
+  'wal-segment': z.coerce.number().min(1 / 1024).max(1024).default(64),
+  'wal-preallocate': z.coerce.number().min(0).max(1024).optional(),
   preload: Int(0).default(D.preload),
   'value-size': Int(8).default(D.valueSize),
   keys: Int(1).default(D.keys),
@@ -192,7 +195,8 @@ export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?
     dataDir: f['data-dir'] ?? `./data/${f.id}`,
     app: f.app,
     fsync: f.fsync,
-    walPreallocateBytes: f['wal-preallocate'] * (1 << 20),
+    walSegmentBytes: Math.round(f['wal-segment'] * (1 << 20)),
+    walPreallocateBytes: f['wal-preallocate'] === undefined ? undefined : Math.round(f['wal-preallocate'] * (1 << 20)),
     logFolder: f.logfolder,
     recov: f.recov,
     logger: f.logger,

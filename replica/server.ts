@@ -72,7 +72,9 @@ export interface ReplicaOptions {
   dataDir: string;
   app: AppName;
   fsync: FsyncSetting;
-  /** Zero-fill WAL segments this far ahead of use (default: DiskStorage's, a whole segment). */
+  /** WAL segment size (default 64 MB). */
+  walSegmentBytes?: number;
+  /** Make WAL segments this long before use (default: DiskStorage's, a whole segment up to 64 MB). */
   walPreallocateBytes?: number;
   logFolder?: string;
   /** The seed's state-transfer port: serves this replica's applog (needs logFolder). */
@@ -221,7 +223,7 @@ export class Replica {
     const applog = o.logFolder ? await CommandLog.open(join(o.logFolder, `${o.id}.applog`), { sync: o.fsync !== 'never' && o.fsync !== 'memory' }) : undefined;
     this.sm = new KvStateMachine(await makeEngine(o), { applog, nodeId: o.id, sessions: { maxSessions: o.maxSessions, ttlMs: o.sessionTtlMs } });
     this.storage =
-      o.fsync === 'memory' ? new MemoryStorage() : await DiskStorage.open(join(o.dataDir, 'raft'), { fsync: o.fsync, fs: o.fs, preallocateBytes: o.walPreallocateBytes });
+      o.fsync === 'memory' ? new MemoryStorage() : await DiskStorage.open(join(o.dataDir, 'raft'), { fsync: o.fsync, fs: o.fs, segmentBytes: o.walSegmentBytes, preallocateBytes: o.walPreallocateBytes });
     if (this.storage instanceof DiskStorage) {
       const rec = this.storage.recovery;
       if (rec.tornBytesRepaired > 0) this.log(`${o.id}: repaired a torn WAL tail (${rec.tornBytesRepaired} bytes of an unacknowledged write)`);

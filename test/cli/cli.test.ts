@@ -53,6 +53,12 @@ describe('the raftkv command line', () => {
     assert.equal(wrong.code, 2);
     assert.equal(wrong.stderr.trim().split('\n').length, 1, wrong.stderr);
     assert.match(wrong.stderr, /--fsync/);
+    for (const bad of [['--wal-segment', '0'], ['--wal-segment', 'big'], ['--wal-preallocate', '-1']]) {
+      const r = raftkv(['replica', ...bad]);
+      assert.equal(r.code, 2, bad.join(' '));
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(bad[0]));
+    }
     const seed = raftkv(['demo', 'x']);
     assert.equal(seed.code, 2);
     assert.match(seed.stderr, /SEED must be a non-negative integer/);

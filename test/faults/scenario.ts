@@ -87,7 +87,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
   // Half the time replicas ask the loggers to drop what their snapshots cover, so loggers'
   // logs start from a base snapshot and truncation runs under faults too.
   const loggerTruncate = (o.loggers ?? 1) > 0 && rng.chance(0.5);
-  const nodeArgs = (id: string) => ['--advertise-raft', `127.0.0.1:${proxies.get(id)!.port}`, '--read-mode', readMode, '--snapshot-every', '200', ...(loggerTruncate ? ['--logger-truncate'] : [])];
+  const nodeArgs = (id: string) => ['--advertise-raft', `127.0.0.1:${proxies.get(id)!.port}`, '--read-mode', readMode, '--snapshot-every', '200', '--wal-segment', '0.0625', ...(loggerTruncate ? ['--logger-truncate'] : [])];
   /** Start (or restart) a node with the flags it was first started with, as an operator would. */
   const launch = (id: string, args?: string[]) => {
     if (args) startArgs.set(id, args);
