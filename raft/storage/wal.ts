@@ -1,6 +1,6 @@
 /**
- * The write-ahead log: a directory of segment files named `<seq>-<firstIndex>.wal` (16 hex
- * digits each), filled with framed records (see records.ts). Appends of one batch are encoded
+ * The write-ahead log: a directory of segment files named `<seq>-<firstIndex>.v2.wal` (16 hex
+ * digits each; `.wal` for version 1), filled with framed records (see records.ts). Appends of one batch are encoded
  * into one buffer, written with one write and made durable with one fdatasync: group commit.
  *
  * Every segment starts with a header, the current hard state and the latest snapshot marker,
