@@ -109,12 +109,10 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   let cpu0 = process.cpuUsage();
   // Measured from `start`; while warming up, `start` is in the future and nothing is counted.
   let start = performance.now() + warmupS * 1000;
-  let from = Date.now() + warmupS * 1000;
   const deadline = o.durationS ? start + o.durationS * 1000 : Infinity;
   const warm = warmupS > 0 ? setTimeout(() => {
     cpu0 = process.cpuUsage();
     start = performance.now();
-    from = Date.now();
   }, warmupS * 1000) : undefined;
   let secondHist = newHistogram();
   let lastSecond = 0;
@@ -163,8 +161,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       }
     }),
   );
-  const elapsedS = (performance.now() - start) / 1000;
-  const to = Date.now();
+  const end = performance.now();
+  const elapsedS = (end - start) / 1000;
   clearInterval(ticker);
   clearTimeout(warm);
   const cpu = process.cpuUsage(cpu0);
@@ -183,7 +181,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     ...counts,
     elapsedS,
     throughput: counts.answered / elapsedS,
-    window: { from, to },
+    window: { from: performance.timeOrigin + start, to: performance.timeOrigin + end },
     latencyUs: summarize(hist),
     perSecond: perSecond.slice(0, fullSeconds),
     cpu: { userS: cpu.user / 1e6, systemS: cpu.system / 1e6, percent: ((cpu.user + cpu.system) / 1e6 / elapsedS) * 100 },

@@ -80,6 +80,13 @@ export interface WalState {
   lastSegmentBytes: number;
 }
 
+/**
+ * The next segment's file (`next.wal.tmp`): not decided yet (until the current segment is half
+ * full), being zero-filled (`done` tells whether it worked), ready (zero-filled or recycled), or
+ * none (the next segment grows as it is written).
+ */
+type Spare = { state: 'undecided' | 'ready' | 'none' } | { state: 'filling'; done: Promise<boolean> };
+
 interface Segment {
   seq: number;
   firstIndex: number;
@@ -120,14 +127,7 @@ export class Wal {
   private readonly fsync: FsyncMode;
   private readonly segmentBytes: number;
   private readonly preallocateBytes: number;
-  /**
-   * The next segment's file: being zero-filled (resolves true once it is ready to use), or
-   * decided against (false). Undefined until the current segment is half full.
-   */
-  private spare: Promise<boolean> | undefined;
-  /** A spare file is complete (recycled, or zero-filled) / being zero-filled. */
-  private spareReady = false;
-  private sparePreparing = false;
+  private spare: Spare = { state: 'undecided' };
   /** Bytes written and fdatasyncs made since the current segment began (or the log opened). */
   private written = 0;
   private syncs = 0;
@@ -168,7 +168,7 @@ export class Wal {
     if (segments.length === 0) {
       await wal.createSegment(1);
       // A new log: the next segment is prepared now, before there is load to disturb.
-      if (wal.preallocateBytes > 0) wal.spare = wal.prepareSpare();
+      if (wal.preallocateBytes > 0) wal.fillSpare();
     } else {
       const last = segments[segments.length - 1];
       try {
@@ -258,12 +258,11 @@ export class Wal {
       while (this.segments.length > 1 && this.segments[1].firstIndex - 1 <= compactTo) {
         const old = this.segments.shift()!;
         try {
-          if (old.v2 && this.preallocateBytes > 0 && !this.spareReady && !this.sparePreparing) {
+          if (old.v2 && this.preallocateBytes > 0 && (this.spare.state === 'undecided' || this.spare.state === 'none')) {
             // Recycled: its blocks are allocated and written, so the segment it becomes is
             // preallocated without writing it again (PostgreSQL recycles WAL files the same way).
             await this.fs.rename(old.path, join(this.dir, SPARE));
-            this.spare = Promise.resolve(true);
-            this.spareReady = true;
+            this.spare = { state: 'ready' };
           } else {
             await this.fs.rm(old.path);
           }
@@ -278,7 +277,7 @@ export class Wal {
   /** Close the files; works after a failure too, so a stopping node releases them. */
   close(): Promise<void> {
     const p = this.chain.then(async () => {
-      await this.spare;
+      if (this.spare.state === 'filling') await this.spare.done;
       // A clean close keeps the latest commit index (after a crash it is learned again).
       if (this.fh && this.pendingHardState && !this.failed) {
         await this.write(this.encode([{ type: RecordType.HardState, hardState: this.hardState }])).catch(() => undefined);
@@ -392,9 +391,9 @@ export class Wal {
     const seg: Segment = { seq, firstIndex, path: join(this.dir, segName(seq, firstIndex)), v2: true, seed: segmentSeed(seq) };
     const old = this.fh;
     // The first segment is always preallocated (there are no writes yet to judge by).
-    const spare = this.preallocateBytes > 0 && (await (this.spare ?? (this.segments.length === 0 ? this.prepareSpare() : false)));
-    this.spare = undefined;
-    this.spareReady = false;
+    if (this.preallocateBytes > 0 && this.segments.length === 0 && this.spare.state === 'undecided') this.fillSpare();
+    const spare = this.spare.state === 'filling' ? await this.spare.done : this.spare.state === 'ready';
+    this.spare = { state: 'undecided' };
     try {
       if (spare) {
         await this.fs.rename(join(this.dir, SPARE), seg.path);
@@ -418,9 +417,10 @@ export class Wal {
 
   /** Once the current segment is half full, decide (and start) how the next one is made. */
   private planNextSegment(): void {
-    if (this.spare || this.preallocateBytes === 0 || this.size < Math.min(this.segmentBytes, this.preallocateBytes) / 2) return;
+    if (this.spare.state !== 'undecided' || this.preallocateBytes === 0 || this.size < Math.min(this.segmentBytes, this.preallocateBytes) / 2) return;
     const small = this.syncs > 0 && this.written / this.syncs <= PREALLOCATE_BELOW_BYTES_PER_SYNC;
-    this.spare = small ? this.prepareSpare() : Promise.resolve(false);
+    if (small) this.fillSpare();
+    else this.spare = { state: 'none' };
   }
 
   /**
@@ -428,25 +428,17 @@ export class Wal {
    * chain). Best effort: if it fails (a full disk, say), the next segment grows as it is
    * written, and a full disk is reported by the append that meets it.
    */
-  private prepareSpare(): Promise<boolean> {
+  private fillSpare(): void {
     const path = join(this.dir, SPARE);
-    this.sparePreparing = true;
-    const run = async (): Promise<boolean> => {
+    const fill = async (): Promise<boolean> => {
       let fh: FileHandleLike | undefined;
       try {
         fh = await this.fs.open(path, 'w');
         const zeros = Buffer.alloc(Math.min(PREALLOCATE_CHUNK, this.preallocateBytes));
-        let unsynced = 0;
-        for (let off = 0; off < this.preallocateBytes; ) {
-          const len = Math.min(zeros.length, this.preallocateBytes - off);
-          const { bytesWritten } = await fh.write(zeros, 0, len, off);
-          if (bytesWritten <= 0) return false;
-          off += bytesWritten;
-          unsynced += bytesWritten;
-          if (this.fsync !== 'never' && (unsynced >= PREALLOCATE_SYNC_BYTES || off >= this.preallocateBytes)) {
-            await fh.datasync();
-            unsynced = 0;
-          }
+        for (let off = 0; off < this.preallocateBytes; off += zeros.length) {
+          const end = Math.min(off + zeros.length, this.preallocateBytes);
+          await writeAll(fh, zeros.subarray(0, end - off), off);
+          if (this.fsync !== 'never' && (end % PREALLOCATE_SYNC_BYTES === 0 || end === this.preallocateBytes)) await fh.datasync();
         }
         return true;
       } catch {
@@ -455,12 +447,12 @@ export class Wal {
         await fh?.close().catch(() => undefined);
       }
     };
-    return run().then(async (ok) => {
+    const done = fill().then(async (ok) => {
       if (!ok) await this.fs.rm(path, { force: true }).catch(() => undefined);
-      this.sparePreparing = false;
-      this.spareReady = ok;
+      this.spare = { state: ok ? 'ready' : 'none' };
       return ok;
     });
+    this.spare = { state: 'filling', done };
   }
 
   /** Header, hard state and snapshot marker: what a segment needs once older ones are gone. */

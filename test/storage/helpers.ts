@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Entry, EntryType } from '../../raft/index.js';
+import { Entry, EntryType, Wal, WalState } from '../../raft/index.js';
 
 export async function tempDir(prefix: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), `raftkv-${prefix}-`));
@@ -20,4 +20,21 @@ export function entries(from: number, to: number, term: number, size = 64): Entr
   const out: Entry[] = [];
   for (let i = from; i <= to; i++) out.push({ index: i, term, type: EntryType.Normal, data: entryData(i, term, size) });
   return out;
+}
+
+/** Run `fn` in a fresh temporary directory, removed afterwards whatever happens. */
+export async function inTempDir(prefix: string, fn: (dir: string) => Promise<void>): Promise<void> {
+  const { dir, cleanup } = await tempDir(prefix);
+  try {
+    await fn(dir);
+  } finally {
+    await cleanup();
+  }
+}
+
+/** What a restart would replay from the log in `dir` (opened and closed again). */
+export async function replayed(dir: string): Promise<WalState> {
+  const { wal, state } = await Wal.open(dir);
+  await wal.close();
+  return state;
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { DiskStorage, Wal } from '../../raft/index.js';
 import { encodeBatch, RecordType, segmentSeed, TERMINATOR_BYTES, WAL_VERSION } from '../../raft/storage/records.js';
-import { entries, tempDir } from './helpers.js';
+import { entries, inTempDir, replayed, tempDir } from './helpers.js';
 
 const SEGMENT = 16 << 10;
 
@@ -16,8 +16,7 @@ const isZero = (b: Buffer) => b.every((x) => x === 0);
 
 describe('preallocated WAL segments', () => {
   it('are zero-filled to their size before use while writes are small, roll, and replay whole', async () => {
-    const { dir, cleanup } = await tempDir('prealloc');
-    try {
+    await inTempDir('prealloc', async (dir) => {
       const { wal } = await Wal.open(dir, { segmentBytes: SEGMENT, preallocateBytes: SEGMENT });
       for (let i = 0; i < 30; i++) await wal.append({ entries: entries(i * 10 + 1, i * 10 + 10, 1, 100), hardState: { term: 1, vote: '', commit: i * 10 } });
       const names = await segments(dir);
@@ -36,18 +35,14 @@ describe('preallocated WAL segments', () => {
       // Appends after a reopen go where the data ended, not at the end of the file.
       await again.append({ entries: entries(301, 305, 2, 100) });
       await again.close();
-      const { wal: third, state: after } = await Wal.open(dir);
-      await third.close();
+      const after = await replayed(dir);
       assert.equal(after.entries.length, 305);
       assert.equal(after.entries[304].term, 2);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('a torn write inside the zeros is cut at its start, so a shorter later write cannot run into its leftovers', async () => {
-    const { dir, cleanup } = await tempDir('prealloc');
-    try {
+    await inTempDir('prealloc', async (dir) => {
       const { wal } = await Wal.open(dir, { segmentBytes: SEGMENT, preallocateBytes: SEGMENT });
       await wal.append({ entries: entries(1, 5, 1, 100) });
       await wal.close();
@@ -77,18 +72,14 @@ describe('preallocated WAL segments', () => {
       // A short write where the torn one began, then a reopen: no leftovers, no corruption.
       await reopened.append({ entries: entries(6, 6, 2, 100) });
       await reopened.close();
-      const { wal: last, state: after } = await Wal.open(dir);
-      await last.close();
+      const after = await replayed(dir);
       assert.deepEqual(after.entries.map((e) => `${e.index}:${e.term}`), ['1:1', '2:1', '3:1', '4:1', '5:1', '6:2']);
       assert.equal(after.tornBytesRepaired, 0);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('after the first segment, large writes (group commit under load) make the next segments grow as written instead', async () => {
-    const { dir, cleanup } = await tempDir('prealloc');
-    try {
+    await inTempDir('prealloc', async (dir) => {
       const segment = 256 << 10;
       const { wal } = await Wal.open(dir, { segmentBytes: segment, preallocateBytes: segment });
       // 40 entries of 1 KB per write: about 41 KB per fdatasync.
@@ -101,17 +92,13 @@ describe('preallocated WAL segments', () => {
       const bytes = (await stat(join(dir, last))).size;
       assert.ok(bytes < segment, `the open one grows as written (${bytes} bytes)`);
       assert.ok(!(await readdir(dir)).includes('next.wal.tmp'), 'no spare is zero-filled');
-      const { wal: again, state } = await Wal.open(dir);
-      await again.close();
+      const state = await replayed(dir);
       assert.equal(state.entries.length, 800);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('a sealed segment that ends in zeros (the segment size was lowered between runs) replays whole', async () => {
-    const { dir, cleanup } = await tempDir('prealloc');
-    try {
+    await inTempDir('prealloc', async (dir) => {
       const { wal } = await Wal.open(dir, { segmentBytes: 64 << 10, preallocateBytes: 64 << 10 });
       await wal.append({ entries: entries(1, 10, 1, 100) });
       await wal.close();
@@ -121,17 +108,13 @@ describe('preallocated WAL segments', () => {
       const names = await segments(dir);
       assert.ok(names.length >= 3);
       assert.equal((await stat(join(dir, names[0]))).size, 64 << 10, 'the first segment, sealed, still has its zeros');
-      const { wal: again, state } = await Wal.open(dir);
-      await again.close();
+      const state = await replayed(dir);
       assert.deepEqual(state.entries.map((e) => e.index), Array.from({ length: 60 }, (_, i) => i + 1));
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('a spare left by a crash is discarded at open; a segment file that is all zeros (created, never written) gets its header', async () => {
-    const { dir, cleanup } = await tempDir('prealloc');
-    try {
+    await inTempDir('prealloc', async (dir) => {
       const { wal } = await Wal.open(dir, { segmentBytes: SEGMENT, preallocateBytes: SEGMENT });
       await wal.append({ entries: entries(1, 3, 1, 100) });
       await wal.close();
@@ -149,17 +132,13 @@ describe('preallocated WAL segments', () => {
       const after3 = await segments(dir);
       assert.ok(after3.length >= 3);
       assert.ok((await stat(join(dir, after3[2]))).size >= SEGMENT, 'made from a zero-filled spare');
-      const { wal: third, state: after } = await Wal.open(dir);
-      await third.close();
+      const after = await replayed(dir);
       assert.deepEqual(after.entries.map((e) => e.index), Array.from({ length: 303 }, (_, i) => i + 1));
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('a segment a snapshot covers becomes the next segment, old writes and all, and they never read as its own', async () => {
-    const { dir, cleanup } = await tempDir('prealloc');
-    try {
+    await inTempDir('prealloc', async (dir) => {
       // Large writes: no zero-filled spare after the first, so the next ones come from recycling.
       const segment = 64 << 10;
       const { wal } = await Wal.open(dir, { segmentBytes: segment, preallocateBytes: segment });
@@ -189,18 +168,14 @@ describe('preallocated WAL segments', () => {
       state.entries.forEach((e, i) => i > 0 && assert.equal(e.index, state.entries[i - 1].index + 1));
       await again.append({ entries: entries(next, next, 2, 1024) });
       await again.close();
-      const { wal: third, state: after } = await Wal.open(dir);
-      await third.close();
+      const after = await replayed(dir);
       assert.equal(after.entries[after.entries.length - 1].index, next);
       assert.equal(after.entries[after.entries.length - 1].term, 2);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('a log written by version 1 (.wal segments) replays, and the log goes on in version 2 segments', async () => {
-    const { dir, cleanup } = await tempDir('prealloc');
-    try {
+    await inTempDir('prealloc', async (dir) => {
       const v1 = Buffer.concat([
         encodeBatch([
           { type: RecordType.SegmentHeader, version: 1 },
@@ -217,13 +192,10 @@ describe('preallocated WAL segments', () => {
       await wal.append({ entries: entries(5, 6, 1, 100) });
       await wal.close();
       assert.deepEqual(await segments(dir), [`${'0'.padStart(16, '0')}-${'1'.padStart(16, '0')}.wal`, `${'1'.padStart(16, '0')}-${'5'.padStart(16, '0')}.v2.wal`]);
-      const { wal: again, state: after } = await Wal.open(dir);
-      await again.close();
+      const after = await replayed(dir);
       assert.deepEqual(after.entries.map((e) => e.index), [1, 2, 3, 4, 5, 6]);
       assert.deepEqual(after.hardState, { term: 1, vote: 'a', commit: 4 });
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('DiskStorage preallocates whole segments by default, and not at all when told 0', async () => {
