@@ -54,8 +54,8 @@ export interface DiskStorageOptions {
   fsync?: FsyncMode;
   segmentBytes?: number;
   /**
-   * Zero-fill WAL segments ahead of use, up to this many bytes each (default: the segment
-   * size, at most 64 MB; 0: segments grow as they are written). See wal.ts.
+   * Make WAL segments this long ahead of use (default: the segment size, at most 64 MB, unless
+   * fsync is 'never'; 0: segments grow as they are written). See wal.ts.
    */
   preallocateBytes?: number;
   keepSnapshots?: number;
@@ -91,7 +91,8 @@ export class DiskStorage implements Storage {
     const { wal, state } = await Wal.open(join(dir, 'wal'), {
       fsync: opts.fsync,
       segmentBytes: opts.segmentBytes,
-      preallocateBytes: opts.preallocateBytes ?? Math.min(opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_BYTES),
+      // Preallocation only spares fdatasync work: without fdatasync it would be bytes for nothing.
+      preallocateBytes: opts.preallocateBytes ?? (opts.fsync === 'never' ? 0 : Math.min(opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_BYTES)),
       faults: opts.faults,
       fs: opts.fs,
     });

@@ -198,14 +198,15 @@ describe('preallocated WAL segments', () => {
     });
   });
 
-  it('DiskStorage preallocates whole segments by default, and not at all when told 0', async () => {
-    for (const [preallocateBytes, size] of [
-      [undefined, SEGMENT],
-      [0, undefined],
+  it('DiskStorage preallocates whole segments by default, and not at all when told 0 or when it never syncs', async () => {
+    for (const [preallocateBytes, fsync, size] of [
+      [undefined, 'batch', SEGMENT],
+      [0, 'batch', undefined],
+      [undefined, 'never', undefined],
     ] as const) {
       const { dir, cleanup } = await tempDir('prealloc');
       try {
-        const storage = await DiskStorage.open(dir, { segmentBytes: SEGMENT, preallocateBytes });
+        const storage = await DiskStorage.open(dir, { segmentBytes: SEGMENT, preallocateBytes, fsync });
         await storage.save({ entries: entries(1, 3, 1, 100), hardState: { term: 1, vote: '', commit: 0 } });
         await storage.close();
         const [seg] = await segments(join(dir, 'wal'));
