@@ -96,6 +96,8 @@ export class CommandLog {
   private flushing: Promise<void> | undefined;
   /** Set while the active segment is being closed or replaced: flushes wait for it. */
   private held: Promise<void> | undefined;
+  /** Settles when the last caller of withoutFlushes queued so far is done. */
+  private exclusive: Promise<void> = Promise.resolve();
   private flushAgain = false;
   private activeFd: number | undefined;
   private waiters: { index: number; resolve: () => void; timer: NodeJS.Timeout }[] = [];
@@ -320,11 +322,16 @@ export class CommandLog {
    * asked for wait until it is done): the active segment's file may be closed inside.
    */
   private async withoutFlushes(fn: () => Promise<void>): Promise<void> {
-    while (this.held) await this.held;
-    await this.flush();
+    // Callers queue in call order. Checking `held` and then awaiting a flush before taking it let
+    // two callers (two voters' truncation asks at once) both pass the check and run side by side.
+    const before = this.exclusive;
     let release!: () => void;
-    this.held = new Promise((r) => (release = r));
+    const done = new Promise<void>((r) => (release = r));
+    this.exclusive = before.then(() => done);
     try {
+      await before;
+      await this.flush();
+      this.held = done;
       // A flush started between the one awaited above and the hold ends its current round.
       while (this.flushing) await this.flushing;
       await fn();

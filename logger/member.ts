@@ -56,6 +56,7 @@ export class LoggerMember {
   private stopping = false;
   private joinDone: Promise<boolean> | undefined;
   private introduceTimer: NodeJS.Timeout | undefined;
+  private lastLeader = '';
   /** When each commit index was first seen, to report how far behind the log is in seconds. */
   private commitSeen: { index: number; at: number }[] = [];
   baseInstalls = 0;
@@ -143,6 +144,13 @@ export class LoggerMember {
       tickMs,
       onMembership: (m) => {
         for (const id of this.peers.keys()) if (!m.voters.includes(id) && !m.learners.includes(id)) this.transport.drop(id);
+      },
+      // Which leader it follows, as replicas print theirs: a logger that hears no leader is
+      // falling behind, and this is where an operator sees it.
+      onSoftState: (s) => {
+        if (s.leader === this.lastLeader) return;
+        this.lastLeader = s.leader;
+        o.log(`${o.id}: ${s.leader ? `following ${s.leader}` : 'no leader'} (term ${node.term})`);
       },
       onFatal: (e) => this.fatal(e),
     });

@@ -38,7 +38,8 @@ if (!(time > 0) || !Number.isInteger(seed0) || (nodes !== 3 && nodes !== 5) || !
 let violations = 0;
 const totals = { ops: 0, acked: 0, indeterminate: 0, reads: 0, faults: 0 };
 for (let s = seed0; s < seed0 + scenarios; s++) {
-  const r = await runScenario({ seed: s, timeS: time, nodes: nodes as 3 | 5, readMode, loggers, log: values.verbose ? (l) => console.log(l) : undefined });
+  let printed = 0;
+  const r = await runScenario({ seed: s, timeS: time, nodes: nodes as 3 | 5, readMode, loggers, log: values.verbose ? (l) => (printed++, console.log(l)) : undefined });
   const nFaults = Object.values(r.faults).reduce((a, b) => a + b, 0);
   totals.ops += r.ops;
   totals.acked += r.writesAcked;
@@ -50,7 +51,9 @@ for (let s = seed0; s < seed0 + scenarios; s++) {
     violations++;
     console.log(`VIOLATION with seed ${s} (rerun: npm run test:faults -- --time ${time} --seed ${s} --nodes ${nodes} --loggers ${loggers} --verbose)`);
     for (const v of r.violations) console.log(v);
-    if (!values.verbose) for (const l of r.log) console.log(l);
+    // --verbose printed the nemesis log as it went; the cluster dump and the loggers' output
+    // that follow it on a failure were not.
+    for (const l of r.log.slice(printed)) console.log(l);
   }
 }
 console.log(`faults: ${scenarios} scenarios, ${totals.ops} ops, ${totals.acked} writes acked, ${totals.indeterminate} indeterminate, ${totals.reads} reads, ${totals.faults} faults; violations: ${violations}`);

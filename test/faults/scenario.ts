@@ -14,7 +14,7 @@ import { History } from '../helpers/history.js';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FaultProxy, LinkFaults } from './proxy.js';
-import { LoggerProc, defineLogger, kill9Logger, loggedRange, logsOf, startLogger, waitLogged } from '../helpers/logger.js';
+import { LoggerProc, defineLogger, kill9Logger, loggedRange, loggerApi, logsOf, startLogger, waitLogged } from '../helpers/logger.js';
 import { logSource } from '../../logger/client.js';
 import { rebuild } from '../../logger/rebuild.js';
 import { MemoryEngine } from '../../replica/engines/memory.js';
@@ -395,7 +395,17 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     };
   } catch (e) {
     violations.push(`scenario failed: ${(e as Error).message}`);
-    return { seed: o.seed, ops: history.ops.length, writesAcked: 0, writesIndeterminate: 0, readsOk: 0, faults: counts, violations, log: [...lines, c.dump(), ...[...loggers].map(([id, l]) => `--- ${id}\n${l.out.split('\n').slice(-15).join('\n')}`)] };
+    // What each process says of itself now: the output alone shows what changed, not where it stuck.
+    const states: string[] = [];
+    for (const id of members()) {
+      const st = c.procs.has(id) ? await c.status(id) : undefined;
+      states.push(`status ${id}: ${st ? JSON.stringify({ role: st.role, term: st.term, leader: st.leader, commit: st.commitIndex, members: st.members.map((m) => `${m.id}:${m.role}:${m.match ?? '-'}`) }) : 'no answer'}`);
+    }
+    for (const [id, l] of loggers) {
+      const r = await loggerApi(l.http, '/v1/status').catch((e: Error) => ({ status: 0, text: e.message }));
+      states.push(`status ${id}: ${r.status} ${r.text.slice(0, 1500)}`);
+    }
+    return { seed: o.seed, ops: history.ops.length, writesAcked: 0, writesIndeterminate: 0, readsOk: 0, faults: counts, violations, log: [...lines, ...states, c.dump(), ...[...loggers].map(([id, l]) => `--- ${id}\n${l.out.split('\n').slice(-40).join('\n')}`)] };
   } finally {
     for (const id of c.procs.keys()) c.procs.get(id)?.kill('SIGCONT');
     for (const l of loggers.values()) {

@@ -27,7 +27,7 @@ export interface ReplicaStatusLite {
   leader: string;
   commitIndex: number;
   appliedIndex: number;
-  members: { id: string; role: string }[];
+  members: { id: string; role: string; match?: number }[];
 }
 
 export class TestCluster {

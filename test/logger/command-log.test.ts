@@ -116,6 +116,30 @@ describe('command log', () => {
       await again.close();
     }));
 
+  it('two truncations asked at once run one after the other: the later start is never undone', () =>
+    withDir(async (dir) => {
+      // Two voters' asks arrive together after a snapshot at the same index. Both passed the
+      // "nobody holds the log" check before either took it, ran side by side, and the one with
+      // the slower base file wrote its older start over the newer one.
+      const membership = { voters: ['a'], learners: [], addrs: { a: 'x:1' } };
+      const log = await CommandLog.open(dir, { segmentBytes: 100 });
+      log.append(range(1, 10));
+      await log.flush();
+      const [slow, fast] = await Promise.all([
+        log.truncatePrefix(5, { meta: { index: 8, term: 1, membership }, data: Buffer.alloc(32 << 20, 1) }),
+        log.truncatePrefix(7, { meta: { index: 9, term: 1, membership }, data: Buffer.from('state@9') }),
+      ]);
+      assert.equal(fast, 8);
+      assert.equal(slow === 6 || slow === 8, true, `the other truncation returned ${slow}`);
+      assert.equal(log.info().first, 8, 'the log starts after the later truncation point');
+      await log.close();
+      const again = await CommandLog.open(dir);
+      assert.equal(again.info().first, 8);
+      assert.equal(again.info().base?.index, 9);
+      assert.deepEqual((await readAll(again, 8, 10)).map((e) => e.index), [8, 9, 10]);
+      await again.close();
+    }));
+
   it('flushes in flight around a base install and a close keep every entry; appends after close are refused', () =>
     withDir(async (dir) => {
       // Flushes run on the thread pool; a base install and close() close the active segment's
