@@ -9,7 +9,7 @@ export function encodeConfChange(cc: ConfChange): Uint8Array {
 
 export function decodeConfChange(data: Uint8Array): ConfChange {
   const v = JSON.parse(decoder.decode(data)) as ConfChange;
-  if (typeof v !== 'object' || v === null || typeof v.node !== 'string' || !(v.type in ConfChangeType)) {
+  if (typeof v !== 'object' || v === null || typeof v.node !== 'string' || !(v.type in ConfChangeType) || (v.logger !== undefined && typeof v.logger !== 'boolean')) {
     throw new Error('malformed conf change entry');
   }
   return v;
@@ -23,16 +23,21 @@ export function validateConfChange(m: Membership, cc: ConfChange): string | unde
   if (!cc.node) return 'conf change needs a node id';
   const isVoter = m.voters.includes(cc.node);
   const isLearner = m.learners.includes(cc.node);
+  const isLogger = m.loggers?.includes(cc.node) ?? false;
+  if (cc.logger && cc.type !== ConfChangeType.AddLearner) return `only a non-voter can be a logger`;
   switch (cc.type) {
     case ConfChangeType.AddVoter:
       if (isVoter) return `${cc.node} is already a voter`;
+      if (isLogger) return `${cc.node} is a logger: loggers are never promoted to voters`;
       if (!isLearner && !cc.addr) return `new member ${cc.node} needs an address`;
       if (!isLearner && Object.entries(m.addrs).some(([id, a]) => a === cc.addr && id !== cc.node)) {
         return `address ${cc.addr} already belongs to another member`;
       }
       return undefined;
     case ConfChangeType.AddLearner:
-      if (isLearner) return `${cc.node} is already a non-voter`;
+      // A non-voter that joined before loggers were marked may be marked now.
+      if (isLearner && !(cc.logger && !isLogger)) return `${cc.node} is already a ${isLogger ? 'logger' : 'non-voter'}`;
+      if (isVoter && cc.logger) return `${cc.node} is a voter: a voter cannot become a logger`;
       if (isVoter && m.voters.length === 1) return `cannot demote the only voter ${cc.node}`;
       if (!isVoter && !cc.addr) return `new member ${cc.node} needs an address`;
       if (!isVoter && Object.entries(m.addrs).some(([id, a]) => a === cc.addr && id !== cc.node)) {
@@ -52,23 +57,31 @@ export function validateConfChange(m: Membership, cc: ConfChange): string | unde
 export function applyConfChange(m: Membership, cc: ConfChange): Membership {
   const next = cloneMembership(m);
   const drop = (list: NodeId[]) => list.filter((id) => id !== cc.node);
+  // Applied as committed, whatever validation said when it was proposed (an entry from an older
+  // version may promote a logger): the lists never disagree with each other.
+  let loggers = next.loggers ?? [];
   switch (cc.type) {
     case ConfChangeType.AddVoter:
       next.learners = drop(next.learners);
+      loggers = drop(loggers);
       if (!next.voters.includes(cc.node)) next.voters.push(cc.node);
       if (cc.addr) next.addrs[cc.node] = cc.addr;
       break;
     case ConfChangeType.AddLearner:
       next.voters = drop(next.voters);
       if (!next.learners.includes(cc.node)) next.learners.push(cc.node);
+      if (cc.logger && !loggers.includes(cc.node)) loggers = [...loggers, cc.node];
       if (cc.addr) next.addrs[cc.node] = cc.addr;
       break;
     case ConfChangeType.RemoveNode:
       next.voters = drop(next.voters);
       next.learners = drop(next.learners);
+      loggers = drop(loggers);
       delete next.addrs[cc.node];
       break;
   }
+  if (loggers.length > 0) next.loggers = loggers;
+  else delete next.loggers;
   return next;
 }
 

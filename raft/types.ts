@@ -34,6 +34,11 @@ export interface Membership {
   voters: NodeId[];
   learners: NodeId[];
   addrs: Record<NodeId, string>;
+  /**
+   * Learners that joined as loggers (a logger's own Raft log is not fsync'd): the configuration
+   * refuses to make them voters, whoever leads and whatever it has heard. Absent when none.
+   */
+  loggers?: NodeId[];
 }
 
 export interface SnapshotMeta {
@@ -73,6 +78,8 @@ export interface ConfChange {
   node: NodeId;
   /** Address the driver should dial for this node (ignored for RemoveNode). */
   addr?: string;
+  /** AddLearner only: the node is a logger, never to be promoted (Membership.loggers). */
+  logger?: boolean;
 }
 
 export enum Role {
@@ -171,7 +178,9 @@ export const EMPTY_ENTRIES: Entry[] = Object.freeze([]) as unknown as Entry[];
 export const EMPTY_DATA = new Uint8Array(0);
 
 export function cloneMembership(m: Membership): Membership {
-  return { voters: [...m.voters], learners: [...m.learners], addrs: { ...m.addrs } };
+  const c: Membership = { voters: [...m.voters], learners: [...m.learners], addrs: { ...m.addrs } };
+  if (m.loggers && m.loggers.length > 0) c.loggers = [...m.loggers];
+  return c;
 }
 
 export function isEmptyHardState(h: HardState): boolean {

@@ -36,7 +36,7 @@ export function validateMessage(m: Message, self: NodeId): string | undefined {
     }
     if (!(c.data instanceof Uint8Array) || c.offset + c.data.length > c.totalSize) return 'snapshot chunk overruns its size';
     const mem = c.meta.membership;
-    if (!mem || !Array.isArray(mem.voters) || !Array.isArray(mem.learners) || typeof mem.addrs !== 'object') {
+    if (!mem || !Array.isArray(mem.voters) || !Array.isArray(mem.learners) || typeof mem.addrs !== 'object' || (mem.loggers !== undefined && !Array.isArray(mem.loggers))) {
       return 'snapshot chunk has no membership';
     }
     if (c.meta.term > m.term) return 'snapshot term is ahead of the sender';

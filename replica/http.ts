@@ -154,7 +154,7 @@ export class HttpApi {
       }
       if (!r.isLeader()) return this.toLeader(reply, '/v1/members', body);
       try {
-        await r.addMember(id, addr, voter, { fresh });
+        await r.addMember(id, addr, voter, { fresh, logger: role === 'logger' });
         return reply.send({ ok: true, id, addr, voter });
       } catch (e) {
         return this.raftFailure(reply, e);

@@ -63,7 +63,7 @@ export async function joinThrough(
  * entries it acknowledged): the old member is removed first and the joiner added as a new one,
  * so it counts for nothing until it has caught up again (etcd asks for the same by hand).
  */
-export function joinSteps(m: Membership, j: { id: string; addr: string; voter: boolean; fresh: boolean }): ConfChange[] {
+export function joinSteps(m: Membership, j: { id: string; addr: string; voter: boolean; fresh: boolean; logger?: boolean }): ConfChange[] {
   const steps: ConfChange[] = [];
   let known: string | undefined = m.addrs[j.id];
   const wasVoter = m.voters.includes(j.id);
@@ -72,7 +72,9 @@ export function joinSteps(m: Membership, j: { id: string; addr: string; voter: b
     known = undefined;
   }
   if (known !== undefined && known !== j.addr) throw new Error(`member ${j.id} exists with address ${known}, not ${j.addr}`);
-  if (known === undefined) steps.push({ type: ConfChangeType.AddLearner, node: j.id, addr: j.addr });
+  if (known === undefined) steps.push({ type: ConfChangeType.AddLearner, node: j.id, addr: j.addr, ...(j.logger ? { logger: true } : {}) });
+  // A logger that joined before the configuration marked loggers is marked now.
+  else if (j.logger && m.learners.includes(j.id) && !m.loggers?.includes(j.id)) steps.push({ type: ConfChangeType.AddLearner, node: j.id, logger: true });
   if (j.voter && (steps.length > 0 || !wasVoter)) steps.push({ type: ConfChangeType.AddVoter, node: j.id });
   return steps;
 }

@@ -14,7 +14,7 @@ package raftkv;
 
 message Entry { uint64 index = 1; uint64 term = 2; uint32 type = 3; bytes data = 4; }
 message Member { string id = 1; string addr = 2; }
-message Membership { repeated string voters = 1; repeated string learners = 2; repeated Member addrs = 3; }
+message Membership { repeated string voters = 1; repeated string learners = 2; repeated Member addrs = 3; repeated string loggers = 4; }
 message SnapshotMeta { uint64 index = 1; uint64 term = 2; Membership membership = 3; }
 message SnapshotChunk { SnapshotMeta meta = 1; uint64 offset = 2; uint64 total_size = 3; bytes data = 4; bool done = 5; }
 message RaftMessage {
@@ -148,6 +148,7 @@ export function encodeRaftMessage(m: Message): Uint8Array {
           voters: m.snapshot.meta.membership.voters,
           learners: m.snapshot.meta.membership.learners,
           addrs: Object.entries(m.snapshot.meta.membership.addrs).map(([id, addr]) => ({ id, addr })),
+          loggers: m.snapshot.meta.membership.loggers ?? [],
         },
       },
       offset: m.snapshot.offset,
@@ -180,6 +181,7 @@ export function decodeRaftMessage(buf: Uint8Array): Message {
           voters: mem.voters ?? [],
           learners: mem.learners ?? [],
           addrs: Object.fromEntries((mem.addrs ?? []).map((a: { id: string; addr: string }) => [a.id, a.addr])),
+          ...(mem.loggers?.length ? { loggers: mem.loggers } : {}),
         },
       },
       offset: num(s.offset),

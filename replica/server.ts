@@ -439,14 +439,14 @@ export class Replica {
   // Membership
 
   /** Admit a joiner (run on the leader): the steps of joinSteps, each once it can be taken. */
-  async addMember(id: string, raftAddr: string, voter: boolean, o: { fresh?: boolean; timeoutMs?: number } = {}): Promise<void> {
+  async addMember(id: string, raftAddr: string, voter: boolean, o: { fresh?: boolean; logger?: boolean; timeoutMs?: number } = {}): Promise<void> {
     parseHostPort(raftAddr, 'member address');
     const deadline = Date.now() + (o.timeoutMs ?? 60_000);
     const m = this.driver.node.membership;
     if (o.fresh && id === this.opts.id) throw new RaftError('invalid-conf-change', `${id} is this leader: a node with no state cannot join under its id`);
     let steps: ConfChange[];
     try {
-      steps = joinSteps(m, { id, addr: raftAddr, voter, fresh: o.fresh ?? false });
+      steps = joinSteps(m, { id, addr: raftAddr, voter, fresh: o.fresh ?? false, logger: o.logger });
     } catch (e) {
       throw new RaftError('invalid-conf-change', (e as Error).message);
     }
@@ -454,6 +454,8 @@ export class Replica {
       this.log(`${this.opts.id}: ${id} joins with no state but is a member (it was at ${this.driver.node.progressOf(id)?.match ?? 0}): it lost its data; removing it and adding it back as a new member`);
     }
     for (const cc of steps) {
+      // The configuration refuses to promote a logger it has marked (validateConfChange); one
+      // that joined before loggers were marked is known by its hello.
       if (cc.type === ConfChangeType.AddVoter && this.peerInfo.get(id)?.role === 'logger') throw new RaftError('invalid-conf-change', `${id} is a logger: loggers are never promoted to voters`);
       await this.retryConfChange(cc, deadline);
     }
@@ -609,7 +611,7 @@ export class Replica {
       appliedIndex: this.driver.appliedIndex,
       lastIndex: n.log.lastIndex(),
       clusterId: this.clusterId,
-      members: [...m.voters.map((id) => member(id, 'voter')), ...m.learners.map((id) => member(id, this.peerInfo.get(id)?.role === 'logger' ? 'logger' : 'non-voter'))],
+      members: [...m.voters.map((id) => member(id, 'voter')), ...m.learners.map((id) => member(id, m.loggers?.includes(id) || this.peerInfo.get(id)?.role === 'logger' ? 'logger' : 'non-voter'))],
       app: this.opts.app,
       fsync: this.opts.fsync,
       keys: this.sm.engine.size(),

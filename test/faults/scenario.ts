@@ -352,7 +352,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
         const st = (await Promise.all(members().filter((id) => c.procs.has(id)).map((id) => c.status(id)))).filter(Boolean);
         const lead = st.find((s) => s!.role === 'leader');
         if (lead) {
-          const mem = lead.members.filter((m) => m.role !== 'logger').map((m) => m.id);
+          const mem = lead.members.filter((m) => m.role !== 'logger' && !loggers.has(m.id)).map((m) => m.id);
           await c.waitLeader(mem, 30_000);
           for (const id of members()) if (!mem.includes(id) && c.procs.has(id)) log(`${id} never became a member (its join did not go through)`);
           return mem;

@@ -125,6 +125,28 @@ describe('decoupled logger (real processes)', () => {
     same(await range(logA.recov, 'log0', 1, st.commitIndex), await range(recov.get(leader)!, '-', 1, st.commitIndex));
   });
 
+  it('a leader that never heard from a logger still knows it is one: the configuration says so', async () => {
+    // Seen in the fault suite: a leader restarted while the logger was cut off reported it as a
+    // "non-voter" until the logger's hello came, and would have promoted it to voter meanwhile
+    // (a voter whose Raft log is never fsync'd could lose acknowledged writes).
+    logA.proc!.kill('SIGKILL');
+    for (const id of ids) {
+      await c.terminate(id);
+      c.start(id);
+    }
+    const leader = await c.waitLeader(ids);
+    const members = (await c.status(leader))!.members;
+    const log0 = members.find((m) => m.id === 'log0') as { role: string; raftAddr: string } | undefined;
+    assert.equal(log0?.role, 'logger', JSON.stringify(members));
+    const promote = await c.http(leader, 'POST', '/v1/members', { id: 'log0', addr: log0.raftAddr, voter: true });
+    assert.equal(promote.status, 409, JSON.stringify(promote.json));
+    assert.match(JSON.stringify(promote.json), /never promoted/);
+    startLogger(logA);
+    await write(c, ids, 'h', 50);
+    const st = (await c.status(await c.waitLeader(ids)))!;
+    await waitLogged(logA, 'log0', st.commitIndex);
+  });
+
   it('recover returns exactly the asked range, and a clear answer outside it or to bad input', async () => {
     const got = await range(logA.recov, 'log0', 10, 20);
     assert.deepEqual(got.map((e) => e.index), Array.from({ length: 11 }, (_, i) => 10 + i));

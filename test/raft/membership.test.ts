@@ -107,6 +107,42 @@ describe('membership changes (dissertation §4: one server at a time, learners)'
     refuse({ type: ConfChangeType.AddVoter, node: 'd', addr: 'mem:b' }, /already belongs/);
   });
 
+  it('a non-voter added as a logger is never promoted, by this leader or the next; removing it clears the mark', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('a');
+    net.addBlank('d');
+    net.node('a').proposeConfChange({ type: ConfChangeType.AddLearner, node: 'd', addr: 'mem:d', logger: true });
+    net.settle();
+    for (let i = 0; i < 3; i++) net.propose('a', `v${i}`);
+    net.tickAll(2);
+    for (const id of ['a', 'b', 'c', 'd']) assert.deepEqual(net.node(id).membership.loggers, ['d'], `${id} knows d is a logger`);
+    const refused = (leader: string) =>
+      assert.throws(
+        () => net.node(leader).proposeConfChange({ type: ConfChangeType.AddVoter, node: 'd' }),
+        (e: unknown) => e instanceof RaftError && e.code === 'invalid-conf-change' && /never promoted/.test(e.message),
+      );
+    refused('a');
+    // A leader restarted from its log alone (it has heard nothing from d since) refuses too.
+    net.boot('b');
+    net.tickAll(2);
+    net.node('a').transferLeadership('b');
+    net.settle();
+    assert.equal(net.node('b').isLeader(), true);
+    net.propose('b', 'first of its term');
+    refused('b');
+    assert.throws(() => net.node('b').proposeConfChange({ type: ConfChangeType.AddLearner, node: 'c', logger: true }), /a voter cannot become a logger/);
+    net.node('b').proposeConfChange({ type: ConfChangeType.RemoveNode, node: 'd' });
+    net.settle();
+    assert.equal(net.node('b').membership.loggers, undefined);
+    // Added back as a plain non-voter, it may be promoted like any other.
+    net.node('b').proposeConfChange({ type: ConfChangeType.AddLearner, node: 'd', addr: 'mem:d' });
+    net.settle();
+    net.tickAll(3);
+    net.node('b').proposeConfChange({ type: ConfChangeType.AddVoter, node: 'd' });
+    net.settle();
+    assert.ok(net.node('b').membership.voters.includes('d'));
+  });
+
   it('removing the leader: it steps down once the change commits and the rest elect a leader', () => {
     const net = new Net(['a', 'b', 'c']);
     net.elect('a');

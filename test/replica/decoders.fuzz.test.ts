@@ -6,7 +6,7 @@ import { MessageType, RaftError, RaftNode, bootstrapEntries } from '../../raft/i
 import { decodeRecord } from '../../raft/storage/records.js';
 import { decodeSnapshot } from '../../raft/storage/snapshots.js';
 import { ClientFrameDecoder, FrameError, PeerFrameDecoder, peerFrame } from '../../replica/framing.js';
-import { KvCommand, decodeCommand, decodeKvCommand, decodeKvCommandPb, decodeRaftMessage, encodeHello, encodeKvCommand } from '../../replica/proto.js';
+import { KvCommand, decodeCommand, decodeKvCommand, decodeKvCommandPb, decodeRaftMessage, encodeHello, encodeKvCommand, encodeRaftMessage } from '../../replica/proto.js';
 import { RaftKvClient } from '../../replica/client.js';
 import { TestCluster } from '../helpers/cluster.js';
 
@@ -91,6 +91,16 @@ describe(`every decoder survives arbitrary bytes (fast-check seed ${seed}; RAFTK
       }),
       runs,
     );
+  });
+
+  it('a snapshot sent to a peer keeps which non-voters are loggers', () => {
+    const membership = { voters: ['a', 'b'], learners: ['log1', 'r3'], addrs: { a: 'x:1', b: 'y:1', log1: 'z:1', r3: 'w:1' } };
+    const chunk = (loggers?: string[]) => ({
+      type: MessageType.Snap, from: 'a', to: 'b', term: 3, index: 0, logTerm: 0, commit: 0, reject: false, rejectHint: 0, seq: 1, context: '', entries: [], snapshotIndex: 0, snapshotOffset: 0,
+      snapshot: { meta: { index: 9, term: 2, membership: { ...membership, ...(loggers ? { loggers } : {}) } }, offset: 0, totalSize: 3, data: Buffer.from('abc'), done: true },
+    });
+    assert.deepEqual(decodeRaftMessage(encodeRaftMessage(chunk(['log1']) as never)).snapshot?.meta.membership, { ...membership, loggers: ['log1'] });
+    assert.deepEqual(decodeRaftMessage(encodeRaftMessage(chunk() as never)).snapshot?.meta.membership, membership);
   });
 
   it('client commands, log commands, WAL records, snapshots', () => {
