@@ -193,6 +193,8 @@ export class Simulation {
   private readonly chunkBytes: number;
   private readonly keys: string[];
   private nextNodeNumber: number;
+  /** Nodes added as loggers: the configuration must never make one a voter. */
+  private readonly loggerIds = new Set<string>();
   private opId = 0;
   private stopClientsAt: number;
 
@@ -534,6 +536,7 @@ export class Simulation {
       return;
     }
     this.leaderOfTerm.set(raft.term, node.id);
+    for (const id of raft.membership.voters) if (this.loggerIds.has(id)) this.violation(`a logger became a voter: ${node.id} leads term ${raft.term} with voters ${raft.membership.voters}`);
     // Leader completeness: every entry anyone applied (so committed) is in the new leader's log.
     for (const [index, { term, applyTerm }] of this.appliedAt) {
       // Only entries committed before this term are owed to its leader; a leader of an old term
@@ -868,9 +871,12 @@ export class Simulation {
       fn = (r) => r.proposeConfChange({ type: ConfChangeType.AddVoter, node: l });
     } else if (roll === 1 && m.voters.length + m.learners.length < 7) {
       const id = `n${this.nextNodeNumber++}`;
-      what = `add non-voter ${id}`;
+      // Some join as loggers; promoting one (roll 0 picks any non-voter) must be refused.
+      const logger = this.rng.chance(0.3);
+      what = `add ${logger ? 'logger' : 'non-voter'} ${id}`;
       fn = (r) => {
-        r.proposeConfChange({ type: ConfChangeType.AddLearner, node: id, addr: `sim:${id}` });
+        r.proposeConfChange({ type: ConfChangeType.AddLearner, node: id, addr: `sim:${id}`, ...(logger ? { logger } : {}) });
+        if (logger) this.loggerIds.add(id);
         const node = new SimNode(id);
         node.clockRate = 1 + (this.rng.float() * 0.04 - 0.02);
         this.nodes.set(id, node);
@@ -908,6 +914,8 @@ export class Simulation {
       return;
     }
     const m = leader.raft.membership;
+    for (const id of m.voters) if (this.loggerIds.has(id)) this.violation(`a logger became a voter: ${id}`);
+    for (const id of m.loggers ?? []) if (!m.learners.includes(id)) this.violation(`${id} is marked a logger but is not a non-voter`);
     const members = [...m.voters, ...m.learners].map((id) => this.nodes.get(id)!).filter(Boolean);
     const target = leader.raft.log.committed;
     for (const n of members) {
