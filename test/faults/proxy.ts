@@ -38,6 +38,9 @@ export class LinkFaults {
 export class FaultProxy {
   private server: net.Server;
   private links = new Set<{ from: string; a: net.Socket; b: net.Socket }>();
+  /** Every socket either side, links or not yet (a caller whose hello has not arrived). */
+  private readonly sockets = new Set<net.Socket>();
+  private stopped = false;
   port = 0;
 
   constructor(
@@ -65,14 +68,27 @@ export class FaultProxy {
   }
 
   async stop(): Promise<void> {
-    for (const l of this.links) {
-      l.a.destroy();
-      l.b.destroy();
-    }
-    await new Promise<void>((r) => this.server.close(() => r()));
+    // close() waits for every accepted connection to end: one accepted a moment before, whose
+    // hello had not arrived, was in no link and kept the test waiting for ever (its caller, a
+    // live replica, never closes it).
+    this.stopped = true;
+    const closed = new Promise<void>((r) => this.server.close(() => r()));
+    for (const s of this.sockets) s.destroy();
+    this.links.clear();
+    await closed;
+  }
+
+  private track(s: net.Socket): void {
+    this.sockets.add(s);
+    s.once('close', () => this.sockets.delete(s));
   }
 
   private accept(a: net.Socket): void {
+    if (this.stopped) {
+      a.destroy();
+      return;
+    }
+    this.track(a);
     let head = Buffer.alloc(0);
     const onHead = (chunk: Buffer) => {
       head = Buffer.concat([head, chunk]);
@@ -86,11 +102,12 @@ export class FaultProxy {
       } catch {
         // not a hello: forward as is, the node will refuse it
       }
-      if (this.faults.isCut(from, this.to)) {
+      if (this.faults.isCut(from, this.to) || this.stopped) {
         a.destroy();
         return;
       }
       const b = net.connect(this.targetPort, '127.0.0.1');
+      this.track(b);
       const link = { from, a, b };
       this.links.add(link);
       const forward = (src: net.Socket, dst: net.Socket, toward: string, fromId: string) => (data: Buffer) => {

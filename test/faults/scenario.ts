@@ -412,8 +412,9 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
       l.proc?.kill('SIGCONT');
       kill9Logger(l);
     }
-    for (const p of proxies.values()) await p.stop();
+    // Processes first: a live replica redials a proxy that is closing.
     await c.destroy();
+    for (const p of proxies.values()) await p.stop();
   }
 }
 
