@@ -7,7 +7,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { dialHost, parseHostPort } from './addr.js';
-import { coalescedWrite } from './coalesce.js';
+import { coalescedWrite, writeAfterReadyCallbacks } from './coalesce.js';
 import { commandFrame } from './client-frames.js';
 import { ClientFrameDecoder } from './framing.js';
 import { Command, Op, Response, Status, decodeResponse } from './proto.js';
@@ -28,13 +28,21 @@ export class Connection {
   private nextId = 1;
   private waiting = new Map<number, { resolve: (r: Response) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private ready: Promise<void>;
+  private readonly write: (socket: net.Socket, data: Uint8Array) => void;
   closed = false;
 
+  /**
+   * `batched`: requests made in one pass of the event loop leave in one write, for a connection
+   * that many callers share (a follower's connection to the leader); otherwise those made in
+   * one callback do.
+   */
   constructor(
     readonly address: string,
     private readonly timeoutMs: number,
     tlsOptions?: { ca: string | Buffer },
+    opts: { batched?: boolean } = {},
   ) {
+    this.write = opts.batched ? writeAfterReadyCallbacks : coalescedWrite;
     const hp = parseHostPort(address, 'replica address');
     this.socket = tlsOptions ? tls.connect({ host: dialHost(hp), port: hp.port, ca: tlsOptions.ca }) : net.connect({ host: dialHost(hp), port: hp.port });
     this.socket.setNoDelay(true);
@@ -76,7 +84,7 @@ export class Connection {
         reject(new RaftKvError(`no answer from ${this.address} within ${this.timeoutMs} ms`, 'timeout'));
       }, this.timeoutMs);
       this.waiting.set(id, { resolve, reject, timer });
-      coalescedWrite(this.socket, commandFrame(cmd, id));
+      this.write(this.socket, commandFrame(cmd, id));
     });
   }
 

@@ -402,7 +402,7 @@ export class Replica {
     const base = { id: cmd.id, value: EMPTY, error: '' };
     if (!this.leaderConn || this.leaderConn.closed || this.leaderConn.address !== addr) {
       this.leaderConn?.close();
-      this.leaderConn = new Connection(addr, 5000, this.tlsMaterial && { ca: this.tlsMaterial.ca });
+      this.leaderConn = new Connection(addr, 5000, this.tlsMaterial && { ca: this.tlsMaterial.ca }, { batched: true });
     }
     try {
       const r = await this.leaderConn.request({ ...cmd, forwarded: true });
