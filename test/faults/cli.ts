@@ -1,8 +1,12 @@
 /**
- * `npm run test:faults -- --time S --seed N [--nodes 3|5] [--read-mode safe|lease] [--loggers N] [--scenarios K] [--verbose]`: run K
+ * `npm run test:faults -- --time S --seed N [--nodes 3|5] [--read-mode safe|lease] [--loggers N] [--scenarios K] [--contend C] [--verbose]`: run K
  * fault-injection scenarios (seeds N, N+1, ...) of S seconds each against real processes.
  * Prints a summary per scenario and exits 1 on any violation, with the seed and the nemesis log.
+ * `--contend C` runs C busy processes beside the scenarios: orderings that an idle machine
+ * seldom produces (a hello arriving late, two requests racing) then happen, as in a CI run
+ * beside other tests. Two of the logger bugs of 2026-12-06 showed only that way.
  */
+import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { runScenario } from './scenario.js';
 
@@ -15,6 +19,7 @@ const { values } = parseArgs({
     verbose: { type: 'boolean', default: false },
     'read-mode': { type: 'string' },
     loggers: { type: 'string', default: '1' },
+    contend: { type: 'string', default: '0' },
   },
 });
 const readMode = values['read-mode'];
@@ -35,6 +40,17 @@ if (!(time > 0) || !Number.isInteger(seed0) || (nodes !== 3 && nodes !== 5) || !
   console.error('usage: --time SECONDS --seed N --nodes 3|5 --scenarios K');
   process.exit(2);
 }
+const contend = Number(values.contend);
+if (!Number.isInteger(contend) || contend < 0 || contend > 8) {
+  console.error('--contend must be a whole number from 0 to 8');
+  process.exit(2);
+}
+const busy = Array.from({ length: contend }, () => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
+const stopBusy = () => {
+  for (const b of busy) b.kill('SIGKILL');
+};
+process.once('exit', stopBusy);
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
 let violations = 0;
 const totals = { ops: 0, acked: 0, indeterminate: 0, reads: 0, faults: 0 };
 for (let s = seed0; s < seed0 + scenarios; s++) {

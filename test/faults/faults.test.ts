@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { runScenario } from './scenario.js';
 
 describe('fault injection against real processes (Jepsen-style)', () => {
-  for (const [nodes, seed, readMode, loggers] of [[3, 101, 'lease', 1], [5, 202, 'safe', 2]] as const) {
+  for (const [nodes, seed, readMode, loggers] of [[3, 101, 'lease', 1], [5, 202, 'safe', 2], [3, 303, 'safe', 2]] as const) {
     it(`${nodes} nodes, ${readMode} reads: power cuts, pauses, partitions, flaky links, transfers (old leader cut off), restarts inside the lease and membership changes keep the history linearizable; ${loggers} logger(s), killed, paused and cut off too, keep a gap-free copy of the committed log`, async (t) => {
       const s = Number(process.env.RAFTKV_FAULT_SEED ?? seed);
       const r = await runScenario({ seed: s, timeS: Number(process.env.RAFTKV_FAULT_TIME ?? 15), nodes, readMode, loggers });
