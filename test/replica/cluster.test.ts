@@ -56,6 +56,26 @@ describe('a 3-node kvstore cluster of real processes', () => {
     }
   });
 
+  it("the leader's append metric counts durable writes, not commit-index updates that write nothing", async () => {
+    // A commit index alone is not written (it joins the next write); counted as an append it
+    // made one client's writes look like two fdatasyncs each on the leader.
+    const leader = await c.waitLeader(ids);
+    const count = async (name: string) => {
+      const text = (await c.http(leader, 'GET', '/metrics')).json as string;
+      return Number(new RegExp(`^${name}_count(?:\\{[^}]*\\})? (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+    };
+    const before = { appends: await count('raftkv_storage_append_seconds'), batches: await count('raftkv_storage_batch_entries') };
+    const client = new RaftKvClient({ targets: [c.clientAddr(leader)] });
+    try {
+      for (let i = 0; i < 50; i++) await client.set(`m${i}`, `v${i}`);
+    } finally {
+      client.close();
+    }
+    const appends = (await count('raftkv_storage_append_seconds')) - before.appends;
+    const batches = (await count('raftkv_storage_batch_entries')) - before.batches;
+    assert.ok(batches >= 1 && appends <= batches + 2, `appends ${appends} for ${batches} batches of entries`);
+  });
+
   it('keeps serving when the leader is killed with SIGKILL, and the restarted node catches up', async () => {
     const client = new RaftKvClient({ targets: ids.map((id) => c.clientAddr(id)) });
     try {
