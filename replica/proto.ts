@@ -123,7 +123,8 @@ const asBytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? v : EMPTY
 const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
 const str = (v: unknown): string => (typeof v === 'string' ? v : '');
 
-export function encodeRaftMessage(m: Message): Uint8Array {
+/** RaftMessage through protobufjs: messages with a snapshot chunk, and the reference the hand codec is tested against. */
+export function encodeRaftMessagePb(m: Message): Uint8Array {
   return RaftMessagePb.encode({
     type: m.type,
     from: m.from,
@@ -159,8 +160,8 @@ export function encodeRaftMessage(m: Message): Uint8Array {
   }).finish();
 }
 
-/** Decode a peer's message; throws on bytes that are not one. The core validates the rest. */
-export function decodeRaftMessage(buf: Uint8Array): Message {
+/** RaftMessage decoded by protobufjs (see encodeRaftMessagePb). */
+export function decodeRaftMessagePb(buf: Uint8Array): Message {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const d = RaftMessagePb.decode(buf) as any;
   const entries: Entry[] = (d.entries ?? []).map((e: { index: unknown; term: unknown; type: unknown; data: unknown }) => ({

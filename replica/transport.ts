@@ -11,7 +11,8 @@ import { sameSecret } from './secret.js';
 import { Message } from '../raft/index.js';
 import { HostPort, dialHost, listenHost, parseHostPort } from './addr.js';
 import { FrameError, PeerFrameDecoder, peerFrame, peerFrameHeader } from './framing.js';
-import { Hello, decodeHello, decodeRaftMessage, encodeHello, encodeRaftMessage } from './proto.js';
+import { Hello, decodeHello, encodeHello } from './proto.js';
+import { decodeRaftMessage, encodeRaftMessage } from './raft-message-codec.js';
 
 const KIND_HELLO = 1;
 const KIND_RAFT = 2;
