@@ -104,7 +104,8 @@ export class LoggerMember {
       token: o.token,
       resolve: (id) => this.driver?.node.membership.addrs[id],
       clusterId: () => this.clusterId,
-      admits: admitsMembersOf(() => this.driver?.node.membership),
+      admits: admitsMembersOf(() => this.driver?.node.membership, () => this.driver?.node.log.committed ?? 0),
+      commitIndex: () => this.driver?.node.log.committed ?? 0,
       onMessage: (msg: Message) => this.driver?.step(msg),
       onUnreachable: (id) => this.driver?.reportUnreachable(id),
       onHello: (h) => {

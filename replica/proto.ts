@@ -24,7 +24,7 @@ message RaftMessage {
   uint64 snapshot_index = 15; uint64 snapshot_offset = 16;
 }
 // First frame on a peer connection: who is calling, and where its clients reach it.
-message Hello { string from = 1; string token = 2; string client_addr = 3; string http_addr = 4; string raft_addr = 5; string cluster_id = 6; string role = 7; }
+message Hello { string from = 1; string token = 2; string client_addr = 3; string http_addr = 4; string raft_addr = 5; string cluster_id = 6; string role = 7; uint64 commit = 8; }
 
 // REGISTER opens a client session through the log; the answer's value is the session id.
 enum Op { SET = 0; GET = 1; DELETE = 2; REGISTER = 3; }
@@ -116,6 +116,8 @@ export interface Hello {
   clusterId: string;
   /** 'logger' for a logger (never to be promoted to voter); '' for a replica. */
   role?: string;
+  /** The sender's commit index: a peer behind on the configuration admits one that is ahead. */
+  commit?: number;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -217,7 +219,7 @@ export function encodeHello(h: Hello): Uint8Array {
 export function decodeHello(buf: Uint8Array): Hello {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const d = HelloPb.decode(buf) as any;
-  return { from: str(d.from), token: str(d.token), clientAddr: str(d.clientAddr), httpAddr: str(d.httpAddr), raftAddr: str(d.raftAddr), clusterId: str(d.clusterId), role: str(d.role) };
+  return { from: str(d.from), token: str(d.token), clientAddr: str(d.clientAddr), httpAddr: str(d.httpAddr), raftAddr: str(d.raftAddr), clusterId: str(d.clusterId), role: str(d.role), commit: num(d.commit) };
 }
 
 export function encodeCommand(c: Partial<Command>): Uint8Array {

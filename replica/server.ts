@@ -245,7 +245,8 @@ export class Replica {
       clusterId: () => this.clusterId,
       // Only members may talk Raft to us; a new node that knows no members yet accepts the
       // leader that is adding it (the cluster token and cluster id still apply).
-      admits: admitsMembersOf(() => this.driver?.node.membership),
+      admits: admitsMembersOf(() => this.driver?.node.membership, () => this.driver?.node.log.committed ?? 0),
+      commitIndex: () => this.driver?.node.log.committed ?? 0,
       onMessage: (m) => this.onPeerMessage(m),
       onUnreachable: (id) => this.driver?.reportUnreachable(id),
       onHello: (h) => {

@@ -30,8 +30,10 @@ export interface TransportOptions {
    * peer itself announced in a hello is weighed against it (AddressBook).
    */
   resolve: (id: string) => string | undefined;
-  /** Whether a caller may connect: only members, once this node knows its membership. */
-  admits?: (id: string) => boolean;
+  /** Whether a caller may connect: only members, once this node knows its membership (see admitsMembersOf). */
+  admits?: (id: string, hello: Hello) => boolean;
+  /** This node's commit index, announced in its hello (see admitsMembersOf). */
+  commitIndex?: () => number;
   onMessage: (m: Message) => void;
   onUnreachable: (id: string) => void;
   onHello?: (h: Hello) => void;
@@ -214,7 +216,7 @@ export class PeerTransport {
       clearTimeout(connectTimer);
       peer.connected = true;
       peer.failures = 0;
-      const hello = peerFrame(KIND_HELLO, encodeHello({ from: this.opts.id, token: this.opts.token ?? '', clusterId: this.opts.clusterId(), ...this.opts.advertise }));
+      const hello = peerFrame(KIND_HELLO, encodeHello({ from: this.opts.id, token: this.opts.token ?? '', clusterId: this.opts.clusterId(), commit: this.opts.commitIndex?.() ?? 0, ...this.opts.advertise }));
       peer.pending.unshift(hello);
       peer.pendingBytes += hello.length;
       this.flush(peer);
@@ -263,7 +265,7 @@ export class PeerTransport {
             const h = decodeHello(f.payload);
             if (!sameSecret(this.opts.token ?? '', h.token)) throw new FrameError(`peer ${h.from} presented a wrong cluster token`);
             if (!h.from) throw new FrameError('peer hello without an id');
-            if (this.opts.admits && !this.opts.admits(h.from)) throw new FrameError(`${h.from} is not a member of this cluster`);
+            if (this.opts.admits && !this.opts.admits(h.from, h)) throw new FrameError(`${h.from} is not a member of this cluster`);
             const mine = this.opts.clusterId();
             if (mine && h.clusterId && mine !== h.clusterId) throw new FrameError(`peer ${h.from} belongs to cluster ${h.clusterId}, not ${mine}`);
             hello = h;
@@ -295,13 +297,16 @@ export class PeerTransport {
 }
 
 /**
- * Who may talk Raft to a node: only members, once it knows its membership; before that (a new
- * node), whoever the leader adding it is (the cluster token and cluster id still apply).
+ * Who may talk Raft to a node: members, once it knows its membership; before that (a new node),
+ * whoever the leader adding it is (the cluster token and cluster id still apply). Also a peer it
+ * does not know that has committed more than it has: this node is behind on the configuration
+ * (it was down while that peer joined), and that peer, perhaps the leader now, is the only one
+ * that will send it the entries that say so. Refused, it never caught up (fault suite, seed 602).
  */
-export function admitsMembersOf(membership: () => { voters: string[]; learners: string[] } | undefined): (id: string) => boolean {
-  return (id) => {
+export function admitsMembersOf(membership: () => { voters: string[]; learners: string[] } | undefined, commitIndex: () => number = () => 0): (id: string, hello?: Hello) => boolean {
+  return (id, hello) => {
     const m = membership();
     if (!m || (m.voters.length === 0 && m.learners.length === 0)) return true;
-    return m.voters.includes(id) || m.learners.includes(id);
+    return m.voters.includes(id) || m.learners.includes(id) || (hello?.commit ?? 0) > commitIndex();
   };
 }
