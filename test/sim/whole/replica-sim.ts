@@ -28,6 +28,7 @@ import { joinSteps } from '../../../replica/join.js';
 import { CommandExecutor } from '../../../replica/executor.js';
 import { KvStateMachine } from '../../../replica/kv-machine.js';
 import { Command, Op, Response, Status, newCommand } from '../../../replica/proto.js';
+import { admitsMembersOf } from '../../../replica/transport.js';
 import { Prng } from '../../../util/prng.js';
 import { EventQueue } from '../cluster.js';
 import { checkHistory, formatOps, Operation } from '../linearizability.js';
@@ -449,6 +450,11 @@ export class WholeReplicaSim {
 
   private sendPeer(node: SimReplica, inc: number, msgs: Message[]): void {
     if (node.inc !== inc) return;
+    // What the sender's hello would say: the receiver admits a peer it does not know only when
+    // that peer has committed more (replica/transport.ts). Checked per message here, which is
+    // stricter than per connection, and is how a member behind on the configuration that
+    // refused a newer leader for ever would show up (fault suite seed 602).
+    const commit = node.proc?.driver.node.log.committed ?? 0;
     for (const m of msgs) {
       const to = this.nodes.get(m.to);
       if (!to || !this.linkUp(m.from, m.to) || this.rng.chance(this.dropRate)) continue;
@@ -457,6 +463,8 @@ export class WholeReplicaSim {
         this.at(this.rng.int(1, this.maxLatency), () => {
           if (!this.linkUp(m.from, m.to) || !to.proc) return;
           const target = to.proc;
+          const admits = admitsMembersOf(() => target.driver.node.membership, () => target.driver.node.log.committed);
+          if (!admits(m.from, { from: m.from, token: '', clientAddr: '', httpAddr: '', raftAddr: '', clusterId: '', commit })) return;
           this.onNode(to, target.inc, () => target.driver.step(m));
         });
       }
