@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Connection, RaftKvClient, Replica, Status, startReplica } from '../../replica/index.js';
 import { Op, decodeKvCommand } from '../../replica/proto.js';
+import { RaftError } from '../../raft/index.js';
 import { freePorts } from '../helpers/ports.js';
 
 /** Count the engine puts of each key on a replica (a put happens only for a fresh command). */
@@ -40,14 +41,21 @@ describe('at-most-once writes', () => {
       const leader = reps.find((r) => r.isLeader())!;
       const follower = reps.find((r) => r !== leader)!;
       const counts = reps.map(countPuts);
-      // The first proposal of the write times out at once: it is in the log and will commit,
-      // but the replica that proposed it cannot know that yet. Every replica's driver is hooked,
-      // so it holds whichever member leads when the write comes (leadership may move first).
+      // The first proposal of the write commits, but the replica that proposed it is told its
+      // outcome is unknown, as a proposal timing out while it commits is. (It was a 0 ms timeout,
+      // which lost the race to a commit under a millisecond: the test failed in CI once peer
+      // messages got cheaper.) Every replica's driver is hooked, so it holds whichever member
+      // leads when the write comes (leadership may move first).
       let writes = 0;
       for (const r of reps) {
         const driver = (r as unknown as { driver: { propose: (d: Uint8Array, t?: number) => Promise<unknown> } }).driver;
         const propose = driver.propose.bind(driver);
-        driver.propose = (data, timeoutMs) => (decodeKvCommand(data).op === Op.SET && writes++ === 0 ? propose(data, 0) : propose(data, timeoutMs));
+        driver.propose = (data, timeoutMs) =>
+          decodeKvCommand(data).op === Op.SET && writes++ === 0
+            ? propose(data, timeoutMs).then(() => {
+                throw new RaftError('outcome-unknown', 'proposal not applied within the timeout (outcome unknown)');
+              })
+            : propose(data, timeoutMs);
       }
       // A plain HTTP write (no session) through a follower, as curl sends it.
       const res = await fetch(`http://${follower.httpAddr}/v1/kv/x`, { method: 'PUT', body: 'once' });
