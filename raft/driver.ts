@@ -461,7 +461,7 @@ export class RaftDriver {
       const group: SaveGroup = { entries: [], first: Infinity, done: Promise.resolve() };
       group.done = this.saving.then(() => {
         if (this.nextSave === group) this.nextSave = undefined;
-        return this.storage.save({ entries: group.entries, hardState: group.hardState });
+        return this.storage.save({ entries: group.entries, hardState: group.hardState }).then(() => undefined);
       });
       const forget = () => {
         const i = this.saves.indexOf(group);

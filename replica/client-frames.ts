@@ -7,53 +7,7 @@
  * out), which every protobuf decoder reads; the test compares with protobufjs both ways.
  */
 import type { Command, Response } from './proto.js';
-
-/** Bytes of a varint (for a non-negative safe integer). */
-function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 128) {
-    n = Math.floor(n / 128);
-    size++;
-  }
-  return size;
-}
-
-function writeVarint(buf: Buffer, off: number, n: number): number {
-  while (n >= 128) {
-    buf[off++] = (n % 128) | 128;
-    n = Math.floor(n / 128);
-  }
-  buf[off++] = n;
-  return off;
-}
-
-// Field sizes and writers: a tag byte (every field number here is below 16), then the value.
-function numSize(n: number): number {
-  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`not a non-negative integer: ${n}`);
-  return n > 0 ? 1 + varintSize(n) : 0;
-}
-const bytesSize = (len: number) => (len > 0 ? 1 + varintSize(len) + len : 0);
-
-function putNum(buf: Buffer, off: number, field: number, n: number): number {
-  if (n <= 0) return off;
-  buf[off] = field << 3;
-  return writeVarint(buf, off + 1, n);
-}
-
-function putString(buf: Buffer, off: number, field: number, s: string, len: number): number {
-  if (len === 0) return off;
-  buf[off] = (field << 3) | 2;
-  off = writeVarint(buf, off + 1, len);
-  return off + buf.write(s, off, len, 'utf8');
-}
-
-function putBytes(buf: Buffer, off: number, field: number, b: Uint8Array): number {
-  if (b.length === 0) return off;
-  buf[off] = (field << 3) | 2;
-  off = writeVarint(buf, off + 1, b.length);
-  buf.set(b, off);
-  return off + b.length;
-}
+import { bytesSize, numSize, putBytes, putNum, putString } from './protobuf-wire.js';
 
 function frame(payload: number): Buffer {
   const buf = Buffer.allocUnsafe(5 + payload);

@@ -7,7 +7,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { dialHost, parseHostPort } from './addr.js';
-import { coalescedWrite, writeAfterReadyCallbacks } from './coalesce.js';
+import { coalescedWrite } from './coalesce.js';
 import { commandFrame } from './client-frames.js';
 import { ClientFrameDecoder } from './framing.js';
 import { Command, Op, Response, Status, decodeResponse } from './proto.js';
@@ -28,7 +28,7 @@ export class Connection {
   private nextId = 1;
   private waiting = new Map<number, { resolve: (r: Response) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private ready: Promise<void>;
-  private readonly write: (socket: net.Socket, data: Uint8Array) => void;
+  private readonly flushAt: (flush: () => void) => void;
   closed = false;
 
   /**
@@ -42,7 +42,7 @@ export class Connection {
     tlsOptions?: { ca: string | Buffer },
     opts: { batched?: boolean } = {},
   ) {
-    this.write = opts.batched ? writeAfterReadyCallbacks : coalescedWrite;
+    this.flushAt = opts.batched ? setImmediate : process.nextTick;
     const hp = parseHostPort(address, 'replica address');
     this.socket = tlsOptions ? tls.connect({ host: dialHost(hp), port: hp.port, ca: tlsOptions.ca }) : net.connect({ host: dialHost(hp), port: hp.port });
     this.socket.setNoDelay(true);
@@ -84,7 +84,7 @@ export class Connection {
         reject(new RaftKvError(`no answer from ${this.address} within ${this.timeoutMs} ms`, 'timeout'));
       }, this.timeoutMs);
       this.waiting.set(id, { resolve, reject, timer });
-      this.write(this.socket, commandFrame(cmd, id));
+      coalescedWrite(this.socket, commandFrame(cmd, id), this.flushAt);
     });
   }
 

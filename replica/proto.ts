@@ -4,6 +4,7 @@
  */
 import protobuf from 'protobufjs';
 import { Entry, Message, MessageType, SnapshotChunk } from '../raft/index.js';
+import { NOT_PLAIN, cursor, readSpan, readVarint } from './protobuf-wire.js';
 
 protobuf.util.Long = undefined as never;
 protobuf.configure();
@@ -263,9 +264,6 @@ export function decodeKvCommandPb(buf: Uint8Array): KvCommand {
   return { op: num(d.op), key: str(d.key), value: asBytes(d.value), client: str(d.client), seq: num(d.seq), acked: num(d.acked), time: num(d.time) };
 }
 
-/** Thrown inside the hand decoder: the input is not the plain encoding, let protobufjs read it. */
-const NOT_PLAIN = new Error('not the plain encoding');
-
 /**
  * KvCommand decoded by hand: the apply path's hottest call (a million per recovery), without
  * protobufjs's intermediate message object. Only the plain encoding (what encodeKvCommand and
@@ -335,64 +333,37 @@ export function scanKvCommand(b: Buffer, start: number, end: number, out: KvSpan
   }
 }
 
-/**
- * The scanner's cursor. Module state rather than a closure over a local: closures that write
- * the position cost a context object per command (a million per recovery).
- */
-let pos = 0;
-
-/** A varint of at most `maxBytes` bytes (so its value is exact and below 2^(7 maxBytes)). */
-function varint(b: Buffer, end: number, maxBytes: number): number {
-  let v = 0;
-  let mul = 1;
-  for (let i = 0; i < maxBytes && pos < end; i++) {
-    const byte = b[pos++];
-    v += (byte & 0x7f) * mul;
-    if (byte < 0x80) return v;
-    mul *= 128;
-  }
-  throw NOT_PLAIN;
-}
-
-/** A length-delimited field's start (the cursor moves past it). */
-function span(b: Buffer, end: number): number {
-  const len = varint(b, end, 4);
-  if (pos + len > end) throw NOT_PLAIN;
-  pos += len;
-  return pos - len;
-}
-
 function scanPlain(b: Buffer, start: number, end: number, f: KvSpans): KvSpans {
-  pos = start;
+  cursor.pos = start;
   f.op = 0;
   f.keyStart = f.keyEnd = f.valueStart = f.valueEnd = f.clientStart = f.clientEnd = -1;
   f.seq = f.acked = f.time = 0;
   // A field seen twice: the last one counts (protobuf's rule for scalars and strings).
-  while (pos < end) {
-    switch (b[pos++]) {
+  while (cursor.pos < end) {
+    switch (b[cursor.pos++]) {
       case 0x08: // 1 op, varint (int32: below 2^31 reads the same either way)
-        f.op = varint(b, end, 4);
+        f.op = readVarint(b, end, 4);
         break;
       case 0x12: // 2 key, string
-        f.keyStart = span(b, end);
-        f.keyEnd = pos;
+        f.keyStart = readSpan(b, end);
+        f.keyEnd = cursor.pos;
         break;
       case 0x1a: // 3 value, bytes
-        f.valueStart = span(b, end);
-        f.valueEnd = pos;
+        f.valueStart = readSpan(b, end);
+        f.valueEnd = cursor.pos;
         break;
       case 0x22: // 4 client, string
-        f.clientStart = span(b, end);
-        f.clientEnd = pos;
+        f.clientStart = readSpan(b, end);
+        f.clientEnd = cursor.pos;
         break;
       case 0x28: // 5 seq, uint64 (below 2^49 here: exact)
-        f.seq = varint(b, end, 7);
+        f.seq = readVarint(b, end, 7);
         break;
       case 0x30: // 6 acked
-        f.acked = varint(b, end, 7);
+        f.acked = readVarint(b, end, 7);
         break;
       case 0x38: // 7 time
-        f.time = varint(b, end, 7);
+        f.time = readVarint(b, end, 7);
         break;
       default:
         throw NOT_PLAIN;

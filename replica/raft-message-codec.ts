@@ -8,52 +8,47 @@
  * protobufjs, so the two always agree; the fuzz test compares them both ways and on arbitrary
  * bytes.
  */
-import type { Entry, Message, MessageType } from '../raft/index.js';
+import { Entry, Message, MessageType, message } from '../raft/index.js';
 import { decodeRaftMessagePb, encodeRaftMessagePb } from './proto.js';
+import { NOT_PLAIN, bytesSize, cursor, numSize, putBytes, putNum, putString, readSpan, readVarint, varintSize, writeVarint } from './protobuf-wire.js';
 
 export function encodeRaftMessage(m: Message): Uint8Array {
   if (m.snapshot || !plainNumbers(m)) return encodeRaftMessagePb(m);
   const fromLen = Buffer.byteLength(m.from);
   const toLen = Buffer.byteLength(m.to);
-  const ctxLen = m.context ? Buffer.byteLength(m.context) : 0;
+  const ctxLen = Buffer.byteLength(m.context);
   let size =
-    scalarSize(m.type) + bytesSize(fromLen) + bytesSize(toLen) + scalarSize(m.term) + scalarSize(m.logTerm) + scalarSize(m.index) +
-    scalarSize(m.commit) + (m.reject ? 2 : 0) + scalarSize(m.rejectHint) + scalarSize(m.seq) + bytesSize(ctxLen) + (m.transfer ? 2 : 0) +
-    scalarSize(m.snapshotIndex) + (m.snapshotOffset ? 2 + varintSize(m.snapshotOffset) : 0);
-  for (const e of m.entries) size += 1 + varintSize(entrySize(e)) + entrySize(e);
+    numSize(m.type) + bytesSize(fromLen) + bytesSize(toLen) + numSize(m.term) + numSize(m.logTerm) + numSize(m.index) +
+    numSize(m.commit) + (m.reject ? 2 : 0) + numSize(m.rejectHint) + numSize(m.seq) + bytesSize(ctxLen) + (m.transfer ? 2 : 0) +
+    numSize(m.snapshotIndex) + (m.snapshotOffset ? 2 + varintSize(m.snapshotOffset) : 0);
+  for (const e of m.entries) size += bytesSize(entrySize(e));
   const b = Buffer.allocUnsafe(size);
-  let p = 0;
-  p = putScalar(b, p, 0x08, m.type);
-  p = putString(b, p, 0x12, m.from, fromLen);
-  p = putString(b, p, 0x1a, m.to, toLen);
-  p = putScalar(b, p, 0x20, m.term);
-  p = putScalar(b, p, 0x28, m.logTerm);
-  p = putScalar(b, p, 0x30, m.index);
+  let p = putNum(b, 0, 1, m.type);
+  p = putString(b, p, 2, m.from, fromLen);
+  p = putString(b, p, 3, m.to, toLen);
+  p = putNum(b, p, 4, m.term);
+  p = putNum(b, p, 5, m.logTerm);
+  p = putNum(b, p, 6, m.index);
   for (const e of m.entries) {
-    b[p++] = 0x3a;
-    p = putVarint(b, p, entrySize(e));
-    p = putScalar(b, p, 0x08, e.index);
-    p = putScalar(b, p, 0x10, e.term);
-    p = putScalar(b, p, 0x18, e.type);
-    if (e.data.length > 0) {
-      b[p++] = 0x22;
-      p = putVarint(b, p, e.data.length);
-      b.set(e.data, p);
-      p += e.data.length;
-    }
+    b[p++] = 0x3a; // 7 entries, length-delimited
+    p = writeVarint(b, p, entrySize(e));
+    p = putNum(b, p, 1, e.index);
+    p = putNum(b, p, 2, e.term);
+    p = putNum(b, p, 3, e.type);
+    p = putBytes(b, p, 4, e.data);
   }
-  p = putScalar(b, p, 0x40, m.commit);
-  if (m.reject) p = putScalar(b, p, 0x48, 1);
-  p = putScalar(b, p, 0x50, m.rejectHint);
-  p = putScalar(b, p, 0x58, m.seq);
-  if (ctxLen) p = putString(b, p, 0x62, m.context, ctxLen);
-  if (m.transfer) p = putScalar(b, p, 0x68, 1);
-  p = putScalar(b, p, 0x78, m.snapshotIndex);
+  p = putNum(b, p, 8, m.commit);
+  p = putNum(b, p, 9, m.reject ? 1 : 0);
+  p = putNum(b, p, 10, m.rejectHint);
+  p = putNum(b, p, 11, m.seq);
+  p = putString(b, p, 12, m.context, ctxLen);
+  p = putNum(b, p, 13, m.transfer ? 1 : 0);
+  p = putNum(b, p, 15, m.snapshotIndex);
   if (m.snapshotOffset) {
     // Field 16: its tag is two bytes.
     b[p++] = 0x80;
     b[p++] = 0x01;
-    p = putVarint(b, p, m.snapshotOffset);
+    p = writeVarint(b, p, m.snapshotOffset);
   }
   if (p !== size) throw new Error(`raft message encoder wrote ${p} of ${size} bytes`);
   return b;
@@ -70,7 +65,6 @@ export function decodeRaftMessage(buf: Uint8Array): Message {
   }
 }
 
-const NOT_PLAIN = new Error('not the plain encoding');
 const MAX_SAFE_BYTES = 7; // varints of at most 7 bytes are below 2^49: exact as numbers
 const MAX_U32_BYTES = 4; // below 2^28: what a uint32 field reads the same in every decoder
 
@@ -82,150 +76,70 @@ function plainNumbers(m: Message): boolean {
   return true;
 }
 
-function varintSize(v: number): number {
-  let n = 1;
-  while (v >= 128) {
-    v = Math.floor(v / 128);
-    n++;
-  }
-  return n;
-}
-
-/** A varint field with its one-byte tag, left out when zero (proto3's default). */
-function scalarSize(v: number): number {
-  return v === 0 ? 0 : 1 + varintSize(v);
-}
-
-function bytesSize(len: number): number {
-  return len === 0 ? 0 : 1 + varintSize(len) + len;
-}
-
 function entrySize(e: Entry): number {
-  return scalarSize(e.index) + scalarSize(e.term) + scalarSize(e.type) + bytesSize(e.data.length);
-}
-
-function putVarint(b: Buffer, p: number, v: number): number {
-  while (v >= 128) {
-    b[p++] = (v % 128) | 0x80;
-    v = Math.floor(v / 128);
-  }
-  b[p++] = v;
-  return p;
-}
-
-function putScalar(b: Buffer, p: number, tag: number, v: number): number {
-  if (v === 0) return p;
-  b[p++] = tag;
-  return putVarint(b, p, v);
-}
-
-function putString(b: Buffer, p: number, tag: number, s: string, len: number): number {
-  if (len === 0) return p;
-  b[p++] = tag;
-  p = putVarint(b, p, len);
-  return p + b.write(s, p, len, 'utf8');
-}
-
-/** The reader's cursor (module state: a closure over a local costs a context per message). */
-let pos = 0;
-
-function varint(b: Buffer, end: number, maxBytes: number): number {
-  let v = 0;
-  let mul = 1;
-  for (let i = 0; i < maxBytes && pos < end; i++) {
-    const byte = b[pos++];
-    v += (byte & 0x7f) * mul;
-    if (byte < 0x80) return v;
-    mul *= 128;
-  }
-  throw NOT_PLAIN;
-}
-
-/** A length-delimited field's start; the cursor moves past it. */
-function span(b: Buffer, end: number): number {
-  const len = varint(b, end, MAX_U32_BYTES);
-  if (pos + len > end) throw NOT_PLAIN;
-  pos += len;
-  return pos - len;
+  return numSize(e.index) + numSize(e.term) + numSize(e.type) + bytesSize(e.data.length);
 }
 
 function decodePlain(b: Buffer): Message {
-  pos = 0;
+  cursor.pos = 0;
   const end = b.length;
-  const m: Message = {
-    type: 0 as MessageType,
-    from: '',
-    to: '',
-    term: 0,
-    logTerm: 0,
-    index: 0,
-    entries: [],
-    commit: 0,
-    reject: false,
-    rejectHint: 0,
-    seq: 0,
-    context: '',
-    transfer: false,
-    snapshot: undefined,
-    snapshotIndex: 0,
-    snapshotOffset: 0,
-  };
+  const m = message({ type: 0 as MessageType, from: '', to: '', term: 0, entries: [] });
   // A field seen twice: the last one counts (protobuf's rule for scalars and strings).
-  while (pos < end) {
+  while (cursor.pos < end) {
     let start: number;
-    switch (b[pos++]) {
+    switch (b[cursor.pos++]) {
       case 0x08:
-        m.type = varint(b, end, MAX_U32_BYTES) as MessageType;
+        m.type = readVarint(b, end, MAX_U32_BYTES) as MessageType;
         break;
       case 0x12:
-        start = span(b, end);
-        m.from = b.toString('utf8', start, pos);
+        start = readSpan(b, end);
+        m.from = b.toString('utf8', start, cursor.pos);
         break;
       case 0x1a:
-        start = span(b, end);
-        m.to = b.toString('utf8', start, pos);
+        start = readSpan(b, end);
+        m.to = b.toString('utf8', start, cursor.pos);
         break;
       case 0x20:
-        m.term = varint(b, end, MAX_SAFE_BYTES);
+        m.term = readVarint(b, end, MAX_SAFE_BYTES);
         break;
       case 0x28:
-        m.logTerm = varint(b, end, MAX_SAFE_BYTES);
+        m.logTerm = readVarint(b, end, MAX_SAFE_BYTES);
         break;
       case 0x30:
-        m.index = varint(b, end, MAX_SAFE_BYTES);
+        m.index = readVarint(b, end, MAX_SAFE_BYTES);
         break;
       case 0x3a: {
-        start = span(b, end);
-        const stop = pos;
-        pos = start;
+        start = readSpan(b, end);
+        const stop = cursor.pos;
+        cursor.pos = start;
         m.entries.push(decodeEntry(b, stop));
         break;
       }
       case 0x40:
-        m.commit = varint(b, end, MAX_SAFE_BYTES);
+        m.commit = readVarint(b, end, MAX_SAFE_BYTES);
         break;
       case 0x48:
-        m.reject = varint(b, end, MAX_U32_BYTES) !== 0;
+        m.reject = readVarint(b, end, MAX_U32_BYTES) !== 0;
         break;
       case 0x50:
-        m.rejectHint = varint(b, end, MAX_SAFE_BYTES);
+        m.rejectHint = readVarint(b, end, MAX_SAFE_BYTES);
         break;
       case 0x58:
-        m.seq = varint(b, end, MAX_SAFE_BYTES);
+        m.seq = readVarint(b, end, MAX_SAFE_BYTES);
         break;
       case 0x62:
-        start = span(b, end);
-        m.context = b.toString('utf8', start, pos);
+        start = readSpan(b, end);
+        m.context = b.toString('utf8', start, cursor.pos);
         break;
       case 0x68:
-        m.transfer = varint(b, end, MAX_U32_BYTES) !== 0;
+        m.transfer = readVarint(b, end, MAX_U32_BYTES) !== 0;
         break;
       case 0x78:
-        m.snapshotIndex = varint(b, end, MAX_SAFE_BYTES);
+        m.snapshotIndex = readVarint(b, end, MAX_SAFE_BYTES);
         break;
       case 0x80:
-        if (b[pos++] !== 0x01) throw NOT_PLAIN;
-        m.snapshotOffset = varint(b, end, MAX_SAFE_BYTES);
+        if (b[cursor.pos++] !== 0x01) throw NOT_PLAIN;
+        m.snapshotOffset = readVarint(b, end, MAX_SAFE_BYTES);
         break;
       default:
         // A snapshot chunk (field 14), an unknown field or another wire type.
@@ -237,28 +151,28 @@ function decodePlain(b: Buffer): Message {
 
 function decodeEntry(b: Buffer, end: number): Entry {
   const e: Entry = { index: 0, term: 0, type: 0, data: EMPTY };
-  while (pos < end) {
-    switch (b[pos++]) {
+  while (cursor.pos < end) {
+    switch (b[cursor.pos++]) {
       case 0x08:
-        e.index = varint(b, end, MAX_SAFE_BYTES);
+        e.index = readVarint(b, end, MAX_SAFE_BYTES);
         break;
       case 0x10:
-        e.term = varint(b, end, MAX_SAFE_BYTES);
+        e.term = readVarint(b, end, MAX_SAFE_BYTES);
         break;
       case 0x18:
-        e.type = varint(b, end, MAX_U32_BYTES);
+        e.type = readVarint(b, end, MAX_U32_BYTES);
         break;
       case 0x22: {
-        const start = span(b, end);
+        const start = readSpan(b, end);
         // A view, as protobufjs gives for a Buffer.
-        e.data = b.subarray(start, pos);
+        e.data = b.subarray(start, cursor.pos);
         break;
       }
       default:
         throw NOT_PLAIN;
     }
   }
-  if (pos !== end) throw NOT_PLAIN;
+  if (cursor.pos !== end) throw NOT_PLAIN;
   return e;
 }
 

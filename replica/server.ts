@@ -767,19 +767,12 @@ class MeteredStorage implements Storage {
   initialState() {
     return this.inner.initialState();
   }
-  /** Term and vote as last saved: a save that changes neither, with no entries, writes nothing. */
-  private voted: { term: number; vote: string } | undefined;
-  async save(rd: { snapshot?: Snapshot; entries: Entry[]; hardState?: HardState }): Promise<void> {
-    this.voted ??= { term: this.inner.initialState().hardState?.term ?? 0, vote: this.inner.initialState().hardState?.vote ?? '' };
-    const hs = rd.hardState;
-    const votes = hs !== undefined && (hs.term !== this.voted.term || hs.vote !== this.voted.vote);
-    // A commit index alone is not written (the WAL keeps it for the next write): counting it as
-    // an append made a leader at one client look like it did two fdatasyncs per write.
-    const durable = rd.entries.length > 0 || rd.snapshot !== undefined || votes;
-    const t0 = durable ? performance.now() : 0;
-    await this.inner.save(rd);
-    if (durable) this.metrics.appendFsync.observe((performance.now() - t0) / 1000);
-    if (hs) this.voted = { term: hs.term, vote: hs.vote };
+  async save(rd: { snapshot?: Snapshot; entries: Entry[]; hardState?: HardState }): Promise<boolean> {
+    const t0 = performance.now();
+    const wrote = await this.inner.save(rd);
+    // A commit index alone is not written: counted as an append, it made a leader at one client
+    // look like it did two fdatasyncs per write.
+    if (wrote) this.metrics.appendFsync.observe((performance.now() - t0) / 1000);
     if (rd.entries.length > 0) {
       this.metrics.batchEntries.observe(rd.entries.length);
       let bytes = 0;
@@ -790,6 +783,7 @@ class MeteredStorage implements Storage {
       this.metrics.snapshots.inc({ kind: 'installed' });
       this.metrics.snapshotBytes.set(rd.snapshot.data.length);
     }
+    return wrote;
   }
   async saveSnapshot(snapshot: Snapshot, compactTo: number): Promise<void> {
     await this.inner.saveSnapshot(snapshot, compactTo);

@@ -27,8 +27,11 @@ export interface Storage {
   readonly fsync: FsyncMode | 'memory';
   /** What the node starts from (read once at open). */
   initialState(): InitialState;
-  /** Persist a Ready's snapshot, entries and hard state; resolves once durable. */
-  save(rd: { snapshot?: Snapshot; entries: Entry[]; hardState?: HardState }): Promise<void>;
+  /**
+   * Persist a Ready's snapshot, entries and hard state; resolves once durable, with whether
+   * anything was written (a commit index alone is kept for the next write: see Wal.append).
+   */
+  save(rd: { snapshot?: Snapshot; entries: Entry[]; hardState?: HardState }): Promise<boolean>;
   /** Persist a snapshot the node made itself, then drop log entries at or below `compactTo`. */
   saveSnapshot(snapshot: Snapshot, compactTo: number): Promise<void>;
   /**
@@ -125,9 +128,9 @@ export class DiskStorage implements Storage {
     return this.initial;
   }
 
-  async save(rd: { snapshot?: Snapshot; entries: Entry[]; hardState?: HardState }): Promise<void> {
+  async save(rd: { snapshot?: Snapshot; entries: Entry[]; hardState?: HardState }): Promise<boolean> {
     if (rd.snapshot) this.latest = { file: await this.snapshots.save(rd.snapshot), meta: rd.snapshot.meta, size: rd.snapshot.data.length };
-    await this.wal.append({
+    return this.wal.append({
       reset: rd.snapshot ? { index: rd.snapshot.meta.index, term: rd.snapshot.meta.term } : undefined,
       entries: rd.entries,
       hardState: rd.hardState,
@@ -176,13 +179,14 @@ export class MemoryStorage implements Storage {
     return { hardState: this.hardState, snapshot: this.snapshot, entries: this.entries.slice(), applied: this.snapshot?.meta.index ?? 0 };
   }
 
-  async save(rd: { snapshot?: Snapshot; entries: Entry[]; hardState?: HardState }): Promise<void> {
+  async save(rd: { snapshot?: Snapshot; entries: Entry[]; hardState?: HardState }): Promise<boolean> {
     if (rd.snapshot) {
       this.snapshot = rd.snapshot;
       this.entries = [];
     }
     appendToLog(this.entries, rd.entries);
     if (rd.hardState) this.hardState = rd.hardState;
+    return true;
   }
 
   async saveSnapshot(snapshot: Snapshot, compactTo: number): Promise<void> {

@@ -197,8 +197,8 @@ export class Wal {
     return this.segments.length;
   }
 
-  /** Append a batch; resolves once it is durable (per the fsync mode). */
-  append(batch: WalBatch): Promise<void> {
+  /** Append a batch; resolves once it is durable (per the fsync mode), with whether anything was written. */
+  append(batch: WalBatch): Promise<boolean> {
     return this.serialize(async () => {
       const hs = batch.hardState;
       // Only entries, a reset, and the term and vote must be durable before anyone hears of
@@ -212,14 +212,14 @@ export class Wal {
       if (commitOnly && this.fsync !== 'always') {
         this.hardState = hs;
         this.pendingHardState = true;
-        return;
+        return false;
       }
       const records: WalRecord[] = [];
       if (batch.reset) records.push({ type: RecordType.LogReset, ...batch.reset });
       for (const entry of batch.entries) records.push({ type: RecordType.Entry, entry });
       if (hs) records.push({ type: RecordType.HardState, hardState: hs });
       else if (this.pendingHardState && records.length > 0) records.push({ type: RecordType.HardState, hardState: this.hardState });
-      if (records.length === 0) return;
+      if (records.length === 0) return false;
       if (this.fsync === 'always') {
         // One write and one sync per record: the cost of not batching, for experiments.
         for (const r of records) {
@@ -239,6 +239,7 @@ export class Wal {
       if (batch.hardState) this.hardState = batch.hardState;
       this.planNextSegment();
       if (this.size >= this.segmentBytes) await this.createSegment(this.lastIndex + 1);
+      return true;
     });
   }
 

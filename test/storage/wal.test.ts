@@ -291,7 +291,7 @@ describe('write-ahead log', () => {
       let syncs = 0;
       let writes = 0;
       const { wal } = await Wal.open(dir, { faults: { sync: () => void syncs++, write: () => void writes++ } });
-      const cost = async (f: () => Promise<void>) => {
+      const cost = async (f: () => Promise<unknown>) => {
         const before = { syncs, writes };
         await f();
         return { syncs: syncs - before.syncs, writes: writes - before.writes };
