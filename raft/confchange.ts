@@ -39,8 +39,8 @@ export function validateConfChange(m: Membership, cc: ConfChange): string | unde
       if (isLearner && !(cc.logger && !isLogger)) return `${cc.node} is already a ${isLogger ? 'logger' : 'non-voter'}`;
       if (isVoter && cc.logger) return `${cc.node} is a voter: a voter cannot become a logger`;
       if (isVoter && m.voters.length === 1) return `cannot demote the only voter ${cc.node}`;
-      if (!isVoter && !cc.addr) return `new member ${cc.node} needs an address`;
-      if (!isVoter && Object.entries(m.addrs).some(([id, a]) => a === cc.addr && id !== cc.node)) {
+      if (!isVoter && !isLearner && !cc.addr) return `new member ${cc.node} needs an address`;
+      if (!isVoter && cc.addr && Object.entries(m.addrs).some(([id, a]) => a === cc.addr && id !== cc.node)) {
         return `address ${cc.addr} already belongs to another member`;
       }
       return undefined;

@@ -169,6 +169,8 @@ export class Replica {
   private gaugeTimer: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
   private lastLeader = '';
+  /** Unmarked loggers this leader is marking now (see markLoggers). */
+  private markingLoggers = new Set<string>();
   readonly tlsMaterial: TlsMaterial | undefined;
   /** Which cluster this node belongs to ('' for a new node until it is let in). */
   private clusterId = '';
@@ -262,6 +264,7 @@ export class Replica {
         // A new node adopts the cluster of the first member that contacts it (the leader that
         // added it); from then on peers of any other cluster are refused.
         if (!this.clusterId && h.clusterId) this.setClusterId(h.clusterId);
+        if (h.role === 'logger') this.markLoggers();
       },
       onBytes: (dir, n) => peerBytes[dir].inc(n),
       tls: this.tlsMaterial,
@@ -343,6 +346,7 @@ export class Replica {
           this.leaderConn?.close();
           this.leaderConn = undefined;
           this.log(`${o.id}: ${s.role}${s.leader ? `, leader ${s.leader}` : ', no leader'} (term ${node.term})`);
+          if (s.role === Role.Leader) this.markLoggers();
         }
       },
       onSnapshot: (index) => {
@@ -459,6 +463,30 @@ export class Replica {
       // that joined before loggers were marked is known by its hello.
       if (cc.type === ConfChangeType.AddVoter && this.peerInfo.get(id)?.role === 'logger') throw new RaftError('invalid-conf-change', `${id} is a logger: loggers are never promoted to voters`);
       await this.retryConfChange(cc, deadline);
+    }
+  }
+
+  /**
+   * Mark in the configuration the loggers this leader has heard from that joined before loggers
+   * were marked (unmarked non-voters whose hello says 'logger'): until then only a leader that
+   * has heard the hello would refuse to promote them, and a voter whose Raft log is never
+   * fsync'd could lose acknowledged writes.
+   */
+  private markLoggers(): void {
+    if (this.driver?.node.role !== Role.Leader || this.stopping) return;
+    const m = this.driver.node.membership;
+    for (const [id, p] of this.peerInfo) {
+      if (p.role !== 'logger' || !m.learners.includes(id) || m.loggers?.includes(id) || this.markingLoggers.has(id)) continue;
+      this.markingLoggers.add(id);
+      this.retryConfChange({ type: ConfChangeType.AddLearner, node: id, logger: true }, Date.now() + 30_000)
+        .then(
+          () => this.log(`${this.opts.id}: marked ${id} as a logger in the configuration (it joined before loggers were marked)`),
+          (e) => {
+            // Leadership moved on: the next leader marks it when it hears the logger.
+            if (!(e instanceof RaftError && e.code === 'not-leader')) this.log(`${this.opts.id}: marking ${id} as a logger failed: ${(e as Error).message}`);
+          },
+        )
+        .finally(() => this.markingLoggers.delete(id));
     }
   }
 

@@ -26,6 +26,7 @@ export interface ReplicaStatusLite {
   term: number;
   leader: string;
   commitIndex: number;
+  clusterId: string;
   appliedIndex: number;
   members: { id: string; role: string; match?: number }[];
 }

@@ -107,6 +107,23 @@ describe('membership changes (dissertation §4: one server at a time, learners)'
     refuse({ type: ConfChangeType.AddVoter, node: 'd', addr: 'mem:b' }, /already belongs/);
   });
 
+  it('a non-voter added before loggers were marked can be marked (no address needed), and is then never promoted', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('a');
+    net.addBlank('d');
+    net.node('a').proposeConfChange({ type: ConfChangeType.AddLearner, node: 'd', addr: 'mem:d' });
+    net.settle();
+    assert.equal(net.node('a').membership.loggers, undefined);
+    net.node('a').proposeConfChange({ type: ConfChangeType.AddLearner, node: 'd', logger: true });
+    net.settle();
+    net.propose('a', 'after the mark');
+    net.tickAll(2);
+    for (const id of ['a', 'b', 'c', 'd']) assert.deepEqual(net.node(id).membership.loggers, ['d'], `${id} knows d is a logger`);
+    assert.equal(net.node('a').membership.addrs.d, 'mem:d', 'its address is kept');
+    assert.throws(() => net.node('a').proposeConfChange({ type: ConfChangeType.AddLearner, node: 'd', logger: true }), /already a logger/);
+    assert.throws(() => net.node('a').proposeConfChange({ type: ConfChangeType.AddVoter, node: 'd' }), /never promoted/);
+  });
+
   it('a non-voter added as a logger is never promoted, by this leader or the next; removing it clears the mark', () => {
     const net = new Net(['a', 'b', 'c']);
     net.elect('a');

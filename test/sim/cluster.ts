@@ -6,6 +6,7 @@
  */
 import {
   ConfChangeType,
+  decodeConfChange,
   Entry,
   EntryType,
   HardState,
@@ -483,7 +484,12 @@ export class Simulation {
     if (pending) node.pendingProposals.delete(e.index);
     if (e.type !== EntryType.Normal) {
       node.kv.applied = e.index;
-      if (e.type === EntryType.ConfChange) this.trace(`${node.id} applied conf change ${data} at ${e.index}`);
+      if (e.type === EntryType.ConfChange) {
+        this.trace(`${node.id} applied conf change ${data} at ${e.index}`);
+        // Marked by a committed entry: no configuration may make it a voter from now on.
+        const cc = decodeConfChange(e.data);
+        if (cc.logger) this.loggerIds.add(cc.node);
+      }
       if (pending) this.reply(pending.req, { kind: 'retry' });
       return;
     }
@@ -865,7 +871,21 @@ export class Simulation {
     const roll = this.rng.int(0, 2);
     let what: string;
     let fn: (r: RaftNode) => void;
-    if (roll === 0 && m.learners.length > 0) {
+    const unmarked = m.learners.filter((id) => !m.loggers?.includes(id));
+    if (roll === 0 && unmarked.length > 0 && this.rng.chance(0.2)) {
+      // A logger that joined before loggers were marked, marked now (by its join or its hello).
+      const l = this.rng.pick(unmarked);
+      what = `mark ${l} as a logger`;
+      fn = (r) => {
+        try {
+          r.proposeConfChange({ type: ConfChangeType.AddLearner, node: l, logger: true });
+        } catch (e) {
+          const cur = r.membership;
+          if (e instanceof RaftError && e.code === 'invalid-conf-change' && cur.learners.includes(l) && !cur.loggers?.includes(l)) this.violation(`marking the non-voter ${l} as a logger was refused: ${e.message}`);
+          throw e;
+        }
+      };
+    } else if (roll === 0 && m.learners.length > 0) {
       const l = this.rng.pick(m.learners);
       what = `promote ${l}`;
       fn = (r) => r.proposeConfChange({ type: ConfChangeType.AddVoter, node: l });
