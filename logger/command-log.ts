@@ -358,12 +358,18 @@ export class CommandLog {
     await this.withoutFlushes(async () => {
       first = this.meta.first;
       if (upTo < first) return;
-      if (base) {
+      // Voters snapshot at different indexes, so a later ask may bring an older base than the
+      // one held. The held one still covers the cut when it is at or past it: keep it. Bases
+      // then only ever move forward, which the base store's "keep the newest two" relies on (an
+      // older base saved after two newer ones is pruned at once while meta.json names it).
+      const held = this.meta.base;
+      const useHeld = held !== undefined && held.index >= upTo && (!base || held.index >= base.meta.index);
+      if (base && !useHeld) {
         await this.bases.save(base);
         this.baseCache = base;
       }
       this.crashPoint('truncate:after-snapshot-file');
-      await this.writeMeta({ first: upTo + 1, base: base ? { index: base.meta.index, term: base.meta.term } : this.meta.base });
+      await this.writeMeta({ first: upTo + 1, base: base && !useHeld ? { index: base.meta.index, term: base.meta.term } : held });
       this.crashPoint('truncate:after-meta');
       await this.removeSegmentsBelow(this.meta.first, (f) => this.crashPoint('truncate:mid-delete', f));
       first = this.meta.first;

@@ -268,9 +268,11 @@ export class Logger {
     const askers = [...asks].filter(([, v]) => v >= upTo).map(([id]) => id);
     const base = await this.fetchBase(m, [...askers, ...voters.filter((v) => !askers.includes(v))], upTo);
     const first = await m.truncate(upTo, base);
+    // The log may keep a newer base it already held (see CommandLog.truncatePrefix).
+    const kept = m.log.info().base ?? { index: base.meta.index, term: base.meta.term };
     this.metrics.truncations.inc({ cluster: m.opts.id });
-    this.log(`${m.opts.id}: truncated the command log up to ${upTo} (base snapshot at ${base.meta.index}); it now starts at ${first}`);
-    return { truncated: true, first, upTo, base: { index: base.meta.index, term: base.meta.term }, asks: Object.fromEntries(asks) };
+    this.log(`${m.opts.id}: truncated the command log up to ${upTo} (base snapshot at ${kept.index}); it now starts at ${first}`);
+    return { truncated: true, first, upTo, base: { index: kept.index, term: kept.term }, asks: Object.fromEntries(asks) };
   }
 
   private async fetchBase(m: LoggerMember, from: string[], atLeast: number) {

@@ -140,6 +140,30 @@ describe('command log', () => {
       await again.close();
     }));
 
+  it('a truncation with an older base than the one held keeps the newer base, and the log reopens', () =>
+    withDir(async (dir) => {
+      // Found by the random interleavings test (seed 8463448): voters snapshot at different
+      // indexes, so successive truncations may bring older bases. The base store keeps the
+      // newest two files; the third, older base was pruned as it was saved while meta.json named
+      // it, and the logger then refused to start ("base snapshot ... missing").
+      const membership = { voters: ['a'], learners: [], addrs: { a: 'x:1' } };
+      const snap = (index: number) => ({ meta: { index, term: 1, membership }, data: Buffer.from(`state@${index}`) });
+      const log = await CommandLog.open(dir, { segmentBytes: 100 });
+      log.append(range(1, 40));
+      await log.flush();
+      assert.equal(await log.truncatePrefix(13, snap(34)), 14);
+      assert.equal(await log.truncatePrefix(17, snap(29)), 18);
+      assert.equal(await log.truncatePrefix(21, snap(24)), 22);
+      assert.equal(log.info().base?.index, 34, 'the newest base that covers the cut is kept');
+      await log.close();
+      const again = await CommandLog.open(dir);
+      assert.equal(again.info().first, 22);
+      assert.equal(again.info().base?.index, 34);
+      assert.equal(Buffer.from((await again.base())!.data).toString(), 'state@34');
+      assert.deepEqual((await readAll(again, 22, 40)).map((e) => e.index), range(22, 40).map((e) => e.index));
+      await again.close();
+    }));
+
   it('flushes in flight around a base install and a close keep every entry; appends after close are refused', () =>
     withDir(async (dir) => {
       // Flushes run on the thread pool; a base install and close() close the active segment's
