@@ -264,15 +264,18 @@ export class Logger {
     }
     const upTo = Math.min(values[q - 1], info.last);
     if (upTo < info.first) return { truncated: false, first: info.first, reason: `already truncated past ${upTo}`, asks: Object.fromEntries(asks) };
-    // The voters that asked past the cut have a snapshot covering it; any other voter may too.
+    // A base the log holds already may cover the cut (an earlier ask fetched a newer snapshot):
+    // then nothing is fetched. Otherwise the voters that asked past the cut have a snapshot
+    // covering it; any other voter may too.
+    const held = info.base && info.base.index >= upTo ? info.base : undefined;
     const askers = [...asks].filter(([, v]) => v >= upTo).map(([id]) => id);
-    const base = await this.fetchBase(m, [...askers, ...voters.filter((v) => !askers.includes(v))], upTo);
+    const base = held ? undefined : await this.fetchBase(m, [...askers, ...voters.filter((v) => !askers.includes(v))], upTo);
     const first = await m.truncate(upTo, base);
     // The log may keep a newer base it already held (see CommandLog.truncatePrefix).
-    const kept = m.log.info().base ?? { index: base.meta.index, term: base.meta.term };
+    const kept = m.log.info().base!;
     this.metrics.truncations.inc({ cluster: m.opts.id });
-    this.log(`${m.opts.id}: truncated the command log up to ${upTo} (base snapshot at ${kept.index}); it now starts at ${first}`);
-    return { truncated: true, first, upTo, base: { index: kept.index, term: kept.term }, asks: Object.fromEntries(asks) };
+    this.log(`${m.opts.id}: truncated the command log up to ${upTo} (base snapshot at ${kept.index}${base ? '' : ', held already'}); it now starts at ${first}`);
+    return { truncated: true, first, upTo, base: { index: kept.index, term: kept.term, fetched: base !== undefined }, asks: Object.fromEntries(asks) };
   }
 
   private async fetchBase(m: LoggerMember, from: string[], atLeast: number) {

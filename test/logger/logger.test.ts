@@ -222,6 +222,16 @@ describe('decoupled logger (real processes)', () => {
     const gone = await api(logA.http, '/v1/log/log0?from=1&to=5');
     assert.equal(gone.status, 416);
     assert.match(gone.json.error, /truncated/);
+    // A further cut that the base held already covers fetches nothing and keeps that base.
+    const held = (info.base as { index: number }).index;
+    if (held > 101) {
+      const three = await ask('n3', held);
+      assert.equal(three.status, 200, three.text);
+      assert.equal(three.json.upTo, Math.min(held, at - 10));
+      assert.equal(three.json.base.index, held);
+      assert.equal(three.json.base.fetched, false);
+      assert.equal((await logsOf(logA))[0].first, three.json.upTo + 1);
+    }
   });
 
   it('a wiped replica catches up from the logger and converges to the same digest', async () => {
