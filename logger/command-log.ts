@@ -15,11 +15,8 @@
  * Dropping a prefix or starting over at a base snapshot first commits the new meta, then deletes
  * files; a crash in between leaves files that the next open deletes, never a log that lies.
  */
-import { closeSync, fdatasync, openSync, write } from 'node:fs';
-import { promisify } from 'node:util';
-import { syncDir, writeFileDurably } from '../util/durable-file.js';
-import { FileHandle, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { FileHandleLike, FileSystem, nodeFs } from '../raft/storage/fs.js';
 import { Entry, EntryType, Snapshot } from '../raft/types.js';
 import { CorruptionError } from '../raft/storage/errors.js';
 import { SnapshotStore, decodeSnapshot } from '../raft/storage/snapshots.js';
@@ -28,6 +25,8 @@ import { crc32c } from '../raft/storage/crc32c.js';
 const HEADER = 8;
 const BODY_FIXED = 13;
 const SEG_RE = /^seg-([0-9a-f]{16})\.log$/;
+/** A base snapshot file (the SnapshotStore's naming); anything else in base/ is a leftover. */
+const BASE_RE = /^snap-([0-9a-f]{16})-([0-9a-f]{16})\.snap$/;
 /** The largest command a record may hold: far above any value limit, far below a bad length. */
 const MAX_RECORD = 256 << 20;
 
@@ -36,6 +35,8 @@ export interface CommandLogOptions {
   segmentBytes?: number;
   /** fdatasync on flush (default true; false only for throwaway logs). */
   sync?: boolean;
+  /** The file system (default node:fs; the simulated disk in power-cut tests). */
+  fs?: FileSystem;
   /**
    * Test hook: named points in truncation and base installation at which a test process kills
    * itself (SIGKILL), to prove a crash there leaves a consistent log.
@@ -99,7 +100,9 @@ export class CommandLog {
   /** Settles when the last caller of withoutFlushes queued so far is done. */
   private exclusive: Promise<void> = Promise.resolve();
   private flushAgain = false;
-  private activeFd: number | undefined;
+  /** The segment appends go to, open for writing. */
+  private active: FileHandleLike | undefined;
+  private readonly fs: FileSystem;
   private waiters: { index: number; resolve: () => void; timer: NodeJS.Timeout }[] = [];
   private closed = false;
   private readonly segmentBytes: number;
@@ -116,7 +119,11 @@ export class CommandLog {
   ) {
     this.segmentBytes = opts.segmentBytes ?? 64 << 20;
     this.sync = opts.sync ?? true;
-    this.bases = new SnapshotStore(join(dir, 'base'), 2, this.sync);
+    this.fs = opts.fs ?? nodeFs;
+    // The store never prunes: the log removes base files itself once meta.json names another
+    // (pruning "all but the newest two" deleted the named one after two installs that saved
+    // their base and crashed before committing meta.json).
+    this.bases = new SnapshotStore(join(dir, 'base'), Number.POSITIVE_INFINITY, this.sync, this.fs);
   }
 
   static async open(dir: string, opts: CommandLogOptions = {}): Promise<CommandLog> {
@@ -224,7 +231,7 @@ export class CommandLog {
    */
   async openRange(from: number, to: number, batchBytes = 4 << 20): Promise<{ chunks(): AsyncGenerator<Buffer>; close(): Promise<void> }> {
     this.checkRange(from, to);
-    const parts: { seg: Segment; fh: FileHandle; first: number; last: number }[] = [];
+    const parts: { seg: Segment; fh: FileHandleLike; first: number; last: number }[] = [];
     const close = async () => {
       for (const p of parts.splice(0)) await p.fh.close().catch(() => undefined);
     };
@@ -234,7 +241,9 @@ export class CommandLog {
         const segLast = seg.first + seg.offsets.length - 1;
         if (segLast < index || index > to) continue;
         const last = Math.min(to, segLast);
-        parts.push({ seg, fh: await open(seg.file, 'r'), first: index - seg.first, last: last - seg.first });
+        const fh = await this.fs.open(seg.file, 'r');
+        parts.push({ seg, fh, first: index - seg.first, last: last - seg.first });
+        if (!fh.read) throw new Error('the command log needs a file system that reads through open files');
         index = last + 1;
       }
     } catch (e) {
@@ -252,7 +261,7 @@ export class CommandLog {
           while (j < last && seg.offsets[j + 1] + recordEnd(seg, j + 1) - start <= batchBytes) j++;
           const len = seg.offsets[j] - start + recordEnd(seg, j);
           const buf = Buffer.allocUnsafe(len);
-          const { bytesRead } = await fh.read(buf, 0, len, start);
+          const { bytesRead } = await fh.read!(buf, 0, len, start);
           if (bytesRead !== len) throw new CorruptionError(seg.file, start + bytesRead, 'segment shorter than its index says');
           yield buf;
           i = j + 1;
@@ -280,10 +289,10 @@ export class CommandLog {
     const b = this.meta.base;
     if (!b) return undefined;
     if (this.baseCache?.meta.index === b.index && this.baseCache.meta.term === b.term) return this.baseCache;
-    const names = (await readdir(join(this.dir, 'base')).catch(() => [] as string[])).filter((n) => n.endsWith('.snap'));
+    const names = (await this.fs.readdir(join(this.dir, 'base')).catch(() => [] as string[])).filter((n) => n.endsWith('.snap'));
     for (const n of names) {
       try {
-        const s = decodeSnapshot(await readFile(join(this.dir, 'base', n)));
+        const s = decodeSnapshot(await this.fs.readFile(join(this.dir, 'base', n)));
         if (s.meta.index === b.index && s.meta.term === b.term) return (this.baseCache = s);
       } catch {
         // A damaged older base: not the one meta.json names, so not needed.
@@ -305,10 +314,11 @@ export class CommandLog {
       this.crashPoint('base:after-snapshot-file');
       await this.writeMeta({ first: index + 1, base: { index, term } });
       this.crashPoint('base:after-meta');
-      this.closeActive();
+      await this.closeActive();
       const old = this.segments;
       this.segments = [];
-      for (const s of old) await rm(s.file, { force: true });
+      for (const s of old) await this.fs.rm(s.file, { force: true });
+      await this.removeUnnamedBases();
       this.baseCache = snapshot;
       this.durableLast = this.appendedLast = index;
       this.lastTerm = term;
@@ -372,6 +382,7 @@ export class CommandLog {
       await this.writeMeta({ first: upTo + 1, base: base && !useHeld ? { index: base.meta.index, term: base.meta.term } : held });
       this.crashPoint('truncate:after-meta');
       await this.removeSegmentsBelow(this.meta.first, (f) => this.crashPoint('truncate:mid-delete', f));
+      await this.removeUnnamedBases();
       first = this.meta.first;
     });
     return first;
@@ -381,7 +392,7 @@ export class CommandLog {
     if (this.closed) return;
     await this.withoutFlushes(async () => {
       this.closed = true;
-      this.closeActive();
+      await this.closeActive();
     });
     for (const w of this.waiters) clearTimeout(w.timer);
     this.waiters = [];
@@ -400,14 +411,14 @@ export class CommandLog {
       const started = performance.now();
       let bytes = 0;
       let seg = this.segments[this.segments.length - 1];
-      if (!seg || this.activeFd === undefined || seg.size >= this.segmentBytes) seg = await this.startSegment(idx[0].index);
+      if (!seg || this.active === undefined || seg.size >= this.segmentBytes) seg = await this.startSegment(idx[0].index);
       const data = bufs.length === 1 ? bufs[0] : Buffer.concat(bufs);
       // Write + fdatasync on the thread pool: a logger serving several clusters must not stop
       // all of them while one cluster's disk flush runs (on the main thread they queued behind
       // each other and the logger heard its clusters' commits half a second late). Appends that
       // arrive meanwhile are queued and go together in the next round (group commit).
-      await writeFully(this.activeFd!, data, seg.size);
-      if (this.sync) await fdatasyncAsync(this.activeFd!);
+      await writeFully(this.active!, data, seg.size);
+      if (this.sync) await this.active!.datasync();
       for (const q of idx) {
         seg.offsets.push(seg.size);
         seg.size += q.bytes;
@@ -434,23 +445,60 @@ export class CommandLog {
   }
 
   private async startSegment(first: number): Promise<Segment> {
-    this.closeActive();
+    await this.closeActive();
     const file = join(this.dir, `seg-${first.toString(16).padStart(16, '0')}.log`);
-    this.activeFd = openSync(file, 'w');
-    if (this.sync) syncDir(this.dir);
+    this.active = await this.fs.open(file, 'w');
+    if (this.sync) await this.syncDir();
     const seg: Segment = { file, first, offsets: [], size: 0 };
     this.segments.push(seg);
     return seg;
   }
 
-  private closeActive(): void {
-    if (this.activeFd !== undefined) closeSync(this.activeFd);
-    this.activeFd = undefined;
+  private async closeActive(): Promise<void> {
+    const fh = this.active;
+    this.active = undefined;
+    await fh?.close();
   }
 
+  private async syncDir(): Promise<void> {
+    const d = await this.fs.open(this.dir, 'r');
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  }
+
+  /** Written to a temporary file, synced, renamed over the old one: a crash leaves old or new, whole. */
   private async writeMeta(meta: Meta): Promise<void> {
-    writeFileDurably(join(this.dir, 'meta.json'), JSON.stringify(meta) + '\n', this.sync);
+    const file = join(this.dir, 'meta.json');
+    const fh = await this.fs.open(`${file}.tmp`, 'w');
+    try {
+      await writeFully(fh, Buffer.from(JSON.stringify(meta) + '\n'), 0);
+      if (this.sync) await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await this.fs.rename(`${file}.tmp`, file);
+    if (this.sync) await this.syncDir();
     this.meta = meta;
+  }
+
+  /**
+   * Delete every file in base/ but the one meta.json names: the bases of earlier truncations and
+   * installs, and any a crash left saved (or half-written) but never named. Returns them.
+   */
+  private async removeUnnamedBases(): Promise<string[]> {
+    const dir = join(this.dir, 'base');
+    const named = this.meta.base;
+    const removed: string[] = [];
+    for (const n of await this.fs.readdir(dir).catch(() => [] as string[])) {
+      const m = BASE_RE.exec(n);
+      if (m && named && Number.parseInt(m[1], 16) === named.index && Number.parseInt(m[2], 16) === named.term) continue;
+      await this.fs.rm(join(dir, n), { force: true });
+      removed.push(join(dir, n));
+    }
+    return removed;
   }
 
   private async removeSegmentsBelow(first: number, each?: (file: string) => void): Promise<void> {
@@ -460,7 +508,7 @@ export class CommandLog {
       const last = s.first + s.offsets.length - 1;
       // The active segment stays (appends continue there); its dropped records are skipped.
       if (last < first && s !== active) {
-        await rm(s.file, { force: true });
+        await this.fs.rm(s.file, { force: true });
         each?.(s.file);
       } else keep.push(s);
     }
@@ -475,14 +523,14 @@ export class CommandLog {
   }
 
   private async load(): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
+    await this.fs.mkdir(this.dir, { recursive: true });
     try {
-      this.meta = JSON.parse(await readFile(join(this.dir, 'meta.json'), 'utf8')) as Meta;
+      this.meta = JSON.parse((await this.fs.readFile(join(this.dir, 'meta.json'))).toString('utf8')) as Meta;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CorruptionError(join(this.dir, 'meta.json'), 0, `unreadable: ${(e as Error).message}`);
     }
-    await rm(join(this.dir, 'meta.json.tmp'), { force: true });
-    const names = (await readdir(this.dir)).filter((n) => SEG_RE.test(n)).sort();
+    await this.fs.rm(join(this.dir, 'meta.json.tmp'), { force: true });
+    const names = (await this.fs.readdir(this.dir)).filter((n) => SEG_RE.test(n)).sort();
     const segs: Segment[] = [];
     for (let i = 0; i < names.length; i++) {
       const file = join(this.dir, names[i]);
@@ -495,7 +543,7 @@ export class CommandLog {
     this.segments = [];
     for (const s of segs) {
       if (s.offsets.length === 0 || s.first + s.offsets.length - 1 < this.meta.first) {
-        await rm(s.file, { force: true });
+        await this.fs.rm(s.file, { force: true });
         this.report.leftoversRemoved.push(s.file);
       } else this.segments.push(s);
     }
@@ -510,6 +558,7 @@ export class CommandLog {
     }
     const held = this.segments[this.segments.length - 1];
     this.durableLast = held ? held.first + held.offsets.length - 1 : this.meta.first - 1;
+    this.report.leftoversRemoved.push(...(await this.removeUnnamedBases()));
     if (this.meta.base) {
       await this.base();
       this.durableLast = Math.max(this.durableLast, this.meta.base.index);
@@ -521,7 +570,7 @@ export class CommandLog {
   }
 
   private async scanSegment(file: string, first: number, isLast: boolean): Promise<Segment> {
-    const buf = await readFile(file);
+    const buf = await this.fs.readFile(file);
     const offsets: number[] = [];
     let off = 0;
     let index = first;
@@ -546,7 +595,7 @@ export class CommandLog {
       // Only the end of the newest segment can be torn by a crash during an append that was
       // never acknowledged; anywhere else it is damage.
       if (!isLast) throw bad(`${torn} inside a sealed segment`);
-      const fh: FileHandle = await open(file, 'r+');
+      const fh = await this.fs.open(file, 'r+');
       try {
         await fh.truncate(off);
         if (this.sync) await fh.sync();
@@ -686,12 +735,10 @@ function decodeBody(buf: Buffer, off: number, len: number): Entry {
   };
 }
 
-const writeAsync = promisify(write);
-const fdatasyncAsync = promisify(fdatasync);
-
-async function writeFully(fd: number, data: Buffer, position: number): Promise<void> {
+async function writeFully(fh: FileHandleLike, data: Buffer, position: number): Promise<void> {
   for (let done = 0; done < data.length; ) {
-    const { bytesWritten } = await writeAsync(fd, data, done, data.length - done, position + done);
+    const { bytesWritten } = await fh.write(data, done, data.length - done, position + done);
+    if (bytesWritten <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
     done += bytesWritten;
   }
 }

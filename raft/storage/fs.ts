@@ -15,6 +15,11 @@ export interface FileHandleLike {
    */
   writeSync?(buffer: Uint8Array, offset: number, length: number, position: number): number;
   writeFile(data: Uint8Array): Promise<void>;
+  /**
+   * Optional: read at a position through this handle. The command log needs it: a range reader
+   * holds its segments open, so a truncation that deletes them cannot cut the read short.
+   */
+  read?(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
   /** Make the file's data durable. */
   datasync(): Promise<void>;
   /** Make the file's data and metadata durable (on a directory: its entries). */

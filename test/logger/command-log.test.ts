@@ -220,6 +220,34 @@ describe('command log', () => {
   }
 });
 
+describe('command log base snapshots across crashes', () => {
+  it('base files saved by installs that crashed before meta.json never push out the base it names', () =>
+    withDir(async (dir) => {
+      // Found by the random interleavings test on the simulated disk (seed 6172450): the base
+      // store kept the newest two files, so two installs that each saved their base and died
+      // before committing meta.json left a meta.json naming a base that had been pruned, and
+      // the log refused to open ("the base snapshot at ... is missing").
+      const membership = { voters: ['a'], learners: [], addrs: { a: 'x:1' } };
+      const log = await CommandLog.open(dir, { segmentBytes: 120 });
+      log.append(range(1, 60));
+      await log.installBase({ meta: { index: 100, term: 2, membership }, data: Buffer.from('state@100') });
+      await log.close();
+      const child = fileURLToPath(new URL('./crash-child.js', import.meta.url));
+      for (const at of [200, 300]) {
+        const r = spawnSync(process.execPath, [child, dir, 'base:after-snapshot-file', String(at)], { encoding: 'utf8', timeout: 30_000 });
+        assert.equal(r.signal, 'SIGKILL', `the child died at the crash point (stderr: ${r.stderr})`);
+      }
+      const again = await CommandLog.open(dir);
+      assert.equal(again.info().first, 101);
+      assert.equal(again.info().base?.index, 100);
+      assert.equal(Buffer.from((await again.base())!.data).toString(), 'state@100');
+      again.append(range(101, 103, 2));
+      await again.flush();
+      assert.deepEqual((await readAll(again, 101, 103)).map((e) => e.index), [101, 102, 103]);
+      await again.close();
+    }));
+});
+
 describe('command log ranges and truncation', () => {
   it('a range opened before a truncation is read whole, though its segments are deleted meanwhile', () =>
     withDir(async (dir) => {

@@ -199,6 +199,13 @@ export class SimFs implements FileSystem {
         check();
         inode.data = Buffer.from(data);
       },
+      // An open file stays readable after it is deleted (the handle holds the inode).
+      async read(buffer, offset, length, position) {
+        check();
+        const n = Math.max(0, Math.min(length, inode.data.length - position));
+        inode.data.copy(buffer, offset, position, position + n);
+        return { bytesRead: n };
+      },
       datasync: sync,
       sync,
       async truncate(length) {
