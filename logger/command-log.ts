@@ -16,7 +16,7 @@
  * files; a crash in between leaves files that the next open deletes, never a log that lies.
  */
 import { join } from 'node:path';
-import { FileHandleLike, FileSystem, nodeFs } from '../raft/storage/fs.js';
+import { FileHandleLike, FileSystem, nodeFs, syncDirectory, writeAll } from '../raft/storage/fs.js';
 import { Entry, EntryType, Snapshot } from '../raft/types.js';
 import { CorruptionError } from '../raft/storage/errors.js';
 import { SnapshotStore, decodeSnapshot } from '../raft/storage/snapshots.js';
@@ -417,7 +417,7 @@ export class CommandLog {
       // all of them while one cluster's disk flush runs (on the main thread they queued behind
       // each other and the logger heard its clusters' commits half a second late). Appends that
       // arrive meanwhile are queued and go together in the next round (group commit).
-      await writeFully(this.active!, data, seg.size);
+      await writeAll(this.active!, data, seg.size);
       if (this.sync) await this.active!.datasync();
       for (const q of idx) {
         seg.offsets.push(seg.size);
@@ -448,7 +448,7 @@ export class CommandLog {
     await this.closeActive();
     const file = join(this.dir, `seg-${first.toString(16).padStart(16, '0')}.log`);
     this.active = await this.fs.open(file, 'w');
-    if (this.sync) await this.syncDir();
+    if (this.sync) await syncDirectory(this.fs, this.dir);
     const seg: Segment = { file, first, offsets: [], size: 0 };
     this.segments.push(seg);
     return seg;
@@ -460,27 +460,18 @@ export class CommandLog {
     await fh?.close();
   }
 
-  private async syncDir(): Promise<void> {
-    const d = await this.fs.open(this.dir, 'r');
-    try {
-      await d.sync();
-    } finally {
-      await d.close();
-    }
-  }
-
   /** Written to a temporary file, synced, renamed over the old one: a crash leaves old or new, whole. */
   private async writeMeta(meta: Meta): Promise<void> {
     const file = join(this.dir, 'meta.json');
     const fh = await this.fs.open(`${file}.tmp`, 'w');
     try {
-      await writeFully(fh, Buffer.from(JSON.stringify(meta) + '\n'), 0);
+      await writeAll(fh, Buffer.from(JSON.stringify(meta) + '\n'), 0);
       if (this.sync) await fh.sync();
     } finally {
       await fh.close();
     }
     await this.fs.rename(`${file}.tmp`, file);
-    if (this.sync) await this.syncDir();
+    if (this.sync) await syncDirectory(this.fs, this.dir);
     this.meta = meta;
   }
 
@@ -735,10 +726,4 @@ function decodeBody(buf: Buffer, off: number, len: number): Entry {
   };
 }
 
-async function writeFully(fh: FileHandleLike, data: Buffer, position: number): Promise<void> {
-  for (let done = 0; done < data.length; ) {
-    const { bytesWritten } = await fh.write(data, done, data.length - done, position + done);
-    if (bytesWritten <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
-    done += bytesWritten;
-  }
-}
+

@@ -43,6 +43,26 @@ export interface FileSystem {
   readRange(path: string, position: number, length: number): Buffer;
 }
 
+/** Write all of `buf` at `position` (a write may take less); returns the position after it. */
+export async function writeAll(fh: FileHandleLike, buf: Uint8Array, position: number): Promise<number> {
+  for (let off = 0; off < buf.length; ) {
+    const { bytesWritten } = await fh.write(buf, off, buf.length - off, position + off);
+    if (bytesWritten <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+    off += bytesWritten;
+  }
+  return position + buf.length;
+}
+
+/** Make a directory's entries durable (files created, renamed or deleted in it). */
+export async function syncDirectory(fs: FileSystem, dir: string): Promise<void> {
+  const d = await fs.open(dir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}
+
 export const nodeFs: FileSystem = {
   open: async (path, flags) => {
     const fh = await open(path, flags);

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { HeldSnapshot, Snapshot, SnapshotBytes, SnapshotMeta } from '../types.js';
 import { StorageError, describeIoError } from './errors.js';
 import { crc32c } from './crc32c.js';
-import { FileHandleLike, FileSystem, nodeFs } from './fs.js';
+import { FileSystem, nodeFs, syncDirectory, writeAll } from './fs.js';
 
 const MAGIC = Buffer.from('RKVSNAP1');
 const NAME_RE = /^snap-([0-9a-f]{16})-([0-9a-f]{16})\.snap$/;
@@ -83,16 +83,6 @@ export function decodeSnapshot(buf: Buffer): Snapshot {
 /** Bytes checksummed and written per step when saving: the loop is never held for long. */
 const SAVE_CHUNK = 4 << 20;
 
-/** Write all of `buf` at `pos`; returns the position after it. */
-async function writeFully(fh: FileHandleLike, buf: Buffer, pos: number): Promise<number> {
-  for (let off = 0; off < buf.length; ) {
-    const { bytesWritten } = await fh.write(buf, off, buf.length - off, pos + off);
-    if (bytesWritten <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
-    off += bytesWritten;
-  }
-  return pos + buf.length;
-}
-
 export class SnapshotStore {
   /** Files handed to the core as held snapshots (the newest two): never pruned. */
   private pinned: string[] = [];
@@ -130,7 +120,7 @@ export class SnapshotStore {
         let pos = 0;
         let unsynced = 0;
         for await (const part of encodeSnapshotStream(meta, size, chunks)) {
-          pos = await writeFully(fh, part, pos);
+          pos = await writeAll(fh, part, pos);
           unsynced += part.length;
           // Flush as we go (RocksDB's bytes_per_sync): one flush of 100 MB at the end stalls
           // the disk queue, and every WAL fdatasync behind it, for hundreds of milliseconds.
@@ -144,7 +134,7 @@ export class SnapshotStore {
         await fh.close();
       }
       await this.fs.rename(tmp, final);
-      if (this.sync) await syncDir(this.fs, this.dir);
+      if (this.sync) await syncDirectory(this.fs, this.dir);
     } catch (e) {
       await this.fs.rm(tmp, { force: true }).catch(() => undefined);
       throw describeIoError('writing snapshot', final, e);
@@ -205,15 +195,6 @@ export class SnapshotStore {
 
 function hex16(n: number): string {
   return n.toString(16).padStart(16, '0');
-}
-
-async function syncDir(fs: FileSystem, dir: string): Promise<void> {
-  const d = await fs.open(dir, 'r');
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
-  }
 }
 
 export { StorageError };

@@ -30,7 +30,7 @@
 import { join } from 'node:path';
 import { Entry, HardState } from '../types.js';
 import { CorruptionError, StorageError, describeIoError } from './errors.js';
-import { FileHandleLike, FileSystem, nodeFs } from './fs.js';
+import { FileHandleLike, FileSystem, nodeFs, syncDirectory, writeAll } from './fs.js';
 import { RecordType, TERMINATOR_BYTES, WAL_VERSION, WalRecord, decodeRecord, encodeBatch, segmentSeed } from './records.js';
 
 export type FsyncMode = 'always' | 'batch' | 'never';
@@ -376,12 +376,7 @@ export class Wal {
   private async syncDir(): Promise<void> {
     if (this.fsync === 'never') return;
     try {
-      const d = await this.fs.open(this.dir, 'r');
-      try {
-        await d.sync();
-      } finally {
-        await d.close();
-      }
+      await syncDirectory(this.fs, this.dir);
     } catch (e) {
       throw this.fail(describeIoError('syncing directory', this.dir, e));
     }
@@ -735,14 +730,6 @@ function validRecordAfter(buf: Buffer, off: number): boolean {
     if (r.kind === 'record') return true;
   }
   return false;
-}
-
-async function writeAll(fh: FileHandleLike, buf: Buffer, position: number): Promise<void> {
-  for (let off = 0; off < buf.length; ) {
-    const { bytesWritten } = await fh.write(buf, off, buf.length - off, position + off);
-    if (bytesWritten <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
-    off += bytesWritten;
-  }
 }
 
 export { StorageError };
