@@ -23,6 +23,9 @@ import {
   Timers,
   loadOrBootstrap,
 } from '../../../raft/index.js';
+import { CommandLog } from '../../../logger/command-log.js';
+import { LogMachine } from '../../../logger/log-machine.js';
+import { openLoggerRaftState } from '../../../logger/member.js';
 import { MemoryEngine } from '../../../replica/engines/memory.js';
 import { joinSteps } from '../../../replica/join.js';
 import { CommandExecutor } from '../../../replica/executor.js';
@@ -64,6 +67,9 @@ export interface WholeSimResult {
 
 const TICK_MS = 10;
 const DATA = '/data';
+/** A logger's directories, as the logger process lays them out. */
+const LOGGER_LOG = '/logger/log';
+const LOGGER_RAFT = '/logger/raft';
 
 interface Proc {
   inc: number;
@@ -83,10 +89,20 @@ class SimReplica {
   wallOffset = 0;
   /** Its disk was lost and it is joining again under its id: no votes while it has no state. */
   rejoining = false;
+  /** A logger: the real LogMachine and CommandLog on this disk, a non-voter that never campaigns. */
+  lproc: { inc: number; driver: RaftDriver; log: CommandLog } | undefined;
+  /** A logger that the leader has let in at least once (a fresh start then means it rejoins). */
+  admitted = false;
   constructor(
     readonly id: string,
     readonly fs: SimFs,
+    readonly logger = false,
   ) {}
+
+  /** The running process's Raft driver, whichever kind of node this is. */
+  running(): { inc: number; driver: RaftDriver } | undefined {
+    return this.proc ?? this.lproc;
+  }
 }
 
 interface Timer {
@@ -111,6 +127,7 @@ export class WholeReplicaSim {
   private readonly sessionOptions: Required<Pick<SessionOptions, 'maxSessions' | 'ttlMs'>>;
   private readonly snapshotEvery: number;
   private nextNode: number;
+  private readonly withLogger: boolean;
   private opId = 0;
   private healed = false;
   // Network.
@@ -149,8 +166,10 @@ export class WholeReplicaSim {
     this.nextNode = voters + 1;
     this.initial = Array.from({ length: voters }, (_, i) => ({ id: `n${i + 1}`, addr: `sim:n${i + 1}` }));
     for (const m of this.initial) this.addNode(m.id);
+    // Even seeds also run a logger (chosen from the seed, so odd seeds keep their schedules).
+    this.withLogger = opts.seed % 2 === 0;
     this.trace(
-      `config: voters=${voters} readMode=${this.readMode} sessions=${this.sessionOptions.maxSessions}/${this.sessionOptions.ttlMs}ms snapshotEvery=${this.snapshotEvery}`,
+      `config: voters=${voters} readMode=${this.readMode} sessions=${this.sessionOptions.maxSessions}/${this.sessionOptions.ttlMs}ms snapshotEvery=${this.snapshotEvery}${this.withLogger ? ' logger=log1' : ''}`,
     );
   }
 
@@ -167,6 +186,13 @@ export class WholeReplicaSim {
       this.at(this.rng.int(80, 400), nemesis);
     };
     this.at(this.rng.int(200, 500), nemesis);
+    if (this.withLogger) {
+      this.at(this.rng.int(100, 600), () => {
+        const log = this.addNode('log1', true);
+        void this.startNode(log, false);
+        this.admitLogger(log, true);
+      });
+    }
     this.at(this.durationMs, () => this.healAll());
     const end = this.durationMs + this.settleMs;
     let events = 0;
@@ -185,6 +211,7 @@ export class WholeReplicaSim {
     }
     this.stats.events = events;
     if (this.violations.length === 0) this.finalChecks();
+    if (this.violations.length === 0) await this.checkLoggers();
     return { seed: this.opts.seed, violations: this.violations, stats: this.stats, trace: this.traceLines };
   }
 
@@ -250,7 +277,7 @@ export class WholeReplicaSim {
   // ---------------------------------------------------------------------------------------
   // Replica processes
 
-  private addNode(id: string): SimReplica {
+  private addNode(id: string, logger = false): SimReplica {
     const node: SimReplica = new SimReplica(
       id,
       new SimFs(this.rng, (ms) => {
@@ -258,6 +285,7 @@ export class WholeReplicaSim {
         // An fsync of a crashed process never returns.
         return new Promise<void>((r) => this.at(ms, () => node.alive && node.inc === inc && r()));
       }),
+      logger,
     );
     node.clockRate = 1 + (this.rng.float() * 0.04 - 0.02);
     node.wallOffset = this.rng.int(-50, 50);
@@ -267,6 +295,7 @@ export class WholeReplicaSim {
 
   private async startNode(node: SimReplica, initialMember: boolean): Promise<void> {
     if (node.alive) return;
+    if (node.logger) return this.startLogger(node);
     const inc = ++node.inc;
     node.alive = true;
     node.pausedUntil = 0;
@@ -367,6 +396,7 @@ export class WholeReplicaSim {
     node.alive = false;
     node.inc++;
     node.proc = undefined;
+    node.lproc = undefined;
     const torn = node.fs.crash();
     this.stats.powerCuts++;
     this.stats.tornFiles += torn;
@@ -427,6 +457,7 @@ export class WholeReplicaSim {
 
   private onLeader(node: SimReplica, raft: RaftNode): void {
     this.stats.elections++;
+    for (const v of raft.membership.voters) if (this.nodes.get(v)?.logger) this.violation(`a logger is a voter: ${node.id} leads term ${raft.term} with voters ${raft.membership.voters}`);
     const prior = this.leaderOfTerm.get(raft.term);
     if (prior && prior !== node.id) this.violation(`election safety: ${prior} and ${node.id} both lead term ${raft.term}`);
     this.leaderOfTerm.set(raft.term, node.id);
@@ -454,15 +485,15 @@ export class WholeReplicaSim {
     // that peer has committed more (replica/transport.ts). Checked per message here, which is
     // stricter than per connection, and is how a member behind on the configuration that
     // refused a newer leader for ever would show up (fault suite seed 602).
-    const commit = node.proc?.driver.node.log.committed ?? 0;
+    const commit = node.running()?.driver.node.log.committed ?? 0;
     for (const m of msgs) {
       const to = this.nodes.get(m.to);
       if (!to || !this.linkUp(m.from, m.to) || this.rng.chance(this.dropRate)) continue;
       const copies = this.rng.chance(this.dupRate) ? 2 : 1;
       for (let i = 0; i < copies; i++) {
         this.at(this.rng.int(1, this.maxLatency), () => {
-          if (!this.linkUp(m.from, m.to) || !to.proc) return;
-          const target = to.proc;
+          const target = to.running();
+          if (!this.linkUp(m.from, m.to) || !target) return;
           const admits = admitsMembersOf(() => target.driver.node.membership, () => target.driver.node.log.committed);
           if (!admits(m.from, { from: m.from, token: '', clientAddr: '', httpAddr: '', raftAddr: '', clusterId: '', commit })) return;
           this.onNode(to, target.inc, () => target.driver.step(m));
@@ -529,7 +560,9 @@ export class WholeReplicaSim {
   // Clients
 
   private pickTarget(): string {
-    return this.rng.pick([...this.nodes.keys()]);
+    // Clients talk to replicas; a logger has no client port. (Before log1 exists this is the
+    // same pick as always.)
+    return this.rng.pick([...this.nodes.values()].filter((n) => !n.logger).map((n) => n.id));
   }
 
   /**
@@ -733,7 +766,7 @@ export class WholeReplicaSim {
     }
     if (roll === 0 && m.voters.length + m.learners.length < 7) {
       // A new member, or a removed one back with a wiped disk, under the same id.
-      const gone = [...this.nodes.values()].filter((n) => !members.has(n.id));
+      const gone = [...this.nodes.values()].filter((n) => !members.has(n.id) && !n.logger);
       let node: SimReplica;
       if (gone.length > 0 && this.rng.chance(0.5)) {
         // The operator replaces the removed member's machine and adds it back under its id.
@@ -793,6 +826,161 @@ export class WholeReplicaSim {
     );
   }
 
+  /**
+   * A logger process: the real CommandLog and LogMachine on this node's disk, its Raft log kept
+   * unsynced (as the logger does), a non-voter that never campaigns. What it logs is checked
+   * against what the replicas applied, after every power cut and at the end.
+   */
+  private async startLogger(node: SimReplica): Promise<void> {
+    const inc = ++node.inc;
+    node.alive = true;
+    node.pausedUntil = 0;
+    node.fs.reopen();
+    const timers = this.timersFor(node, inc);
+    const restartLater = (why: string) => {
+      if (node.inc !== inc) return;
+      this.crash(node, why);
+      this.at(this.rng.int(50, 300), () => void this.startNode(node, false));
+    };
+    let log: CommandLog;
+    let storage: DiskStorage;
+    try {
+      log = await CommandLog.open(LOGGER_LOG, { fs: node.fs, segmentBytes: 2048 });
+      if (node.inc !== inc) return;
+      storage = await openLoggerRaftState(LOGGER_RAFT, (line) => this.trace(`${node.id}: ${line}`), { fs: node.fs, segmentBytes: 8192 });
+    } catch (e) {
+      if (node.inc !== inc) return;
+      if (e instanceof CorruptionError || !(e as NodeJS.ErrnoException).code) this.violation(`logger ${node.id} cannot start after a power cut: ${(e as Error).message}`);
+      else restartLater(`start failed: ${(e as Error).message}`);
+      return;
+    }
+    if (node.inc !== inc) return;
+    const initial = await loadOrBootstrap(storage).catch((e: Error) => e);
+    if (node.inc !== inc) return;
+    if (initial instanceof Error) {
+      restartLater(`loading its Raft state failed: ${initial.message}`);
+      return;
+    }
+    const machine = new LogMachine(log);
+    machine.onError = (e) => {
+      this.stats.fsyncErrors++;
+      restartLater(`command log flush failed: ${e.message}`);
+    };
+    machine.onBaseInstalled = (index) => this.trace(`${node.id} installed a cluster snapshot at ${index} as its base`);
+    if (initial.snapshot) {
+      try {
+        await machine.restore(initial.snapshot);
+      } catch (e) {
+        this.violation(`logger ${node.id} cannot start: ${(e as Error).message}`);
+        return;
+      }
+    }
+    if (node.inc !== inc) return;
+    const raft = new RaftNode(
+      {
+        id: node.id,
+        electionTicks: 10,
+        heartbeatTicks: 1,
+        candidate: false,
+        maxInflight: 8,
+        maxAppendBytes: 4096,
+        random: () => this.rng.float(),
+        clock: () => this.now * node.clockRate,
+        tickMs: TICK_MS,
+        maxClockDrift: 0.05,
+      },
+      initial,
+    );
+    const driver = new RaftDriver({
+      node: raft,
+      storage,
+      stateMachine: machine,
+      transport: { send: (msgs) => this.sendPeer(node, inc, msgs) },
+      tickMs: TICK_MS,
+      timers,
+      onFatal: (e) => {
+        this.stats.fsyncErrors++;
+        restartLater(`storage failed: ${e.message}`);
+      },
+    });
+    node.lproc = { inc, driver, log };
+    driver.start();
+    const fresh = (initial.hardState?.term ?? 0) === 0 && (initial.entries?.length ?? 0) === 0 && !initial.snapshot;
+    this.trace(`${node.id} (logger) started (incarnation ${inc}, command log ${log.info().first}..${log.info().last}, raft ${fresh ? 'empty' : `term ${raft.term}`})`);
+    // Its unsynced Raft log lost to a power cut: it joins again as the logger process does.
+    if (fresh && node.admitted) this.admitLogger(node, true);
+  }
+
+  /** What POST /join does on the leader for a logger: its joinSteps, in order, retried. */
+  private admitLogger(node: SimReplica, fresh: boolean): void {
+    if (!node.alive) {
+      this.at(50, () => this.admitLogger(node, fresh));
+      return;
+    }
+    const d = this.leader()?.proc?.driver;
+    if (!d) {
+      this.at(50, () => this.admitLogger(node, fresh));
+      return;
+    }
+    let steps;
+    try {
+      steps = joinSteps(d.node.membership, { id: node.id, addr: `sim:${node.id}`, voter: false, fresh, logger: true });
+    } catch (e) {
+      this.violation(`joinSteps refused logger ${node.id}: ${(e as Error).message}`);
+      return;
+    }
+    this.trace(`NEMESIS logger ${node.id} joins: ${steps.map((cc) => `${cc.type} ${cc.node}${cc.logger ? ' (logger)' : ''}`).join(', ') || 'nothing to do'}`);
+    const run = async () => {
+      for (const cc of steps) await d.proposeConfChange(cc);
+    };
+    run().then(
+      () => {
+        node.admitted = true;
+        this.trace(`${node.id} admitted (a logger)`);
+      },
+      () => this.at(50, () => this.admitLogger(node, fresh)),
+    );
+  }
+
+  /**
+   * After healing, every logger in the configuration has logged everything committed, and what
+   * it logged is exactly what the replicas applied, index by index.
+   */
+  private async checkLoggers(): Promise<void> {
+    if (!this.healed) return;
+    const ld = this.leader()?.proc?.driver;
+    if (!ld) return;
+    const m = ld.node.membership;
+    for (const node of this.nodes.values()) {
+      if (!node.logger || !m.learners.includes(node.id)) continue;
+      if (!m.loggers?.includes(node.id)) this.violation(`${node.id} is in the configuration but not marked a logger`);
+      const l = node.lproc;
+      if (!l) {
+        this.violation(`liveness: logger ${node.id} is not running after healing`);
+        continue;
+      }
+      await l.log.flush();
+      const { first, last } = l.log.info();
+      if (last < ld.node.log.committed) {
+        const pr = ld.node.progressOf(node.id);
+        this.violation(`liveness: logger ${node.id} logged to ${last}, the leader committed ${ld.node.log.committed} (leader's view: ${pr ? `match ${pr.match} next ${pr.next} ${pr.state}` : 'no progress'}; its applied ${l.driver.appliedIndex}, leader ${l.driver.node.leader || '-'})`);
+        continue;
+      }
+      if (last < first) continue;
+      for await (const batch of l.log.read(first, last)) {
+        for (const e of batch) {
+          const seen = this.appliedAt.get(e.index);
+          if (!seen) continue; // applied only through snapshots by every replica: nothing to compare
+          if (seen.term !== e.term || seen.data !== Buffer.from(e.data).toString('base64')) {
+            this.violation(`logger ${node.id} logged term ${e.term} at ${e.index}, the replicas applied term ${seen.term} there (or other bytes)`);
+            return;
+          }
+        }
+      }
+      this.trace(`${node.id} logged ${first}..${last}, as the replicas applied them`);
+    }
+  }
+
   private healAll(): void {
     this.healed = true;
     this.blocked.clear();
@@ -821,6 +1009,7 @@ export class WholeReplicaSim {
     const m = ld.node.membership;
     for (const id of [...m.voters, ...m.learners]) {
       const n = this.nodes.get(id);
+      if (n?.logger) continue; // checked by checkLoggers
       const p = n?.proc;
       if (!p) {
         this.violation(`liveness: member ${id} is not running after healing`);

@@ -84,7 +84,13 @@ export class SimFs implements FileSystem {
     return Buffer.from(inode.data.subarray(position, position + length));
   }
 
-  async rm(path: string, opts: { force?: boolean } = {}): Promise<void> {
+  async rm(path: string, opts: { force?: boolean; recursive?: boolean } = {}): Promise<void> {
+    if (opts.recursive && this.dirs.has(path)) {
+      // A directory and everything under it (entries first: they are what a crash may undo).
+      for (const p of [...this.entries.keys()]) if (p.startsWith(`${path}/`)) this.entries.delete(p);
+      for (const d of [...this.dirs]) if (d === path || d.startsWith(`${path}/`)) this.dirs.delete(d);
+      return;
+    }
     if (!this.entries.delete(path) && !opts.force) throw ioError('ENOENT', `no such file, rm '${path}'`);
   }
 
