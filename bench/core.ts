@@ -6,18 +6,19 @@
  * Options: --seconds N (default 5), --batch N proposals per leader round (default 512),
  * --profile FILE to write a V8 CPU profile and print where the time goes.
  */
-import { parseArgs } from 'node:util';
 import { Message, RaftNode, bootstrapEntries } from '../raft/index.js';
+import { flagsOrUsage } from './flags.js';
 import { withProfile } from './profile.js';
 
-const { values } = parseArgs({
-  options: {
+const values = flagsOrUsage(
+  {
     seconds: { type: 'string', default: '5' },
     batch: { type: 'string', default: '512' },
     size: { type: 'string', default: '128' },
     profile: { type: 'string' },
   },
-});
+  'usage: node dist/bench/core.js [--seconds S] [--batch N] [--size B] [--profile DIR]',
+);
 const seconds = Number(values.seconds);
 const batch = Number(values.batch);
 const size = Number(values.size);

@@ -19,15 +19,19 @@
  */
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { parseArgs, promisify } from 'node:util';
+import { promisify } from 'node:util';
+import { flagsOrUsage } from './flags.js';
 import { TestCluster, sleep } from '../test/helpers/cluster.js';
 import { LoggerProc, defineLogger, logsOf, startLogger, waitLogged } from '../test/helpers/logger.js';
 import { CLI } from '../test/helpers/cluster.js';
 import { runLoadgen } from './run-load.js';
 import { cpuSeconds, totalCpuSeconds, waitQuiet } from './proc-stats.js';
 
-const { values } = parseArgs({
-  options: {
+const USAGE =
+  'usage: node dist/bench/logger.js [--seconds S] [--clusters N] [--replicas R] [--commands N] [--clients C]\n' +
+  '  [--skip throughput,clusters,recovery] [--profile DIR] [--logger-profile DIR] [--repeat N]';
+const values = flagsOrUsage(
+  {
     seconds: { type: 'string', default: '30' },
     clusters: { type: 'string', default: '9' },
     replicas: { type: 'string', default: '3' },
@@ -38,7 +42,8 @@ const { values } = parseArgs({
     'logger-profile': { type: 'string' },
     repeat: { type: 'string', default: '3' },
   },
-});
+  USAGE,
+);
 const seconds = Number(values.seconds);
 const nClusters = Number(values.clusters);
 const nReplicas = Number(values.replicas);
@@ -46,7 +51,7 @@ const commands = Number(values.commands);
 const clients = Number(values.clients);
 const skip = new Set(values.skip!.split(',').filter(Boolean));
 if (!(seconds >= 4) || !(nClusters >= 1) || !(nReplicas >= 1) || !(commands >= 1) || !(clients >= 1)) {
-  console.error('usage: --seconds S (>= 4) --clusters N --replicas R --commands N --clients C --skip throughput,clusters,recovery');
+  console.error(`--seconds must be at least 4 and the counts positive\n${USAGE}`);
   process.exit(2);
 }
 const VALUE = 512;

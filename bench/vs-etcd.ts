@@ -19,47 +19,17 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { LoadResult } from '../loadgen/run.js';
 import { table } from '../loadgen/report.js';
 import { Connection } from '../replica/client.js';
 import { Op, Status } from '../replica/proto.js';
 import { lineChart } from '../experiment/chart.js';
+import { VS_ETCD_FLAGS, VS_ETCD_USAGE, flagsOrUsage } from './flags.js';
 import { runLoadgen } from './run-load.js';
 import { CpuTimeline, rssBytes } from './proc-stats.js';
 import { ELECTION_TIMEOUT_MS, RunningSystem, ensureEtcd, followersFirst, startEtcd, startRaftkv } from './systems.js';
 
-const HELP = `usage: node dist/bench/vs-etcd.js [--quick] [--clients 1,8,32,128] [--seconds S] [--warmup S] [--value-size B]
-  [--keys N] [--kills N] [--rss-keys N] [--skip matrix,failover,memory,rss] [--out DIR]`;
-
-const flags = () =>
-  parseArgs({
-    options: {
-      quick: { type: 'boolean', default: false },
-      clients: { type: 'string' },
-      seconds: { type: 'string' },
-      warmup: { type: 'string' },
-      'value-size': { type: 'string', default: '1024' },
-      keys: { type: 'string', default: '100000' },
-      kills: { type: 'string' },
-      'rss-keys': { type: 'string' },
-      skip: { type: 'string', default: '' },
-      out: { type: 'string', default: 'bench-results' },
-      help: { type: 'boolean', default: false },
-    },
-  });
-// A bad flag gets one line and the usage, not a stack trace.
-let values: ReturnType<typeof flags>['values'];
-try {
-  ({ values } = flags());
-} catch (e) {
-  console.error(`${(e as Error).message}\n${HELP}`);
-  process.exit(2);
-}
-if (values.help) {
-  console.log(HELP);
-  process.exit(0);
-}
+const values = flagsOrUsage(VS_ETCD_FLAGS, VS_ETCD_USAGE);
 const quick = values.quick!;
 const clientCounts = (values.clients ?? (quick ? '1,32' : '1,8,32,128')).split(',').map(Number);
 const seconds = Number(values.seconds ?? (quick ? 5 : 10));
@@ -74,22 +44,22 @@ const rssKeys = Number(values['rss-keys'] ?? (quick ? 100_000 : 1_000_000));
 const skip = new Set(values.skip!.split(',').filter(Boolean));
 for (const part of skip) {
   if (!['matrix', 'failover', 'memory', 'rss'].includes(part)) {
-    console.error(`--skip: no part '${part}' (parts: matrix, failover, memory, rss)\n${HELP}`);
+    console.error(`--skip: no part '${part}' (parts: matrix, failover, memory, rss)\n${VS_ETCD_USAGE}`);
     process.exit(2);
   }
 }
 if (!Number.isInteger(warmup) || warmup < 0) {
-  console.error(`warmup must be a whole number of seconds\n${HELP}`);
+  console.error(`warmup must be a whole number of seconds\n${VS_ETCD_USAGE}`);
   process.exit(2);
 }
 for (const [name, v] of Object.entries({ seconds, valueSize, keys, kills, rssKeys })) {
   if (!Number.isInteger(v) || v < 1) {
-    console.error(`${name} must be a positive integer\n${HELP}`);
+    console.error(`${name} must be a positive integer\n${VS_ETCD_USAGE}`);
     process.exit(2);
   }
 }
 if (clientCounts.some((c) => !Number.isInteger(c) || c < 1)) {
-  console.error(`--clients must list positive integers\n${HELP}`);
+  console.error(`--clients must list positive integers\n${VS_ETCD_USAGE}`);
   process.exit(2);
 }
 
