@@ -8,7 +8,7 @@
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { VS_ETCD_FLAGS, VS_ETCD_USAGE, flagsOrUsage } from './flags.js';
+import { VS_ETCD_FLAGS, VS_ETCD_USAGE, benchFlags } from './flags.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -33,7 +33,7 @@ if (args.includes('--help') || args.includes('-h')) {
   process.exit(0);
 }
 // Checked before anything runs: a typo should not cost the minutes of core and wal first.
-flagsOrUsage(VS_ETCD_FLAGS, `usage: npm run bench [-- --quick] [-- vs-etcd flags]\n${VS_ETCD_USAGE}`, args);
+benchFlags('bench', `usage: npm run bench [-- --quick] [-- vs-etcd flags]\n${VS_ETCD_USAGE}`, VS_ETCD_FLAGS, args);
 
 try {
   console.log('== core: the consensus core alone');

@@ -7,17 +7,18 @@
  * --profile FILE to write a V8 CPU profile and print where the time goes.
  */
 import { Message, RaftNode, bootstrapEntries } from '../raft/index.js';
-import { flagsOrUsage } from './flags.js';
+import { benchFlags } from './flags.js';
 import { withProfile } from './profile.js';
 
-const values = flagsOrUsage(
+const values = benchFlags<{ seconds: string; batch: string; size: string; profile?: string }>(
+  'bench:core',
+  'usage: node dist/bench/core.js [--seconds S] [--batch N] [--size B] [--profile DIR]',
   {
     seconds: { type: 'string', default: '5' },
     batch: { type: 'string', default: '512' },
     size: { type: 'string', default: '128' },
     profile: { type: 'string' },
   },
-  'usage: node dist/bench/core.js [--seconds S] [--batch N] [--size B] [--profile DIR]',
 );
 const seconds = Number(values.seconds);
 const batch = Number(values.batch);

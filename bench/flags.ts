@@ -1,13 +1,20 @@
 /**
- * Command-line flags of the benchmark scripts: a flag a script does not know gets one line and
- * its usage (exit 2) and --help the usage (exit 0), before anything starts; never a stack trace.
+ * Command-line flags of the benchmark scripts, through the front door every raftkv command uses
+ * (util/cli.ts): --help prints the usage and exits 0; a wrong flag or value prints one line
+ * naming it and exits 2, before anything starts; never a stack trace.
  */
-import { ParseArgsConfig, parseArgs } from 'node:util';
+import { commandLine } from '../util/cli.js';
 
-type Options = NonNullable<ParseArgsConfig['options']>;
-type Values<T extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: T; strict: true; allowPositionals: false }>>['values'];
+type Options = Parameters<typeof commandLine>[3];
 
-/** vs-etcd's flags (npm run bench passes its own flags on to it, and checks them first). */
+/** The parsed flags (typed by the caller as `T`), or exit 0 after --help, 2 after a mistake. */
+export function benchFlags<T>(command: string, usage: string, options: Options, argv: string[] = process.argv.slice(2)): T {
+  const cl = commandLine(command, `${usage}\n`, argv, options);
+  if (!cl) process.exit(Number(process.exitCode ?? 0));
+  return cl.values as T;
+}
+
+/** vs-etcd's flags: npm run bench passes its own flags on to it, and checks them first. */
 export const VS_ETCD_FLAGS = {
   quick: { type: 'boolean', default: false },
   clients: { type: 'string' },
@@ -21,18 +28,18 @@ export const VS_ETCD_FLAGS = {
   out: { type: 'string', default: 'bench-results' },
 } as const;
 
+export interface VsEtcdFlags {
+  quick: boolean;
+  clients?: string;
+  seconds?: string;
+  warmup?: string;
+  'value-size': string;
+  keys: string;
+  kills?: string;
+  'rss-keys'?: string;
+  skip: string;
+  out: string;
+}
+
 export const VS_ETCD_USAGE = `usage: node dist/bench/vs-etcd.js [--quick] [--clients 1,8,32,128] [--seconds S] [--warmup S] [--value-size B]
   [--keys N] [--kills N] [--rss-keys N] [--skip matrix,failover,memory,rss] [--out DIR]`;
-
-export function flagsOrUsage<T extends Options>(options: T, usage: string, argv: string[] = process.argv.slice(2)): Values<T> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(usage);
-    process.exit(0);
-  }
-  try {
-    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
-  } catch (e) {
-    console.error(`${(e as Error).message}\n${usage}`);
-    process.exit(2);
-  }
-}

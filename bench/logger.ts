@@ -20,7 +20,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { flagsOrUsage } from './flags.js';
+import { benchFlags } from './flags.js';
 import { TestCluster, sleep } from '../test/helpers/cluster.js';
 import { LoggerProc, defineLogger, logsOf, startLogger, waitLogged } from '../test/helpers/logger.js';
 import { CLI } from '../test/helpers/cluster.js';
@@ -30,7 +30,9 @@ import { cpuSeconds, totalCpuSeconds, waitQuiet } from './proc-stats.js';
 const USAGE =
   'usage: node dist/bench/logger.js [--seconds S] [--clusters N] [--replicas R] [--commands N] [--clients C]\n' +
   '  [--skip throughput,clusters,recovery] [--profile DIR] [--logger-profile DIR] [--repeat N]';
-const values = flagsOrUsage(
+const values = benchFlags<{ seconds: string; clusters: string; replicas: string; commands: string; clients: string; skip: string; profile?: string; 'logger-profile'?: string; repeat: string }>(
+  'bench:logger',
+  USAGE,
   {
     seconds: { type: 'string', default: '30' },
     clusters: { type: 'string', default: '9' },
@@ -42,7 +44,6 @@ const values = flagsOrUsage(
     'logger-profile': { type: 'string' },
     repeat: { type: 'string', default: '3' },
   },
-  USAGE,
 );
 const seconds = Number(values.seconds);
 const nClusters = Number(values.clusters);

@@ -24,12 +24,12 @@ import { table } from '../loadgen/report.js';
 import { Connection } from '../replica/client.js';
 import { Op, Status } from '../replica/proto.js';
 import { lineChart } from '../experiment/chart.js';
-import { VS_ETCD_FLAGS, VS_ETCD_USAGE, flagsOrUsage } from './flags.js';
+import { VS_ETCD_FLAGS, VS_ETCD_USAGE, VsEtcdFlags, benchFlags } from './flags.js';
 import { runLoadgen } from './run-load.js';
 import { CpuTimeline, rssBytes } from './proc-stats.js';
 import { ELECTION_TIMEOUT_MS, RunningSystem, ensureEtcd, followersFirst, startEtcd, startRaftkv } from './systems.js';
 
-const values = flagsOrUsage(VS_ETCD_FLAGS, VS_ETCD_USAGE);
+const values = benchFlags<VsEtcdFlags>('bench:etcd', VS_ETCD_USAGE, VS_ETCD_FLAGS);
 const quick = values.quick!;
 const clientCounts = (values.clients ?? (quick ? '1,32' : '1,8,32,128')).split(',').map(Number);
 const seconds = Number(values.seconds ?? (quick ? 5 : 10));

@@ -10,16 +10,17 @@
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { flagsOrUsage } from './flags.js';
+import { benchFlags } from './flags.js';
 import { Entry, EntryType, Wal, crc32cImplementation } from '../raft/index.js';
 
-const values = flagsOrUsage(
+const values = benchFlags<{ seconds: string; batch: string; dir: string }>(
+  'bench:wal',
+  'usage: node dist/bench/wal.js [--seconds S] [--batch N] [--dir DIR]',
   {
     seconds: { type: 'string', default: '3' },
     batch: { type: 'string', default: '1000' },
     dir: { type: 'string', default: tmpdir() },
   },
-  'usage: node dist/bench/wal.js [--seconds S] [--batch N] [--dir DIR]',
 );
 const seconds = Number(values.seconds);
 const batchSize = Number(values.batch);

@@ -15,6 +15,7 @@ import { grafanaDashboard } from '../operator/dashboard.js';
 import { OPERATOR_NAMESPACE } from '../operator/manifests.js';
 import { valuesSchema } from './values-schema.js';
 import { REPO, helm } from './helm.js';
+import { commandLine } from '../util/cli.js';
 
 export const CHART = join(REPO, 'charts', 'raftkv');
 export const CRD_FILE = join(REPO, 'crds', 'raftclusters.raftkv.io.yaml');
@@ -40,7 +41,14 @@ export async function operatorYaml(): Promise<string> {
   return `# Rendered from charts/raftkv by \`npm run gen\` (helm template raftkv charts/raftkv -n ${OPERATOR_NAMESPACE} --include-crds): do not edit.\n# kubectl apply -f deploys/operator.yaml   then   kubectl apply -f deploys/kv-notlog.yaml\n---\n${ns}${rendered.replace(/^---\n/, '---\n')}`;
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
+const GEN_HELP = `usage: npm run gen
+Writes the CRDs (crds/ and the chart's crds/), the chart's values.schema.json and Grafana
+dashboard, and deploys/operator.yaml, from the code. Takes no flags.
+`;
+
+// Anything on the command line is a mistake (a flag meant for something else): refused before a
+// file is written.
+if (process.argv[1] === fileURLToPath(import.meta.url) && commandLine('gen', GEN_HELP, process.argv.slice(2), {})) {
   mkdirSync(join(REPO, 'crds'), { recursive: true });
   mkdirSync(join(CHART, 'crds'), { recursive: true });
   mkdirSync(join(CHART, 'files'), { recursive: true });

@@ -7,21 +7,38 @@
  * beside other tests. Two of the logger bugs of 2026-12-06 showed only that way.
  */
 import { spawn } from 'node:child_process';
-import { parseArgs } from 'node:util';
+import { commandLine } from '../../util/cli.js';
 import { runScenario } from './scenario.js';
 
-const { values } = parseArgs({
-  options: {
-    time: { type: 'string', default: '30' },
-    seed: { type: 'string' },
-    nodes: { type: 'string', default: '5' },
-    scenarios: { type: 'string', default: '1' },
-    verbose: { type: 'boolean', default: false },
-    'read-mode': { type: 'string' },
-    loggers: { type: 'string', default: '1' },
-    contend: { type: 'string', default: '0' },
-  },
+const HELP = `usage: npm run test:faults -- [flags]
+
+Fault-injection scenarios against real processes on 127.0.0.1 (kill -9, partitions through
+proxies, pauses, disk faults), checked for linearizability and lost acknowledged writes.
+  --time S          seconds of faults per scenario (default 30)
+  --seed N          first seed (default: from the clock); scenario k uses seed N+k
+  --scenarios K     how many scenarios (default 1)
+  --nodes 3|5       replicas (default 5)
+  --loggers N       loggers beside them, 0-5 (default 1)
+  --read-mode M     safe or lease (default: from the seed)
+  --contend C       busy processes beside the scenarios, 0-8 (default 0)
+  --verbose         print the nemesis log as it runs
+
+Example:
+  npm run test:faults -- --time 15 --seed 602 --nodes 3 --loggers 1 --read-mode lease --contend 2
+`;
+
+const cl = commandLine('test:faults', HELP, process.argv.slice(2), {
+  time: { type: 'string', default: '30' },
+  seed: { type: 'string' },
+  nodes: { type: 'string', default: '5' },
+  scenarios: { type: 'string', default: '1' },
+  verbose: { type: 'boolean', default: false },
+  'read-mode': { type: 'string' },
+  loggers: { type: 'string', default: '1' },
+  contend: { type: 'string', default: '0' },
 });
+if (!cl) process.exit(Number(process.exitCode ?? 0));
+const values = cl.values as { time: string; seed?: string; nodes: string; scenarios: string; verbose: boolean; 'read-mode'?: string; loggers: string; contend: string };
 const readMode = values['read-mode'];
 if (readMode !== undefined && readMode !== 'safe' && readMode !== 'lease') {
   console.error('--read-mode must be safe or lease');
