@@ -12,8 +12,9 @@ export const WHOLE_SIM_HELP = `usage: npm run sim:replica -- [flags]
 
 Runs seeded whole-replica schedules: the real RaftDriver, WAL and snapshot store over a
 simulated disk (power cuts lose or tear unsynced writes, fsyncs fail), the real state machine
-with client sessions, and the real command path (forwarding, pooled sessions, retries), under
-partitions, pauses with lost ticks, drifting clocks, transfers and membership changes.
+with client sessions, the real command path (forwarding, pooled sessions, retries) and, on even
+seeds, a logger with the real command log, under partitions, pauses with lost ticks, drifting
+clocks, transfers and membership changes.
   --seeds N          how many schedules (default 50)
   --from S           first seed (default 1)
   --seed S           run exactly one schedule (replays it)

@@ -2,7 +2,8 @@
  * The whole-replica simulator: the real RaftDriver, WAL and snapshot store (over a simulated
  * disk that loses and tears unsynced writes on a power cut and fails fsyncs), the real KV state
  * machine with its sessions, and the real client command path (pooled sessions, forwarding to
- * the leader, retries), driven by virtual timers on one seeded schedule. Everything the core
+ * the leader, retries), and on even seeds a logger (the real CommandLog and LogMachine on its
+ * own simulated disk), driven by virtual timers on one seeded schedule. Everything the core
  * simulator leaves out (the glue between the parts) runs here under faults.
  *
  * Async code is deterministic here because nothing waits on real I/O: every timer, fsync and
