@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { Readable } from 'node:stream';
 import { decodeSnapshot, encodeSnapshot } from '../raft/storage/snapshots.js';
-import { EntryType, quorum } from '../raft/index.js';
+import { EntryType } from '../raft/index.js';
+import { TruncationAsks } from './truncation.js';
 import { HostPort, dialHost, formatHostPort, listenHost, parseHostPort } from '../replica/addr.js';
 import { bearer, sameSecret } from '../replica/secret.js';
 import { TlsFiles, TlsMaterial, loadTls, requestJson } from '../replica/tls.js';
@@ -86,7 +87,7 @@ export class Logger {
   readonly metrics: LoggerMetrics;
   private http: FastifyInstance | undefined;
   private recov: RecovServer | undefined;
-  private readonly asks = new Map<LoggerMember, Map<string, number>>();
+  private readonly asks = new Map<LoggerMember, TruncationAsks>();
   private readonly rates = new Map<LoggerMember, { at: number; entries: number; bytes: number; rate: { entries: number; bytes: number } }>();
   private stopping: Promise<void> | undefined;
   private gaugeTimer: NodeJS.Timeout | undefined;
@@ -189,7 +190,7 @@ export class Logger {
         leader: m.leader(),
         voters: m.voters(),
         raftAddr: m.raftAddr,
-        truncationAsks: Object.fromEntries(this.asks.get(m) ?? []),
+        truncationAsks: this.asks.get(m)?.toJSON() ?? {},
         snapshotInstalls: m.baseInstalls,
       };
     });
@@ -223,19 +224,19 @@ export class Logger {
     return join(m.opts.dir, 'truncate-asks.json');
   }
 
-  private loadAsks(m: LoggerMember): Map<string, number> {
+  private loadAsks(m: LoggerMember): TruncationAsks {
     let text: string;
     try {
       text = readFileSync(this.asksFile(m), 'utf8');
     } catch {
-      return new Map();
+      return new TruncationAsks();
     }
     const parsed = z.record(z.number().int().nonnegative()).safeParse(safeJson(text));
     if (!parsed.success) {
       this.log(`${m.opts.id}: ignoring an unreadable ${this.asksFile(m)} (voters will ask again after their next snapshot)`);
-      return new Map();
+      return new TruncationAsks();
     }
-    return new Map(Object.entries(parsed.data));
+    return new TruncationAsks(new Map(Object.entries(parsed.data)));
   }
 
   /**
@@ -251,31 +252,19 @@ export class Logger {
     // What a voter's own hello said wins over what an ask claims.
     if (http && !m.peers.get(member)?.httpAddr) m.peers.set(member, { httpAddr: http, raftAddr: m.peers.get(member)?.raftAddr ?? '', role: 'voter' });
     const asks = this.asks.get(m)!;
-    for (const id of asks.keys()) if (!voters.includes(id)) asks.delete(id);
-    asks.set(member, Math.max(index, asks.get(member) ?? 0));
+    const info = m.log.info();
+    const d = asks.ask(member, index, voters, info);
     // Kept on disk: a logger restarted between the asks of a majority still counts the earlier
     // ones (a voter asks again only after its next snapshot).
-    writeFileDurably(this.asksFile(m), JSON.stringify(Object.fromEntries(asks)) + '\n', this.opts.sync !== false);
-    const q = quorum(voters.length);
-    const values = [...asks.values()].sort((a, b) => b - a);
-    const info = m.log.info();
-    if (values.length < q) {
-      return { truncated: false, first: info.first, reason: `${values.length} of ${voters.length} voters asked; a majority (${q}) must ask before anything is dropped`, asks: Object.fromEntries(asks) };
-    }
-    const upTo = Math.min(values[q - 1], info.last);
-    if (upTo < info.first) return { truncated: false, first: info.first, reason: `already truncated past ${upTo}`, asks: Object.fromEntries(asks) };
-    // A base the log holds already may cover the cut (an earlier ask fetched a newer snapshot):
-    // then nothing is fetched. Otherwise the voters that asked past the cut have a snapshot
-    // covering it; any other voter may too.
-    const held = info.base && info.base.index >= upTo ? info.base : undefined;
-    const askers = [...asks].filter(([, v]) => v >= upTo).map(([id]) => id);
-    const base = held ? undefined : await this.fetchBase(m, [...askers, ...voters.filter((v) => !askers.includes(v))], upTo);
-    const first = await m.truncate(upTo, base);
+    writeFileDurably(this.asksFile(m), JSON.stringify(asks) + '\n', this.opts.sync !== false);
+    if (!d.truncate) return { truncated: false, first: info.first, reason: d.reason, asks: asks.toJSON() };
+    const base = d.heldBase ? undefined : await this.fetchBase(m, d.baseFrom, d.upTo);
+    const first = await m.truncate(d.upTo, base);
     // The log may keep a newer base it already held (see CommandLog.truncatePrefix).
     const kept = m.log.info().base!;
     this.metrics.truncations.inc({ cluster: m.opts.id });
-    this.log(`${m.opts.id}: truncated the command log up to ${upTo} (base snapshot at ${kept.index}${base ? '' : ', held already'}); it now starts at ${first}`);
-    return { truncated: true, first, upTo, base: { index: kept.index, term: kept.term, fetched: base !== undefined }, asks: Object.fromEntries(asks) };
+    this.log(`${m.opts.id}: truncated the command log up to ${d.upTo} (base snapshot at ${kept.index}${base ? '' : ', held already'}); it now starts at ${first}`);
+    return { truncated: true, first, upTo: d.upTo, base: { index: kept.index, term: kept.term, fetched: base !== undefined }, asks: asks.toJSON() };
   }
 
   private async fetchBase(m: LoggerMember, from: string[], atLeast: number) {

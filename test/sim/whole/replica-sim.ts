@@ -21,6 +21,7 @@ import {
   RaftNode,
   Role,
   SessionOptions,
+  Snapshot,
   Timers,
   loadOrBootstrap,
 } from '../../../raft/index.js';
@@ -29,6 +30,7 @@ import { LogMachine } from '../../../logger/log-machine.js';
 import { openLoggerRaftState } from '../../../logger/member.js';
 import type { LogSource } from '../../../logger/client.js';
 import { rebuild } from '../../../logger/rebuild.js';
+import { TruncationAsks } from '../../../logger/truncation.js';
 import { MemoryEngine } from '../../../replica/engines/memory.js';
 import { joinSteps } from '../../../replica/join.js';
 import { CommandExecutor } from '../../../replica/executor.js';
@@ -96,6 +98,8 @@ class SimReplica {
   lproc: { inc: number; driver: RaftDriver; log: CommandLog } | undefined;
   /** A logger that the leader has let in at least once (a fresh start then means it rejoins). */
   admitted = false;
+  /** A logger's voters' truncation asks (on its disk, durably: they survive its restarts). */
+  readonly asks = new TruncationAsks();
   constructor(
     readonly id: string,
     readonly fs: SimFs,
@@ -363,6 +367,8 @@ export class WholeReplicaSim {
       keepEntries: this.rng.int(0, 10),
       timers,
       readContextPrefix: `${node.id}.${inc}`,
+      // As replicas run with --logger-truncate: after each snapshot, ask the loggers to cut.
+      onSnapshot: (index) => this.askLoggerToTruncate(node, inc, index),
       onSoftState: (s) => {
         this.trace(`${node.id} is ${s.role} (term ${raft.term}, leader ${s.leader || '-'})`);
         if (s.role === Role.Leader) this.onLeader(node, raft);
@@ -912,6 +918,67 @@ export class WholeReplicaSim {
     this.trace(`${node.id} (logger) started (incarnation ${inc}, command log ${log.info().first}..${log.info().last}, raft ${fresh ? 'empty' : `term ${raft.term}`})`);
     // Its unsynced Raft log lost to a power cut: it joins again as the logger process does.
     if (fresh && node.admitted) this.admitLogger(node, true);
+  }
+
+  /** A voter's truncation ask, over the network to the logger (POST /v1/log/<cluster>/truncate). */
+  private askLoggerToTruncate(from: SimReplica, inc: number, index: number): void {
+    const logger = [...this.nodes.values()].find((n) => n.logger);
+    if (!logger || from.inc !== inc || !this.linkUp(from.id, logger.id)) return;
+    this.at(this.rng.int(1, this.maxLatency), () => {
+      const l = logger.lproc;
+      if (l) this.onNode(logger, l.inc, () => void this.loggerTruncate(logger, l, from.id, index));
+    });
+  }
+
+  /** The logger's side of an ask: the same rule as the logger process (TruncationAsks). */
+  private async loggerTruncate(node: SimReplica, l: NonNullable<SimReplica['lproc']>, member: string, index: number): Promise<void> {
+    const voters = l.driver.node.membership.voters;
+    if (!voters.includes(member)) return; // 403: only voters' asks count
+    const d = node.asks.ask(member, index, voters, l.log.info());
+    if (!d.truncate) return;
+    let base: Snapshot | undefined;
+    if (!d.heldBase) {
+      base = await this.fetchBase(node, d.baseFrom, d.upTo);
+      if (!base) return; // no voter reachable with a snapshot that far: 503, nothing dropped
+      // A base past the log's end: the logger waits for its log to get there (it gives up after
+      // 30 s; here after 3 simulated seconds).
+      for (let waited = 0; base.meta.index > l.log.info().last; waited += 50) {
+        if (waited >= 3000 || node.lproc !== l) return;
+        await new Promise<void>((r) => this.at(50, r));
+      }
+      if (node.lproc !== l) return;
+    }
+    this.trace(`${node.id} truncates its command log to ${d.upTo} (${base ? `base at ${base.meta.index} from a voter` : 'the base it holds'})`);
+    try {
+      await l.log.truncatePrefix(d.upTo, base);
+    } catch (e) {
+      // A power cut or a failed fsync in the middle: the next open must still tell the truth.
+      this.trace(`${node.id} truncation to ${d.upTo} failed: ${(e as Error).message}`);
+    }
+  }
+
+  /** GET /v1/snapshot from the first voter that answers: its state as of its last applied entry. */
+  private async fetchBase(logger: SimReplica, from: string[], atLeast: number): Promise<Snapshot | undefined> {
+    for (const id of from) {
+      const p = this.nodes.get(id)?.proc;
+      if (!p || !this.linkUp(logger.id, id) || !this.linkUp(id, logger.id)) continue;
+      const n = p.driver.node;
+      const index = p.driver.appliedIndex;
+      if (index < atLeast) continue;
+      let meta: Snapshot['meta'];
+      try {
+        meta = { index, term: n.log.term(index), membership: n.membershipAt(index) };
+      } catch {
+        continue;
+      }
+      // Captured at once, serialized afterwards (as the replica serves it).
+      const captured = p.sm.captureSnapshot();
+      const parts: Uint8Array[] = [];
+      const pause = () => Promise.resolve();
+      for await (const c of captured.chunks(pause)) parts.push(Buffer.from(c));
+      return { meta, data: Buffer.concat(parts) };
+    }
+    return undefined;
   }
 
   /** What POST /join does on the leader for a logger: its joinSteps, in order, retried. */
