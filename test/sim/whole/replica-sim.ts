@@ -135,6 +135,7 @@ export class WholeReplicaSim {
   private readonly snapshotEvery: number;
   private nextNode: number;
   private readonly withLogger: boolean;
+  private readonly withApplog: boolean;
   private opId = 0;
   private healed = false;
   // Network.
@@ -173,10 +174,12 @@ export class WholeReplicaSim {
     this.nextNode = voters + 1;
     this.initial = Array.from({ length: voters }, (_, i) => ({ id: `n${i + 1}`, addr: `sim:n${i + 1}` }));
     for (const m of this.initial) this.addNode(m.id);
-    // Even seeds also run a logger (chosen from the seed, so odd seeds keep their schedules).
+    // Even seeds also run a logger, and every fourth (2, 6, 10, ...) keeps applogs on the
+    // replicas (chosen from the seed, so odd seeds keep their schedules).
     this.withLogger = opts.seed % 2 === 0;
+    this.withApplog = opts.seed % 4 === 2;
     this.trace(
-      `config: voters=${voters} readMode=${this.readMode} sessions=${this.sessionOptions.maxSessions}/${this.sessionOptions.ttlMs}ms snapshotEvery=${this.snapshotEvery}${this.withLogger ? ' logger=log1' : ''}`,
+      `config: voters=${voters} readMode=${this.readMode} sessions=${this.sessionOptions.maxSessions}/${this.sessionOptions.ttlMs}ms snapshotEvery=${this.snapshotEvery}${this.withLogger ? ' logger=log1' : ''}${this.withApplog ? ' applogs' : ''}`,
     );
   }
 
@@ -331,9 +334,32 @@ export class WholeReplicaSim {
     // Tiny slabs (64-512 bytes) swept at the first garbage, so the engine starts slabs, stores
     // values alone and moves them all the time under the simulated faults.
     const slabBytes = 64 << (this.opts.seed % 4);
-    const sm = new KvStateMachine(new MemoryEngine(1 << 20, { slabBytes, sweepAbove: 1, sweepSlackSlabs: 0 }), { nodeId: node.id, sessions: this.sessionOptions, snapshotSlice });
+    // Some schedules keep the seed's applog (--logfolder) on every replica: every applied entry,
+    // synced before the apply returns, on the replica's own disk.
+    let applog: CommandLog | undefined;
+    if (this.withApplog) {
+      try {
+        applog = await CommandLog.open(`${DATA}/applog`, { fs: node.fs, segmentBytes: 2048 });
+      } catch (e) {
+        if (node.inc !== inc) return;
+        if (e instanceof CorruptionError || !(e as NodeJS.ErrnoException).code) this.violation(`${node.id} cannot open its applog after a power cut: ${(e as Error).message}`);
+        else this.crash(node, `applog open failed: ${(e as Error).message}`);
+        return;
+      }
+      if (node.inc !== inc) return;
+    }
+    const sm = new KvStateMachine(new MemoryEngine(1 << 20, { slabBytes, sweepAbove: 1, sweepSlackSlabs: 0 }), { nodeId: node.id, sessions: this.sessionOptions, snapshotSlice, applog });
     this.watch(node, sm);
-    if (initial.snapshot) sm.restore(initial.snapshot);
+    if (initial.snapshot) {
+      try {
+        await sm.restore(initial.snapshot);
+      } catch (e) {
+        if (node.inc !== inc) return;
+        this.crash(node, `restore failed: ${(e as Error).message}`);
+        return;
+      }
+      if (node.inc !== inc) return;
+    }
     const raft = new RaftNode(
       {
         id: node.id,
@@ -1022,48 +1048,62 @@ export class WholeReplicaSim {
     if (!ld) return;
     const m = ld.node.membership;
     for (const node of this.nodes.values()) {
-      if (!node.logger || !m.learners.includes(node.id)) continue;
-      if (!m.loggers?.includes(node.id)) this.violation(`${node.id} is in the configuration but not marked a logger`);
-      const l = node.lproc;
-      if (!l) {
-        this.violation(`liveness: logger ${node.id} is not running after healing`);
-        continue;
-      }
-      await l.log.flush();
-      const { first, last } = l.log.info();
-      if (last < ld.node.log.committed) {
+      if (node.logger && m.learners.includes(node.id)) {
+        if (!m.loggers?.includes(node.id)) this.violation(`${node.id} is in the configuration but not marked a logger`);
+        const l = node.lproc;
+        if (!l) {
+          this.violation(`liveness: logger ${node.id} is not running after healing`);
+          continue;
+        }
         const pr = ld.node.progressOf(node.id);
-        this.violation(`liveness: logger ${node.id} logged to ${last}, the leader committed ${ld.node.log.committed} (leader's view: ${pr ? `match ${pr.match} next ${pr.next} ${pr.state}` : 'no progress'}; its applied ${l.driver.appliedIndex}, leader ${l.driver.node.leader || '-'})`);
-        continue;
+        await this.checkCommandLog(`logger ${node.id}`, l.log, `leader's view: ${pr ? `match ${pr.match} next ${pr.next} ${pr.state}` : 'no progress'}; its applied ${l.driver.appliedIndex}, leader ${l.driver.node.leader || '-'}`);
+      } else if (node.proc?.sm.applog && (m.voters.includes(node.id) || m.learners.includes(node.id))) {
+        await this.checkCommandLog(`the applog of ${node.id}`, node.proc.sm.applog, `its applied ${node.proc.driver.appliedIndex}`);
       }
-      if (last < first) continue;
-      for await (const batch of l.log.read(first, last)) {
-        for (const e of batch) {
-          const seen = this.appliedAt.get(e.index);
-          if (!seen) continue; // applied only through snapshots by every replica: nothing to compare
-          if (seen.term !== e.term || seen.data !== Buffer.from(e.data).toString('base64')) {
-            this.violation(`logger ${node.id} logged term ${e.term} at ${e.index}, the replicas applied term ${seen.term} there (or other bytes)`);
-            return;
-          }
+      if (this.violations.length > 0) return;
+    }
+  }
+
+  /**
+   * A command log (a logger's, or a replica's applog) after healing: it reaches the leader's
+   * commit, holds exactly what the replicas applied, index by index, and alone (base snapshot +
+   * entries, through the real rebuild()) gives the leader's state: what it is kept for.
+   */
+  private async checkCommandLog(what: string, log: CommandLog, context: string): Promise<void> {
+    const leader = this.leader()?.proc;
+    if (!leader) return;
+    await log.flush();
+    const { first, last } = log.info();
+    const committed = leader.driver.node.log.committed;
+    if (last < committed) {
+      this.violation(`liveness: ${what} reaches ${last}, the leader committed ${committed} (${context})`);
+      return;
+    }
+    if (last < first) return;
+    for await (const batch of log.read(first, last)) {
+      for (const e of batch) {
+        const seen = this.appliedAt.get(e.index);
+        if (!seen) continue; // applied only through snapshots by every replica: nothing to compare
+        if (seen.term !== e.term || seen.data !== Buffer.from(e.data).toString('base64')) {
+          this.violation(`${what} holds term ${e.term} at ${e.index}, the replicas applied term ${seen.term} there (or other bytes)`);
+          return;
         }
       }
-      this.trace(`${node.id} logged ${first}..${last}, as the replicas applied them`);
-      // What the logger is for: its log alone (base snapshot + entries) rebuilds the state.
-      const leader = this.leader()?.proc;
-      if (!leader || leader.driver.appliedIndex !== last) continue;
-      const sm = new KvStateMachine(new MemoryEngine(1 << 20), { nodeId: 'rebuilt', sessions: this.sessionOptions });
-      try {
-        const r = await rebuild(commandLogSource(l.log), { applyBatch: (b) => sm.applyToEngine(b), restoreState: (s) => sm.restoreState(s) }, { mode: 'streaming' });
-        if (r.index !== last) this.violation(`rebuilding from logger ${node.id} reached ${r.index}, its log ends at ${last}`);
-      } catch (e) {
-        this.violation(`the state cannot be rebuilt from logger ${node.id}: ${(e as Error).message}`);
-        continue;
-      }
-      const a = JSON.stringify([...sm.engine.entries()].map(([k, v]) => [k, Buffer.from(v).toString()]));
-      const b = JSON.stringify([...leader.sm.engine.entries()].map(([k, v]) => [k, Buffer.from(v).toString()]));
-      if (a !== b) this.violation(`the state rebuilt from logger ${node.id} at ${last} is ${a}, the leader's is ${b}`);
-      else this.trace(`rebuilt the state at ${last} from ${node.id}'s log (base ${l.log.info().base?.index ?? 'none'}): the leader's`);
     }
+    this.trace(`${what} holds ${first}..${last}, as the replicas applied them`);
+    if (leader.driver.appliedIndex !== last) return;
+    const sm = new KvStateMachine(new MemoryEngine(1 << 20), { nodeId: 'rebuilt', sessions: this.sessionOptions });
+    try {
+      const r = await rebuild(commandLogSource(log), { applyBatch: (b) => sm.applyToEngine(b), restoreState: (st) => sm.restoreState(st) }, { mode: 'streaming' });
+      if (r.index !== last) this.violation(`rebuilding from ${what} reached ${r.index}, it ends at ${last}`);
+    } catch (e) {
+      this.violation(`the state cannot be rebuilt from ${what}: ${(e as Error).message}`);
+      return;
+    }
+    const a = JSON.stringify([...sm.engine.entries()].map(([k, v]) => [k, Buffer.from(v).toString()]));
+    const b = JSON.stringify([...leader.sm.engine.entries()].map(([k, v]) => [k, Buffer.from(v).toString()]));
+    if (a !== b) this.violation(`the state rebuilt from ${what} at ${last} is ${a}, the leader's is ${b}`);
+    else this.trace(`rebuilt the state at ${last} from ${what} (base ${log.info().base?.index ?? 'none'}): the leader's`);
   }
 
   private healAll(): void {
