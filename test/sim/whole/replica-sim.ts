@@ -21,16 +21,10 @@ import {
   RaftNode,
   Role,
   SessionOptions,
-  Snapshot,
   Timers,
   loadOrBootstrap,
 } from '../../../raft/index.js';
 import { CommandLog } from '../../../logger/command-log.js';
-import { LogMachine } from '../../../logger/log-machine.js';
-import { openLoggerRaftState } from '../../../logger/member.js';
-import type { LogSource } from '../../../logger/client.js';
-import { rebuild } from '../../../logger/rebuild.js';
-import { TruncationAsks } from '../../../logger/truncation.js';
 import { MemoryEngine } from '../../../replica/engines/memory.js';
 import { joinSteps } from '../../../replica/join.js';
 import { CommandExecutor } from '../../../replica/executor.js';
@@ -41,6 +35,8 @@ import { Prng } from '../../../util/prng.js';
 import { EventQueue } from '../cluster.js';
 import { checkHistory, formatOps, Operation } from '../linearizability.js';
 import { SimFs } from './sim-fs.js';
+import { SimLoggers } from './loggers.js';
+import { SimReplica, TICK_MS } from './sim-replica.js';
 
 export interface WholeSimOptions {
   seed: number;
@@ -70,48 +66,7 @@ export interface WholeSimResult {
   trace: string[];
 }
 
-const TICK_MS = 10;
 const DATA = '/data';
-/** A logger's directories, as the logger process lays them out. */
-const LOGGER_LOG = '/logger/log';
-const LOGGER_RAFT = '/logger/raft';
-
-interface Proc {
-  inc: number;
-  driver: RaftDriver;
-  sm: KvStateMachine;
-  executor: CommandExecutor;
-  timers: Timers;
-}
-
-class SimReplica {
-  inc = 0;
-  alive = false;
-  proc: Proc | undefined;
-  pausedUntil = 0;
-  /** Monotonic clock rate against true time, and the wall clock's offset. */
-  clockRate = 1;
-  wallOffset = 0;
-  /** Its disk was lost and it is joining again under its id: no votes while it has no state. */
-  rejoining = false;
-  /** A logger: the real LogMachine and CommandLog on this disk, a non-voter that never campaigns. */
-  lproc: { inc: number; driver: RaftDriver; log: CommandLog } | undefined;
-  /** A logger that the leader has let in at least once (a fresh start then means it rejoins). */
-  admitted = false;
-  /** A logger's voters' truncation asks (on its disk, durably: they survive its restarts). */
-  readonly asks = new TruncationAsks();
-  constructor(
-    readonly id: string,
-    readonly fs: SimFs,
-    readonly logger = false,
-  ) {}
-
-  /** The running process's Raft driver, whichever kind of node this is. */
-  running(): { inc: number; driver: RaftDriver } | undefined {
-    return this.proc ?? this.lproc;
-  }
-}
-
 interface Timer {
   cancelled: boolean;
 }
@@ -136,6 +91,7 @@ export class WholeReplicaSim {
   private nextNode: number;
   private readonly withLogger: boolean;
   private readonly withApplog: boolean;
+  private readonly loggers: SimLoggers;
   private opId = 0;
   private healed = false;
   // Network.
@@ -178,6 +134,28 @@ export class WholeReplicaSim {
     // replicas (chosen from the seed, so odd seeds keep their schedules).
     this.withLogger = opts.seed % 2 === 0;
     this.withApplog = opts.seed % 4 === 2;
+    this.loggers = new SimLoggers({
+      rng: this.rng,
+      sessionOptions: this.sessionOptions,
+      now: () => this.now,
+      at: (delay, fn) => this.at(delay, fn),
+      trace: (line) => this.trace(line),
+      violation: (what) => this.violation(what),
+      violated: () => this.violations.length > 0,
+      nodes: () => this.nodes.values(),
+      node: (id) => this.nodes.get(id),
+      leader: () => this.leader(),
+      linkUp: (from, to) => this.linkUp(from, to),
+      maxLatency: () => this.maxLatency,
+      onNode: (node, inc, fn) => this.onNode(node, inc, fn),
+      timersFor: (node, inc) => this.timersFor(node, inc),
+      sendPeer: (node, inc, msgs) => this.sendPeer(node, inc, msgs),
+      crash: (node, why) => this.crash(node, why),
+      restart: (node) => void this.startNode(node, false),
+      fsyncFailed: () => this.stats.fsyncErrors++,
+      appliedAt: (index) => this.appliedAt.get(index),
+      healed: () => this.healed,
+    });
     this.trace(
       `config: voters=${voters} readMode=${this.readMode} sessions=${this.sessionOptions.maxSessions}/${this.sessionOptions.ttlMs}ms snapshotEvery=${this.snapshotEvery}${this.withLogger ? ' logger=log1' : ''}${this.withApplog ? ' applogs' : ''}`,
     );
@@ -200,7 +178,7 @@ export class WholeReplicaSim {
       this.at(this.rng.int(100, 600), () => {
         const log = this.addNode('log1', true);
         void this.startNode(log, false);
-        this.admitLogger(log, true);
+        this.loggers.admitLogger(log, true);
       });
     }
     this.at(this.durationMs, () => this.healAll());
@@ -221,7 +199,7 @@ export class WholeReplicaSim {
     }
     this.stats.events = events;
     if (this.violations.length === 0) this.finalChecks();
-    if (this.violations.length === 0) await this.checkLoggers();
+    if (this.violations.length === 0) await this.loggers.checkLoggers();
     return { seed: this.opts.seed, violations: this.violations, stats: this.stats, trace: this.traceLines };
   }
 
@@ -305,7 +283,7 @@ export class WholeReplicaSim {
 
   private async startNode(node: SimReplica, initialMember: boolean): Promise<void> {
     if (node.alive) return;
-    if (node.logger) return this.startLogger(node);
+    if (node.logger) return this.loggers.startLogger(node);
     const inc = ++node.inc;
     node.alive = true;
     node.pausedUntil = 0;
@@ -394,7 +372,7 @@ export class WholeReplicaSim {
       timers,
       readContextPrefix: `${node.id}.${inc}`,
       // As replicas run with --logger-truncate: after each snapshot, ask the loggers to cut.
-      onSnapshot: (index) => this.askLoggerToTruncate(node, inc, index),
+      onSnapshot: (index) => this.loggers.askLoggerToTruncate(node, inc, index),
       onSoftState: (s) => {
         this.trace(`${node.id} is ${s.role} (term ${raft.term}, leader ${s.leader || '-'})`);
         if (s.role === Role.Leader) this.onLeader(node, raft);
@@ -861,251 +839,6 @@ export class WholeReplicaSim {
     );
   }
 
-  /**
-   * A logger process: the real CommandLog and LogMachine on this node's disk, its Raft log kept
-   * unsynced (as the logger does), a non-voter that never campaigns. What it logs is checked
-   * against what the replicas applied, after every power cut and at the end.
-   */
-  private async startLogger(node: SimReplica): Promise<void> {
-    const inc = ++node.inc;
-    node.alive = true;
-    node.pausedUntil = 0;
-    node.fs.reopen();
-    const timers = this.timersFor(node, inc);
-    const restartLater = (why: string) => {
-      if (node.inc !== inc) return;
-      this.crash(node, why);
-      this.at(this.rng.int(50, 300), () => void this.startNode(node, false));
-    };
-    let log: CommandLog;
-    let storage: DiskStorage;
-    try {
-      log = await CommandLog.open(LOGGER_LOG, { fs: node.fs, segmentBytes: 2048 });
-      if (node.inc !== inc) return;
-      storage = await openLoggerRaftState(LOGGER_RAFT, (line) => this.trace(`${node.id}: ${line}`), { fs: node.fs, segmentBytes: 8192 });
-    } catch (e) {
-      if (node.inc !== inc) return;
-      if (e instanceof CorruptionError || !(e as NodeJS.ErrnoException).code) this.violation(`logger ${node.id} cannot start after a power cut: ${(e as Error).message}`);
-      else restartLater(`start failed: ${(e as Error).message}`);
-      return;
-    }
-    if (node.inc !== inc) return;
-    const initial = await loadOrBootstrap(storage).catch((e: Error) => e);
-    if (node.inc !== inc) return;
-    if (initial instanceof Error) {
-      restartLater(`loading its Raft state failed: ${initial.message}`);
-      return;
-    }
-    const machine = new LogMachine(log);
-    machine.onError = (e) => {
-      this.stats.fsyncErrors++;
-      restartLater(`command log flush failed: ${e.message}`);
-    };
-    machine.onBaseInstalled = (index) => this.trace(`${node.id} installed a cluster snapshot at ${index} as its base`);
-    if (initial.snapshot) {
-      try {
-        await machine.restore(initial.snapshot);
-      } catch (e) {
-        this.violation(`logger ${node.id} cannot start: ${(e as Error).message}`);
-        return;
-      }
-    }
-    if (node.inc !== inc) return;
-    const raft = new RaftNode(
-      {
-        id: node.id,
-        electionTicks: 10,
-        heartbeatTicks: 1,
-        candidate: false,
-        maxInflight: 8,
-        maxAppendBytes: 4096,
-        random: () => this.rng.float(),
-        clock: () => this.now * node.clockRate,
-        tickMs: TICK_MS,
-        maxClockDrift: 0.05,
-      },
-      initial,
-    );
-    const driver = new RaftDriver({
-      node: raft,
-      storage,
-      stateMachine: machine,
-      transport: { send: (msgs) => this.sendPeer(node, inc, msgs) },
-      tickMs: TICK_MS,
-      timers,
-      onFatal: (e) => {
-        this.stats.fsyncErrors++;
-        restartLater(`storage failed: ${e.message}`);
-      },
-    });
-    node.lproc = { inc, driver, log };
-    driver.start();
-    const fresh = (initial.hardState?.term ?? 0) === 0 && (initial.entries?.length ?? 0) === 0 && !initial.snapshot;
-    this.trace(`${node.id} (logger) started (incarnation ${inc}, command log ${log.info().first}..${log.info().last}, raft ${fresh ? 'empty' : `term ${raft.term}`})`);
-    // Its unsynced Raft log lost to a power cut: it joins again as the logger process does.
-    if (fresh && node.admitted) this.admitLogger(node, true);
-  }
-
-  /** A voter's truncation ask, over the network to the logger (POST /v1/log/<cluster>/truncate). */
-  private askLoggerToTruncate(from: SimReplica, inc: number, index: number): void {
-    const logger = [...this.nodes.values()].find((n) => n.logger);
-    if (!logger || from.inc !== inc || !this.linkUp(from.id, logger.id)) return;
-    this.at(this.rng.int(1, this.maxLatency), () => {
-      const l = logger.lproc;
-      if (l) this.onNode(logger, l.inc, () => void this.loggerTruncate(logger, l, from.id, index));
-    });
-  }
-
-  /** The logger's side of an ask: the same rule as the logger process (TruncationAsks). */
-  private async loggerTruncate(node: SimReplica, l: NonNullable<SimReplica['lproc']>, member: string, index: number): Promise<void> {
-    const voters = l.driver.node.membership.voters;
-    if (!voters.includes(member)) return; // 403: only voters' asks count
-    const d = node.asks.ask(member, index, voters, l.log.info());
-    if (!d.truncate) return;
-    let base: Snapshot | undefined;
-    if (!d.heldBase) {
-      base = await this.fetchBase(node, d.baseFrom, d.upTo);
-      if (!base) return; // no voter reachable with a snapshot that far: 503, nothing dropped
-      // A base past the log's end: the logger waits for its log to get there (it gives up after
-      // 30 s; here after 3 simulated seconds).
-      for (let waited = 0; base.meta.index > l.log.info().last; waited += 50) {
-        if (waited >= 3000 || node.lproc !== l) return;
-        await new Promise<void>((r) => this.at(50, r));
-      }
-      if (node.lproc !== l) return;
-    }
-    this.trace(`${node.id} truncates its command log to ${d.upTo} (${base ? `base at ${base.meta.index} from a voter` : 'the base it holds'})`);
-    try {
-      await l.log.truncatePrefix(d.upTo, base);
-    } catch (e) {
-      // A power cut or a failed fsync in the middle: the next open must still tell the truth.
-      this.trace(`${node.id} truncation to ${d.upTo} failed: ${(e as Error).message}`);
-    }
-  }
-
-  /** GET /v1/snapshot from the first voter that answers: its state as of its last applied entry. */
-  private async fetchBase(logger: SimReplica, from: string[], atLeast: number): Promise<Snapshot | undefined> {
-    for (const id of from) {
-      const p = this.nodes.get(id)?.proc;
-      if (!p || !this.linkUp(logger.id, id) || !this.linkUp(id, logger.id)) continue;
-      const n = p.driver.node;
-      const index = p.driver.appliedIndex;
-      if (index < atLeast) continue;
-      let meta: Snapshot['meta'];
-      try {
-        meta = { index, term: n.log.term(index), membership: n.membershipAt(index) };
-      } catch {
-        continue;
-      }
-      // Captured at once, serialized afterwards (as the replica serves it).
-      const captured = p.sm.captureSnapshot();
-      const parts: Uint8Array[] = [];
-      const pause = () => Promise.resolve();
-      for await (const c of captured.chunks(pause)) parts.push(Buffer.from(c));
-      return { meta, data: Buffer.concat(parts) };
-    }
-    return undefined;
-  }
-
-  /** What POST /join does on the leader for a logger: its joinSteps, in order, retried. */
-  private admitLogger(node: SimReplica, fresh: boolean): void {
-    if (!node.alive) {
-      this.at(50, () => this.admitLogger(node, fresh));
-      return;
-    }
-    const d = this.leader()?.proc?.driver;
-    if (!d) {
-      this.at(50, () => this.admitLogger(node, fresh));
-      return;
-    }
-    let steps;
-    try {
-      steps = joinSteps(d.node.membership, { id: node.id, addr: `sim:${node.id}`, voter: false, fresh, logger: true });
-    } catch (e) {
-      this.violation(`joinSteps refused logger ${node.id}: ${(e as Error).message}`);
-      return;
-    }
-    this.trace(`NEMESIS logger ${node.id} joins: ${steps.map((cc) => `${cc.type} ${cc.node}${cc.logger ? ' (logger)' : ''}`).join(', ') || 'nothing to do'}`);
-    const run = async () => {
-      for (const cc of steps) await d.proposeConfChange(cc);
-    };
-    run().then(
-      () => {
-        node.admitted = true;
-        this.trace(`${node.id} admitted (a logger)`);
-      },
-      () => this.at(50, () => this.admitLogger(node, fresh)),
-    );
-  }
-
-  /**
-   * After healing, every logger in the configuration has logged everything committed, and what
-   * it logged is exactly what the replicas applied, index by index.
-   */
-  private async checkLoggers(): Promise<void> {
-    if (!this.healed) return;
-    const ld = this.leader()?.proc?.driver;
-    if (!ld) return;
-    const m = ld.node.membership;
-    for (const node of this.nodes.values()) {
-      if (node.logger && m.learners.includes(node.id)) {
-        if (!m.loggers?.includes(node.id)) this.violation(`${node.id} is in the configuration but not marked a logger`);
-        const l = node.lproc;
-        if (!l) {
-          this.violation(`liveness: logger ${node.id} is not running after healing`);
-          continue;
-        }
-        const pr = ld.node.progressOf(node.id);
-        await this.checkCommandLog(`logger ${node.id}`, l.log, `leader's view: ${pr ? `match ${pr.match} next ${pr.next} ${pr.state}` : 'no progress'}; its applied ${l.driver.appliedIndex}, leader ${l.driver.node.leader || '-'}`);
-      } else if (node.proc?.sm.applog && (m.voters.includes(node.id) || m.learners.includes(node.id))) {
-        await this.checkCommandLog(`the applog of ${node.id}`, node.proc.sm.applog, `its applied ${node.proc.driver.appliedIndex}`);
-      }
-      if (this.violations.length > 0) return;
-    }
-  }
-
-  /**
-   * A command log (a logger's, or a replica's applog) after healing: it reaches the leader's
-   * commit, holds exactly what the replicas applied, index by index, and alone (base snapshot +
-   * entries, through the real rebuild()) gives the leader's state: what it is kept for.
-   */
-  private async checkCommandLog(what: string, log: CommandLog, context: string): Promise<void> {
-    const leader = this.leader()?.proc;
-    if (!leader) return;
-    await log.flush();
-    const { first, last } = log.info();
-    const committed = leader.driver.node.log.committed;
-    if (last < committed) {
-      this.violation(`liveness: ${what} reaches ${last}, the leader committed ${committed} (${context})`);
-      return;
-    }
-    if (last < first) return;
-    for await (const batch of log.read(first, last)) {
-      for (const e of batch) {
-        const seen = this.appliedAt.get(e.index);
-        if (!seen) continue; // applied only through snapshots by every replica: nothing to compare
-        if (seen.term !== e.term || seen.data !== Buffer.from(e.data).toString('base64')) {
-          this.violation(`${what} holds term ${e.term} at ${e.index}, the replicas applied term ${seen.term} there (or other bytes)`);
-          return;
-        }
-      }
-    }
-    this.trace(`${what} holds ${first}..${last}, as the replicas applied them`);
-    if (leader.driver.appliedIndex !== last) return;
-    const sm = new KvStateMachine(new MemoryEngine(1 << 20), { nodeId: 'rebuilt', sessions: this.sessionOptions });
-    try {
-      const r = await rebuild(commandLogSource(log), { applyBatch: (b) => sm.applyToEngine(b), restoreState: (st) => sm.restoreState(st) }, { mode: 'streaming' });
-      if (r.index !== last) this.violation(`rebuilding from ${what} reached ${r.index}, it ends at ${last}`);
-    } catch (e) {
-      this.violation(`the state cannot be rebuilt from ${what}: ${(e as Error).message}`);
-      return;
-    }
-    const a = JSON.stringify([...sm.engine.entries()].map(([k, v]) => [k, Buffer.from(v).toString()]));
-    const b = JSON.stringify([...leader.sm.engine.entries()].map(([k, v]) => [k, Buffer.from(v).toString()]));
-    if (a !== b) this.violation(`the state rebuilt from ${what} at ${last} is ${a}, the leader's is ${b}`);
-    else this.trace(`rebuilt the state at ${last} from ${what} (base ${log.info().base?.index ?? 'none'}): the leader's`);
-  }
-
   private healAll(): void {
     this.healed = true;
     this.blocked.clear();
@@ -1163,26 +896,6 @@ export class WholeReplicaSim {
     if (r.ok === false) this.violation(`not linearizable on key ${r.key}: ${r.reason}\n${formatOps(r.ops)}`);
     else if (r.ok === 'unknown') this.violation(`linearizability check inconclusive on key ${r.key}: ${r.reason}`);
   }
-}
-
-/** A logger's command log as a recovery source, read in place (what its recov port serves). */
-function commandLogSource(log: CommandLog): LogSource {
-  return {
-    info: async () => {
-      const i = log.info();
-      return [{ name: 'log1', clusterId: '', first: i.first, last: i.last, commitIndex: i.last, base: i.base ?? null, bytes: i.bytes }];
-    },
-    base: () => log.base(),
-    range: async (_cluster, from, to, onEntries) => {
-      let count = 0;
-      for await (const batch of log.read(from, to)) {
-        count += batch.length;
-        onEntries(batch);
-      }
-      return { count, bytes: 0 };
-    },
-    rangePrepared: () => Promise.reject(new Error('not used: rebuilt without prepared batches')),
-  };
 }
 
 export function runWholeSchedule(opts: WholeSimOptions): Promise<WholeSimResult> {
