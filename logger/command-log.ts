@@ -369,9 +369,8 @@ export class CommandLog {
       first = this.meta.first;
       if (upTo < first) return;
       // Voters snapshot at different indexes, so a later ask may bring an older base than the
-      // one held. The held one still covers the cut when it is at or past it: keep it. Bases
-      // then only ever move forward, which the base store's "keep the newest two" relies on (an
-      // older base saved after two newer ones is pruned at once while meta.json names it).
+      // one held. The held one still covers the cut when it is at or past it: keep it (less to
+      // replay on a rebuild, and no base file written).
       const held = this.meta.base;
       const useHeld = held !== undefined && held.index >= upTo && (!base || held.index >= base.meta.index);
       if (base && !useHeld) {
