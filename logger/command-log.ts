@@ -27,6 +27,8 @@ const BODY_FIXED = 13;
 const SEG_RE = /^seg-([0-9a-f]{16})\.log$/;
 /** A base snapshot file (the SnapshotStore's naming); anything else in base/ is a leftover. */
 const BASE_RE = /^snap-([0-9a-f]{16})-([0-9a-f]{16})\.snap$/;
+/** Bases up to this size stay in memory after they are written or read (see keepBase). */
+const BASE_CACHE_BYTES = 8 << 20;
 /** The largest command a record may hold: far above any value limit, far below a bad length. */
 const MAX_RECORD = 256 << 20;
 
@@ -108,6 +110,7 @@ export class CommandLog {
   private readonly segmentBytes: number;
   private readonly sync: boolean;
   private readonly bases: SnapshotStore;
+  /** The base snapshot, when small enough to keep in memory (see keepBase). */
   private baseCache: Snapshot | undefined;
   report: OpenReport = { tornBytesRepaired: 0, leftoversRemoved: [] };
   /** Called after each flush with the new durable index, entries and bytes made durable and the fsync time. */
@@ -293,7 +296,10 @@ export class CommandLog {
     for (const n of names) {
       try {
         const s = decodeSnapshot(await this.fs.readFile(join(this.dir, 'base', n)));
-        if (s.meta.index === b.index && s.meta.term === b.term) return (this.baseCache = s);
+        if (s.meta.index === b.index && s.meta.term === b.term) {
+          this.keepBase(s);
+          return s;
+        }
       } catch {
         // A damaged older base: not the one meta.json names, so not needed.
       }
@@ -319,7 +325,7 @@ export class CommandLog {
       this.segments = [];
       for (const s of old) await this.fs.rm(s.file, { force: true });
       await this.removeUnnamedBases();
-      this.baseCache = snapshot;
+      this.keepBase(snapshot);
       this.durableLast = this.appendedLast = index;
       this.lastTerm = term;
     });
@@ -375,7 +381,7 @@ export class CommandLog {
       const useHeld = held !== undefined && held.index >= upTo && (!base || held.index >= base.meta.index);
       if (base && !useHeld) {
         await this.bases.save(base);
-        this.baseCache = base;
+        this.keepBase(base);
       }
       this.crashPoint('truncate:after-snapshot-file');
       await this.writeMeta({ first: upTo + 1, base: base && !useHeld ? { index: base.meta.index, term: base.meta.term } : held });
@@ -472,6 +478,15 @@ export class CommandLog {
     await this.fs.rename(`${file}.tmp`, file);
     if (this.sync) await syncDirectory(this.fs, this.dir);
     this.meta = meta;
+  }
+
+  /**
+   * Keep a base in memory only when it is small: a logger serving several clusters with large
+   * states held a copy of each one's whole state for good. A large base is read from its file
+   * when asked for (a recovery's BASE request, a rebuild), which is rare.
+   */
+  private keepBase(s: Snapshot): void {
+    this.baseCache = s.data.length <= BASE_CACHE_BYTES ? s : undefined;
   }
 
   /**

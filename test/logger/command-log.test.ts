@@ -248,6 +248,28 @@ describe('command log base snapshots across crashes', () => {
     }));
 });
 
+describe('command log base snapshots in memory', () => {
+  it('a large base is not kept in memory but read back whole from its file, before and after a reopen', () =>
+    withDir(async (dir) => {
+      const membership = { voters: ['a'], learners: [], addrs: { a: 'x:1' } };
+      const data = Buffer.alloc(12 << 20);
+      for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE(i, i);
+      const log = await CommandLog.open(dir, { segmentBytes: 100 });
+      log.append(range(1, 20));
+      await log.flush();
+      assert.equal(await log.truncatePrefix(10, { meta: { index: 15, term: 1, membership }, data }), 11);
+      for (let k = 0; k < 2; k++) {
+        const b = await log.base();
+        assert.equal(b?.meta.index, 15);
+        assert.ok(Buffer.from(b!.data).equals(data), 'the base reads back byte for byte');
+      }
+      await log.close();
+      const again = await CommandLog.open(dir);
+      assert.ok(Buffer.from((await again.base())!.data).equals(data));
+      await again.close();
+    }));
+});
+
 describe('command log ranges and truncation', () => {
   it('a range opened before a truncation is read whole, though its segments are deleted meanwhile', () =>
     withDir(async (dir) => {
