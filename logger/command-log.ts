@@ -105,7 +105,7 @@ export class CommandLog {
   /** The segment appends go to, open for writing. */
   private active: FileHandleLike | undefined;
   private readonly fs: FileSystem;
-  private waiters: { index: number; resolve: () => void; timer: NodeJS.Timeout }[] = [];
+  private waiters: { index: number; resolve: (reached: boolean) => void; timer: NodeJS.Timeout }[] = [];
   private closed = false;
   private readonly segmentBytes: number;
   private readonly sync: boolean;
@@ -189,14 +189,14 @@ export class CommandLog {
     return this.flushing;
   }
 
-  /** Resolves once `index` is durable, or after `timeoutMs` (then false). */
+  /** Resolves once `index` is durable, or with false after `timeoutMs` or when the log closes. */
   waitFor(index: number, timeoutMs: number): Promise<boolean> {
     if (this.durableLast >= index) return Promise.resolve(true);
-    if (timeoutMs <= 0) return Promise.resolve(false);
+    if (timeoutMs <= 0 || this.closed) return Promise.resolve(false);
     return new Promise((resolve) => {
       const w = {
         index,
-        resolve: () => resolve(true),
+        resolve,
         timer: setTimeout(() => {
           this.waiters = this.waiters.filter((x) => x !== w);
           resolve(false);
@@ -399,7 +399,11 @@ export class CommandLog {
       this.closed = true;
       await this.closeActive();
     });
-    for (const w of this.waiters) clearTimeout(w.timer);
+    // Nobody is left waiting for ever (a truncation waiting for its base, a recovery reader).
+    for (const w of this.waiters) {
+      clearTimeout(w.timer);
+      w.resolve(false);
+    }
     this.waiters = [];
   }
 
@@ -443,7 +447,7 @@ export class CommandLog {
     for (const w of this.waiters) {
       if (w.index <= this.durableLast) {
         clearTimeout(w.timer);
-        w.resolve();
+        w.resolve(true);
       } else still.push(w);
     }
     this.waiters = still;

@@ -248,6 +248,20 @@ describe('command log base snapshots across crashes', () => {
     }));
 });
 
+describe('command log waits', () => {
+  it('a wait for an index still pending when the log closes is answered (false), not left hanging', () =>
+    withDir(async (dir) => {
+      const log = await CommandLog.open(dir);
+      log.append(range(1, 3));
+      await log.flush();
+      assert.equal(await log.waitFor(3, 1000), true);
+      const pending = log.waitFor(50, 60_000);
+      await log.close();
+      const answer = await Promise.race([pending, new Promise((r) => setTimeout(() => r('still pending'), 2000))]);
+      assert.equal(answer, false);
+    }));
+});
+
 describe('command log base snapshots in memory', () => {
   it('a large base is not kept in memory but read back whole from its file, before and after a reopen', () =>
     withDir(async (dir) => {
