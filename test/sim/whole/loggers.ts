@@ -5,9 +5,9 @@
  * process's own rule), and the end-of-run checks of every command log (a logger's, or a
  * replica's applog): caught up, exactly what was applied, and enough to rebuild the state.
  */
-import { CorruptionError, DiskStorage, Message, RaftNode, RaftDriver, SessionOptions, Snapshot, Timers, loadOrBootstrap } from '../../../raft/index.js';
+import { CorruptionError, DiskStorage, Entry, Message, RaftNode, RaftDriver, SessionOptions, Snapshot, Timers, loadOrBootstrap } from '../../../raft/index.js';
 import type { LogSource } from '../../../logger/client.js';
-import { CommandLog } from '../../../logger/command-log.js';
+import { CommandLog, UnavailableRangeError } from '../../../logger/command-log.js';
 import { LogMachine } from '../../../logger/log-machine.js';
 import { openLoggerRaftState } from '../../../logger/member.js';
 import { rebuild } from '../../../logger/rebuild.js';
@@ -133,6 +133,49 @@ export class SimLoggers {
     this.sim.trace(`${node.id} (logger) started (incarnation ${inc}, command log ${log.info().first}..${log.info().last}, raft ${fresh ? 'empty' : `term ${raft.term}`})`);
     // Its unsynced Raft log lost to a power cut: it joins again as the logger process does.
     if (fresh && node.admitted) this.admitLogger(node, true);
+    this.readWhileRunning(node, node.lproc);
+  }
+
+  /**
+   * Recovery readers (RECOVER i n) while the logger runs, truncates and crashes: every range it
+   * hands out is exactly what the replicas applied; one it no longer holds is refused, never cut.
+   */
+  private readWhileRunning(node: SimReplica, l: NonNullable<SimReplica['lproc']>): void {
+    const { at, rng } = this.sim;
+    const next = () => {
+      if (node.lproc !== l || this.sim.violated()) return;
+      const { first, last } = l.log.info();
+      if (last >= first) {
+        const from = rng.int(first, last);
+        const to = Math.min(last, from + rng.int(0, 40));
+        void this.readRange(node, l, from, to);
+      }
+      at(rng.int(50, 300), next);
+    };
+    at(rng.int(50, 300), next);
+  }
+
+  private async readRange(node: SimReplica, l: NonNullable<SimReplica['lproc']>, from: number, to: number): Promise<void> {
+    let got: Entry[] = [];
+    try {
+      for await (const batch of l.log.read(from, to, 512)) got = got.concat(batch);
+    } catch (e) {
+      // Truncated since it was asked (refused before anything was sent), or the process is gone.
+      if (e instanceof UnavailableRangeError || node.lproc !== l) return;
+      this.sim.violation(`logger ${node.id}: reading ${from}..${to} failed: ${(e as Error).message}`);
+      return;
+    }
+    if (got.length !== to - from + 1 || got.some((e, i) => e.index !== from + i)) {
+      this.sim.violation(`logger ${node.id}: a read of ${from}..${to} returned ${got.length} entries (${got[0]?.index}..${got[got.length - 1]?.index})`);
+      return;
+    }
+    for (const e of got) {
+      const seen = this.sim.appliedAt(e.index);
+      if (seen && (seen.term !== e.term || seen.data !== Buffer.from(e.data).toString('base64'))) {
+        this.sim.violation(`logger ${node.id}: a read of ${from}..${to} returned term ${e.term} at ${e.index}, the replicas applied term ${seen.term} there`);
+        return;
+      }
+    }
   }
 
   /** A voter's truncation ask, over the network to the logger (POST /v1/log/<cluster>/truncate). */
