@@ -171,7 +171,7 @@ export class LoggerMember {
       onSoftState: (s) => {
         if (s.leader === this.lastLeader) return;
         this.lastLeader = s.leader;
-        o.log(`${o.id}: ${s.leader ? `following ${s.leader}` : 'no leader'} (term ${node.term})`);
+        o.log(`${o.id}: ${s.leader ? `following ${s.leader}` : 'no leader'} (term ${s.term})`);
       },
       onFatal: (e) => this.fatal(e),
     });

@@ -302,7 +302,7 @@ export class RaftNode {
   }
 
   softState(): SoftState {
-    return { leader: this.leader, role: this.role };
+    return { leader: this.leader, role: this.role, term: this.term };
   }
 
   isLeader(): boolean {

@@ -153,6 +153,12 @@ export interface ReadState {
 export interface SoftState {
   leader: NodeId;
   role: Role;
+  /**
+   * The term this role and leader belong to. A driver reports a soft state once the Ready that
+   * carried it is durable, by when the node may have moved to a later term: read the term here,
+   * not from the node (doing the latter put two leaders in one term in the simulator's check).
+   */
+  term: number;
 }
 
 /** Build a message with all fields present (keeps object shapes monomorphic, which V8 rewards). */

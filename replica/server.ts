@@ -345,7 +345,7 @@ export class Replica {
           this.lastLeader = s.leader;
           this.leaderConn?.close();
           this.leaderConn = undefined;
-          this.log(`${o.id}: ${s.role}${s.leader ? `, leader ${s.leader}` : ', no leader'} (term ${node.term})`);
+          this.log(`${o.id}: ${s.role}${s.leader ? `, leader ${s.leader}` : ', no leader'} (term ${s.term})`);
           if (s.role === Role.Leader) this.markLoggers();
         }
       },

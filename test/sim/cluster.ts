@@ -420,7 +420,7 @@ export class Simulation {
     if (rd.hardState) disk.hardState = rd.hardState;
 
     if (rd.softState) {
-      this.trace(`${node.id} is ${rd.softState.role} (term ${raft.term}, leader ${rd.softState.leader || '-'})`);
+      this.trace(`${node.id} is ${rd.softState.role} (term ${rd.softState.term}, leader ${rd.softState.leader || '-'})`);
       if (rd.softState.role === Role.Leader) this.onLeader(node);
       if (rd.softState.role === Role.PreCandidate) this.restartSomeoneInsideTheLease(node);
     }

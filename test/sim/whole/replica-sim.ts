@@ -374,8 +374,8 @@ export class WholeReplicaSim {
       // As replicas run with --logger-truncate: after each snapshot, ask the loggers to cut.
       onSnapshot: (index) => this.loggers.askLoggerToTruncate(node, inc, index),
       onSoftState: (s) => {
-        this.trace(`${node.id} is ${s.role} (term ${raft.term}, leader ${s.leader || '-'})`);
-        if (s.role === Role.Leader) this.onLeader(node, raft);
+        this.trace(`${node.id} is ${s.role} (term ${s.term}, leader ${s.leader || '-'})`);
+        if (s.role === Role.Leader) this.onLeader(node, raft, s.term);
         if (s.role === Role.PreCandidate) this.restartSomeoneInsideTheLease(node);
       },
       onFatal: (e) => {
@@ -468,12 +468,13 @@ export class WholeReplicaSim {
     this.at(0, () => void this.startNode(victim, false));
   }
 
-  private onLeader(node: SimReplica, raft: RaftNode): void {
+  /** `term`: the one it was elected in (the node may be past it by the time the driver says so). */
+  private onLeader(node: SimReplica, raft: RaftNode, term: number): void {
     this.stats.elections++;
-    for (const v of raft.membership.voters) if (this.nodes.get(v)?.logger) this.violation(`a logger is a voter: ${node.id} leads term ${raft.term} with voters ${raft.membership.voters}`);
-    const prior = this.leaderOfTerm.get(raft.term);
-    if (prior && prior !== node.id) this.violation(`election safety: ${prior} and ${node.id} both lead term ${raft.term}`);
-    this.leaderOfTerm.set(raft.term, node.id);
+    for (const v of raft.membership.voters) if (this.nodes.get(v)?.logger) this.violation(`a logger is a voter: ${node.id} leads term ${term} with voters ${raft.membership.voters}`);
+    const prior = this.leaderOfTerm.get(term);
+    if (prior && prior !== node.id) this.violation(`election safety: ${prior} and ${node.id} both lead term ${term}`);
+    this.leaderOfTerm.set(term, node.id);
   }
 
   private leader(): SimReplica | undefined {

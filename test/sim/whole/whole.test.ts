@@ -29,7 +29,10 @@ describe('the whole-replica simulator', () => {
     // 124: a voter whose disk was lost voted again in a term it had voted in (two leaders).
     // 200650: the same voter restarted before it was re-admitted and voted (its data came from a
     // new leader's snapshot); the withheld vote must survive restarts until the join completes.
-    for (const seed of [124, 200650]) {
+    // 8581: a leader's soft state arrives after its save, by when the node may be in a later term
+    // (here: leader of term 5, a follower of term 6 by then); reading the node's term then put
+    // two leaders in term 6. The soft state carries the term it was taken in.
+    for (const seed of [124, 200650, 8581]) {
       const r = await runWholeSchedule({ seed });
       assert.deepEqual(r.violations, [], `seed ${seed} (replay: npm run sim:replica -- --seed ${seed} --trace)`);
     }
