@@ -4,11 +4,11 @@
  * cluster's command log. One logger process runs one of these per cluster it serves.
  */
 import { join } from 'node:path';
-import { CorruptionError, DiskStorage, FileSystem, Message, RaftDriver, RaftNode, Snapshot, nodeFs } from '../raft/index.js';
+import { DiskStorage, FileSystem, Message, RaftDriver, RaftNode, Snapshot, isDamage, nodeFs } from '../raft/index.js';
 import { HostPort, dialHost, formatHostPort } from '../replica/addr.js';
 import { MemberFiles, joinThrough } from '../replica/join.js';
 import type { TlsMaterial } from '../replica/tls.js';
-import { PeerTransport, admitsMembersOf } from '../replica/transport.js';
+import { PeerTransport } from '../replica/transport.js';
 import { CommandLog } from './command-log.js';
 import { LogMachine } from './log-machine.js';
 
@@ -29,7 +29,7 @@ export async function openLoggerRaftState(dir: string, log: (line: string) => vo
   try {
     return await open();
   } catch (e) {
-    if (!(e instanceof CorruptionError) && typeof (e as NodeJS.ErrnoException).code === 'string') throw e;
+    if (!isDamage(e)) throw e;
     log(`its Raft state did not survive a crash (${(e as Error).message}): discarded; it joins again, keeping its command log`);
     await fs.rm(dir, { recursive: true, force: true });
     return open();
@@ -124,8 +124,8 @@ export class LoggerMember {
       token: o.token,
       resolve: (id) => this.driver?.node.membership.addrs[id],
       clusterId: () => this.clusterId,
-      admits: admitsMembersOf(() => this.driver?.node.membership, () => this.driver?.node.log.committed ?? 0),
-      commitIndex: () => this.driver?.node.log.committed ?? 0,
+      membership: () => this.driver?.node.membership,
+      commitIndex: () => this.commitIndex(),
       onMessage: (msg: Message) => this.driver?.step(msg),
       onUnreachable: (id) => this.driver?.reportUnreachable(id),
       onHello: (h) => {

@@ -12,7 +12,7 @@ export type { Storage, DiskStorageOptions, RecoveryReport } from './storage/stor
 export { Wal } from './storage/wal.js';
 export type { FsyncMode, WalOptions, WalBatch, WalState, FaultHooks } from './storage/wal.js';
 export { SnapshotStore, encodeSnapshot, encodeSnapshotStream, decodeSnapshot } from './storage/snapshots.js';
-export { StorageError, CorruptionError } from './storage/errors.js';
+export { StorageError, CorruptionError, isDamage } from './storage/errors.js';
 export { nodeFs } from './storage/fs.js';
 export type { FileSystem, FileHandleLike } from './storage/fs.js';
 export { crc32c, crc32cPortable, crc32cImplementation } from './storage/crc32c.js';

@@ -4,7 +4,7 @@
  */
 import protobuf from 'protobufjs';
 import { Entry, Message, MessageType, SnapshotChunk } from '../raft/index.js';
-import { NOT_PLAIN, cursor, readSpan, readVarint } from './protobuf-wire.js';
+import { NOT_PLAIN, cursor, plainOr, readSpan, readVarint } from './protobuf-wire.js';
 
 protobuf.util.Long = undefined as never;
 protobuf.configure();
@@ -272,15 +272,7 @@ export function decodeKvCommandPb(buf: Uint8Array): KvCommand {
  * test compares them on valid and arbitrary bytes).
  */
 export function decodeKvCommand(buf: Uint8Array): KvCommand {
-  // Entries read back from a log are plain Uint8Array views; a Buffer view over the same bytes
-  // costs one small object, protobufjs's path costs a message object and copies.
-  const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-  try {
-    return decodePlainKvCommand(b);
-  } catch (e) {
-    if (e !== NOT_PLAIN) throw e;
-    return decodeKvCommandPb(b);
-  }
+  return plainOr(buf, decodePlainKvCommand, decodeKvCommandPb);
 }
 
 function decodePlainKvCommand(b: Buffer): KvCommand {

@@ -56,6 +56,21 @@ export function putBytes(buf: Buffer, off: number, field: number, b: Uint8Array)
 export const NOT_PLAIN = new Error('not the plain encoding');
 
 /**
+ * Decode `buf` with the hand-written reader of its plain encoding, or, when it is not plain,
+ * with protobufjs (`other`): one decoder's answer either way. A Uint8Array (an entry read back
+ * from a log) is viewed as a Buffer over the same bytes, not copied.
+ */
+export function plainOr<T>(buf: Uint8Array, plain: (b: Buffer) => T, other: (b: Buffer) => T): T {
+  const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  try {
+    return plain(b);
+  } catch (e) {
+    if (e !== NOT_PLAIN) throw e;
+    return other(b);
+  }
+}
+
+/**
  * The reader's cursor: one object for every hand decoder (they never interleave, each runs to
  * its end synchronously). A closure over a local would cost a context object per message.
  */

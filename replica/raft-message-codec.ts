@@ -10,7 +10,7 @@
  */
 import { Entry, Message, MessageType, message } from '../raft/index.js';
 import { decodeRaftMessagePb, encodeRaftMessagePb } from './proto.js';
-import { NOT_PLAIN, bytesSize, cursor, numSize, putBytes, putNum, putString, readSpan, readVarint, varintSize, writeVarint } from './protobuf-wire.js';
+import { NOT_PLAIN, bytesSize, cursor, plainOr, numSize, putBytes, putNum, putString, readSpan, readVarint, varintSize, writeVarint } from './protobuf-wire.js';
 
 export function encodeRaftMessage(m: Message): Uint8Array {
   if (m.snapshot || !plainNumbers(m)) return encodeRaftMessagePb(m);
@@ -56,13 +56,7 @@ export function encodeRaftMessage(m: Message): Uint8Array {
 
 /** Decode a peer's message; throws on bytes that are not one. The core validates the rest. */
 export function decodeRaftMessage(buf: Uint8Array): Message {
-  const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-  try {
-    return decodePlain(b);
-  } catch (e) {
-    if (e !== NOT_PLAIN) throw e;
-    return decodeRaftMessagePb(b);
-  }
+  return plainOr(buf, decodePlain, decodeRaftMessagePb);
 }
 
 const MAX_SAFE_BYTES = 7; // varints of at most 7 bytes are below 2^49: exact as numbers

@@ -38,7 +38,7 @@ import { KvStateMachine } from './kv-machine.js';
 import { ReplicaMetrics } from './metrics.js';
 import { Command, Op, Response, Status } from './proto.js';
 import { CommandExecutor } from './executor.js';
-import { PeerTransport, admitsMembersOf } from './transport.js';
+import { PeerTransport } from './transport.js';
 import { TlsFiles, TlsMaterial, loadTls, requestJson } from './tls.js';
 import { MemberFiles, joinSteps, joinThrough } from './join.js';
 import { CommandLog } from '../logger/command-log.js';
@@ -247,7 +247,7 @@ export class Replica {
       clusterId: () => this.clusterId,
       // Only members may talk Raft to us; a new node that knows no members yet accepts the
       // leader that is adding it (the cluster token and cluster id still apply).
-      admits: admitsMembersOf(() => this.driver?.node.membership, () => this.driver?.node.log.committed ?? 0),
+      membership: () => this.driver?.node.membership,
       commitIndex: () => this.driver?.node.log.committed ?? 0,
       onMessage: (m) => this.onPeerMessage(m),
       onUnreachable: (id) => this.driver?.reportUnreachable(id),

@@ -30,9 +30,12 @@ export interface TransportOptions {
    * peer itself announced in a hello is weighed against it (AddressBook).
    */
   resolve: (id: string) => string | undefined;
-  /** Whether a caller may connect: only members, once this node knows its membership (see admitsMembersOf). */
-  admits?: (id: string, hello: Hello) => boolean;
-  /** This node's commit index, announced in its hello (see admitsMembersOf). */
+  /**
+   * This node's configuration (undefined while it has none): only its members, or a peer that
+   * has committed more, may connect (see admitsMembersOf). Without it, anyone with the token.
+   */
+  membership?: () => { voters: string[]; learners: string[] } | undefined;
+  /** This node's commit index: announced in its hello, and weighed in admitsMembersOf. */
   commitIndex?: () => number;
   onMessage: (m: Message) => void;
   onUnreachable: (id: string) => void;
@@ -101,9 +104,11 @@ export class PeerTransport {
   private readonly inbound = new Set<net.Socket>();
   private stopped = false;
   private readonly maxFrame: number;
+  private readonly admits: ((id: string, hello: Hello) => boolean) | undefined;
 
   constructor(private readonly opts: TransportOptions) {
     this.maxFrame = opts.maxFrameBytes ?? 64 << 20;
+    this.admits = opts.membership && admitsMembersOf(opts.membership, opts.commitIndex);
   }
 
   async start(): Promise<number> {
@@ -265,7 +270,7 @@ export class PeerTransport {
             const h = decodeHello(f.payload);
             if (!sameSecret(this.opts.token ?? '', h.token)) throw new FrameError(`peer ${h.from} presented a wrong cluster token`);
             if (!h.from) throw new FrameError('peer hello without an id');
-            if (this.opts.admits && !this.opts.admits(h.from, h)) throw new FrameError(`${h.from} is not a member of this cluster`);
+            if (this.admits && !this.admits(h.from, h)) throw new FrameError(`${h.from} is not a member of this cluster`);
             const mine = this.opts.clusterId();
             if (mine && h.clusterId && mine !== h.clusterId) throw new FrameError(`peer ${h.from} belongs to cluster ${h.clusterId}, not ${mine}`);
             hello = h;

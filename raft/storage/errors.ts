@@ -25,6 +25,14 @@ export class CorruptionError extends Error {
   }
 }
 
+/**
+ * Whether a store refused to open for what it found on disk (damage: a CorruptionError, or an
+ * inconsistency it reports without an errno) rather than for an I/O error (an errno code).
+ */
+export function isDamage(e: unknown): boolean {
+  return e instanceof CorruptionError || typeof (e as NodeJS.ErrnoException | undefined)?.code !== 'string';
+}
+
 export function describeIoError(what: string, file: string, e: unknown): StorageError {
   const err = e as NodeJS.ErrnoException;
   const code = err?.code;

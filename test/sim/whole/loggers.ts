@@ -5,7 +5,7 @@
  * process's own rule), and the end-of-run checks of every command log (a logger's, or a
  * replica's applog): caught up, exactly what was applied, and enough to rebuild the state.
  */
-import { CorruptionError, DiskStorage, Entry, Message, RaftNode, RaftDriver, SessionOptions, Snapshot, Timers, loadOrBootstrap } from '../../../raft/index.js';
+import { DiskStorage, Entry, Message, RaftConfig, isDamage, RaftNode, RaftDriver, SessionOptions, Snapshot, Timers, loadOrBootstrap } from '../../../raft/index.js';
 import type { LogSource } from '../../../logger/client.js';
 import { CommandLog, UnavailableRangeError } from '../../../logger/command-log.js';
 import { LogMachine } from '../../../logger/log-machine.js';
@@ -37,6 +37,8 @@ export interface LoggerHost {
   maxLatency(): number;
   onNode(node: SimReplica, inc: number, fn: () => void): void;
   timersFor(node: SimReplica, inc: number): Timers;
+  /** The Raft settings every simulated node shares. */
+  raftConfig(node: SimReplica): RaftConfig;
   sendPeer(node: SimReplica, inc: number, msgs: Message[]): void;
   crash(node: SimReplica, why: string): void;
   /** Start a crashed node's process again. */
@@ -74,7 +76,7 @@ export class SimLoggers {
       storage = await openLoggerRaftState(LOGGER_RAFT, (line) => this.sim.trace(`${node.id}: ${line}`), { fs: node.fs, segmentBytes: 8192 });
     } catch (e) {
       if (node.inc !== inc) return;
-      if (e instanceof CorruptionError || !(e as NodeJS.ErrnoException).code) this.sim.violation(`logger ${node.id} cannot start after a power cut: ${(e as Error).message}`);
+      if (isDamage(e)) this.sim.violation(`logger ${node.id} cannot start after a power cut: ${(e as Error).message}`);
       else restartLater(`start failed: ${(e as Error).message}`);
       return;
     }
@@ -100,21 +102,7 @@ export class SimLoggers {
       }
     }
     if (node.inc !== inc) return;
-    const raft = new RaftNode(
-      {
-        id: node.id,
-        electionTicks: 10,
-        heartbeatTicks: 1,
-        candidate: false,
-        maxInflight: 8,
-        maxAppendBytes: 4096,
-        random: () => this.sim.rng.float(),
-        clock: () => this.sim.now() * node.clockRate,
-        tickMs: TICK_MS,
-        maxClockDrift: 0.05,
-      },
-      initial,
-    );
+    const raft = new RaftNode({ ...this.sim.raftConfig(node), candidate: false }, initial);
     const driver = new RaftDriver({
       node: raft,
       storage,

@@ -12,16 +12,17 @@
  */
 import {
   ConfChangeType,
-  CorruptionError,
   DiskStorage,
   Entry,
   Message,
+  RaftConfig,
   RaftDriver,
   RaftError,
   RaftNode,
   Role,
   SessionOptions,
   Timers,
+  isDamage,
   loadOrBootstrap,
 } from '../../../raft/index.js';
 import { CommandLog } from '../../../logger/command-log.js';
@@ -149,6 +150,7 @@ export class WholeReplicaSim {
       maxLatency: () => this.maxLatency,
       onNode: (node, inc, fn) => this.onNode(node, inc, fn),
       timersFor: (node, inc) => this.timersFor(node, inc),
+      raftConfig: (node) => this.raftConfig(node),
       sendPeer: (node, inc, msgs) => this.sendPeer(node, inc, msgs),
       crash: (node, why) => this.crash(node, why),
       restart: (node) => void this.startNode(node, false),
@@ -229,6 +231,21 @@ export class WholeReplicaSim {
     fn();
   }
 
+  /** What every simulated Raft node shares, replica or logger: timing, windows, randomness, clock. */
+  private raftConfig(node: SimReplica): RaftConfig {
+    return {
+      id: node.id,
+      electionTicks: 10,
+      heartbeatTicks: 1,
+      maxInflight: 8,
+      maxAppendBytes: 4096,
+      random: () => this.rng.float(),
+      clock: () => this.now * node.clockRate,
+      tickMs: TICK_MS,
+      maxClockDrift: 0.05,
+    };
+  }
+
   /** A process's timers: virtual, scaled by its clock rate, silenced by a crash. */
   private timersFor(node: SimReplica, inc: number): Timers {
     const sim = this;
@@ -294,7 +311,7 @@ export class WholeReplicaSim {
       storage = await DiskStorage.open(DATA, { fs: node.fs, fsync: 'batch', segmentBytes: 8192 });
     } catch (e) {
       if (node.inc !== inc) return;
-      if (e instanceof CorruptionError || !(e as NodeJS.ErrnoException).code) {
+      if (isDamage(e)) {
         this.violation(`${node.id} cannot start after a power cut: ${(e as Error).message}`);
       } else this.crash(node, `start failed: ${(e as Error).message}`);
       return;
@@ -320,7 +337,7 @@ export class WholeReplicaSim {
         applog = await CommandLog.open(`${DATA}/applog`, { fs: node.fs, segmentBytes: 2048 });
       } catch (e) {
         if (node.inc !== inc) return;
-        if (e instanceof CorruptionError || !(e as NodeJS.ErrnoException).code) this.violation(`${node.id} cannot open its applog after a power cut: ${(e as Error).message}`);
+        if (isDamage(e)) this.violation(`${node.id} cannot open its applog after a power cut: ${(e as Error).message}`);
         else this.crash(node, `applog open failed: ${(e as Error).message}`);
         return;
       }
@@ -340,18 +357,10 @@ export class WholeReplicaSim {
     }
     const raft = new RaftNode(
       {
-        id: node.id,
-        electionTicks: 10,
-        heartbeatTicks: 1,
+        ...this.raftConfig(node),
         readMode: this.readMode,
-        maxInflight: 8,
-        maxAppendBytes: 4096,
         snapshotChunkBytes: this.rng.int(256, 4096),
         promoteLag: 20,
-        random: () => this.rng.float(),
-        clock: () => this.now * node.clockRate,
-        tickMs: TICK_MS,
-        maxClockDrift: 0.05,
         // As the replica server: a joiner votes only once admitted, across restarts too (its
         // joining marker stays until then).
         withholdVotes: node.rejoining,
