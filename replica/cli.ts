@@ -50,7 +50,7 @@ State machine and storage:
   --keys N                diskstorage key space: integer keys in [0, N) (default 1000000)
   --max-value BYTES       largest accepted value (default 1048576)
   --snapshot-every N      snapshot after N applied entries (default 10000); a state over 8 MB also
-                          waits for half its size (at most 64 MB) in log since the last snapshot
+                          waits for its own size (at most 64 MB) in log since the last snapshot
   --logfolder DIR         write every applied entry synchronously to the command log DIR/ID.applog/
                           (the seed's applog; the same format a logger keeps)
   --recov ADDR            serve the applog for state transfer (INFO, BASE, RECOVER i n; see raftkv recovery)

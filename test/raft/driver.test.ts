@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { EntryType, MemoryStorage, Message, MessageType, RaftDriver, RaftError, RaftNode, Ready } from '../../raft/index.js';
+import { EntryType, MemoryStorage, Message, MessageType, RaftDriver, RaftError, RaftNode, Ready, loadOrBootstrap } from '../../raft/index.js';
 
 /** A core that hands out the indexes and terms a test scripts, and never has work. */
 function scriptedCore(proposals: { index: number; term: number }[]): RaftNode {
@@ -110,6 +110,45 @@ describe('RaftDriver: pipelined persistence', () => {
       assert.deepEqual(persisted, [1, 2, 3], 'each Ready is reported durable, in order');
     } finally {
       for (const s of saves) s.release();
+      await driver.stop();
+    }
+  });
+});
+
+describe('RaftDriver: when to snapshot', () => {
+  it('once the state is large, waits for as much log as the snapshot is big: a snapshot writes no more than the log did', async () => {
+    const storage = new MemoryStorage();
+    const initial = await loadOrBootstrap(storage, [{ id: 'solo', addr: 'solo' }]);
+    const node = new RaftNode({ id: 'solo', electionTicks: 2, heartbeatTicks: 1 }, initial);
+    const stateBytes = 9 << 20; // over the 8 MB above which the log's size counts
+    const entryBytes = 64 << 10;
+    const snapshots: number[] = [];
+    const driver = new RaftDriver({
+      node,
+      storage,
+      tickMs: 5,
+      snapshotEvery: 10,
+      keepEntries: 1,
+      stateMachine: { apply: () => new Uint8Array(0), snapshot: () => new Uint8Array(stateBytes), restore: () => undefined },
+      transport: noTransport,
+      onSnapshot: (index) => snapshots.push(index),
+    });
+    driver.start();
+    try {
+      for (let i = 0; i < 2000 && !node.isLeader(); i++) await new Promise((r) => setTimeout(r, 5));
+      assert.ok(node.isLeader(), 'a single voter elects itself');
+      const entry = new Uint8Array(entryBytes);
+      // One at a time, so the snapshot decision sees every entry's index.
+      for (let i = 0; i < 600 && snapshots.length < 3; i++) await driver.propose(entry);
+      assert.ok(snapshots.length >= 3, `three snapshots over 600 entries of 64 KB (took ${snapshots.length})`);
+      const gaps = snapshots.slice(1).map((s, i) => s - snapshots[i]);
+      // Each member waits its own multiple (1 to 1.5) of the state's size, so members spread out.
+      const least = Math.ceil(stateBytes / entryBytes);
+      for (const gap of gaps) {
+        assert.ok(gap >= least, `a 9 MB snapshot came after ${gap} entries of 64 KB: less log than it writes (${least})`);
+        assert.ok(gap <= Math.ceil(1.5 * least) + 1, `a 9 MB snapshot waited ${gap} entries of 64 KB, over 1.5 times its size`);
+      }
+    } finally {
       await driver.stop();
     }
   });
