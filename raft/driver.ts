@@ -245,6 +245,11 @@ export class RaftDriver {
     });
   }
 
+  /** Nothing listens at `id`'s address any more (see RaftNode.leaderGone). */
+  leaderGone(id: NodeId): void {
+    this.enqueue(() => this.node.leaderGone(id));
+  }
+
   reportUnreachable(id: NodeId): void {
     this.enqueue(() => this.node.reportUnreachable(id));
   }

@@ -297,6 +297,26 @@ export class RaftNode {
     }
   }
 
+  /**
+   * The transport found nothing listening where the leader `id` was (its connection closed and
+   * a new one was refused): its process is gone. A follower then stops counting on that leader
+   * (so it grants the survivors' votes) and campaigns within a few ticks instead of a whole
+   * election timeout, the survivors in the order of their ids (1, 3, 5 ... ticks), so they do
+   * not split the vote. RabbitMQ's Ra starts elections on a node-down signal the same way.
+   * A wrong report costs no leader: the pre-vote needs a majority that has lost the leader too.
+   * Ignored in lease mode: a leader serves lease reads on the promise that no vote is granted
+   * within an election timeout of its last heartbeat, and a refused connection proves nothing
+   * about a leader that other members can still reach.
+   */
+  leaderGone(id: NodeId): void {
+    this.assertNotInReady();
+    if (this.readMode === 'lease' || !this.preVote || this.role !== Role.Follower || this.leader !== id || !this.promotable()) return;
+    this.leader = NONE;
+    const survivors = this.membership.voters.filter((v) => v !== id).sort();
+    const delay = 1 + 2 * Math.max(0, survivors.indexOf(this.id));
+    this.electionElapsed = Math.max(this.electionElapsed, this.randomizedElectionTimeout - delay);
+  }
+
   hardState(): HardState {
     return { term: this.term, vote: this.vote, commit: this.log.committed };
   }

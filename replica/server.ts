@@ -251,6 +251,7 @@ export class Replica {
       commitIndex: () => this.driver?.node.log.committed ?? 0,
       onMessage: (m) => this.onPeerMessage(m),
       onUnreachable: (id) => this.driver?.reportUnreachable(id),
+      onRefused: (id) => this.driver?.leaderGone(id),
       onHello: (h) => {
         // An empty field never erases what the peer told us before (found by fuzzing the raft
         // port: a hello with empty addresses made followers forget how to reach the leader).

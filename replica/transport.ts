@@ -39,6 +39,12 @@ export interface TransportOptions {
   commitIndex?: () => number;
   onMessage: (m: Message) => void;
   onUnreachable: (id: string) => void;
+  /**
+   * A peer's established connection closed and dialling it again was refused: nothing listens
+   * at its address any more (its process is gone). Its leader's followers elect a new one at
+   * once (RaftNode.leaderGone) instead of after an election timeout.
+   */
+  onRefused?: (id: string) => void;
   onHello?: (h: Hello) => void;
   maxFrameBytes?: number;
   /** Mutual TLS between peers: only holders of a certificate signed by the CA get in. */
@@ -226,8 +232,9 @@ export class PeerTransport {
       peer.pendingBytes += hello.length;
       this.flush(peer);
     });
-    const down = () => {
+    const down = (e?: Error) => {
       if (peer.socket !== socket) return;
+      const wasConnected = peer.connected;
       peer.socket = undefined;
       peer.connected = false;
       peer.pending = [];
@@ -236,10 +243,16 @@ export class PeerTransport {
       // Exponential backoff with jitter, 50 ms doubling to 1 s.
       const backoff = Math.min(1000, 50 * 2 ** Math.min(peer.failures - 1, 5));
       peer.retryAt = Date.now() + backoff * (0.5 + Math.random() / 2);
-      if (!this.stopped) this.opts.onUnreachable(peer.id);
+      if (this.stopped) return;
+      this.opts.onUnreachable(peer.id);
+      if ((e as NodeJS.ErrnoException | undefined)?.code === 'ECONNREFUSED') this.opts.onRefused?.(peer.id);
+      // A lost connection is dialled again once, as soon as the backoff allows, even with
+      // nothing to send (a follower sends its leader nothing unless spoken to): a refusal
+      // says the peer's process is gone, and its followers need not wait out a timeout.
+      if (wasConnected && this.opts.onRefused) setTimeout(() => this.introduce(peer.id), Math.max(0, peer.retryAt - Date.now()) + 1).unref();
     };
     socket.on('error', down);
-    socket.on('close', down);
+    socket.on('close', () => down());
     // Nothing is expected back on an outbound connection; discard anything that arrives.
     socket.on('data', () => undefined);
     return true;

@@ -130,3 +130,72 @@ describe('leader election (Raft §5.2, dissertation §9.6 PreVote, §6.2 CheckQu
     assert.equal(ask(6).reject, false, 'votes once admitted');
   });
 });
+
+describe('a leader whose process is gone (the transport was refused at its address)', () => {
+  /** Tick only the given nodes (the others are gone, or stay silent), one tick at a time. */
+  const tickOnly = (net: Net, ids: string[], n: number) => {
+    for (let i = 0; i < n; i++) {
+      net.time++;
+      for (const id of ids) net.node(id).tick();
+      net.settle();
+    }
+  };
+
+  it('is replaced within a few ticks, not an election timeout, by the survivor first in id order', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('c');
+    net.propose('c', 'x');
+    net.isolate('c');
+    const term = net.node('a').term;
+    net.node('a').leaderGone('c');
+    net.node('b').leaderGone('c');
+    tickOnly(net, ['a', 'b'], 2); // electionTicks is 10: a timeout would take 10 to 20
+    assert.deepEqual(net.leaders().filter((id) => id !== 'c'), ['a'], 'a (first of the survivors a, b) leads after 2 ticks');
+    assert.equal(net.node('a').term, term + 1, 'one election, no split vote');
+    net.propose('a', 'y');
+    assert.deepEqual(net.appliedData('b'), ['x', 'y']);
+  });
+
+  it('the survivor later in id order takes over when the first cannot win', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('c');
+    net.isolate('a'); // a misses x: its log is behind, so b will not vote for it
+    net.propose('c', 'x');
+    net.heal();
+    net.isolate('c');
+    net.node('a').leaderGone('c');
+    net.node('b').leaderGone('c');
+    tickOnly(net, ['a', 'b'], 4);
+    assert.deepEqual(net.leaders().filter((id) => id !== 'c'), ['b']);
+    assert.deepEqual(net.appliedData('b'), ['x']);
+  });
+
+  it('a wrong report (the leader is alive and the others still hear it) elects nobody and moves no term', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('c');
+    const term = net.node('a').term;
+    net.node('a').leaderGone('c');
+    tickOnly(net, ['a', 'b'], 3); // c stays silent for 3 ticks: b still counts on it (lease)
+    assert.deepEqual(net.leaders(), ['c']);
+    assert.equal(net.node('a').term, term, 'a pre-vote changes no term');
+    assert.equal(net.node('b').term, term);
+    net.heartbeat('c');
+    assert.equal(net.node('a').leader, 'c', 'the next heartbeat makes a follow c again');
+  });
+
+  it('changes nothing in lease mode, or for a report about a member that does not lead', () => {
+    const lease = new Net(['a', 'b', 'c'], { readMode: 'lease' });
+    lease.elect('c');
+    lease.isolate('c');
+    lease.node('a').leaderGone('c');
+    lease.node('b').leaderGone('c');
+    tickOnly(lease, ['a', 'b'], 5);
+    assert.deepEqual(lease.leaders(), ['c'], 'no vote inside the lease: c may still serve lease reads');
+    assert.equal(lease.node('a').leader, 'c');
+
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('c');
+    net.node('a').leaderGone('b');
+    assert.equal(net.node('a').leader, 'c', 'b does not lead: nothing to do');
+  });
+});

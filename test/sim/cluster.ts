@@ -77,7 +77,9 @@ type Input =
   | { kind: 'tick' }
   | { kind: 'client'; req: ClientRequest }
   /** An operator action (transfer, membership change), run when the node is between batches. */
-  | { kind: 'admin'; what: string; fn: (raft: RaftNode) => void };
+  | { kind: 'admin'; what: string; fn: (raft: RaftNode) => void }
+  /** The transport found nothing listening at `id` (its process crashed): RaftNode.leaderGone. */
+  | { kind: 'gone'; id: string };
 
 interface ClientRequest {
   attempt: number;
@@ -174,6 +176,9 @@ function less(a: { time: number; seq: number }, b: { time: number; seq: number }
 
 export class Simulation {
   private readonly rng: Prng;
+  private readonly goneRng: Prng;
+  /** Whether crashes are reported to the survivors (RaftNode.leaderGone) in this schedule. */
+  private readonly fastFailover: boolean;
   private readonly queue = new EventQueue();
   private now = 0;
   /** Logical clock for the client history: strictly orders every call and return. */
@@ -231,6 +236,9 @@ export class Simulation {
 
   constructor(private readonly opts: SimOptions) {
     this.rng = new Prng(opts.seed);
+    // A stream of its own, so that the schedules of seeds without it stay what they were.
+    this.goneRng = new Prng(opts.seed * 7919 + 17);
+    this.fastFailover = this.goneRng.chance(0.5);
     this.traceOn = opts.trace ?? false;
     this.durationMs = opts.durationMs ?? 3000;
     this.settleMs = opts.settleMs ?? 3000;
@@ -258,7 +266,7 @@ export class Simulation {
     const clientCount = this.rng.int(2, 6);
     for (let i = 0; i < clientCount; i++) this.clients.push(new SimClient(`c${i + 1}`));
     this.trace(
-      `config: voters=${voters} readMode=${this.readMode} snapshotEvery=${this.snapshotEvery} keep=${this.snapshotKeep} chunk=${this.chunkBytes} keys=${this.keys.length} clients=${clientCount}`,
+      `config: voters=${voters} readMode=${this.readMode} fastFailover=${this.fastFailover} snapshotEvery=${this.snapshotEvery} keep=${this.snapshotKeep} chunk=${this.chunkBytes} keys=${this.keys.length} clients=${clientCount}`,
     );
   }
 
@@ -347,6 +355,29 @@ export class Simulation {
     this.trace(`${node.id} start (term ${d.hardState.term}, ${d.entries.length} entries, snapshot ${d.snapshot?.meta.index ?? 0})`);
   }
 
+  /**
+   * What the peer transport reports after a crash (on half the seeds, from a stream of its own):
+   * each member that can reach `victim` finds its port refusing a few ms later, unless it is
+   * back by then. Sometimes a member also hears a wrong report about a leader that is alive.
+   */
+  private reportGone(victim: SimNode): void {
+    if (!this.fastFailover) return;
+    for (const n of this.nodes.values()) {
+      if (n === victim || !n.alive || this.blocked.has(`${n.id}>${victim.id}`)) continue;
+      this.at(this.goneRng.int(1, 60), () => {
+        if (!victim.alive) this.input(n, { kind: 'gone', id: victim.id });
+      });
+    }
+    const leader = this.leaderNode();
+    if (leader && leader !== victim && this.goneRng.chance(0.2)) {
+      const followers = [...this.nodes.values()].filter((n) => n.alive && n !== leader);
+      if (followers.length > 0) {
+        const follower = this.goneRng.pick(followers);
+        this.at(this.goneRng.int(0, 60), () => this.input(follower, { kind: 'gone', id: leader.id }));
+      }
+    }
+  }
+
   private crash(node: SimNode): void {
     if (!node.alive) return;
     node.alive = false;
@@ -380,6 +411,10 @@ export class Simulation {
       }
       case 'client':
         this.handleClient(node, inp.req);
+        return;
+      case 'gone':
+        if (this.traceOn && raft.leader === inp.id) this.trace(`${node.id} finds leader ${inp.id} gone`);
+        raft.leaderGone(inp.id);
         return;
       case 'admin':
         if (raft.role !== Role.Leader) return;
@@ -782,6 +817,7 @@ export class Simulation {
         const victim = leader && this.rng.chance(0.5) ? leader : this.rng.pick(all);
         if (!victim.alive) return;
         this.crash(victim);
+        this.reportGone(victim);
         this.at(this.rng.int(20, 600), () => {
           if (!victim.alive) this.start(victim);
         });

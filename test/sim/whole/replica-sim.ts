@@ -41,6 +41,8 @@ import { SimReplica, TICK_MS } from './sim-replica.js';
 
 export interface WholeSimOptions {
   seed: number;
+  /** Report crashes to the survivors as the peer transport does (default: half the seeds). */
+  fastFailover?: boolean;
   durationMs?: number;
   settleMs?: number;
   trace?: boolean;
@@ -74,6 +76,9 @@ interface Timer {
 
 export class WholeReplicaSim {
   private readonly rng: Prng;
+  private readonly goneRng: Prng;
+  /** Whether crashes are reported to the survivors (RaftDriver.leaderGone) in this schedule. */
+  private readonly fastFailover: boolean;
   private readonly queue = new EventQueue();
   private now = 0;
   /** Orders every call and return of the client history. */
@@ -121,6 +126,9 @@ export class WholeReplicaSim {
 
   constructor(private readonly opts: WholeSimOptions) {
     this.rng = new Prng(opts.seed);
+    // A stream of its own, so that the schedules of seeds without it stay what they were.
+    this.goneRng = new Prng(opts.seed * 7919 + 17);
+    this.fastFailover = opts.fastFailover ?? this.goneRng.chance(0.5);
     this.traceOn = opts.trace ?? false;
     this.durationMs = opts.durationMs ?? 3000;
     this.settleMs = opts.settleMs ?? 4000;
@@ -159,7 +167,7 @@ export class WholeReplicaSim {
       healed: () => this.healed,
     });
     this.trace(
-      `config: voters=${voters} readMode=${this.readMode} sessions=${this.sessionOptions.maxSessions}/${this.sessionOptions.ttlMs}ms snapshotEvery=${this.snapshotEvery}${this.withLogger ? ' logger=log1' : ''}${this.withApplog ? ' applogs' : ''}`,
+      `config: voters=${voters} readMode=${this.readMode} sessions=${this.sessionOptions.maxSessions}/${this.sessionOptions.ttlMs}ms snapshotEvery=${this.snapshotEvery}${this.fastFailover ? ' fastFailover' : ''}${this.withLogger ? ' logger=log1' : ''}${this.withApplog ? ' applogs' : ''}`,
     );
   }
 
@@ -423,6 +431,30 @@ export class WholeReplicaSim {
     this.stats.powerCuts++;
     this.stats.tornFiles += torn;
     this.trace(`${node.id} CRASH (${why}; ${torn} files lost unsynced data)`);
+    this.reportGone(node);
+  }
+
+  /**
+   * What the peer transport reports after a crash: each member that can reach `victim` finds
+   * its port refusing a few ms later, unless it is back by then. Sometimes a member also hears
+   * a wrong report about a leader that is alive.
+   */
+  private reportGone(victim: SimReplica): void {
+    if (!this.fastFailover) return;
+    for (const n of this.nodes.values()) {
+      if (n === victim || !n.alive || !this.linkUp(n.id, victim.id)) continue;
+      this.at(this.goneRng.int(1, 60), () => {
+        if (victim.alive || !n.proc) return;
+        if (n.proc.driver.node.leader === victim.id) this.trace(`${n.id} finds its leader ${victim.id} gone`);
+        n.proc.driver.leaderGone(victim.id);
+      });
+    }
+    const leader = this.leader();
+    const followers = [...this.nodes.values()].filter((n) => n.alive && n !== leader && n !== victim);
+    if (leader && leader !== victim && followers.length > 0 && this.goneRng.chance(0.2)) {
+      const follower = this.goneRng.pick(followers);
+      this.at(this.goneRng.int(0, 60), () => follower.proc?.driver.leaderGone(leader.id));
+    }
   }
 
   /** Check every applied entry and every fresh write, on every replica. */
