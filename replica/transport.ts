@@ -249,7 +249,9 @@ export class PeerTransport {
       // A lost connection is dialled again once, as soon as the backoff allows, even with
       // nothing to send (a follower sends its leader nothing unless spoken to): a refusal
       // says the peer's process is gone, and its followers need not wait out a timeout.
-      if (wasConnected && this.opts.onRefused) setTimeout(() => this.introduce(peer.id), Math.max(0, peer.retryAt - Date.now()) + 1).unref();
+      // A peer dropped meanwhile (removed from the cluster) is not dialled again.
+      const redial = () => this.peers.get(peer.id) === peer && this.introduce(peer.id);
+      if (wasConnected && this.opts.onRefused) setTimeout(redial, Math.max(0, peer.retryAt - Date.now()) + 1).unref();
     };
     socket.on('error', down);
     socket.on('close', () => down());
