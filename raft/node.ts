@@ -1207,10 +1207,27 @@ export class RaftNode {
       this.deliverRead(requester, index, context);
       return;
     }
+    if (this.requestIsQuorum(requester)) {
+      this.deliverRead(requester, index, context);
+      return;
+    }
     this.pendingReads.push({ seq: this.seq + 1, index, context, requester });
     // Confirm leadership with a fresh heartbeat round at the next flush rather than waiting for
     // the next tick; every read queued until then shares the round.
     this.readRoundNeeded = true;
+  }
+
+  /**
+   * Whether a voter's read request, with us, is a quorum (a cluster of two or three voters): then
+   * it confirms our leadership by itself, with no heartbeat round. The requester sent it in our
+   * term as our follower, after its read began, so until then it had voted in no newer term; nor
+   * have we. A leader of a newer term needs one of our two votes, so none existed before the
+   * request was sent, and every write done before the read began is at or below our commit
+   * index (which a new leader uses only once an entry of its own term commits, as above).
+   */
+  private requestIsQuorum(requester: NodeId): boolean {
+    const voters = this.membership.voters;
+    return requester !== this.id && voters.includes(requester) && voters.includes(this.id) && quorum(voters.length) <= 2;
   }
 
   private releaseReadsAwaitingCommit(): void {

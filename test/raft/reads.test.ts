@@ -43,6 +43,53 @@ describe('linearizable reads (dissertation §6.4: ReadIndex and leases)', () => 
     assert.deepEqual(net.reads.get('b'), [{ index: net.node('a').log.committed, context: 'rb' }]);
   });
 
+  it('in a cluster of three, a follower\'s request is itself the confirming quorum: answered with no heartbeat round', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('a');
+    net.propose('a', 'x');
+    const hbBefore = net.count(MessageType.Heartbeat, 'a');
+    net.node('b').readIndex('rb');
+    net.settle();
+    assert.deepEqual(net.reads.get('b'), [{ index: net.node('a').log.committed, context: 'rb' }]);
+    assert.equal(net.count(MessageType.Heartbeat, 'a'), hbBefore, 'no heartbeat was needed');
+  });
+
+  it('in a cluster of five, a follower\'s request still takes a heartbeat round (with the leader it is two of five)', () => {
+    const net = new Net(['a', 'b', 'c', 'd', 'e']);
+    net.elect('a');
+    net.propose('a', 'x');
+    const hbBefore = net.count(MessageType.Heartbeat, 'a');
+    net.node('b').readIndex('rb');
+    net.settle();
+    assert.deepEqual(net.reads.get('b'), [{ index: net.node('a').log.committed, context: 'rb' }]);
+    assert.ok(net.count(MessageType.Heartbeat, 'a') > hbBefore);
+  });
+
+  it('a deposed leader answers no read of its own, and a follower of the new leader asks only it', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('a');
+    net.propose('a', 'x');
+    net.isolate('a');
+    for (let i = 0; i < 60 && !['b', 'c'].some((id) => net.node(id).isLeader()); i++) {
+      net.time++;
+      net.node('b').tick();
+      net.node('c').tick();
+      net.settle();
+    }
+    const next = ['b', 'c'].find((id) => net.node(id).isLeader())!;
+    const other = next === 'b' ? 'c' : 'b';
+    assert.ok(next, 'b and c elect a new leader');
+    net.propose(next, 'y');
+    // a still thinks it leads the old term; the others are in the new one and have y.
+    assert.ok(net.node('a').isLeader());
+    net.node('a').readIndex('ra');
+    net.node(other).readIndex('ro');
+    net.settle();
+    assert.deepEqual(net.reads.get('a'), [], 'a cannot confirm its leadership');
+    assert.ok(net.sent.filter((m) => m.type === MessageType.ReadIndex && m.from === other).every((m) => m.to === next));
+    assert.deepEqual(net.reads.get(other), [{ index: net.node(next).log.committed, context: 'ro' }], 'the read point covers y');
+  });
+
   it('a new leader answers reads only after an entry of its own term commits', () => {
     const net = new Net(['a', 'b', 'c'], { preVote: false, checkQuorum: false });
     net.elect('a');
