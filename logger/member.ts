@@ -185,9 +185,9 @@ export class LoggerMember {
         ca: o.tls?.ca,
         log: o.log,
         stopped: () => this.stopping,
-      }).then((ok) => {
-        if (ok) this.files.joined();
-        return ok;
+      }).then((joined) => {
+        if (joined) this.files.joined();
+        return joined !== undefined;
       });
     }
   }

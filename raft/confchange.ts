@@ -9,7 +9,14 @@ export function encodeConfChange(cc: ConfChange): Uint8Array {
 
 export function decodeConfChange(data: Uint8Array): ConfChange {
   const v = JSON.parse(decoder.decode(data)) as ConfChange;
-  if (typeof v !== 'object' || v === null || typeof v.node !== 'string' || !(v.type in ConfChangeType) || (v.logger !== undefined && typeof v.logger !== 'boolean')) {
+  if (
+    typeof v !== 'object' ||
+    v === null ||
+    typeof v.node !== 'string' ||
+    !(v.type in ConfChangeType) ||
+    (v.logger !== undefined && typeof v.logger !== 'boolean') ||
+    (v.incarnation !== undefined && typeof v.incarnation !== 'string')
+  ) {
     throw new Error('malformed conf change entry');
   }
   return v;
@@ -25,6 +32,7 @@ export function validateConfChange(m: Membership, cc: ConfChange): string | unde
   const isLearner = m.learners.includes(cc.node);
   const isLogger = m.loggers?.includes(cc.node) ?? false;
   if (cc.logger && cc.type !== ConfChangeType.AddLearner) return `only a non-voter can be a logger`;
+  if (cc.incarnation !== undefined && !/^[0-9a-z.#_-]{1,64}$/i.test(cc.incarnation)) return 'an incarnation is 1 to 64 letters, digits or . # _ -';
   switch (cc.type) {
     case ConfChangeType.AddVoter:
       if (isVoter) return `${cc.node} is already a voter`;
@@ -66,22 +74,26 @@ export function applyConfChange(m: Membership, cc: ConfChange): Membership {
       loggers = drop(loggers);
       if (!next.voters.includes(cc.node)) next.voters.push(cc.node);
       if (cc.addr) next.addrs[cc.node] = cc.addr;
+      if (cc.incarnation) (next.incarnations ??= {})[cc.node] = cc.incarnation;
       break;
     case ConfChangeType.AddLearner:
       next.voters = drop(next.voters);
       if (!next.learners.includes(cc.node)) next.learners.push(cc.node);
       if (cc.logger && !loggers.includes(cc.node)) loggers = [...loggers, cc.node];
       if (cc.addr) next.addrs[cc.node] = cc.addr;
+      if (cc.incarnation) (next.incarnations ??= {})[cc.node] = cc.incarnation;
       break;
     case ConfChangeType.RemoveNode:
       next.voters = drop(next.voters);
       next.learners = drop(next.learners);
       loggers = drop(loggers);
       delete next.addrs[cc.node];
+      if (next.incarnations) delete next.incarnations[cc.node];
       break;
   }
   if (loggers.length > 0) next.loggers = loggers;
   else delete next.loggers;
+  if (next.incarnations && Object.keys(next.incarnations).length === 0) delete next.incarnations;
   return next;
 }
 

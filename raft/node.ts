@@ -80,6 +80,16 @@ export interface RaftConfig {
    * removed the old member and added this one anew (the join completed).
    */
   withholdVotes?: boolean;
+  /**
+   * Which start of this member this is (Membership.incarnations): set by a node that started
+   * with no state and joined with it, and carried on its acknowledgments (AppResp, HeartbeatResp)
+   * and read requests. A leader counts a voter's acknowledgments only from the incarnation its
+   * configuration names for it (none for bootstrap members): a node whose disk was lost is not
+   * counted as the voter it was. Before, a stale leader (paused, unaware of a newer term) that
+   * still counted the lost member committed with the restarted node's acks where newer entries
+   * had been committed (whole-replica simulator seed 3153).
+   */
+  incarnation?: string;
 }
 
 /** What the driver recovered from stable storage (all empty for a brand-new node). */
@@ -172,6 +182,7 @@ export class RaftNode {
   private readonly promoteLag: number;
   private readonly candidate: boolean;
   private votesWithheld: boolean;
+  private incarnation: string | undefined;
   private readonly random: () => number;
 
   private electionElapsed = 0;
@@ -244,6 +255,7 @@ export class RaftNode {
     this.promoteLag = config.promoteLag ?? 1000;
     this.candidate = config.candidate ?? true;
     this.votesWithheld = config.withholdVotes ?? false;
+    this.incarnation = config.incarnation;
     this.random = config.random ?? Math.random;
     const tickMs = config.tickMs ?? 1;
     this.clock = config.clock ?? (() => this.now * tickMs);
@@ -347,6 +359,12 @@ export class RaftNode {
   }
 
   /** Start an election now (as if the election timer fired). */
+  /** Admitted by a leader that records no incarnations: acknowledge as before them. */
+  forgetIncarnation(): void {
+    this.assertNotInReady();
+    this.incarnation = undefined;
+  }
+
   /** End withholdVotes: this node's membership is its own again (see RaftConfig.withholdVotes). */
   allowVotes(): void {
     this.votesWithheld = false;
@@ -836,6 +854,7 @@ export class RaftNode {
         return undefined;
       case MessageType.ReadIndex:
         if (this.role !== Role.Leader) return 'read index request: not the leader';
+        if (!this.fromConfiguredIncarnation(m)) return `read index request from another incarnation of ${m.from}`;
         this.leaderRead(m.context, m.from);
         return undefined;
     }
@@ -917,6 +936,9 @@ export class RaftNode {
     if (!pr) return `message from ${m.from}, not a member`;
     // An answer to something sent before this progress began (0: a peer that does not echo).
     if ((m.type === MessageType.AppResp || m.type === MessageType.SnapResp) && m.seq !== 0 && m.seq <= pr.since) return `${MessageType[m.type]} from ${m.from} answers a message sent before it was (re)added`;
+    if ((m.type === MessageType.AppResp || m.type === MessageType.HeartbeatResp) && !this.fromConfiguredIncarnation(m)) {
+      return `acknowledgment from another incarnation of ${m.from} (it lost its state)`;
+    }
     switch (m.type) {
       case MessageType.AppResp:
         pr.recentActive = true;
@@ -1329,7 +1351,19 @@ export class RaftNode {
   // ---------------------------------------------------------------------------------------
 
   private send(m: Message): void {
+    if (this.incarnation !== undefined && (m.type === MessageType.AppResp || m.type === MessageType.HeartbeatResp || m.type === MessageType.ReadIndex)) {
+      m.incarnation = this.incarnation;
+    }
     this.msgs.push(m);
+  }
+
+  /**
+   * Whether an acknowledgment or read request comes from the start of its sender that our
+   * configuration counts (see RaftConfig.incarnation). A non-voter counts for no quorum.
+   */
+  private fromConfiguredIncarnation(m: Message): boolean {
+    if (!this.membership.voters.includes(m.from)) return true;
+    return (m.incarnation ?? '') === (this.membership.incarnations?.[m.from] ?? '');
   }
 
   private assertNotInReady(): void {

@@ -39,6 +39,14 @@ export interface Membership {
    * refuses to make them voters, whoever leads and whatever it has heard. Absent when none.
    */
   loggers?: NodeId[];
+  /**
+   * Which start of each member the configuration means, for members that joined with no state
+   * (a random id drawn when a node starts empty, given with its join). A member acknowledges a
+   * leader only if that leader's configuration names it with its own incarnation or not as a
+   * voter: a node whose disk was lost must not be counted as the voter it was (see
+   * RaftConfig.incarnation). Absent for members of the bootstrap configuration.
+   */
+  incarnations?: Record<NodeId, string>;
 }
 
 export interface SnapshotMeta {
@@ -80,6 +88,8 @@ export interface ConfChange {
   addr?: string;
   /** AddLearner only: the node is a logger, never to be promoted (Membership.loggers). */
   logger?: boolean;
+  /** AddLearner or AddVoter of a new member: which start of it this is (Membership.incarnations). */
+  incarnation?: string;
 }
 
 export enum Role {
@@ -128,6 +138,8 @@ export interface Message {
   context: string;
   /** Vote/PreVote caused by a leadership transfer: receivers must not ignore it for lease reasons. */
   transfer: boolean;
+  /** AppResp, HeartbeatResp, ReadIndex: the sender's incarnation, if it has one (RaftConfig.incarnation). */
+  incarnation?: string;
   /** Snap: the snapshot being sent (meta always, `data` is the chunk at `offset`). */
   snapshot?: SnapshotChunk;
   /** SnapResp: which snapshot (its index) the answer is about. */
@@ -186,6 +198,7 @@ export const EMPTY_DATA = new Uint8Array(0);
 export function cloneMembership(m: Membership): Membership {
   const c: Membership = { voters: [...m.voters], learners: [...m.learners], addrs: { ...m.addrs } };
   if (m.loggers && m.loggers.length > 0) c.loggers = [...m.loggers];
+  if (m.incarnations && Object.keys(m.incarnations).length > 0) c.incarnations = { ...m.incarnations };
   return c;
 }
 

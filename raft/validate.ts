@@ -36,11 +36,19 @@ export function validateMessage(m: Message, self: NodeId): string | undefined {
     }
     if (!(c.data instanceof Uint8Array) || c.offset + c.data.length > c.totalSize) return 'snapshot chunk overruns its size';
     const mem = c.meta.membership;
-    if (!mem || !Array.isArray(mem.voters) || !Array.isArray(mem.learners) || typeof mem.addrs !== 'object' || (mem.loggers !== undefined && !Array.isArray(mem.loggers))) {
+    if (
+      !mem ||
+      !Array.isArray(mem.voters) ||
+      !Array.isArray(mem.learners) ||
+      typeof mem.addrs !== 'object' ||
+      (mem.loggers !== undefined && !Array.isArray(mem.loggers)) ||
+      (mem.incarnations !== undefined && (typeof mem.incarnations !== 'object' || mem.incarnations === null))
+    ) {
       return 'snapshot chunk has no membership';
     }
     if (c.meta.term > m.term) return 'snapshot term is ahead of the sender';
   }
   if (typeof m.context !== 'string') return 'context is not a string';
+  if (m.incarnation !== undefined && (typeof m.incarnation !== 'string' || m.incarnation.length > 64)) return 'incarnation is not a short string';
   return undefined;
 }

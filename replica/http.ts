@@ -23,6 +23,8 @@ const JoinBody = z.object({
   role: z.enum(['logger']).optional(),
   /** The joiner has no state of its own: if its id is a member already, that member lost its data. */
   fresh: z.boolean().default(false),
+  /** A fresh joiner's incarnation: the configuration names this start of it. */
+  incarnation: z.string().regex(/^[0-9a-z.#_-]{1,64}$/i, 'incarnation must be 1-64 letters, digits, ".", "#", "_" or "-"').optional(),
 });
 const PutBody = z.object({ value: z.string() });
 /** Content types whose body is the value itself (`curl -d`, `--data-binary`, text, bytes). */
@@ -147,15 +149,17 @@ export class HttpApi {
     const join = async (body: unknown, reply: FastifyReply) => {
       const parsed = JoinBody.safeParse(body);
       if (!parsed.success) return reply.code(400).send({ error: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') });
-      const { id, addr, voter, clusterId, role, fresh } = parsed.data;
+      const { id, addr, voter, clusterId, role, fresh, incarnation } = parsed.data;
       if (role === 'logger' && voter) return reply.code(400).send({ error: `${id} is a logger: loggers join as non-voters and are never promoted` });
       if (clusterId && r.getClusterId() && clusterId !== r.getClusterId()) {
         return reply.code(409).send({ error: `${id} belongs to cluster ${clusterId}, this is cluster ${r.getClusterId()}: it cannot join (wipe its data directory to add it as a new member)` });
       }
       if (!r.isLeader()) return this.toLeader(reply, '/v1/members', body);
       try {
-        await r.addMember(id, addr, voter, { fresh, logger: role === 'logger' });
-        return reply.send({ ok: true, id, addr, voter });
+        await r.addMember(id, addr, voter, { fresh, logger: role === 'logger', incarnation });
+        // The incarnation echoed says it is in the configuration (a leader from before
+        // incarnations leaves it out, and the joiner then goes without: MemberFiles.incarnation).
+        return reply.send({ ok: true, id, addr, voter, ...(incarnation ? { incarnation } : {}) });
       } catch (e) {
         return this.raftFailure(reply, e);
       }

@@ -3,6 +3,7 @@
  * add it, retrying with backoff while nobody answers or there is no leader, and giving up on a
  * definite refusal. Also the small files that make joining and cluster identity survive a crash.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { syncDir, writeFileDurably } from '../util/durable-file.js';
 import { join } from 'node:path';
@@ -21,13 +22,20 @@ export interface JoinRequest {
    * of this id promised before (votes, acknowledged entries) is gone with it.
    */
   fresh?: boolean;
+  /** A fresh joiner's incarnation (Membership.incarnations): the configuration names this start of it. */
+  incarnation?: string;
 }
 
+/**
+ * Ask the members in `targets` (any of them: a follower passes it on) to admit this node, until
+ * one does or refuses for good. Returns the answer (with the incarnation the configuration
+ * recorded, if the leader records them), or undefined when refused or given up.
+ */
 export async function joinThrough(
   targets: string[],
   req: JoinRequest,
   o: { token?: string; ca?: Buffer; log: (line: string) => void; stopped: () => boolean; attempts?: number },
-): Promise<boolean> {
+): Promise<{ incarnation?: string } | undefined> {
   const body = JSON.stringify(req);
   for (let attempt = 0; attempt < (o.attempts ?? 600) && !o.stopped(); attempt++) {
     const target = targets[attempt % targets.length];
@@ -42,18 +50,19 @@ export async function joinThrough(
       });
       if (res.status >= 200 && res.status < 300) {
         o.log(`${req.id}: joined the cluster through ${target}`);
-        return true;
+        const incarnation = (res.json as { incarnation?: unknown } | undefined)?.incarnation;
+        return typeof incarnation === 'string' ? { incarnation } : {};
       }
       if (res.status === 409 || res.status === 400) {
         o.log(`${req.id}: join refused by ${target}: ${res.text}`);
-        return false;
+        return undefined;
       }
     } catch {
       // Not up yet, or no leader: keep trying.
     }
     await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** Math.min(attempt, 4))));
   }
-  return false;
+  return undefined;
 }
 
 /**
@@ -63,7 +72,7 @@ export async function joinThrough(
  * entries it acknowledged): the old member is removed first and the joiner added as a new one,
  * so it counts for nothing until it has caught up again (etcd asks for the same by hand).
  */
-export function joinSteps(m: Membership, j: { id: string; addr: string; voter: boolean; fresh: boolean; logger?: boolean }): ConfChange[] {
+export function joinSteps(m: Membership, j: { id: string; addr: string; voter: boolean; fresh: boolean; logger?: boolean; incarnation?: string }): ConfChange[] {
   const steps: ConfChange[] = [];
   let known: string | undefined = m.addrs[j.id];
   const wasVoter = m.voters.includes(j.id);
@@ -72,7 +81,7 @@ export function joinSteps(m: Membership, j: { id: string; addr: string; voter: b
     known = undefined;
   }
   if (known !== undefined && known !== j.addr) throw new Error(`member ${j.id} exists with address ${known}, not ${j.addr}`);
-  if (known === undefined) steps.push({ type: ConfChangeType.AddLearner, node: j.id, addr: j.addr, ...(j.logger ? { logger: true } : {}) });
+  if (known === undefined) steps.push({ type: ConfChangeType.AddLearner, node: j.id, addr: j.addr, ...(j.logger ? { logger: true } : {}), ...(j.incarnation ? { incarnation: j.incarnation } : {}) });
   // A logger that joined before the configuration marked loggers is marked now.
   else if (j.logger && m.learners.includes(j.id) && !m.loggers?.includes(j.id)) steps.push({ type: ConfChangeType.AddLearner, node: j.id, logger: true });
   if (j.voter && (steps.length > 0 || !wasVoter)) steps.push({ type: ConfChangeType.AddVoter, node: j.id });
@@ -113,4 +122,31 @@ export class MemberFiles {
     mkdirSync(this.dir, { recursive: true });
     writeFileDurably(join(this.dir, 'cluster-id'), `${id}\n`);
   }
+
+  /**
+   * This start's incarnation (Membership.incarnations): drawn when the node starts with no state
+   * to join with, kept across restarts. Undefined for a bootstrap member or an older data dir.
+   */
+  incarnation(): string | undefined {
+    if (this.memoryIncarnation) return this.memoryIncarnation;
+    const f = join(this.dir, 'incarnation');
+    if (!this.persistent || !existsSync(f)) return undefined;
+    return readFileSync(f, 'utf8').trim() || undefined;
+  }
+
+  /** Admitted by a leader that does not record incarnations: go without one, as before them. */
+  forgetIncarnation(): void {
+    this.memoryIncarnation = undefined;
+    if (this.persistent) rmSync(join(this.dir, 'incarnation'), { force: true });
+  }
+
+  newIncarnation(): string {
+    const inc = randomBytes(8).toString('hex');
+    if (!this.persistent) return (this.memoryIncarnation = inc);
+    mkdirSync(this.dir, { recursive: true });
+    writeFileDurably(join(this.dir, 'incarnation'), `${inc}\n`);
+    return inc;
+  }
+
+  private memoryIncarnation: string | undefined;
 }

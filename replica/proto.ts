@@ -15,14 +15,14 @@ package raftkv;
 
 message Entry { uint64 index = 1; uint64 term = 2; uint32 type = 3; bytes data = 4; }
 message Member { string id = 1; string addr = 2; }
-message Membership { repeated string voters = 1; repeated string learners = 2; repeated Member addrs = 3; repeated string loggers = 4; }
+message Membership { repeated string voters = 1; repeated string learners = 2; repeated Member addrs = 3; repeated string loggers = 4; repeated Member incarnations = 5; }
 message SnapshotMeta { uint64 index = 1; uint64 term = 2; Membership membership = 3; }
 message SnapshotChunk { SnapshotMeta meta = 1; uint64 offset = 2; uint64 total_size = 3; bytes data = 4; bool done = 5; }
 message RaftMessage {
   uint32 type = 1; string from = 2; string to = 3; uint64 term = 4; uint64 log_term = 5; uint64 index = 6;
   repeated Entry entries = 7; uint64 commit = 8; bool reject = 9; uint64 reject_hint = 10; uint64 seq = 11;
   string context = 12; bool transfer = 13; SnapshotChunk snapshot = 14;
-  uint64 snapshot_index = 15; uint64 snapshot_offset = 16;
+  uint64 snapshot_index = 15; uint64 snapshot_offset = 16; string incarnation = 17;
 }
 // First frame on a peer connection: who is calling, and where its clients reach it.
 message Hello { string from = 1; string token = 2; string client_addr = 3; string http_addr = 4; string raft_addr = 5; string cluster_id = 6; string role = 7; uint64 commit = 8; }
@@ -144,6 +144,7 @@ export function encodeRaftMessagePb(m: Message): Uint8Array {
     transfer: m.transfer,
     snapshotIndex: m.snapshotIndex,
     snapshotOffset: m.snapshotOffset,
+    incarnation: m.incarnation ?? '',
     snapshot: m.snapshot && {
       meta: {
         index: m.snapshot.meta.index,
@@ -153,6 +154,7 @@ export function encodeRaftMessagePb(m: Message): Uint8Array {
           learners: m.snapshot.meta.membership.learners,
           addrs: Object.entries(m.snapshot.meta.membership.addrs).map(([id, addr]) => ({ id, addr })),
           loggers: m.snapshot.meta.membership.loggers ?? [],
+          incarnations: Object.entries(m.snapshot.meta.membership.incarnations ?? {}).map(([id, addr]) => ({ id, addr })),
         },
       },
       offset: m.snapshot.offset,
@@ -186,6 +188,7 @@ export function decodeRaftMessagePb(buf: Uint8Array): Message {
           learners: mem.learners ?? [],
           addrs: Object.fromEntries((mem.addrs ?? []).map((a: { id: string; addr: string }) => [a.id, a.addr])),
           ...(mem.loggers?.length ? { loggers: mem.loggers } : {}),
+          ...(mem.incarnations?.length ? { incarnations: Object.fromEntries(mem.incarnations.map((a: { id: string; addr: string }) => [a.id, a.addr])) } : {}),
         },
       },
       offset: num(s.offset),
@@ -211,6 +214,7 @@ export function decodeRaftMessagePb(buf: Uint8Array): Message {
     snapshot,
     snapshotIndex: num(d.snapshotIndex),
     snapshotOffset: num(d.snapshotOffset),
+    ...(d.incarnation ? { incarnation: str(d.incarnation) } : {}),
   };
 }
 

@@ -13,7 +13,9 @@ import { decodeRaftMessagePb, encodeRaftMessagePb } from './proto.js';
 import { NOT_PLAIN, bytesSize, cursor, plainOr, numSize, putBytes, putNum, putString, readSpan, readVarint, varintSize, writeVarint } from './protobuf-wire.js';
 
 export function encodeRaftMessage(m: Message): Uint8Array {
-  if (m.snapshot || !plainNumbers(m)) return encodeRaftMessagePb(m);
+  // A snapshot chunk, and an acknowledgment carrying an incarnation (a member that joined with
+  // no state), go through protobufjs.
+  if (m.snapshot || m.incarnation !== undefined || !plainNumbers(m)) return encodeRaftMessagePb(m);
   const fromLen = Buffer.byteLength(m.from);
   const toLen = Buffer.byteLength(m.to);
   const ctxLen = Buffer.byteLength(m.context);

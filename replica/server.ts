@@ -174,6 +174,8 @@ export class Replica {
   readonly tlsMaterial: TlsMaterial | undefined;
   /** Which cluster this node belongs to ('' for a new node until it is let in). */
   private clusterId = '';
+  /** This start's incarnation, if it joined with no state (MemberFiles.incarnation). */
+  private incarnation: string | undefined;
   private readonly log: (line: string) => void;
   private readonly files: MemberFiles;
   /** Resolves when the node stops on its own (fatal storage error). */
@@ -297,6 +299,8 @@ export class Replica {
     if (initial.snapshot) await this.sm.restore(initial.snapshot);
     else if (o.preload > 0) this.preload();
     const joining = fresh && !members;
+    // A fresh joiner is a new start of its id: the configuration will name it (see RaftConfig.incarnation).
+    this.incarnation = joining ? this.files.newIncarnation() : this.files.incarnation();
     if (o.logger && o.logger !== 'off') initial = await this.catchUpFromLogger(o.logger, initial, joining);
     else if (!o.logger && joining && o.join?.length) {
       // Told by the cluster: a new member takes its state from one of the cluster's loggers
@@ -327,6 +331,7 @@ export class Replica {
         // A joiner may be a voter that lost its data: no votes until it has been re-admitted,
         // across restarts too (the joining marker stays until the join completed).
         withholdVotes: this.files.joining() || (fresh && !members),
+        incarnation: this.incarnation,
       },
       initial,
     );
@@ -445,14 +450,14 @@ export class Replica {
   // Membership
 
   /** Admit a joiner (run on the leader): the steps of joinSteps, each once it can be taken. */
-  async addMember(id: string, raftAddr: string, voter: boolean, o: { fresh?: boolean; logger?: boolean; timeoutMs?: number } = {}): Promise<void> {
+  async addMember(id: string, raftAddr: string, voter: boolean, o: { fresh?: boolean; logger?: boolean; incarnation?: string; timeoutMs?: number } = {}): Promise<void> {
     parseHostPort(raftAddr, 'member address');
     const deadline = Date.now() + (o.timeoutMs ?? 60_000);
     const m = this.driver.node.membership;
     if (o.fresh && id === this.opts.id) throw new RaftError('invalid-conf-change', `${id} is this leader: a node with no state cannot join under its id`);
     let steps: ConfChange[];
     try {
-      steps = joinSteps(m, { id, addr: raftAddr, voter, fresh: o.fresh ?? false, logger: o.logger });
+      steps = joinSteps(m, { id, addr: raftAddr, voter, fresh: o.fresh ?? false, logger: o.logger, incarnation: o.incarnation });
     } catch (e) {
       throw new RaftError('invalid-conf-change', (e as Error).message);
     }
@@ -611,10 +616,18 @@ export class Replica {
     const joined = await joinThrough(
       targets,
       // Only a node that started with no state joins, so every join says so.
-      { id: this.opts.id, addr: this.raftAddr, voter: this.opts.voter ?? true, clusterId: this.clusterId || undefined, fresh: true },
+      { id: this.opts.id, addr: this.raftAddr, voter: this.opts.voter ?? true, clusterId: this.clusterId || undefined, fresh: true, incarnation: this.incarnation },
       { token: this.opts.token, ca: this.tlsMaterial?.ca, log: this.log, stopped: () => this.stopping !== undefined },
     );
     if (joined) {
+      if (this.incarnation && joined.incarnation !== this.incarnation) {
+        // Admitted by a leader from before incarnations: its configuration will never name this
+        // one, so waiting for it would keep this member from ever acknowledging as a voter.
+        this.log(`${this.opts.id}: the leader did not record this member's incarnation; going without`);
+        this.files.forgetIncarnation();
+        this.incarnation = undefined;
+        await this.driver.withNode((n) => n.forgetIncarnation());
+      }
       // Durably no longer joining first: a crash in between only makes it rejoin again.
       this.files.joined();
       await this.driver.withNode((n) => n.allowVotes());

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfChangeType, Message, MessageType, RaftError, Role } from '../../raft/index.js';
+import { ConfChangeType, Message, MessageType, RaftError, RaftNode, Role } from '../../raft/index.js';
 import { Net } from './harness.js';
 
 describe('membership changes (dissertation §4: one server at a time, learners)', () => {
@@ -272,5 +272,61 @@ describe('a member that lost its disk and rejoined under the same id', () => {
     assert.equal(a.progressOf('d')?.next, 1);
     a.step(stale);
     assert.equal(a.progressOf('d')?.match, 0, `a stale ack (index ${stale.index}) moved the new incarnation's match`);
+  });
+
+  it('a restarted empty voter counts for no leader that knows it as the member it was, only for one that admitted this start of it', () => {
+    // Found by the whole-replica simulator (seed 3153): a voter lost its disk and restarted
+    // empty; a leader of an older term, back from a pause, replicated to it, and its acks made
+    // that leader's quorum of two, which committed entries where newer ones were committed.
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('a');
+    net.propose('a', 'x');
+    net.isolate('a'); // a is paused: it still thinks it leads the old term
+    for (let i = 0; i < 60 && !net.node('b').isLeader() && !net.node('c').isLeader(); i++) {
+      net.time++;
+      net.node('b').tick();
+      net.node('c').tick();
+      net.settle();
+    }
+    const next = net.node('c').isLeader() ? 'c' : 'b';
+    const wiped = next === 'c' ? 'b' : 'c';
+    const y = net.propose(next, 'y');
+    assert.ok(net.node(next).log.committed >= y.index, 'y is committed in the new term');
+    // The other one loses its disk and restarts empty, under a new incarnation.
+    net.addBlank(wiped);
+    net.nodes.set(wiped, new RaftNode({ id: wiped, electionTicks: 10, heartbeatTicks: 1, withholdVotes: true, incarnation: `${wiped}#2` }, {}));
+    // The stale leader comes back, cut off from the new one but not from the wiped node.
+    net.heal();
+    net.cutLink('a', next);
+    const a = net.node('a');
+    const sentBefore = net.sent.length;
+    const z = a.propose(new TextEncoder().encode('z'));
+    assert.ok(z.index <= y.index, 'z goes where the new term committed entries');
+    for (let i = 0; i < 5; i++) net.tick('a');
+    assert.ok(a.log.committed < z.index, `the stale leader committed z at ${z.index}, where ${next} had committed its own entry`);
+    const acks = net.sent.slice(sentBefore).filter((m) => m.from === wiped && m.to === 'a' && (m.type === MessageType.AppResp || m.type === MessageType.HeartbeatResp));
+    assert.ok(acks.every((m) => m.incarnation === `${wiped}#2`), 'its acknowledgments say which start of it sends them');
+
+    // The current leader admits this start of it (joinSteps: remove, add as a learner with its
+    // incarnation, promote), and then counts it.
+    net.heal();
+    const leader = net.node(next);
+    net.heartbeat(next);
+    assert.equal(a.isLeader(), false, 'a hears the newer term and steps down');
+    const step = (cc: Parameters<typeof leader.proposeConfChange>[0]) => {
+      leader.proposeConfChange(cc);
+      net.settle();
+      net.heartbeat(next);
+    };
+    step({ type: ConfChangeType.RemoveNode, node: wiped });
+    step({ type: ConfChangeType.AddLearner, node: wiped, addr: `mem:${wiped}`, incarnation: `${wiped}#2` });
+    for (let i = 0; i < 3; i++) net.heartbeat(next);
+    step({ type: ConfChangeType.AddVoter, node: wiped });
+    assert.ok(leader.membership.voters.includes(wiped), `${wiped} is a voter again`);
+    assert.equal(leader.membership.incarnations?.[wiped], `${wiped}#2`);
+    net.isolate('a');
+    const w = net.propose(next, 'w');
+    assert.ok(leader.log.committed >= w.index, 'committed with the readmitted member (a is cut off)');
+    assert.ok(net.appliedData(wiped).includes('w'));
   });
 });

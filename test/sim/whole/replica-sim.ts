@@ -372,6 +372,7 @@ export class WholeReplicaSim {
         // As the replica server: a joiner votes only once admitted, across restarts too (its
         // joining marker stays until then).
         withholdVotes: node.rejoining,
+        incarnation: node.incarnation,
       },
       initial,
     );
@@ -813,6 +814,7 @@ export class WholeReplicaSim {
       this.crash(victim, 'NEMESIS disk lost');
       victim.fs.wipe();
       victim.rejoining = true;
+      victim.incarnation = `${victim.id}.${victim.inc}`;
       this.at(this.rng.int(20, 200), () => {
         void this.startNode(victim, false);
         this.admit(victim);
@@ -830,13 +832,14 @@ export class WholeReplicaSim {
         node = this.rng.pick(gone);
         this.crash(node, 'removed member shut down for re-adding');
         node.fs.wipe();
+        node.incarnation = `${node.id}.${node.inc}`;
         const back = node;
         this.at(100, () => {
           void this.startNode(back, false);
           const l = this.leader()?.proc?.driver;
           if (!l) return;
           this.trace(`NEMESIS add learner ${back.id} again, wiped`);
-          l.proposeConfChange({ type: ConfChangeType.AddLearner, node: back.id, addr: `sim:${back.id}` }).catch(() => undefined);
+          l.proposeConfChange({ type: ConfChangeType.AddLearner, node: back.id, addr: `sim:${back.id}`, incarnation: back.incarnation }).catch(() => undefined);
         });
         return;
       }
@@ -862,7 +865,7 @@ export class WholeReplicaSim {
     }
     let steps;
     try {
-      steps = joinSteps(d.node.membership, { id: node.id, addr: `sim:${node.id}`, voter: false, fresh: true });
+      steps = joinSteps(d.node.membership, { id: node.id, addr: `sim:${node.id}`, voter: false, fresh: true, incarnation: node.incarnation });
     } catch (e) {
       this.violation(`joinSteps refused a rejoin of ${node.id}: ${(e as Error).message}`);
       return;

@@ -27,6 +27,8 @@ export class SimReplica {
   wallOffset = 0;
   /** Its disk was lost and it is joining again under its id: no votes while it has no state. */
   rejoining = false;
+  /** Set when it starts again with no state (as MemberFiles.newIncarnation): RaftConfig.incarnation. */
+  incarnation: string | undefined;
   /** A logger: the real LogMachine and CommandLog on this disk, a non-voter that never campaigns. */
   lproc: { inc: number; driver: RaftDriver; log: CommandLog } | undefined;
   /** A logger that the leader has let in at least once (a fresh start then means it rejoins). */

@@ -37,5 +37,9 @@ describe('the whole-replica simulator', () => {
       const r = await runWholeSchedule({ seed, fastFailover: false });
       assert.deepEqual(r.violations, [], `seed ${seed} (replay: npm run sim:replica -- --seed ${seed} --trace)`);
     }
+    // 3153 (with crash reports): a voter that lost its disk acknowledged a stale leader's appends,
+    // whose quorum of two then committed where newer entries were committed. Incarnations.
+    const r = await runWholeSchedule({ seed: 3153 });
+    assert.deepEqual(r.violations, [], 'seed 3153 (replay: npm run sim:replica -- --seed 3153 --trace)');
   });
 });
