@@ -621,8 +621,8 @@ export class Replica {
     );
     if (joined) {
       if (this.incarnation && joined.incarnation !== this.incarnation) {
-        // Admitted by a leader from before incarnations: its configuration will never name this
-        // one, so waiting for it would keep this member from ever acknowledging as a voter.
+        // Admitted by a leader from before incarnations: the configuration does not name this
+        // one, so a newer leader would never count acknowledgments that carry it.
         this.log(`${this.opts.id}: the leader did not record this member's incarnation; going without`);
         this.files.forgetIncarnation();
         this.incarnation = undefined;
