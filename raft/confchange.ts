@@ -1,4 +1,4 @@
-import { ConfChange, ConfChangeType, Membership, NodeId, cloneMembership } from './types.js';
+import { ConfChange, ConfChangeType, INCARNATION_PATTERN, Membership, NodeId, cloneMembership } from './types.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -32,7 +32,7 @@ export function validateConfChange(m: Membership, cc: ConfChange): string | unde
   const isLearner = m.learners.includes(cc.node);
   const isLogger = m.loggers?.includes(cc.node) ?? false;
   if (cc.logger && cc.type !== ConfChangeType.AddLearner) return `only a non-voter can be a logger`;
-  if (cc.incarnation !== undefined && !/^[0-9a-z.#_-]{1,64}$/i.test(cc.incarnation)) return 'an incarnation is 1 to 64 letters, digits or . # _ -';
+  if (cc.incarnation !== undefined && !INCARNATION_PATTERN.test(cc.incarnation)) return 'an incarnation is 1 to 64 letters, digits or . # _ -';
   switch (cc.type) {
     case ConfChangeType.AddVoter:
       if (isVoter) return `${cc.node} is already a voter`;

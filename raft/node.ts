@@ -358,7 +358,6 @@ export class RaftNode {
     else this.tickElection();
   }
 
-  /** Start an election now (as if the election timer fired). */
   /** Admitted by a leader that records no incarnations: acknowledge as before them. */
   forgetIncarnation(): void {
     this.assertNotInReady();
@@ -370,6 +369,7 @@ export class RaftNode {
     this.votesWithheld = false;
   }
 
+  /** Start an election now (as if the election timer fired). */
   campaign(): void {
     this.assertNotInReady();
     if (this.role === Role.Leader || !this.promotable()) return;

@@ -41,10 +41,9 @@ export interface Membership {
   loggers?: NodeId[];
   /**
    * Which start of each member the configuration means, for members that joined with no state
-   * (a random id drawn when a node starts empty, given with its join). A member acknowledges a
-   * leader only if that leader's configuration names it with its own incarnation or not as a
-   * voter: a node whose disk was lost must not be counted as the voter it was (see
-   * RaftConfig.incarnation). Absent for members of the bootstrap configuration.
+   * (a random id drawn when a node starts empty, given with its join). A leader counts a voter's
+   * acknowledgments only from the incarnation named here: a node whose disk was lost is not
+   * counted as the voter it was (see RaftConfig.incarnation). Absent for bootstrap members.
    */
   incarnations?: Record<NodeId, string>;
 }
@@ -194,6 +193,9 @@ export function message(partial: Partial<Message> & Pick<Message, 'type' | 'from
 
 export const EMPTY_ENTRIES: Entry[] = Object.freeze([]) as unknown as Entry[];
 export const EMPTY_DATA = new Uint8Array(0);
+
+/** What an incarnation may look like (RaftConfig.incarnation): checked wherever one enters. */
+export const INCARNATION_PATTERN = /^[0-9a-z.#_-]{1,64}$/i;
 
 export function cloneMembership(m: Membership): Membership {
   const c: Membership = { voters: [...m.voters], learners: [...m.learners], addrs: { ...m.addrs } };

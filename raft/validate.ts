@@ -1,4 +1,4 @@
-import { Message, MessageType, NodeId } from './types.js';
+import { INCARNATION_PATTERN, Message, MessageType, NodeId } from './types.js';
 
 const isIndex = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
 
@@ -49,6 +49,6 @@ export function validateMessage(m: Message, self: NodeId): string | undefined {
     if (c.meta.term > m.term) return 'snapshot term is ahead of the sender';
   }
   if (typeof m.context !== 'string') return 'context is not a string';
-  if (m.incarnation !== undefined && (typeof m.incarnation !== 'string' || m.incarnation.length > 64)) return 'incarnation is not a short string';
+  if (m.incarnation !== undefined && (typeof m.incarnation !== 'string' || !INCARNATION_PATTERN.test(m.incarnation))) return 'incarnation is malformed';
   return undefined;
 }

@@ -4,7 +4,7 @@
  */
 import Fastify, { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
-import { RaftError } from '../raft/index.js';
+import { INCARNATION_PATTERN, RaftError } from '../raft/index.js';
 import { Readable } from 'node:stream';
 import { HostPort, dialHost, formatHostPort, listenHost } from './addr.js';
 import { quoteKey } from './engines/engine.js';
@@ -24,7 +24,7 @@ const JoinBody = z.object({
   /** The joiner has no state of its own: if its id is a member already, that member lost its data. */
   fresh: z.boolean().default(false),
   /** A fresh joiner's incarnation: the configuration names this start of it. */
-  incarnation: z.string().regex(/^[0-9a-z.#_-]{1,64}$/i, 'incarnation must be 1-64 letters, digits, ".", "#", "_" or "-"').optional(),
+  incarnation: z.string().regex(INCARNATION_PATTERN, 'incarnation must be 1-64 letters, digits, ".", "#", "_" or "-"').optional(),
 });
 const PutBody = z.object({ value: z.string() });
 /** Content types whose body is the value itself (`curl -d`, `--data-binary`, text, bytes). */

@@ -13,16 +13,16 @@ import { decodeRaftMessagePb, encodeRaftMessagePb } from './proto.js';
 import { NOT_PLAIN, bytesSize, cursor, plainOr, numSize, putBytes, putNum, putString, readSpan, readVarint, varintSize, writeVarint } from './protobuf-wire.js';
 
 export function encodeRaftMessage(m: Message): Uint8Array {
-  // A snapshot chunk, and an acknowledgment carrying an incarnation (a member that joined with
-  // no state), go through protobufjs.
-  if (m.snapshot || m.incarnation !== undefined || !plainNumbers(m)) return encodeRaftMessagePb(m);
+  if (m.snapshot || !plainNumbers(m)) return encodeRaftMessagePb(m);
   const fromLen = Buffer.byteLength(m.from);
   const toLen = Buffer.byteLength(m.to);
   const ctxLen = Buffer.byteLength(m.context);
+  // Field 17 (a two-byte tag): only from a member that joined with no state.
+  const incLen = m.incarnation ? Buffer.byteLength(m.incarnation) : 0;
   let size =
     numSize(m.type) + bytesSize(fromLen) + bytesSize(toLen) + numSize(m.term) + numSize(m.logTerm) + numSize(m.index) +
     numSize(m.commit) + (m.reject ? 2 : 0) + numSize(m.rejectHint) + numSize(m.seq) + bytesSize(ctxLen) + (m.transfer ? 2 : 0) +
-    numSize(m.snapshotIndex) + (m.snapshotOffset ? 2 + varintSize(m.snapshotOffset) : 0);
+    numSize(m.snapshotIndex) + (m.snapshotOffset ? 2 + varintSize(m.snapshotOffset) : 0) + (incLen ? 2 + varintSize(incLen) + incLen : 0);
   for (const e of m.entries) size += bytesSize(entrySize(e));
   const b = Buffer.allocUnsafe(size);
   let p = putNum(b, 0, 1, m.type);
@@ -51,6 +51,12 @@ export function encodeRaftMessage(m: Message): Uint8Array {
     b[p++] = 0x80;
     b[p++] = 0x01;
     p = writeVarint(b, p, m.snapshotOffset);
+  }
+  if (incLen) {
+    b[p++] = 0x8a;
+    b[p++] = 0x01;
+    p = writeVarint(b, p, incLen);
+    p += b.write(m.incarnation!, p, 'utf8');
   }
   if (p !== size) throw new Error(`raft message encoder wrote ${p} of ${size} bytes`);
   return b;
@@ -136,6 +142,11 @@ function decodePlain(b: Buffer): Message {
       case 0x80:
         if (b[cursor.pos++] !== 0x01) throw NOT_PLAIN;
         m.snapshotOffset = readVarint(b, end, MAX_SAFE_BYTES);
+        break;
+      case 0x8a:
+        if (b[cursor.pos++] !== 0x01) throw NOT_PLAIN;
+        start = readSpan(b, end);
+        m.incarnation = b.toString('utf8', start, cursor.pos);
         break;
       default:
         // A snapshot chunk (field 14), an unknown field or another wire type.

@@ -89,7 +89,7 @@ describe(`every decoder survives arbitrary bytes (fast-check seed ${seed}; RAFTK
     // Numbers up to 2^53 (past the hand codec's 2^49: those go through protobufjs).
     const n = fc.oneof(fc.nat({ max: 300 }), fc.maxSafeNat());
     const entry = fc.record({ index: n, term: n, type: fc.integer({ min: 0, max: 2 }), data: fc.uint8Array({ maxLength: 200 }).map((u) => Buffer.from(u)) });
-    const membership = { voters: ['a', 'b'], learners: ['l'], addrs: { a: 'h:1', b: 'h:2', l: 'h:3' } };
+    const membership = { voters: ['a', 'b'], learners: ['l'], addrs: { a: 'h:1', b: 'h:2', l: 'h:3' }, incarnations: { b: 'b#2' } };
     const message = fc.record({
       type: fc.integer({ min: 0, max: 20 }),
       from: fc.string({ maxLength: 12 }),
@@ -107,6 +107,7 @@ describe(`every decoder survives arbitrary bytes (fast-check seed ${seed}; RAFTK
       snapshot: fc.option(fc.record({ meta: fc.constant({ index: 9, term: 2, membership }), offset: fc.nat(), totalSize: fc.nat(), data: fc.uint8Array({ maxLength: 50 }).map((u) => Buffer.from(u)), done: fc.boolean() }), { nil: undefined }),
       snapshotIndex: n,
       snapshotOffset: n,
+      incarnation: fc.option(fc.string({ maxLength: 16 }), { nil: undefined }),
     }) as fc.Arbitrary<Message>;
     fc.assert(
       fc.property(message, (m) => {

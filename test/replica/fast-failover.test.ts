@@ -25,11 +25,9 @@ async function waitLeaderAmong(c: TestCluster, ids: string[], timeoutMs: number)
 
 describe('fast failover after a leader crash', () => {
   it('kill -9 of the leader: followers with a 60 s election timeout elect a new leader at once, and writes go on', async () => {
-    const c = await TestCluster.create('fast-failover');
     const ids = ['f1', 'f2', 'f3'];
+    const c = await TestCluster.startStatic('fast-failover', ids);
     try {
-      for (const id of ids) await c.define(id);
-      for (const id of ids) c.start(id, ['--peers', c.peersFlag(ids)]);
       const leader = await c.waitLeader(ids, 20_000);
       const survivors = ids.filter((id) => id !== leader);
       // The followers restart with an election timeout this test never waits for.
