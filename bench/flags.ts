@@ -25,6 +25,7 @@ export const VS_ETCD_FLAGS = {
   kills: { type: 'string' },
   'rss-keys': { type: 'string' },
   skip: { type: 'string', default: '' },
+  route: { type: 'string', default: 'leader' },
   out: { type: 'string', default: 'bench-results' },
 } as const;
 
@@ -38,8 +39,9 @@ export interface VsEtcdFlags {
   kills?: string;
   'rss-keys'?: string;
   skip: string;
+  route: string;
   out: string;
 }
 
 export const VS_ETCD_USAGE = `usage: node dist/bench/vs-etcd.js [--quick] [--clients 1,8,32,128] [--seconds S] [--warmup S] [--value-size B]
-  [--keys N] [--kills N] [--rss-keys N] [--skip matrix,failover,memory,rss] [--out DIR]`;
+  [--keys N] [--kills N] [--rss-keys N] [--skip matrix,failover,memory,rss] [--route leader|member] [--out DIR]`;

@@ -51,9 +51,11 @@ export async function startRaftkv(o: { fsync?: 'batch' | 'memory'; prefix?: stri
 
 /**
  * The targets with the leader last: clients are spread over targets in order, so the first
- * (the only one at 1 client) talks to a follower on both systems, whichever member the election
- * made leader. Otherwise one client's figure depended on it by ~15% (raftkv: 677-712 writes/s
- * through a follower, 823 on the leader).
+ * (the only one at 1 client) connects to a follower on both systems, whichever member the
+ * election made leader. Otherwise one client's figure depended on it by ~15% (raftkv: 677-712
+ * writes/s through a follower, 823 on the leader). From there raftkv's client sends its writes
+ * to the leader the follower names (leader discovery; `--route member` keeps them on the
+ * follower), etcd's to the follower, which passes them on.
  */
 export async function followersFirst(s: RunningSystem): Promise<string[]> {
   const leader = await s.leaderTarget();

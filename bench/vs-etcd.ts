@@ -3,7 +3,10 @@
  * `npm run bench:etcd`). Every configuration gets fresh 3-node clusters of both systems, one
  * after the other, measured by the same closed-loop generator (`raftkv loadgen`, in child
  * processes so its CPU is not the servers'), each system with its cheapest driver (raftkv:
- * protobuf; etcd: gRPC), same clients, keys, value size and write ratio.
+ * protobuf; etcd: gRPC), same clients, keys, value size and write ratio. Each system's client
+ * does what it does for its users: raftkv's sends writes to the leader a follower names (leader
+ * discovery, as RaftKvClient does), etcd's clientv3 sends everything to its endpoint, which
+ * passes writes on. `--route member` measures raftkv's followers passing writes on too.
  *
  * Parts (--skip any of them):
  *   matrix    100% writes and 50/50 linearizable reads and writes at 1, 8, 32, 128 clients:
@@ -42,6 +45,11 @@ const keys = Number(values.keys);
 const kills = Number(values.kills ?? (quick ? 5 : 20));
 const rssKeys = Number(values['rss-keys'] ?? (quick ? 100_000 : 1_000_000));
 const skip = new Set(values.skip!.split(',').filter(Boolean));
+const route = values.route!;
+if (route !== 'leader' && route !== 'member') {
+  console.error(`--route: '${route}' is not leader or member\n${VS_ETCD_USAGE}`);
+  process.exit(2);
+}
 for (const part of skip) {
   if (!['matrix', 'failover', 'memory', 'rss'].includes(part)) {
     console.error(`--skip: no part '${part}' (parts: matrix, failover, memory, rss)\n${VS_ETCD_USAGE}`);
@@ -97,7 +105,7 @@ async function measure(start: () => Promise<RunningSystem>, workload: (typeof WO
     const cpu = new CpuTimeline(pids);
     let r: LoadResult;
     try {
-      r = await runLoadgen(['--driver', s.driver, '--targets', targets.join(','), '--clients', String(clients), '--procs', String(Math.min(2, clients)),
+      r = await runLoadgen(['--driver', s.driver, ...(s.driver === 'protobuf' ? ['--route', route] : []), '--targets', targets.join(','), '--clients', String(clients), '--procs', String(Math.min(2, clients)),
         '--duration', String(seconds), '--warmup', String(warmup), '--keys', String(keys), '--value-size', String(valueSize), '--write-ratio', String(workload.writeRatio), '--timeout', '10000']);
     } finally {
       cpu.stop();
@@ -238,7 +246,7 @@ if (!skip.has('matrix')) {
     }
   }
   report.points = points;
-  console.log(`\n3 nodes each on this machine (${os.cpus().length} cores); raftkv fsync batch (every acknowledged write on disk, like etcd); ${valueSize} B values, ${keys} keys, ${seconds} s per point`);
+  console.log(`\n3 nodes each on this machine (${os.cpus().length} cores); raftkv fsync batch (every acknowledged write on disk, like etcd), writes routed to ${route === 'leader' ? 'the leader (leader discovery)' : 'each client\'s member'}; ${valueSize} B values, ${keys} keys, ${seconds} s per point`);
   console.log(table(results));
   const ratio = (label: string, f: (p: Point) => number) => {
     for (const w of WORKLOADS) {

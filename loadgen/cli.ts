@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { z } from 'zod';
 import { parseFlags, reportUsage, wantsHelp } from '../util/cli.js';
 import { loadSeedConfig } from './config.js';
-import { DRIVERS, DriverName } from './drivers.js';
+import { DRIVERS, DriverName, ROUTES, Route } from './drivers.js';
 import { sweepSvg } from './plot.js';
 import { csv, table } from './report.js';
 import { LoadOptions, LoadResult, mergeResults, runLoad } from './run.js';
@@ -22,6 +22,9 @@ Targets (one of):
                             (in-cluster account or KUBECONFIG); --namespace NS, --port-name NAME
 Load:
   --driver NAME             protobuf (default) | text | http | etcd
+  --route leader|member     protobuf: writes to the leader a replica names, when it is one of
+                            the targets (default, as RaftKvClient does), or to each client's own
+                            target, which passes them on (member)
   --clients N               closed-loop clients (default 4); each waits for its answer
   --duration S              seconds to run (default 10)   or   --requests N in total
   --warmup S                run the load S seconds first, unmeasured (default 0; with --duration)
@@ -50,6 +53,7 @@ const Flags = z.object({
   namespace: z.string().optional(),
   'port-name': z.string().default('client'),
   driver: z.enum(DRIVERS as [DriverName, ...DriverName[]]).default('protobuf'),
+  route: z.enum(ROUTES as [Route, ...Route[]]).default('leader'),
   clients: z.coerce.number().int().min(1).max(10_000).default(4),
   duration: z.coerce.number().positive().optional(),
   warmup: z.coerce.number().min(0).default(0),
@@ -108,6 +112,7 @@ export async function parseLoadgenArgs(argv: string[]): Promise<{ load: Omit<Loa
     sweep,
     load: {
       driver: f.driver,
+      route: f.route,
       targets,
       durationS: f.requests === undefined ? (f.duration ?? 10) : undefined,
       warmupS: f.warmup,

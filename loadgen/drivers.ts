@@ -5,11 +5,14 @@
  */
 import http from 'node:http';
 import net from 'node:net';
-import { dialHost, parseHostPort } from '../replica/addr.js';
+import { dialHost, parseHostPort, targetIndex } from '../replica/addr.js';
 import { Connection } from '../replica/client.js';
-import { Op, Status } from '../replica/proto.js';
+import { Command, Op, Response, Status } from '../replica/proto.js';
 
 export type DriverName = 'protobuf' | 'text' | 'http' | 'etcd';
+/** Where the protobuf driver sends writes: to the leader a replica names (default), or always to its own target. */
+export type Route = 'leader' | 'member';
+export const ROUTES: Route[] = ['leader', 'member'];
 export const DRIVERS: DriverName[] = ['protobuf', 'text', 'http', 'etcd'];
 
 export interface Driver {
@@ -33,10 +36,17 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 class ProtobufDriver implements Driver {
   private conn: Connection;
+  /** Writes go to the leader once a replica names it (RaftKvClient's leader discovery). */
+  private leaderConn: Connection | undefined;
   private seq = 0;
   /** This generator client's session, registered through the log before its first write. */
   private session = '';
-  constructor(target: string, timeoutMs: number) {
+  constructor(
+    private readonly targets: string[],
+    target: string,
+    private readonly timeoutMs: number,
+    private readonly route: Route,
+  ) {
     this.conn = new Connection(target, timeoutMs);
   }
   async get(key: string): Promise<void> {
@@ -46,18 +56,42 @@ class ProtobufDriver implements Driver {
   async set(key: string, value: Uint8Array): Promise<void> {
     if (!this.session) await this.register();
     const seq = ++this.seq;
-    const r = await this.conn.request({ op: Op.SET, key, value, client: this.session, seq, acked: seq - 1 });
+    const r = await this.write({ op: Op.SET, key, value, client: this.session, seq, acked: seq - 1 });
     if (r.status === Status.SESSION_EXPIRED) this.session = ''; // the next write registers anew
     if (r.status !== Status.OK) throw new Error(r.error || Status[r.status]);
   }
   private async register(): Promise<void> {
-    const r = await this.conn.request({ op: Op.REGISTER, key: '' });
+    const r = await this.write({ op: Op.REGISTER, key: '' });
     if (r.status !== Status.OK) throw new Error(r.error || `session registration: ${Status[r.status]}`);
     this.session = Buffer.from(r.value).toString();
     this.seq = 0;
   }
+  /** A write through the leader when one was named, else through this client's target. */
+  private async write(cmd: Partial<Command>): Promise<Response> {
+    const conn = this.leaderConn && !this.leaderConn.closed ? this.leaderConn : this.conn;
+    let r: Response;
+    try {
+      r = await conn.request(cmd);
+    } catch (e) {
+      if (conn === this.leaderConn) this.dropLeader();
+      throw e;
+    }
+    if (this.route === 'leader') {
+      const i = targetIndex(this.targets, r.leader);
+      if (i >= 0 && this.targets[i] !== conn.address && this.targets[i] !== this.conn.address) {
+        this.dropLeader();
+        this.leaderConn = new Connection(this.targets[i], this.timeoutMs);
+      } else if (conn === this.leaderConn && r.status !== Status.OK) this.dropLeader();
+    }
+    return r;
+  }
+  private dropLeader(): void {
+    this.leaderConn?.close();
+    this.leaderConn = undefined;
+  }
   close(): void {
     this.conn.close();
+    this.dropLeader();
   }
 }
 
@@ -186,12 +220,12 @@ class EtcdDriver implements Driver {
   }
 }
 
-export async function makeDriver(name: DriverName, targets: string[], index: number, timeoutMs: number): Promise<Driver> {
+export async function makeDriver(name: DriverName, targets: string[], index: number, timeoutMs: number, route: Route = 'leader'): Promise<Driver> {
   // Spread clients over the targets, like independent users of a load-balanced service.
   const target = targets[index % targets.length];
   switch (name) {
     case 'protobuf':
-      return new ProtobufDriver(target, timeoutMs);
+      return new ProtobufDriver(targets, target, timeoutMs, route);
     case 'text':
       return new TextDriver(target, timeoutMs);
     case 'http':

@@ -6,10 +6,12 @@
  */
 import hdr from 'hdr-histogram-js';
 import { Prng } from '../util/prng.js';
-import { DriverName, TimeoutError, makeDriver } from './drivers.js';
+import { DriverName, Route, TimeoutError, makeDriver } from './drivers.js';
 
 export interface LoadOptions {
   driver: DriverName;
+  /** Where the protobuf driver sends writes (see Route; default leader). */
+  route?: Route;
   targets: string[];
   clients: number;
   /** Stop after this many seconds (after the warm-up)... */
@@ -105,7 +107,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const counts = { sent: 0, answered: 0, errors: 0, timeouts: 0 };
   const perSecond: number[] = [];
   const errorSamples = new Set<string>();
-  const drivers = await Promise.all(Array.from({ length: o.clients }, (_, i) => makeDriver(o.driver, o.targets, i, o.timeoutMs)));
+  const drivers = await Promise.all(Array.from({ length: o.clients }, (_, i) => makeDriver(o.driver, o.targets, i, o.timeoutMs, o.route)));
   let cpu0 = process.cpuUsage();
   // Measured from `start`; while warming up, `start` is in the future and nothing is counted.
   let start = performance.now() + warmupS * 1000;

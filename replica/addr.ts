@@ -23,3 +23,21 @@ export function dialHost(hp: HostPort): string {
 export function formatHostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
+
+/**
+ * The index in `targets` of the address `hint` names (the same host to dial and port), or -1:
+ * a client follows a replica's hint only to an address it was given.
+ */
+export function targetIndex(targets: readonly string[], hint: string): number {
+  if (!hint) return -1;
+  let h: HostPort;
+  try {
+    h = parseHostPort(hint, 'hint');
+  } catch {
+    return -1;
+  }
+  return targets.findIndex((t) => {
+    const hp = parseHostPort(t, 'target');
+    return hp.port === h.port && dialHost(hp) === dialHost(h);
+  });
+}

@@ -6,7 +6,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { dialHost, parseHostPort } from './addr.js';
+import { dialHost, parseHostPort, targetIndex } from './addr.js';
 import { coalescedWrite } from './coalesce.js';
 import { commandFrame } from './client-frames.js';
 import { ClientFrameDecoder } from './framing.js';
@@ -129,6 +129,13 @@ export class RaftKvClient {
   private outstanding = new Set<number>();
   private conn: Connection | undefined;
   private target = 0;
+  /**
+   * Leader discovery: the target a replica named as the leader (a follower that passed on a
+   * write names it). Writes go there directly, saving the follower's hop; reads stay on
+   * `target`, served there. Forgotten when it fails, and never an address we were not given.
+   */
+  private leader: number | undefined;
+  private leaderConn: Connection | undefined;
   private readonly timeoutMs: number;
   private readonly deadlineMs: number;
 
@@ -161,6 +168,12 @@ export class RaftKvClient {
   close(): void {
     this.conn?.close();
     this.conn = undefined;
+    this.forgetLeader();
+  }
+
+  /** The target writes go to now (the leader when one was named, else the current target). */
+  writeTarget(): string {
+    return this.opts.targets[this.leader ?? this.target];
   }
 
   /** This client's session id (registered with the cluster on first use). */
@@ -213,14 +226,31 @@ export class RaftKvClient {
     const deadline = Date.now() + this.deadlineMs;
     let last: Error | undefined;
     const refused = new Set<string>();
+    const write = cmd.op !== Op.GET;
+    let rerouted = false;
     for (let attempt = 0; Date.now() < deadline; attempt++) {
-      const target = this.opts.targets[this.target];
+      const viaLeader = write && this.leader !== undefined;
+      const target = this.opts.targets[viaLeader ? this.leader! : this.target];
       try {
-        const r = await this.connection().request({ ...cmd, acked: cmd.client ? Math.min(this.ackedThrough(), (cmd.seq ?? 1) - 1) : 0 });
+        const conn = viaLeader ? this.leaderConnection() : this.connection();
+        const r = await conn.request({ ...cmd, acked: cmd.client ? Math.min(this.ackedThrough(), (cmd.seq ?? 1) - 1) : 0 });
+        const named = this.leader;
+        if (write) this.learnLeader(r.leader, viaLeader);
         if (r.status === Status.OK || r.status === Status.NOT_FOUND || r.status === Status.SESSION_EXPIRED) return r;
         if (r.status === Status.ERROR) throw new RaftKvError(r.error || 'request failed', r.status);
         if (r.status === Status.UNKNOWN) outcome.maybeApplied = true;
         last = new RaftKvError(r.error || Status[r.status], r.status);
+        if (viaLeader && (r.status === Status.UNAVAILABLE || r.status === Status.NOT_LEADER)) {
+          // It leads no more: to the leader it named, or else back to the current target (at
+          // once the first time; hints that go round in circles wait for the backoff).
+          if (this.leader === named) this.forgetLeader();
+          if (!rerouted) {
+            rerouted = true;
+            continue;
+          }
+          await new Promise((r) => setTimeout(r, Math.min(1000, 20 * 2 ** Math.min(attempt, 6))));
+          continue;
+        }
         if (r.status === Status.UNAVAILABLE || r.status === Status.NOT_LEADER) {
           // This replica cannot serve it now (no leader it can reach): ask another.
           this.conn?.close();
@@ -233,6 +263,17 @@ export class RaftKvClient {
         // lost after sending may have reached the cluster.
         if (typeof (e as NodeJS.ErrnoException).code !== 'string') outcome.maybeApplied = true;
         last = e as Error;
+        if (viaLeader) {
+          // The leader we were told of is gone or unreachable: the current target passes the
+          // write on to whichever replica leads now.
+          this.forgetLeader();
+          if (!rerouted) {
+            rerouted = true;
+            continue;
+          }
+          await new Promise((r) => setTimeout(r, Math.min(1000, 20 * 2 ** Math.min(attempt, 6))));
+          continue;
+        }
         this.conn?.close();
         this.conn = undefined;
         this.target = (this.target + 1) % this.opts.targets.length;
@@ -255,5 +296,27 @@ export class RaftKvClient {
   private connection(): Connection {
     if (!this.conn || this.conn.closed) this.conn = new Connection(this.opts.targets[this.target], this.timeoutMs, this.opts.tls);
     return this.conn;
+  }
+
+  private leaderConnection(): Connection {
+    if (!this.leaderConn || this.leaderConn.closed) this.leaderConn = new Connection(this.opts.targets[this.leader!], this.timeoutMs, this.opts.tls);
+    return this.leaderConn;
+  }
+
+  /**
+   * Follow a replica's hint. An answer from the leader itself names no leader, so a hint via
+   * the leader connection that names another target means the leadership moved there.
+   */
+  private learnLeader(hint: string, viaLeader: boolean): void {
+    const i = targetIndex(this.opts.targets, hint);
+    if (i < 0 || i === this.leader || (!viaLeader && i === this.target)) return;
+    this.forgetLeader();
+    this.leader = i;
+  }
+
+  private forgetLeader(): void {
+    this.leaderConn?.close();
+    this.leaderConn = undefined;
+    this.leader = undefined;
   }
 }

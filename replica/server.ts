@@ -417,7 +417,9 @@ export class Replica {
     }
     try {
       const r = await this.leaderConn.request({ ...cmd, forwarded: true });
-      return { ...r, id: cmd.id };
+      // Named in the answer, so that a client that can reach the leader sends its next writes
+      // there itself (RaftKvClient's leader discovery): no second hop, no work here.
+      return { ...r, id: cmd.id, leader: r.leader || addr };
     } catch (e) {
       // A socket error before the connection was made means nothing was sent; anything later
       // (a timeout, a dropped connection) may have reached the leader.
