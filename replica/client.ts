@@ -244,11 +244,8 @@ export class RaftKvClient {
           // It leads no more: to the leader it named, or else back to the current target (at
           // once the first time; hints that go round in circles wait for the backoff).
           if (this.leader === named) this.forgetLeader();
-          if (!rerouted) {
-            rerouted = true;
-            continue;
-          }
-          await new Promise((r) => setTimeout(r, Math.min(1000, 20 * 2 ** Math.min(attempt, 6))));
+          if (rerouted) await backoff(attempt);
+          rerouted = true;
           continue;
         }
         if (r.status === Status.UNAVAILABLE || r.status === Status.NOT_LEADER) {
@@ -267,11 +264,8 @@ export class RaftKvClient {
           // The leader we were told of is gone or unreachable: the current target passes the
           // write on to whichever replica leads now.
           this.forgetLeader();
-          if (!rerouted) {
-            rerouted = true;
-            continue;
-          }
-          await new Promise((r) => setTimeout(r, Math.min(1000, 20 * 2 ** Math.min(attempt, 6))));
+          if (rerouted) await backoff(attempt);
+          rerouted = true;
           continue;
         }
         this.conn?.close();
@@ -285,7 +279,7 @@ export class RaftKvClient {
           refused.clear();
         }
       }
-      await new Promise((r) => setTimeout(r, Math.min(1000, 20 * 2 ** Math.min(attempt, 6))));
+      await backoff(attempt);
     }
     if (outcome.maybeApplied && cmd.op !== Op.GET) {
       throw new RaftKvError(`outcome unknown: no answer within ${this.deadlineMs} ms (${last?.message ?? 'deadline exceeded'})`, Status.UNKNOWN);
@@ -319,4 +313,9 @@ export class RaftKvClient {
     this.leaderConn = undefined;
     this.leader = undefined;
   }
+}
+
+/** The wait before retry number `attempt + 1`: 20 ms doubling to 1 s. */
+function backoff(attempt: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, Math.min(1000, 20 * 2 ** Math.min(attempt, 6))));
 }
