@@ -223,12 +223,12 @@ export class RaftKvClient {
    * the same session and seq, which is what makes the retry safe; SESSION_EXPIRED is returned.
    */
   private async send(cmd: Partial<Command>, outcome = { maybeApplied: false }): Promise<Response> {
-    const deadline = Date.now() + this.deadlineMs;
+    const deadline = performance.now() + this.deadlineMs;
     let last: Error | undefined;
     const refused = new Set<string>();
     const write = cmd.op !== Op.GET;
     let rerouted = false;
-    for (let attempt = 0; Date.now() < deadline; attempt++) {
+    for (let attempt = 0; performance.now() < deadline; attempt++) {
       const viaLeader = write && this.leader !== undefined;
       const target = this.opts.targets[viaLeader ? this.leader! : this.target];
       try {

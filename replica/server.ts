@@ -454,7 +454,7 @@ export class Replica {
   /** Admit a joiner (run on the leader): the steps of joinSteps, each once it can be taken. */
   async addMember(id: string, raftAddr: string, voter: boolean, o: { fresh?: boolean; logger?: boolean; incarnation?: string; timeoutMs?: number } = {}): Promise<void> {
     parseHostPort(raftAddr, 'member address');
-    const deadline = Date.now() + (o.timeoutMs ?? 60_000);
+    const deadline = performance.now() + (o.timeoutMs ?? 60_000);
     const m = this.driver.node.membership;
     if (o.fresh && id === this.opts.id) throw new RaftError('invalid-conf-change', `${id} is this leader: a node with no state cannot join under its id`);
     let steps: ConfChange[];
@@ -486,7 +486,7 @@ export class Replica {
     for (const [id, p] of this.peerInfo) {
       if (p.role !== 'logger' || !m.learners.includes(id) || m.loggers?.includes(id) || this.markingLoggers.has(id)) continue;
       this.markingLoggers.add(id);
-      this.retryConfChange({ type: ConfChangeType.AddLearner, node: id, logger: true }, Date.now() + 30_000)
+      this.retryConfChange({ type: ConfChangeType.AddLearner, node: id, logger: true }, performance.now() + 30_000)
         .then(
           () => this.log(`${this.opts.id}: marked ${id} as a logger in the configuration (it joined before loggers were marked)`),
           (e) => {
@@ -501,7 +501,7 @@ export class Replica {
   async removeMember(id: string, timeoutMs = 30_000): Promise<void> {
     const m = this.driver.node.membership;
     if (!m.voters.includes(id) && !m.learners.includes(id)) throw new RaftError('invalid-conf-change', `${id} is not a member`);
-    await this.retryConfChange({ type: ConfChangeType.RemoveNode, node: id }, Date.now() + timeoutMs);
+    await this.retryConfChange({ type: ConfChangeType.RemoveNode, node: id }, performance.now() + timeoutMs);
   }
 
   private async retryConfChange(cc: Parameters<RaftDriver['proposeConfChange']>[0], deadline: number): Promise<void> {
@@ -512,7 +512,7 @@ export class Replica {
       } catch (e) {
         // 'dropped': a new leader replaced the entry, so it was never applied and may be tried again.
         const retryable = e instanceof RaftError && (e.code === 'conf-change-pending' || e.code === 'learner-not-caught-up' || e.code === 'transfer-in-progress' || e.code === 'dropped');
-        if (!retryable || Date.now() > deadline) throw e;
+        if (!retryable || performance.now() > deadline) throw e;
         await sleep(100);
       }
     }
@@ -521,8 +521,8 @@ export class Replica {
   /** Hand leadership to `to` and wait until it leads (like hashicorp's LeadershipTransfer). */
   async transferLeadership(to: string): Promise<void> {
     await this.driver.transferLeadership(to);
-    const deadline = Date.now() + 2 * this.opts.electionTimeoutMs + 500;
-    while (Date.now() < deadline) {
+    const deadline = performance.now() + 2 * this.opts.electionTimeoutMs + 500;
+    while (performance.now() < deadline) {
       if (this.driver.node.leader === to) return;
       await sleep(Math.max(5, this.opts.heartbeatMs / 2));
     }

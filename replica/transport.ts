@@ -203,7 +203,7 @@ export class PeerTransport {
 
   /** Start connecting; false while backing off after failures or when the peer is unknown. */
   private dial(peer: OutboundPeer): boolean {
-    if (Date.now() < peer.retryAt) return false;
+    if (performance.now() < peer.retryAt) return false;
     const addr = this.addresses.resolve(peer.id, this.opts.resolve(peer.id));
     if (!addr) return false;
     let hp: HostPort;
@@ -242,7 +242,7 @@ export class PeerTransport {
       peer.failures++;
       // Exponential backoff with jitter, 50 ms doubling to 1 s.
       const backoff = Math.min(1000, 50 * 2 ** Math.min(peer.failures - 1, 5));
-      peer.retryAt = Date.now() + backoff * (0.5 + Math.random() / 2);
+      peer.retryAt = performance.now() + backoff * (0.5 + Math.random() / 2);
       if (this.stopped) return;
       this.opts.onUnreachable(peer.id);
       if ((e as NodeJS.ErrnoException | undefined)?.code === 'ECONNREFUSED') this.opts.onRefused?.(peer.id);
@@ -251,7 +251,7 @@ export class PeerTransport {
       // says the peer's process is gone, and its followers need not wait out a timeout.
       // A peer dropped meanwhile (removed from the cluster) is not dialled again.
       const redial = () => this.peers.get(peer.id) === peer && this.introduce(peer.id);
-      if (wasConnected && this.opts.onRefused) setTimeout(redial, Math.max(0, peer.retryAt - Date.now()) + 1).unref();
+      if (wasConnected && this.opts.onRefused) setTimeout(redial, Math.max(0, peer.retryAt - performance.now()) + 1).unref();
     };
     socket.on('error', down);
     socket.on('close', () => down());

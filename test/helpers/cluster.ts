@@ -133,8 +133,8 @@ export class TestCluster {
 
   /** Wait until `ids` agree on one leader; returns it. */
   async waitLeader(ids: string[] = [...this.procs.keys()], timeoutMs = 15_000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
+    const deadline = performance.now() + timeoutMs;
+    while (performance.now() < deadline) {
       const st = await Promise.all(ids.map((id) => this.status(id)));
       const leaders = new Set(st.map((s) => s?.leader));
       if (st.every((s) => s && s.leader) && leaders.size === 1) {
@@ -148,8 +148,8 @@ export class TestCluster {
 
   /** Wait until every listed node applied at least the leader's commit index. */
   async waitConverged(ids: string[], timeoutMs = 15_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
+    const deadline = performance.now() + timeoutMs;
+    while (performance.now() < deadline) {
       const st = await Promise.all(ids.map((id) => this.status(id)));
       const commit = Math.max(...st.map((s) => s?.commitIndex ?? 0));
       if (st.every((s) => s && s.appliedIndex >= commit)) return;
@@ -164,10 +164,10 @@ export class TestCluster {
    * joiner caught up, and those move the index without changing the data.
    */
   async sameIndexDigests(ids: string[], timeoutMs = 15_000): Promise<{ index: number; digest: string; keys: number }[]> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = performance.now() + timeoutMs;
     for (;;) {
       const ds = await Promise.all(ids.map(async (id) => (await this.http(id, 'GET', '/v1/digest')).json as { index: number; digest: string; keys: number }));
-      if (new Set(ds.map((d) => d.index)).size === 1 || Date.now() > deadline) return ds;
+      if (new Set(ds.map((d) => d.index)).size === 1 || performance.now() > deadline) return ds;
       await sleep(50);
     }
   }

@@ -72,9 +72,9 @@ export async function logsOf(l: LoggerProc): Promise<LogStatus[]> {
 
 /** Wait until the logger's log of `name` reaches `index`. */
 export async function waitLogged(l: LoggerProc, name: string, index: number, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   let seen: LogStatus | undefined;
-  while (Date.now() < deadline) {
+  while (performance.now() < deadline) {
     seen = (await logsOf(l)).find((x) => x.name === name);
     if (seen && seen.last >= index) return;
     await sleep(50);

@@ -46,7 +46,9 @@ describe('loadgen against a real 3-node cluster', () => {
   }
 
   it('a warm-up runs the load unmeasured first: nothing in it is counted, and the window starts after it', async () => {
-    const t0 = Date.now();
+    // The window's clock (time origin + monotonic time): Date.now() drifts from it by
+    // milliseconds while the system clock is being corrected, enough to fail this by 4 ms.
+    const t0 = performance.timeOrigin + performance.now();
     const r = await runLoad({ driver: 'protobuf', targets: ids.map((id) => c.clientAddr(id)), clients: 2, durationS: 1, warmupS: 1, keys: 50, valueSize: 64, writeRatio: 1, thinkMs: 0, timeoutMs: 5000, seed: 3 });
     assert.ok(r.window.from >= t0 + 1000, 'measured only after the warm-up');
     assert.ok(r.window.to > r.window.from);
@@ -55,6 +57,31 @@ describe('loadgen against a real 3-node cluster', () => {
     assert.ok(r.answered > 0);
     await assert.rejects(runLoad({ driver: 'protobuf', targets: [c.clientAddr('l1')], clients: 1, requests: 5, warmupS: 1, keys: 5, valueSize: 8, writeRatio: 1, thinkMs: 0, timeoutMs: 1000, seed: 1 }), /warm-up needs a duration/);
     await assert.rejects(run(process.execPath, [CLI, 'loadgen', '--targets', c.clientAddr('l1'), '--requests', '5', '--warmup', '1']), (e: { stderr: string }) => /--warmup needs --duration/.test(e.stderr));
+  });
+
+  it('protobuf sends writes to the leader a follower names (--route leader), or keeps them on the follower (--route member)', async () => {
+    const leader = await c.waitLeader(ids, 20_000);
+    const follower = ids.find((id) => id !== leader)!;
+    // One client, whose own target is the follower. A second into the run the follower stops
+    // answering: writes that still went through it would time out.
+    const load = (route: 'leader' | 'member') =>
+      runLoad({ driver: 'protobuf', route, targets: [c.clientAddr(follower), c.clientAddr(leader)], clients: 1, durationS: 2, keys: 50, valueSize: 64, writeRatio: 1, thinkMs: 0, timeoutMs: 500, seed: 5 });
+    const stopped = async <T>(p: Promise<T>): Promise<T> => {
+      await new Promise((r) => setTimeout(r, 1000));
+      c.procs.get(follower)!.kill('SIGSTOP');
+      try {
+        return await p;
+      } finally {
+        c.procs.get(follower)!.kill('SIGCONT');
+      }
+    };
+    const routed = await stopped(load('leader'));
+    assert.equal(routed.errors + routed.timeouts, 0, `errors: ${routed.errorSamples.join(' | ')}`);
+    assert.ok(routed.answered > 0);
+    await c.waitConverged(ids, 20_000);
+    const member = await stopped(load('member'));
+    assert.ok(member.timeouts > 0, 'writes through the stopped follower time out');
+    await c.waitConverged(ids, 20_000);
   });
 
   it('a dead target is counted as errors, never silently dropped', async () => {
