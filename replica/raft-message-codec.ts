@@ -146,7 +146,9 @@ function decodePlain(b: Buffer): Message {
       case 0x8a:
         if (b[cursor.pos++] !== 0x01) throw NOT_PLAIN;
         start = readSpan(b, end);
-        m.incarnation = b.toString('utf8', start, cursor.pos);
+        // Empty is none, as protobufjs's reading has it (its encoder writes '' for none).
+        if (cursor.pos > start) m.incarnation = b.toString('utf8', start, cursor.pos);
+        else if (m.incarnation !== undefined) m.incarnation = undefined;
         break;
       default:
         // A snapshot chunk (field 14), an unknown field or another wire type.

@@ -250,7 +250,14 @@ export class PeerTransport {
       // nothing to send (a follower sends its leader nothing unless spoken to): a refusal
       // says the peer's process is gone, and its followers need not wait out a timeout.
       // A peer dropped meanwhile (removed from the cluster) is not dialled again.
-      const redial = () => this.peers.get(peer.id) === peer && this.introduce(peer.id);
+      // The timer may fire a little before retryAt by the precise clock (it counts from the
+      // loop's cached time, behind by however long this pass has run): the redial clears it,
+      // or dial() would skip it and no refusal would ever be reported.
+      const redial = () => {
+        if (this.peers.get(peer.id) !== peer) return;
+        peer.retryAt = 0;
+        this.introduce(peer.id);
+      };
       if (wasConnected && this.opts.onRefused) setTimeout(redial, Math.max(0, peer.retryAt - performance.now()) + 1).unref();
     };
     socket.on('error', down);

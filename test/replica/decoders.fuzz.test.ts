@@ -118,7 +118,9 @@ describe(`every decoder survives arbitrary bytes (fast-check seed ${seed}; RAFTK
         assert.equal(outcome(() => decodeRaftMessage(theirs)), outcome(() => decodeRaftMessagePb(theirs)));
         assert.equal(outcome(() => decodeRaftMessage(mine)), outcome(() => decodeRaftMessagePb(theirs)));
       }),
-      runs,
+      // Seed 375512 found it: protobufjs writes an empty incarnation for none, which the hand
+      // decoder read as an incarnation ''.
+      { ...runs, examples: [[{ type: 0 as Message['type'], from: '', to: '', term: 0, logTerm: 0, index: 0, entries: [], commit: 0, reject: false, rejectHint: 0, seq: 0, context: '', transfer: false, snapshotIndex: 0, snapshotOffset: 0 }]] },
     );
     fc.assert(
       fc.property(message, fc.nat(), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 2 }), (m, at, byte, how) => {
