@@ -52,9 +52,9 @@ export interface ScenarioResult {
 export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
   const rng = new Prng(o.seed);
   const lines: string[] = [];
-  const t0 = Date.now();
+  const t0 = performance.now();
   const log = (l: string) => {
-    const line = `${String(Date.now() - t0).padStart(6)}ms ${l}`;
+    const line = `${String(Math.round(performance.now() - t0)).padStart(6)}ms ${l}`;
     lines.push(line);
     o.log?.(line);
   };
@@ -124,11 +124,11 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
 
     // ---- clients
     const keys = Array.from({ length: o.keys ?? 4 }, (_, i) => `k${i}`);
-    const end = Date.now() + o.timeS * 1000;
+    const end = performance.now() + o.timeS * 1000;
     const clientLoop = async (n: number) => {
       const cl = new RaftKvClient({ targets: ids.map((id) => c.clientAddr(id)), timeoutMs: 1000, deadlineMs: 4000 });
       let seq = 0;
-      while (Date.now() < end) {
+      while (performance.now() < end) {
         const key = keys[rng.int(0, keys.length - 1)];
         if (rng.chance(0.5)) await history.put(cl, `c${n}`, key, `c${n}-${++seq}`);
         else await history.get(cl, `c${n}`, key);
@@ -139,9 +139,9 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
 
     // ---- nemesis
     const restore: (() => Promise<void> | void)[] = [];
-    while (Date.now() < end - 500) {
+    while (performance.now() < end - 500) {
       await sleep(rng.int(400, 1500));
-      if (Date.now() >= end - 500) break;
+      if (performance.now() >= end - 500) break;
       const live = liveMembers();
       const lead = await leader();
       const pick = () => (lead && rng.chance(0.5) ? lead : live[rng.int(0, live.length - 1)]);
@@ -347,8 +347,8 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     // The cluster's membership is what its leader says; a node whose join never went through
     // (its targets were all removed or down) is reported, not waited for.
     const finalMembers = async () => {
-      const deadline = Date.now() + 30_000;
-      while (Date.now() < deadline) {
+      const deadline = performance.now() + 30_000;
+      while (performance.now() < deadline) {
         const st = (await Promise.all(members().filter((id) => c.procs.has(id)).map((id) => c.status(id)))).filter(Boolean);
         const lead = st.find((s) => s!.role === 'leader');
         if (lead) {

@@ -230,7 +230,7 @@ export class Kubelet {
       run.exit = { code, signal, at: now() };
       const policy = r.pod.spec.restartPolicy ?? 'Always';
       if (!r.stopping && (policy === 'Always' || (policy === 'OnFailure' && code !== 0))) {
-        run.restartAt = Date.now() + Math.min(10_000, 500 * 2 ** Math.min(run.restarts, 5));
+        run.restartAt = performance.now() + Math.min(10_000, 500 * 2 ** Math.min(run.restarts, 5));
         run.waiting = { reason: 'CrashLoopBackOff', message: `back-off restarting failed container ${c.name}` };
       }
       this.publish(r);
@@ -329,7 +329,7 @@ export class Kubelet {
     if (r.stopping) return;
     for (const c of r.pod.spec.containers) {
       const run = r.containers.get(c.name)!;
-      if (!run.proc && run.restartAt !== undefined && Date.now() >= run.restartAt) {
+      if (!run.proc && run.restartAt !== undefined && performance.now() >= run.restartAt) {
         run.restartAt = undefined;
         run.restarts++;
         this.launch(r, c);

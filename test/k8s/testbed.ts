@@ -70,8 +70,8 @@ export class TestBed {
 
   /** Poll `check` until it returns true (bounded), then return; throws with `what` otherwise. */
   async until(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
+    const deadline = performance.now() + timeoutMs;
+    while (performance.now() < deadline) {
       if (await check()) return;
       await new Promise((r) => setTimeout(r, 200));
     }

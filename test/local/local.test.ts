@@ -40,9 +40,9 @@ function startLocal(file: string, extra: string[]): { p: ChildProcess; out: () =
 }
 
 async function waitFor(pred: () => boolean, ms: number, what: string, out: () => string): Promise<void> {
-  const deadline = Date.now() + ms;
+  const deadline = performance.now() + ms;
   while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${out()}`);
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}\n${out()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -13,8 +13,8 @@ const LONG_ELECTION_TIMEOUT_MS = 60_000;
 
 /** Wait (bounded) until one of `ids` leads and every other one of them follows it. */
 async function waitLeaderAmong(c: TestCluster, ids: string[], timeoutMs: number): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
     const st = await Promise.all(ids.map((id) => c.status(id)));
     const leader = st.find((s) => s?.role === 'leader');
     if (leader && st.every((s) => s?.leader === leader.id)) return leader.id;
