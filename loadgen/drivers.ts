@@ -5,8 +5,8 @@
  */
 import http from 'node:http';
 import net from 'node:net';
-import { dialHost, parseHostPort, targetIndex } from '../replica/addr.js';
-import { Connection } from '../replica/client.js';
+import { dialHost, parseHostPort } from '../replica/addr.js';
+import { Connection, LeaderRoute } from '../replica/client.js';
 import { Command, Op, Response, Status } from '../replica/proto.js';
 
 export type DriverName = 'protobuf' | 'text' | 'http' | 'etcd';
@@ -36,18 +36,14 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 class ProtobufDriver implements Driver {
   private conn: Connection;
-  /** Writes go to the leader once a replica names it (RaftKvClient's leader discovery). */
-  private leaderConn: Connection | undefined;
+  /** With --route leader, writes go to the leader once a replica names it (as RaftKvClient's do). */
+  private leader: LeaderRoute | undefined;
   private seq = 0;
   /** This generator client's session, registered through the log before its first write. */
   private session = '';
-  constructor(
-    private readonly targets: string[],
-    target: string,
-    private readonly timeoutMs: number,
-    private readonly route: Route,
-  ) {
+  constructor(targets: string[], target: string, timeoutMs: number, route: Route) {
     this.conn = new Connection(target, timeoutMs);
+    if (route === 'leader') this.leader = new LeaderRoute(targets, (addr) => new Connection(addr, timeoutMs));
   }
   async get(key: string): Promise<void> {
     const r = await this.conn.request({ op: Op.GET, key });
@@ -68,30 +64,24 @@ class ProtobufDriver implements Driver {
   }
   /** A write through the leader when one was named, else through this client's target. */
   private async write(cmd: Partial<Command>): Promise<Response> {
-    const conn = this.leaderConn && !this.leaderConn.closed ? this.leaderConn : this.conn;
+    const toLeader = this.leader?.connection();
     let r: Response;
     try {
-      r = await conn.request(cmd);
+      r = await (toLeader ?? this.conn).request(cmd);
     } catch (e) {
-      if (conn === this.leaderConn) this.dropLeader();
+      if (toLeader) this.leader!.forget();
       throw e;
     }
-    if (this.route === 'leader') {
-      const i = targetIndex(this.targets, r.leader);
-      if (i >= 0 && this.targets[i] !== conn.address && this.targets[i] !== this.conn.address) {
-        this.dropLeader();
-        this.leaderConn = new Connection(this.targets[i], this.timeoutMs);
-      } else if (conn === this.leaderConn && r.status !== Status.OK) this.dropLeader();
+    if (this.leader) {
+      const named = this.leader.target;
+      this.leader.learn(r.leader, this.conn.address);
+      if (toLeader && r.status !== Status.OK && this.leader.target === named) this.leader.forget();
     }
     return r;
   }
-  private dropLeader(): void {
-    this.leaderConn?.close();
-    this.leaderConn = undefined;
-  }
   close(): void {
     this.conn.close();
-    this.dropLeader();
+    this.leader?.forget();
   }
 }
 

@@ -129,13 +129,8 @@ export class RaftKvClient {
   private outstanding = new Set<number>();
   private conn: Connection | undefined;
   private target = 0;
-  /**
-   * Leader discovery: the target a replica named as the leader (a follower that passed on a
-   * write names it). Writes go there directly, saving the follower's hop; reads stay on
-   * `target`, served there. Forgotten when it fails, and never an address we were not given.
-   */
-  private leader: number | undefined;
-  private leaderConn: Connection | undefined;
+  /** Where writes go once a replica names the leader; reads stay on `target`, served there. */
+  private readonly leader: LeaderRoute;
   private readonly timeoutMs: number;
   private readonly deadlineMs: number;
 
@@ -145,6 +140,7 @@ export class RaftKvClient {
     this.timeoutMs = opts.timeoutMs ?? 2000;
     this.deadlineMs = opts.deadlineMs ?? 10_000;
     this.target = Math.floor(Math.random() * opts.targets.length);
+    this.leader = new LeaderRoute(opts.targets, (addr) => new Connection(addr, this.timeoutMs, opts.tls));
   }
 
   async get(key: string, opts: { stale?: boolean } = {}): Promise<Uint8Array | undefined> {
@@ -168,12 +164,12 @@ export class RaftKvClient {
   close(): void {
     this.conn?.close();
     this.conn = undefined;
-    this.forgetLeader();
+    this.leader.forget();
   }
 
   /** The target writes go to now (the leader when one was named, else the current target). */
   writeTarget(): string {
-    return this.opts.targets[this.leader ?? this.target];
+    return this.leader.target ?? this.opts.targets[this.target];
   }
 
   /** This client's session id (registered with the cluster on first use). */
@@ -229,13 +225,14 @@ export class RaftKvClient {
     const write = cmd.op !== Op.GET;
     let rerouted = false;
     for (let attempt = 0; performance.now() < deadline; attempt++) {
-      const viaLeader = write && this.leader !== undefined;
-      const target = this.opts.targets[viaLeader ? this.leader! : this.target];
+      const home = this.opts.targets[this.target];
+      const toLeader = write ? this.leader.connection() : undefined;
+      const viaLeader = toLeader !== undefined;
       try {
-        const conn = viaLeader ? this.leaderConnection() : this.connection();
+        const conn = toLeader ?? this.connection();
         const r = await conn.request({ ...cmd, acked: cmd.client ? Math.min(this.ackedThrough(), (cmd.seq ?? 1) - 1) : 0 });
-        const named = this.leader;
-        if (write) this.learnLeader(r.leader, viaLeader);
+        const named = this.leader.target;
+        if (write) this.leader.learn(r.leader, home);
         if (r.status === Status.OK || r.status === Status.NOT_FOUND || r.status === Status.SESSION_EXPIRED) return r;
         if (r.status === Status.ERROR) throw new RaftKvError(r.error || 'request failed', r.status);
         if (r.status === Status.UNKNOWN) outcome.maybeApplied = true;
@@ -243,7 +240,7 @@ export class RaftKvClient {
         if (viaLeader && (r.status === Status.UNAVAILABLE || r.status === Status.NOT_LEADER)) {
           // It leads no more: to the leader it named, or else back to the current target (at
           // once the first time; hints that go round in circles wait for the backoff).
-          if (this.leader === named) this.forgetLeader();
+          if (this.leader.target === named) this.leader.forget();
           if (rerouted) await backoff(attempt);
           rerouted = true;
           continue;
@@ -263,7 +260,7 @@ export class RaftKvClient {
         if (viaLeader) {
           // The leader we were told of is gone or unreachable: the current target passes the
           // write on to whichever replica leads now.
-          this.forgetLeader();
+          this.leader.forget();
           if (rerouted) await backoff(attempt);
           rerouted = true;
           continue;
@@ -273,7 +270,7 @@ export class RaftKvClient {
         this.target = (this.target + 1) % this.opts.targets.length;
         if ((e as NodeJS.ErrnoException).code === 'ECONNREFUSED') {
           // Nothing listens there: try the next target now rather than after a backoff.
-          refused.add(target);
+          refused.add(home);
           if (refused.size < new Set(this.opts.targets).size) continue;
           if (this.opts.giveUpWhenAllRefuse) throw new RaftKvError(`no replica accepts connections (refused: ${[...refused].join(', ')})`, 'connection');
           refused.clear();
@@ -291,27 +288,50 @@ export class RaftKvClient {
     if (!this.conn || this.conn.closed) this.conn = new Connection(this.opts.targets[this.target], this.timeoutMs, this.opts.tls);
     return this.conn;
   }
+}
 
-  private leaderConnection(): Connection {
-    if (!this.leaderConn || this.leaderConn.closed) this.leaderConn = new Connection(this.opts.targets[this.leader!], this.timeoutMs, this.opts.tls);
-    return this.leaderConn;
+/**
+ * Leader discovery: which of `targets` a replica named as the leader (a follower that passes a
+ * write on names it), and a connection to it, so that writes skip the follower's hop. Only an
+ * address the client was given is followed; the caller forgets it when it fails.
+ */
+export class LeaderRoute {
+  private index: number | undefined;
+  private conn: Connection | undefined;
+
+  constructor(
+    private readonly targets: readonly string[],
+    private readonly open: (addr: string) => Connection,
+  ) {}
+
+  /** The named leader's address, if one is named. */
+  get target(): string | undefined {
+    return this.index === undefined ? undefined : this.targets[this.index];
+  }
+
+  /** A connection to the named leader; undefined when none is named. */
+  connection(): Connection | undefined {
+    if (this.index === undefined) return undefined;
+    if (!this.conn || this.conn.closed) this.conn = this.open(this.targets[this.index]);
+    return this.conn;
   }
 
   /**
-   * Follow a replica's hint. An answer from the leader itself names no leader, so a hint via
-   * the leader connection that names another target means the leadership moved there.
+   * Follow an answer's leader field. The leader itself names none, so a hint on the way through
+   * the leader means the leadership moved; one naming `home` (the caller's own target) ends the
+   * detour.
    */
-  private learnLeader(hint: string, viaLeader: boolean): void {
-    const i = targetIndex(this.opts.targets, hint);
-    if (i < 0 || i === this.leader || (!viaLeader && i === this.target)) return;
-    this.forgetLeader();
-    this.leader = i;
+  learn(hint: string, home: string): void {
+    const i = targetIndex(this.targets, hint);
+    if (i < 0 || i === this.index) return;
+    this.forget();
+    if (this.targets[i] !== home) this.index = i;
   }
 
-  private forgetLeader(): void {
-    this.leaderConn?.close();
-    this.leaderConn = undefined;
-    this.leader = undefined;
+  forget(): void {
+    this.conn?.close();
+    this.conn = undefined;
+    this.index = undefined;
   }
 }
 

@@ -242,7 +242,8 @@ export class PeerTransport {
       peer.failures++;
       // Exponential backoff with jitter, 50 ms doubling to 1 s.
       const backoff = Math.min(1000, 50 * 2 ** Math.min(peer.failures - 1, 5));
-      peer.retryAt = performance.now() + backoff * (0.5 + Math.random() / 2);
+      const wait = backoff * (0.5 + Math.random() / 2);
+      peer.retryAt = performance.now() + wait;
       if (this.stopped) return;
       this.opts.onUnreachable(peer.id);
       if ((e as NodeJS.ErrnoException | undefined)?.code === 'ECONNREFUSED') this.opts.onRefused?.(peer.id);
@@ -258,7 +259,7 @@ export class PeerTransport {
         peer.retryAt = 0;
         this.introduce(peer.id);
       };
-      if (wasConnected && this.opts.onRefused) setTimeout(redial, Math.max(0, peer.retryAt - performance.now()) + 1).unref();
+      if (wasConnected && this.opts.onRefused) setTimeout(redial, wait).unref();
     };
     socket.on('error', down);
     socket.on('close', () => down());
