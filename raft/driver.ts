@@ -467,7 +467,10 @@ export class RaftDriver {
       const group: SaveGroup = { entries: [], first: Infinity, done: Promise.resolve() };
       group.done = this.saving.then(() => {
         if (this.nextSave === group) this.nextSave = undefined;
-        return this.storage.save({ entries: group.entries, hardState: group.hardState }).then(() => undefined);
+        // A member that is not leading only waits for this save (its ack follows it), so it
+        // may sync on this thread; a leader keeps taking acks and requests meanwhile.
+        const syncOnCaller = !this.node.isLeader();
+        return this.storage.save({ entries: group.entries, hardState: group.hardState, syncOnCaller }).then(() => undefined);
       });
       const forget = () => {
         const i = this.saves.indexOf(group);

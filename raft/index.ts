@@ -8,7 +8,7 @@ export { encodeConfChange, decodeConfChange, validateConfChange, applyConfChange
 export { DEFAULT_SESSION_TTL_MS, SessionTable } from './session.js';
 export type { SessionOutcome, SessionOptions } from './session.js';
 export { DiskStorage, MemoryStorage, appendToLog } from './storage/storage.js';
-export type { Storage, DiskStorageOptions, RecoveryReport } from './storage/storage.js';
+export type { Storage, SaveRequest, DiskStorageOptions, RecoveryReport } from './storage/storage.js';
 export { Wal } from './storage/wal.js';
 export type { FsyncMode, WalOptions, WalBatch, WalState, FaultHooks } from './storage/wal.js';
 export { SnapshotStore, encodeSnapshot, encodeSnapshotStream, decodeSnapshot } from './storage/snapshots.js';

@@ -13,7 +13,6 @@ import {
   DiskStorage,
   Entry,
   FileSystem,
-  HardState,
   InitialState,
   MemoryStorage,
   Message,
@@ -23,6 +22,7 @@ import {
   RaftNode,
   Role,
   Snapshot,
+  SaveRequest,
   Storage,
   clusterIdOf,
   loadOrBootstrap,
@@ -811,7 +811,7 @@ class MeteredStorage implements Storage {
   initialState() {
     return this.inner.initialState();
   }
-  async save(rd: { snapshot?: Snapshot; entries: Entry[]; hardState?: HardState }): Promise<boolean> {
+  async save(rd: SaveRequest): Promise<boolean> {
     const t0 = performance.now();
     const wrote = await this.inner.save(rd);
     // A commit index alone is not written: counted as an append, it made a leader at one client

@@ -22,6 +22,15 @@ export function appendToLog(log: Entry[], entries: Entry[]): void {
   for (const e of entries) log.push(e);
 }
 
+/** What one save makes durable (a Ready's snapshot, entries and hard state). */
+export interface SaveRequest {
+  snapshot?: Snapshot;
+  entries: Entry[];
+  hardState?: HardState;
+  /** The caller waits for nothing else meanwhile: the storage may sync on its thread (WalBatch.syncOnCaller). */
+  syncOnCaller?: boolean;
+}
+
 export interface Storage {
   readonly kind: 'disk' | 'memory';
   readonly fsync: FsyncMode | 'memory';
@@ -31,7 +40,7 @@ export interface Storage {
    * Persist a Ready's snapshot, entries and hard state; resolves once durable, with whether
    * anything was written (a commit index alone is kept for the next write: see Wal.append).
    */
-  save(rd: { snapshot?: Snapshot; entries: Entry[]; hardState?: HardState }): Promise<boolean>;
+  save(rd: SaveRequest): Promise<boolean>;
   /** Persist a snapshot the node made itself, then drop log entries at or below `compactTo`. */
   saveSnapshot(snapshot: Snapshot, compactTo: number): Promise<void>;
   /**
@@ -128,12 +137,13 @@ export class DiskStorage implements Storage {
     return this.initial;
   }
 
-  async save(rd: { snapshot?: Snapshot; entries: Entry[]; hardState?: HardState }): Promise<boolean> {
+  async save(rd: SaveRequest): Promise<boolean> {
     if (rd.snapshot) this.latest = { file: await this.snapshots.save(rd.snapshot), meta: rd.snapshot.meta, size: rd.snapshot.data.length };
     return this.wal.append({
       reset: rd.snapshot ? { index: rd.snapshot.meta.index, term: rd.snapshot.meta.term } : undefined,
       entries: rd.entries,
       hardState: rd.hardState,
+      syncOnCaller: rd.syncOnCaller,
     });
   }
 
@@ -179,7 +189,7 @@ export class MemoryStorage implements Storage {
     return { hardState: this.hardState, snapshot: this.snapshot, entries: this.entries.slice(), applied: this.snapshot?.meta.index ?? 0 };
   }
 
-  async save(rd: { snapshot?: Snapshot; entries: Entry[]; hardState?: HardState }): Promise<boolean> {
+  async save(rd: SaveRequest): Promise<boolean> {
     if (rd.snapshot) {
       this.snapshot = rd.snapshot;
       this.entries = [];

@@ -11,6 +11,7 @@ function scriptedCore(proposals: { index: number; term: number }[]): RaftNode {
   const core = {
     id: 'me',
     leader: 'me',
+    isLeader: () => true,
     log: { applied: 0, snapshotIndex: 0 },
     propose: () => proposals.shift()!,
     ready: () => undefined,
@@ -110,6 +111,48 @@ describe('RaftDriver: pipelined persistence', () => {
       assert.deepEqual(persisted, [1, 2, 3], 'each Ready is reported durable, in order');
     } finally {
       for (const s of saves) s.release();
+      await driver.stop();
+    }
+  });
+});
+
+describe('RaftDriver: where a save syncs', () => {
+  it('a member that is not leading lets its saves sync on the calling thread; a leader does not', async () => {
+    const e = (index: number) => ({ index, term: 1, type: EntryType.Normal, data: new Uint8Array([index]) });
+    let leading = false;
+    const readies: Ready[] = [];
+    const core = {
+      ...(scriptedCore([]) as unknown as object),
+      isLeader: () => leading,
+      step: () => undefined,
+      ready: () => readies.shift(),
+      hasReady: () => readies.length > 0,
+      accept: () => undefined,
+      persisted: () => undefined,
+    } as unknown as RaftNode;
+    const asked: (boolean | undefined)[] = [];
+    const storage = Object.assign(new MemoryStorage(), {
+      save: async (rd: { syncOnCaller?: boolean }) => {
+        asked.push(rd.syncOnCaller);
+        return true;
+      },
+    });
+    const driver = new RaftDriver({ node: core, storage, stateMachine: noMachine, transport: noTransport });
+    driver.start();
+    try {
+      const saved = async (n: number) => {
+        for (let i = 0; i < 200 && asked.length < n; i++) await new Promise((r) => setImmediate(r));
+      };
+      readies.push({ entries: [e(1)], committed: [], messages: [], readStates: [], sendBeforePersist: false });
+      const poke = () => driver.step({ type: MessageType.Heartbeat, from: 'b', to: 'me', term: 1 } as unknown as Message);
+      poke();
+      await saved(1);
+      leading = true;
+      readies.push({ entries: [e(2)], committed: [], messages: [], readStates: [], sendBeforePersist: true });
+      poke();
+      await saved(2);
+      assert.deepEqual(asked, [true, false], 'a follower waits only for its save; a leader keeps taking acks and requests meanwhile');
+    } finally {
       await driver.stop();
     }
   });

@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { readdir, readFile, stat, truncate, writeFile, appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { CorruptionError, StorageError, Wal, crc32c, crc32cPortable } from '../../raft/index.js';
+import { CorruptionError, FileSystem, StorageError, Wal, crc32c, crc32cPortable, nodeFs } from '../../raft/index.js';
+import { CALLER_SYNC_MAX_MS } from '../../raft/storage/wal.js';
 import { TERMINATOR_BYTES } from '../../raft/storage/records.js';
-import { entries, entryData, tempDir } from './helpers.js';
+import { entries, entryData, replayed, tempDir } from './helpers.js';
 
 async function segments(dir: string): Promise<string[]> {
   return (await readdir(dir)).filter((n) => n.endsWith('.wal')).sort();
@@ -313,6 +314,60 @@ describe('write-ahead log', () => {
       assert.deepEqual(state.hardState, { term: 2, vote: 'n3', commit: 4 });
       assert.equal(state.entries.length, 3);
       await again.close();
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('syncs on the calling thread when the caller asks, in the thread pool otherwise; after a slow one, in the pool until one is quick', async () => {
+    const { dir, cleanup } = await tempDir('wal');
+    try {
+      // node:fs with its two fdatasyncs counted, and a clock the caller's sync can move.
+      let now = 0;
+      let callerSyncTakes = 0;
+      let callerFails = false;
+      const count = { caller: 0, pool: 0 };
+      const fs: FileSystem = {
+        ...nodeFs,
+        open: async (path, flags) => {
+          const fh = await nodeFs.open(path, flags);
+          const datasync = fh.datasync.bind(fh);
+          const datasyncSync = fh.datasyncSync!.bind(fh);
+          return Object.assign(fh, {
+            datasync: async () => {
+              count.pool++;
+              await datasync();
+            },
+            datasyncSync: () => {
+              if (callerFails) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+              count.caller++;
+              datasyncSync();
+              now += callerSyncTakes;
+            },
+          });
+        },
+      };
+      const { wal } = await Wal.open(dir, { fs, clock: () => now });
+      const cost = async (f: () => Promise<unknown>) => {
+        const before = { ...count };
+        await f();
+        return { caller: count.caller - before.caller, pool: count.pool - before.pool };
+      };
+      assert.deepEqual(await cost(() => wal.append({ entries: entries(1, 2, 1), syncOnCaller: true })), { caller: 1, pool: 0 });
+      assert.deepEqual(await cost(() => wal.append({ entries: entries(3, 3, 1) })), { caller: 0, pool: 1 }, 'not asked: the pool');
+      callerSyncTakes = CALLER_SYNC_MAX_MS + 1;
+      assert.deepEqual(await cost(() => wal.append({ entries: entries(4, 4, 1), syncOnCaller: true })), { caller: 1, pool: 0 });
+      callerSyncTakes = 0;
+      assert.deepEqual(await cost(() => wal.append({ entries: entries(5, 5, 1), syncOnCaller: true })), { caller: 0, pool: 1 }, 'the last sync was slow: the pool');
+      assert.deepEqual(await cost(() => wal.append({ entries: entries(6, 6, 1), syncOnCaller: true })), { caller: 1, pool: 0 }, 'quick again: the caller');
+      callerFails = true;
+      await assert.rejects(wal.append({ entries: entries(7, 7, 1), syncOnCaller: true }), /syncing/, 'a failed sync on the caller fails the append');
+      callerFails = false;
+      await assert.rejects(wal.append({ entries: entries(7, 7, 1), syncOnCaller: true }), StorageError, 'and stops the log, as in the pool');
+      await wal.close();
+      const state = await replayed(dir);
+      // 7 was written before its sync failed: never acknowledged, it may or may not replay.
+      assert.deepEqual(state.entries.slice(0, 6).map((e) => e.index), [1, 2, 3, 4, 5, 6], 'every synced append replays');
     } finally {
       await cleanup();
     }
