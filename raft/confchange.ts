@@ -100,3 +100,18 @@ export function applyConfChange(m: Membership, cc: ConfChange): Membership {
 export function quorum(voterCount: number): number {
   return Math.floor(voterCount / 2) + 1;
 }
+
+/**
+ * The highest value a quorum of `values` has reached (the quorum-th largest; 0 for none).
+ * Sorts `values` in place, by insertion: a handful of voters, on every ack a leader counts,
+ * where Array.prototype.sort's work copy was the leader's largest allocation per write.
+ */
+export function quorumValue(values: number[]): number {
+  for (let i = 1; i < values.length; i++) {
+    const v = values[i];
+    let j = i - 1;
+    for (; j >= 0 && values[j] < v; j--) values[j + 1] = values[j];
+    values[j + 1] = v;
+  }
+  return values.length > 0 ? values[quorum(values.length) - 1] : 0;
+}

@@ -406,25 +406,32 @@ export class RaftDriver {
     // entry, whichever members that quorum is.
     const appliedUpTo = rd.committed.length > 0 ? rd.committed[rd.committed.length - 1].index : 0;
     const applyAfter = appliedUpTo > 0 && !this.opts.volatileStateMachine ? this.durableThrough(appliedUpTo) : Promise.resolve();
-    this.track(
-      (this.sendLane = this.sendLane
-        .then(() => durable)
-        .then(() => {
-          if (this.stopped) return;
-          if (last) this.enqueue(() => this.node.persisted(last));
-          this.afterPersist(rd, early);
-        })),
-    );
-    this.track(
-      (this.applyLane = this.applyLane
-        .then(() => applyAfter)
-        .then(async () => {
-          if (this.stopped) return;
-          await this.applyCommitted(rd.committed);
-          this.resolveReads(rd);
-          await this.maybeSnapshot();
-        })),
-    );
+    // A lane step that would do nothing is not queued: at one client a leader makes two or
+    // three Readies per write, most with work for one lane only, and each step is a chain of
+    // promises and closures (its largest allocation per write with the quorum sort).
+    if (last || (!early && rd.messages.length > 0) || rd.softState || rd.membership) {
+      this.track(
+        (this.sendLane = this.sendLane
+          .then(() => durable)
+          .then(() => {
+            if (this.stopped) return;
+            if (last) this.enqueue(() => this.node.persisted(last));
+            this.afterPersist(rd, early);
+          })),
+      );
+    }
+    if (rd.committed.length > 0 || rd.readStates.length > 0 || rd.softState || this.snapshotDue()) {
+      this.track(
+        (this.applyLane = this.applyLane
+          .then(() => applyAfter)
+          .then(async () => {
+            if (this.stopped) return;
+            await this.applyCommitted(rd.committed);
+            this.resolveReads(rd);
+            await this.maybeSnapshot();
+          })),
+      );
+    }
     if (this.inputs.length > 0 || this.node.hasReady()) this.schedule();
   }
 
@@ -565,9 +572,14 @@ export class RaftDriver {
   }
 
   /** Resolves once the state is captured (nothing may be applied before that). */
+  /** Enough has been applied since the last snapshot for maybeSnapshot to consider one. */
+  private snapshotDue(): boolean {
+    return !this.snapshotting && this.applied - this.lastSnapshotIndex >= this.snapshotEvery * this.snapshotSpread;
+  }
+
   private maybeSnapshot(): Promise<void> | undefined {
+    if (!this.snapshotDue()) return;
     const spread = this.snapshotSpread;
-    if (this.snapshotting || this.applied - this.lastSnapshotIndex < this.snapshotEvery * spread) return;
     // A volatile state machine may be ahead of the log durable here: no snapshot of that yet.
     if (this.saves.some((g) => g.first <= this.applied)) return;
     // The memory bound (MAX_LOG_BYTES_BEFORE_SNAPSHOT) holds for every member, spread or not.

@@ -1,4 +1,4 @@
-import { applyConfChange, decodeConfChange, encodeConfChange, quorum, validateConfChange } from './confchange.js';
+import { applyConfChange, decodeConfChange, encodeConfChange, quorum, quorumValue, validateConfChange } from './confchange.js';
 import { RaftError } from './errors.js';
 import { RaftLog } from './log.js';
 import { Progress, ProgressState } from './progress.js';
@@ -171,6 +171,8 @@ export class RaftNode {
   readonly log: RaftLog;
   membership: Membership = { voters: [], learners: [], addrs: {} };
 
+  /** Reused by the quorum counts (maybeCommit, quorumAckedSeq), which run on every ack. */
+  private readonly scratch: number[] = [];
   private readonly electionTicks: number;
   private readonly heartbeatTicks: number;
   private readonly preVote: boolean;
@@ -1100,11 +1102,11 @@ export class RaftNode {
   }
 
   private maybeCommit(): boolean {
-    const matches: number[] = [];
+    const matches = this.scratch;
+    matches.length = 0;
     for (const id of this.membership.voters) matches.push(this.progress.get(id)?.match ?? 0);
     if (matches.length === 0) return false;
-    matches.sort((a, b) => b - a);
-    const idx = matches[quorum(matches.length) - 1];
+    const idx = quorumValue(matches);
     // Only entries of the current term are committed by counting (Raft §5.4.2).
     if (idx > this.log.committed && this.log.term(idx) === this.term) {
       // Followers learn the new commit index from the next append or heartbeat (or a read
@@ -1261,12 +1263,12 @@ export class RaftNode {
 
   /** Highest heartbeat round acknowledged by a quorum of voters (counting ourselves). */
   private quorumAckedSeq(): number {
-    const acks: number[] = [];
+    const acks = this.scratch;
+    acks.length = 0;
     for (const id of this.membership.voters) {
       acks.push(id === this.id ? this.seq : (this.progress.get(id)?.ackedSeq ?? 0));
     }
-    acks.sort((a, b) => b - a);
-    return acks[quorum(acks.length) - 1] ?? 0;
+    return quorumValue(acks);
   }
 
   private resolveReads(): void {

@@ -811,23 +811,24 @@ class MeteredStorage implements Storage {
   initialState() {
     return this.inner.initialState();
   }
-  async save(rd: SaveRequest): Promise<boolean> {
+  save(rd: SaveRequest): Promise<boolean> {
     const t0 = performance.now();
-    const wrote = await this.inner.save(rd);
-    // A commit index alone is not written: counted as an append, it made a leader at one client
-    // look like it did two fdatasyncs per write.
-    if (wrote) this.metrics.appendFsync.observe((performance.now() - t0) / 1000);
-    if (rd.entries.length > 0) {
-      this.metrics.batchEntries.observe(rd.entries.length);
-      let bytes = 0;
-      for (const e of rd.entries) bytes += e.data.length;
-      this.metrics.walBytes.inc(bytes);
-    }
-    if (rd.snapshot) {
-      this.metrics.snapshots.inc({ kind: 'installed' });
-      this.metrics.snapshotBytes.set(rd.snapshot.data.length);
-    }
-    return wrote;
+    return this.inner.save(rd).then((wrote) => {
+      // A commit index alone is not written: counted as an append, it made a leader at one
+      // client look like it did two fdatasyncs per write.
+      if (wrote) this.metrics.appendFsync.observe((performance.now() - t0) / 1000);
+      if (rd.entries.length > 0) {
+        this.metrics.batchEntries.observe(rd.entries.length);
+        let bytes = 0;
+        for (const e of rd.entries) bytes += e.data.length;
+        this.metrics.walBytes.inc(bytes);
+      }
+      if (rd.snapshot) {
+        this.metrics.snapshots.inc({ kind: 'installed' });
+        this.metrics.snapshotBytes.set(rd.snapshot.data.length);
+      }
+      return wrote;
+    });
   }
   async saveSnapshot(snapshot: Snapshot, compactTo: number): Promise<void> {
     await this.inner.saveSnapshot(snapshot, compactTo);

@@ -137,10 +137,14 @@ export class DiskStorage implements Storage {
     return this.initial;
   }
 
-  async save(rd: SaveRequest): Promise<boolean> {
-    if (rd.snapshot) this.latest = { file: await this.snapshots.save(rd.snapshot), meta: rd.snapshot.meta, size: rd.snapshot.data.length };
+  save(rd: SaveRequest): Promise<boolean> {
+    return rd.snapshot ? this.saveWithSnapshot(rd, rd.snapshot) : this.wal.append({ entries: rd.entries, hardState: rd.hardState, syncOnCaller: rd.syncOnCaller });
+  }
+
+  private async saveWithSnapshot(rd: SaveRequest, snapshot: Snapshot): Promise<boolean> {
+    this.latest = { file: await this.snapshots.save(snapshot), meta: snapshot.meta, size: snapshot.data.length };
     return this.wal.append({
-      reset: rd.snapshot ? { index: rd.snapshot.meta.index, term: rd.snapshot.meta.term } : undefined,
+      reset: { index: snapshot.meta.index, term: snapshot.meta.term },
       entries: rd.entries,
       hardState: rd.hardState,
       syncOnCaller: rd.syncOnCaller,
