@@ -19,6 +19,11 @@ export const WRITE_DEADLINE_MS = 8_000;
 
 const EMPTY = new Uint8Array(0);
 
+/** A response, its fields always in one order (one object shape for every answer). */
+function answer(id: number, status: Status, error = '', leader = '', value: Uint8Array = EMPTY): Response {
+  return { id, status, value, leader, error };
+}
+
 export interface ExecutorHost {
   readonly id: string;
   readonly sessionTtlMs: number;
@@ -52,24 +57,23 @@ export class CommandExecutor {
 
   /** Execute a client command here or at the leader. Never throws; errors become responses. */
   async execute(cmd: Command): Promise<Response> {
-    const base = { id: cmd.id, value: EMPTY, leader: '', error: '' };
-    if (!this.host.driver() || this.host.stopping()) return { ...base, status: Status.UNAVAILABLE, error: 'replica is starting or stopping; retry' };
+    if (!this.host.driver() || this.host.stopping()) return answer(cmd.id, Status.UNAVAILABLE, 'replica is starting or stopping; retry');
     if (cmd.op === Op.GET) {
       try {
         const invalid = this.host.engine().validate(cmd.key);
-        if (invalid) return { ...base, status: Status.ERROR, error: invalid };
+        if (invalid) return answer(cmd.id, Status.ERROR, invalid);
         if (!cmd.stale) await this.host.driver()!.readBarrier();
         const v = this.host.engine().get(cmd.key);
-        return v === undefined ? { ...base, status: Status.NOT_FOUND } : { ...base, status: Status.OK, value: v };
+        return v === undefined ? answer(cmd.id, Status.NOT_FOUND) : answer(cmd.id, Status.OK, '', '', v);
       } catch (e) {
         // A read changes nothing: whatever went wrong, it is safe to retry.
-        return { ...base, status: Status.UNAVAILABLE, error: (e as Error).message, leader: this.host.leaderClientAddr() ?? '' };
+        return answer(cmd.id, Status.UNAVAILABLE, (e as Error).message, this.host.leaderClientAddr() ?? '');
       }
     }
     if (cmd.op === Op.REGISTER) return this.writeOnce(cmd);
-    if (cmd.op !== Op.SET && cmd.op !== Op.DELETE) return { ...base, status: Status.ERROR, error: `unknown op ${String(cmd.op)}` };
+    if (cmd.op !== Op.SET && cmd.op !== Op.DELETE) return answer(cmd.id, Status.ERROR, `unknown op ${String(cmd.op)}`);
     const invalid = this.host.engine().validate(cmd.key, cmd.op === Op.SET ? cmd.value.length : undefined);
-    if (invalid) return { ...base, status: Status.ERROR, error: invalid };
+    if (invalid) return answer(cmd.id, Status.ERROR, invalid);
     // A write with the caller's session is tried once: the caller retries with that session.
     // One without gets a session of ours, so that we can retry it without applying it twice.
     if (cmd.client || cmd.forwarded) return this.writeOnce(cmd);
@@ -91,81 +95,85 @@ export class CommandExecutor {
   }
 
   private async writeWithOwnSession(cmd: Command): Promise<Response> {
-    const base = { id: cmd.id, value: EMPTY, leader: '', error: '' };
     const deadline = this.now() + WRITE_DEADLINE_MS;
     let session: PooledSession;
     try {
       session = await this.pool.acquire();
     } catch (e) {
-      return { ...base, status: Status.UNAVAILABLE, error: `no session could be opened: ${(e as Error).message}`, leader: this.host.leaderClientAddr() ?? '' };
+      return answer(cmd.id, Status.UNAVAILABLE, `no session could be opened: ${(e as Error).message}`, this.host.leaderClientAddr() ?? '');
     }
     // Whether an earlier attempt may have been applied: then only the same session can tell.
     let maybeApplied = false;
     try {
       for (let attempt = 0; ; attempt++) {
-        const r = await this.writeOnce({ ...cmd, client: session.id, seq: session.seq, acked: session.seq - 1 });
-        if (r.status === Status.OK || r.status === Status.ERROR || r.status === Status.NOT_FOUND) return { ...r, id: cmd.id };
+        const r = await this.writeOnce(cmd, session);
+        if (r.status === Status.OK || r.status === Status.ERROR || r.status === Status.NOT_FOUND) return r;
         if (r.status === Status.UNKNOWN) maybeApplied = true;
         if (r.status === Status.SESSION_EXPIRED) {
           session.discarded = true;
-          if (maybeApplied) return { ...base, status: Status.UNKNOWN, error: 'outcome unknown: the write may have been applied, and its session expired before a retry could tell' };
+          if (maybeApplied) return answer(cmd.id, Status.UNKNOWN, 'outcome unknown: the write may have been applied, and its session expired before a retry could tell');
           this.pool.release(session);
           session = await this.pool.acquire();
           continue;
         }
         if (this.now() >= deadline || this.host.stopping()) {
           return maybeApplied
-            ? { ...base, status: Status.UNKNOWN, error: `outcome unknown after ${WRITE_DEADLINE_MS} ms: ${r.error}` }
-            : { ...r, id: cmd.id };
+            ? answer(cmd.id, Status.UNKNOWN, `outcome unknown after ${WRITE_DEADLINE_MS} ms: ${r.error}`)
+            : r;
         }
         await this.sleep(Math.min(500, 10 * 2 ** Math.min(attempt, 6)));
       }
     } catch (e) {
-      return { ...base, status: maybeApplied ? Status.UNKNOWN : Status.UNAVAILABLE, error: (e as Error).message };
+      return answer(cmd.id, maybeApplied ? Status.UNKNOWN : Status.UNAVAILABLE, (e as Error).message);
     } finally {
       this.pool.release(session);
     }
   }
 
-  /** One attempt: propose here when leading, else pass it to the leader. */
-  private async writeOnce(cmd: Command): Promise<Response> {
-    const base = { id: cmd.id, value: EMPTY, leader: '', error: '' };
-    if (!this.host.driver() || this.host.stopping()) return { ...base, status: Status.UNAVAILABLE, error: 'replica is starting or stopping; retry' };
+  /**
+   * One attempt: propose here when leading, else pass it to the leader. With `session`, the
+   * write goes under that session (its next sequence number) instead of the command's own.
+   */
+  private async writeOnce(cmd: Command, session?: PooledSession): Promise<Response> {
+    if (!this.host.driver() || this.host.stopping()) return answer(cmd.id, Status.UNAVAILABLE, 'replica is starting or stopping; retry');
     const driver = this.host.driver()!;
-    if (driver.node.role !== Role.Leader) return this.forward(cmd);
+    const client = session ? session.id : cmd.client;
+    const seq = session ? session.seq : cmd.seq;
+    const acked = session ? session.seq - 1 : cmd.acked;
+    // Passed on, it goes as the command under its session (copied only then: not per write).
+    const passOn = () => this.forward(session ? { ...cmd, client, seq, acked } : cmd);
+    if (driver.node.role !== Role.Leader) return passOn();
     try {
-      const applied = await driver.propose(
-        encodeKvCommand({ op: cmd.op, key: cmd.key, value: cmd.value, client: cmd.client, seq: cmd.seq, acked: cmd.acked, time: this.now() }),
-      );
+      const applied = await driver.propose(encodeKvCommand({ op: cmd.op, key: cmd.key, value: cmd.value, client, seq, acked, time: this.now() }));
       this.host.onProposal?.('applied');
       const r = parseResult(applied.result);
       switch (r.status) {
         case ApplyStatus.Ok:
-          return { ...base, status: Status.OK, value: cmd.op === Op.REGISTER ? Buffer.from(r.message) : EMPTY };
+          return answer(cmd.id, Status.OK, '', '', cmd.op === Op.REGISTER ? Buffer.from(r.message) : EMPTY);
         case ApplyStatus.SessionExpired:
-          return { ...base, status: Status.SESSION_EXPIRED, error: r.message };
+          return answer(cmd.id, Status.SESSION_EXPIRED, r.message);
         default:
-          return { ...base, status: Status.ERROR, error: r.message };
+          return answer(cmd.id, Status.ERROR, r.message);
       }
     } catch (e) {
       const leader = this.host.leaderClientAddr() ?? '';
       if (!(e instanceof RaftError)) {
         // The node stopped with the proposal pending: it may yet commit elsewhere.
-        return { ...base, status: Status.UNKNOWN, error: `outcome unknown: ${(e as Error).message}`, leader };
+        return answer(cmd.id, Status.UNKNOWN, `outcome unknown: ${(e as Error).message}`, leader);
       }
       this.host.onProposal?.(e.code);
       switch (e.code) {
         case 'not-leader':
           // Nothing was proposed: passing it on is safe.
-          if (!cmd.forwarded && driver.node.leader && driver.node.leader !== this.host.id) return this.forward(cmd);
-          return { ...base, status: Status.UNAVAILABLE, error: e.message, leader };
+          if (!cmd.forwarded && driver.node.leader && driver.node.leader !== this.host.id) return passOn();
+          return answer(cmd.id, Status.UNAVAILABLE, e.message, leader);
         case 'transfer-in-progress':
         case 'dropped':
-          return { ...base, status: Status.UNAVAILABLE, error: e.message, leader };
+          return answer(cmd.id, Status.UNAVAILABLE, e.message, leader);
         case 'outcome-unknown':
-          return { ...base, status: Status.UNKNOWN, error: e.message, leader };
+          return answer(cmd.id, Status.UNKNOWN, e.message, leader);
         default:
-          return { ...base, status: Status.ERROR, error: e.message, leader };
+          return answer(cmd.id, Status.ERROR, e.message, leader);
       }
     }
   }

@@ -4,7 +4,7 @@
  */
 import protobuf from 'protobufjs';
 import { Entry, Message, MessageType, SnapshotChunk } from '../raft/index.js';
-import { NOT_PLAIN, cursor, plainOr, readSpan, readVarint } from './protobuf-wire.js';
+import { NOT_PLAIN, bytesSize, cursor, numSize, plainOr, putBytes, putNum, putString, readSpan, readVarint } from './protobuf-wire.js';
 
 protobuf.util.Long = undefined as never;
 protobuf.configure();
@@ -230,15 +230,24 @@ export function decodeHello(buf: Uint8Array): Hello {
 export function encodeCommand(c: Partial<Command>): Uint8Array {
   return CommandPb.encode(c).finish();
 }
+/**
+ * A client's Command (every request a replica serves): read by hand when it is the plain
+ * encoding, by protobufjs otherwise (see plainOr), then checked.
+ */
 export function decodeCommand(buf: Uint8Array): Command {
+  const c = plainOr(buf, decodePlainCommand, decodeCommandPb);
+  if (!(c.op in Op)) throw new Error(`unknown op ${c.op}`);
+  return c;
+}
+
+/** Command through protobufjs, unchecked: the reference the hand decoder is tested against. */
+export function decodeCommandPb(buf: Uint8Array): Command {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const d = CommandPb.decode(buf) as any;
-  const op = num(d.op);
-  if (!(op in Op)) throw new Error(`unknown op ${op}`);
   return {
     id: num(d.id),
     ip: str(d.ip),
-    op,
+    op: num(d.op),
     key: str(d.key),
     value: asBytes(d.value),
     client: str(d.client),
@@ -249,16 +258,115 @@ export function decodeCommand(buf: Uint8Array): Command {
   };
 }
 
+function decodePlainCommand(b: Buffer): Command {
+  const c: Command = { id: 0, ip: '', op: Op.SET, key: '', value: EMPTY, client: '', seq: 0, acked: 0, stale: false, forwarded: false };
+  const end = b.length;
+  cursor.pos = 0;
+  // A field seen twice: the last one counts (protobuf's rule for scalars and strings).
+  while (cursor.pos < end) {
+    switch (b[cursor.pos++]) {
+      case 0x08: // 1 id, uint64 (below 2^49 here: exact)
+        c.id = readVarint(b, end, 7);
+        break;
+      case 0x12: // 2 ip
+        c.ip = b.toString('utf8', readSpan(b, end), cursor.pos);
+        break;
+      case 0x18: // 3 op, enum (int32: below 2^28 reads the same either way)
+        c.op = readVarint(b, end, 4);
+        break;
+      case 0x22: // 4 key
+        c.key = b.toString('utf8', readSpan(b, end), cursor.pos);
+        break;
+      case 0x2a: // 5 value, a view (as protobufjs gives for a Buffer)
+        c.value = b.subarray(readSpan(b, end), cursor.pos);
+        break;
+      case 0x32: // 6 client
+        c.client = b.toString('utf8', readSpan(b, end), cursor.pos);
+        break;
+      case 0x38: // 7 seq
+        c.seq = readVarint(b, end, 7);
+        break;
+      case 0x40: // 8 acked
+        c.acked = readVarint(b, end, 7);
+        break;
+      case 0x48: // 9 stale, bool
+        c.stale = readVarint(b, end, 1) !== 0;
+        break;
+      case 0x50: // 10 forwarded, bool
+        c.forwarded = readVarint(b, end, 1) !== 0;
+        break;
+      default:
+        throw NOT_PLAIN;
+    }
+  }
+  return c;
+}
+
 export function encodeResponse(r: Partial<Response>): Uint8Array {
   return ResponsePb.encode(r).finish();
 }
+/** A replica's Response (every answer a client reads): by hand when plain, else protobufjs. */
 export function decodeResponse(buf: Uint8Array): Response {
+  return plainOr(buf, decodePlainResponse, decodeResponsePb);
+}
+
+/** Response through protobufjs: the reference the hand decoder is tested against. */
+export function decodeResponsePb(buf: Uint8Array): Response {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const d = ResponsePb.decode(buf) as any;
   return { id: num(d.id), status: num(d.status), value: asBytes(d.value), leader: str(d.leader), error: str(d.error) };
 }
 
+function decodePlainResponse(b: Buffer): Response {
+  const r: Response = { id: 0, status: Status.OK, value: EMPTY, leader: '', error: '' };
+  const end = b.length;
+  cursor.pos = 0;
+  while (cursor.pos < end) {
+    switch (b[cursor.pos++]) {
+      case 0x08: // 1 id
+        r.id = readVarint(b, end, 7);
+        break;
+      case 0x10: // 2 status, enum
+        r.status = readVarint(b, end, 4);
+        break;
+      case 0x1a: // 3 value, a view
+        r.value = b.subarray(readSpan(b, end), cursor.pos);
+        break;
+      case 0x22: // 4 leader
+        r.leader = b.toString('utf8', readSpan(b, end), cursor.pos);
+        break;
+      case 0x2a: // 5 error
+        r.error = b.toString('utf8', readSpan(b, end), cursor.pos);
+        break;
+      default:
+        throw NOT_PLAIN;
+    }
+  }
+  return r;
+}
+
+/**
+ * KvCommand as it goes into a log entry, encoded by hand in protobuf's canonical form (zero and
+ * empty fields left out): one allocation of the exact size, where protobufjs's writer built a
+ * list of operations first (a leader encodes one per write).
+ */
 export function encodeKvCommand(c: KvCommand): Uint8Array {
+  const keyLen = Buffer.byteLength(c.key);
+  const clientLen = Buffer.byteLength(c.client);
+  const buf = Buffer.allocUnsafe(
+    numSize(c.op) + bytesSize(keyLen) + bytesSize(c.value.length) + bytesSize(clientLen) + numSize(c.seq) + numSize(c.acked) + numSize(c.time),
+  );
+  let off = putNum(buf, 0, 1, c.op);
+  off = putString(buf, off, 2, c.key, keyLen);
+  off = putBytes(buf, off, 3, c.value);
+  off = putString(buf, off, 4, c.client, clientLen);
+  off = putNum(buf, off, 5, c.seq);
+  off = putNum(buf, off, 6, c.acked);
+  putNum(buf, off, 7, c.time);
+  return buf;
+}
+/** KvCommand through protobufjs: the reference the hand encoder is tested against. */
+export function encodeKvCommandPb(c: KvCommand): Uint8Array {
   return KvCommandPb.encode(c).finish();
 }
 /** KvCommand through protobufjs: the reference the hand decoder below is tested against. */

@@ -97,7 +97,11 @@ export class SimLoggers {
       try {
         await machine.restore(initial.snapshot);
       } catch (e) {
-        this.sim.violation(`logger ${node.id} cannot start: ${(e as Error).message}`);
+        if (node.inc !== inc) return;
+        // Restoring writes the snapshot as the command log's base: an injected write or fsync
+        // failure stops this start (a real logger exits and is restarted); damage never may.
+        if (isDamage(e)) this.sim.violation(`logger ${node.id} cannot start: ${(e as Error).message}`);
+        else restartLater(`restoring its snapshot failed: ${(e as Error).message}`);
         return;
       }
     }
