@@ -571,12 +571,12 @@ export class RaftDriver {
     }
   }
 
-  /** Resolves once the state is captured (nothing may be applied before that). */
   /** Enough has been applied since the last snapshot for maybeSnapshot to consider one. */
   private snapshotDue(): boolean {
     return !this.snapshotting && this.applied - this.lastSnapshotIndex >= this.snapshotEvery * this.snapshotSpread;
   }
 
+  /** Resolves once the state is captured (nothing may be applied before that). */
   private maybeSnapshot(): Promise<void> | undefined {
     if (!this.snapshotDue()) return;
     const spread = this.snapshotSpread;
