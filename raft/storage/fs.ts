@@ -46,6 +46,11 @@ export interface FileSystem {
    * snapshot file (written and fsynced before) while it builds a message to a follower.
    */
   readRange(path: string, position: number, length: number): Buffer;
+  /**
+   * Optional: milliseconds on a monotonic clock, for timing file operations (the WAL's syncs;
+   * default performance.now). The simulator's disk gives simulated time, so runs replay.
+   */
+  now?(): number;
 }
 
 /** Write all of `buf` at `position` (a write may take less); returns the position after it. */

@@ -60,7 +60,7 @@ export interface WalOptions {
   faults?: FaultHooks;
   /** The file system (default node:fs; the simulator passes a simulated disk). */
   fs?: FileSystem;
-  /** Milliseconds, monotonic (default performance.now): times syncs made on the calling thread. */
+  /** Milliseconds, monotonic, timing syncs on the calling thread (default: the file system's now, else performance.now). */
   clock?: () => number;
 }
 
@@ -162,7 +162,8 @@ export class Wal {
     this.preallocateBytes = Math.max(0, Math.floor(opts.preallocateBytes ?? 0));
     this.faults = opts.faults ?? {};
     this.fs = opts.fs ?? nodeFs;
-    this.clock = opts.clock ?? (() => performance.now());
+    const fs = this.fs;
+    this.clock = opts.clock ?? (fs.now ? () => fs.now!() : () => performance.now());
     this.hardState = state.hardState;
     this.marker = state.snapshot;
     this.lastIndex = state.entries.length > 0 ? state.entries[state.entries.length - 1].index : state.snapshot.index;

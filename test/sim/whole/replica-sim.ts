@@ -33,6 +33,9 @@ import { KvStateMachine } from '../../../replica/kv-machine.js';
 import { Command, Op, Response, Status, newCommand } from '../../../replica/proto.js';
 import { admitsMembersOf } from '../../../replica/transport.js';
 import { Prng } from '../../../util/prng.js';
+
+/** How long a rejoin's steps may take before the joiner asks again (simulated ms). */
+const ADMIT_ATTEMPT_MS = 2_000;
 import { EventQueue } from '../cluster.js';
 import { checkHistory, formatOps, Operation } from '../linearizability.js';
 import { SimFs } from './sim-fs.js';
@@ -291,15 +294,26 @@ export class WholeReplicaSim {
   // Replica processes
 
   private addNode(id: string, logger = false): SimReplica {
+    // Half the disks offer a synchronous fsync (a follower's WAL then syncs on its thread), drawn
+    // apart from the schedule's generator so that adding this kept every seed's schedule.
+    let h = this.opts.seed >>> 0;
+    for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193) >>> 0;
+    const syncOnCaller = new Prng(h).chance(0.5);
     const node: SimReplica = new SimReplica(
       id,
-      new SimFs(this.rng, (ms) => {
-        const inc = node.inc;
-        // An fsync of a crashed process never returns.
-        return new Promise<void>((r) => this.at(ms, () => node.alive && node.inc === inc && r()));
-      }),
+      new SimFs(
+        this.rng,
+        (ms) => {
+          const inc = node.inc;
+          // An fsync of a crashed process never returns.
+          return new Promise<void>((r) => this.at(ms, () => node.alive && node.inc === inc && r()));
+        },
+        syncOnCaller,
+        () => this.now,
+      ),
       logger,
     );
+    if (syncOnCaller) this.trace(`${id}'s disk syncs on the caller`);
     node.clockRate = 1 + (this.rng.float() * 0.04 - 0.02);
     node.wallOffset = this.rng.int(-50, 50);
     this.nodes.set(id, node);
@@ -874,13 +888,25 @@ export class WholeReplicaSim {
     const run = async () => {
       for (const cc of steps) await d.proposeConfChange(cc);
     };
+    // Like the joiner's POST /join, an attempt that gets no answer is given up and made again:
+    // a leader that crashes with the steps pending never answers (seed 12: n1 stayed in the
+    // configuration under its lost incarnation, its acknowledgments ignored for good).
+    let settled = false;
+    const retry = () => {
+      if (settled) return;
+      settled = true;
+      this.at(50, () => this.admit(node));
+    };
+    this.at(ADMIT_ATTEMPT_MS, retry);
     run().then(
       () => {
+        if (settled) return;
+        settled = true;
         node.rejoining = false;
         node.proc?.driver.node.allowVotes();
         this.trace(`${node.id} admitted again (a learner; promoted later)`);
       },
-      () => this.at(50, () => this.admit(node)),
+      retry,
     );
   }
 

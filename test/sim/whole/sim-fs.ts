@@ -37,6 +37,14 @@ export class SimFs implements FileSystem {
     private readonly rng: Prng,
     /** Resolve after `ms` of simulated time (the fsync latency). */
     private readonly delay: (ms: number) => Promise<void>,
+    /**
+     * Offer an fdatasync on the calling thread (FileHandleLike.datasyncSync), as node:fs does:
+     * it takes no simulated time and nothing else runs during it. Without it, a caller that
+     * asks for one (a follower's WAL) syncs in the background, as over the fault suite's disk.
+     */
+    private readonly syncOnCaller = false,
+    /** Simulated milliseconds (FileSystem.now): the WAL times its syncs by it. */
+    readonly now?: () => number,
   ) {}
 
   async open(path: string, flags: 'r' | 'r+' | 'w' | 'wx'): Promise<FileHandleLike> {
@@ -183,6 +191,14 @@ export class SimFs implements FileSystem {
       }
       inode.synced = Buffer.from(inode.data);
     };
+    const syncNow = () => {
+      check();
+      if (fs.rng.chance(fs.syncFailureRate)) {
+        fs.syncFailures++;
+        throw ioError('EIO', 'i/o error, fsync');
+      }
+      inode.synced = Buffer.from(inode.data);
+    };
     // Both ways of writing, as the real file system offers them (the WAL writes small batches
     // synchronously): what a power cut does to an unsynced write is the same.
     const writeSync = (buffer: Uint8Array, offset: number, length: number, position: number) => {
@@ -213,6 +229,7 @@ export class SimFs implements FileSystem {
         return { bytesRead: n };
       },
       datasync: sync,
+      ...(this.syncOnCaller ? { datasyncSync: syncNow } : {}),
       sync,
       async truncate(length) {
         check();
