@@ -28,6 +28,23 @@ describe('the power-cut file system of the fault suite', () => {
     }
   });
 
+  it('an fsync on the calling thread makes the pending writes durable too, as the pooled one does', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'raftkv-powercut-'));
+    try {
+      const fs = new PowerCutFs(undefined, 0, () => 0.6);
+      const f = join(dir, 'f');
+      const h = await fs.open(f, 'wx');
+      await h.write(Buffer.alloc(100, 1), 0, 100, 0);
+      await h.write(Buffer.alloc(50, 2), 0, 50, 100);
+      assert.equal((await readFile(f)).length, 0, 'not on disk before the fsync');
+      h.datasyncSync!();
+      assert.deepEqual(await readFile(f), Buffer.concat([Buffer.alloc(100, 1), Buffer.alloc(50, 2)]));
+      await h.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a WAL over it that dies mid-write recovers every synced entry and drops the torn write', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'raftkv-powercut-'));
     try {

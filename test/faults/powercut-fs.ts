@@ -80,6 +80,17 @@ export class PowerCutFs implements FileSystem {
         await flush();
         await real.datasync();
       },
+      // The same on the calling thread, as node:fs offers it (a follower's WAL uses it).
+      ...(real.writeSync && real.datasyncSync
+        ? {
+            datasyncSync() {
+              const writes = pending;
+              pending = [];
+              for (const w of writes) real.writeSync!(w.data, 0, w.data.length, w.position);
+              real.datasyncSync!();
+            },
+          }
+        : {}),
       async sync() {
         await flush();
         await real.sync();
