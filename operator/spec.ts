@@ -76,7 +76,7 @@ export const RaftClusterSpec = z
     image: z.string().describe('Container image of every pod.').default('raftkv:latest'),
     resources: Resources,
     raft: z
-      .object({ ...RAFT_TIMINGS, snapshotEvery: z.number().int().min(10).default(10_000) })
+      .object({ ...RAFT_TIMINGS, snapshotEvery: z.number().int().min(10).default(100_000) })
       .strict()
       .refine(timingsAgree, TIMINGS_RULE)
       .default({}),

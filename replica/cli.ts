@@ -49,8 +49,9 @@ State machine and storage:
   --value-size BYTES      preloaded value size; diskstorage record size (default 128)
   --keys N                diskstorage key space: integer keys in [0, N) (default 1000000)
   --max-value BYTES       largest accepted value (default 1048576)
-  --snapshot-every N      snapshot after N applied entries (default 10000); a state over 8 MB also
-                          waits for its own size (at most 64 MB) in log since the last snapshot
+  --snapshot-every N      snapshot after N applied entries or 64 MB of them (default 100000, as
+                          etcd); a state over 8 MB also waits for its own size (at most 64 MB) in
+                          log since the last snapshot
   --logfolder DIR         write every applied entry synchronously to the command log DIR/ID.applog/
                           (the seed's applog; the same format a logger keeps)
   --recov ADDR            serve the applog for state transfer (INFO, BASE, RECOVER i n; see raftkv recovery)

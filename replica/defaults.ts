@@ -8,7 +8,7 @@ export const REPLICA_DEFAULTS = {
   valueSize: 128,
   keys: 1_000_000,
   maxValueBytes: 1 << 20,
-  snapshotEvery: 10_000,
+  snapshotEvery: 100_000,
   readMode: 'safe',
   maxSessions: 10_000,
   sessionTtlMs: 600_000,
