@@ -384,7 +384,12 @@ export class CommandLog {
         this.keepBase(base);
       }
       this.crashPoint('truncate:after-snapshot-file');
-      await this.writeMeta({ first: upTo + 1, base: base && !useHeld ? { index: base.meta.index, term: base.meta.term } : held });
+      // Cut past the held base without a newer one (a plain prefix drop: the logger always
+      // brings one), the log no longer meets that base: it is let go, so the log says it starts
+      // with no snapshot before it (it cannot rebuild the state) instead of naming a base that a
+      // rebuild would follow with the entries after a gap.
+      const keep = base && !useHeld ? { index: base.meta.index, term: base.meta.term } : useHeld ? held : undefined;
+      await this.writeMeta({ first: upTo + 1, base: keep });
       this.crashPoint('truncate:after-meta');
       await this.removeSegmentsBelow(this.meta.first, (f) => this.crashPoint('truncate:mid-delete', f));
       await this.removeUnnamedBases();

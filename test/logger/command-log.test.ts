@@ -94,6 +94,26 @@ describe('command log', () => {
       await again.close();
     }));
 
+  it('a cut past its base without a newer one lets the base go: it never names a base that its entries do not meet', () =>
+    withDir(async (dir) => {
+      const log = await CommandLog.open(dir, { segmentBytes: 100 });
+      log.append(range(1, 40));
+      await log.flush();
+      const base = { meta: { index: 12, term: 1, membership: { voters: ['a'], learners: [], addrs: { a: 'x:1' } } }, data: Buffer.from('state@12') };
+      assert.equal(await log.truncatePrefix(10, base), 11);
+      assert.equal(await log.truncatePrefix(12), 13, 'a cut the held base covers keeps it');
+      assert.deepEqual(log.info().base, { index: 12, term: 1 });
+      assert.equal(await log.truncatePrefix(20), 21);
+      // Named, a rebuild would apply the state at 12 and then 21.. on top: 13..20 skipped.
+      assert.equal(log.info().base, undefined, 'the base at 12 no longer meets the log at 21');
+      assert.equal(await log.base(), undefined);
+      await log.close();
+      const again = await CommandLog.open(dir);
+      assert.deepEqual({ first: again.info().first, base: again.info().base }, { first: 21, base: undefined }, 'and not after a reopen');
+      assert.deepEqual((await readdir(join(dir, 'base'))).filter((n) => n.endsWith('.snap')), [], 'its file is gone');
+      await again.close();
+    }));
+
   it('a truncation waiting for its base snapshot to be logged does not undo a base installed meanwhile', () =>
     withDir(async (dir) => {
       // Seen in the fault suite (seed 101): a logger truncating to 280 with a base at 1009 waited
