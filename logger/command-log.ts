@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { FileHandleLike, FileSystem, nodeFs, syncDirectory, writeAll } from '../raft/storage/fs.js';
 import { Entry, EntryType, Snapshot } from '../raft/types.js';
 import { CorruptionError } from '../raft/storage/errors.js';
-import { SnapshotStore, decodeSnapshot } from '../raft/storage/snapshots.js';
+import { SnapshotStore, decodeSnapshot, snapshotFileName, verifySnapshotFile } from '../raft/storage/snapshots.js';
 import { crc32c } from '../raft/storage/crc32c.js';
 
 const HEADER = 8;
@@ -308,6 +308,18 @@ export class CommandLog {
   }
 
   /**
+   * At open: the base meta.json names is there and intact, checked a piece at a time (a large
+   * state is not read whole to be checked; it is read when asked for). A small one is kept.
+   */
+  private async verifyBase(b: { index: number; term: number }): Promise<void> {
+    const file = join(this.dir, 'base', snapshotFileName(b));
+    const found = await verifySnapshotFile(this.fs, file).catch(() => undefined);
+    // Not under its own name, or damaged there, or small enough to keep: base() reads every
+    // file, keeps a small one and says what is wrong.
+    if (!found || found.meta.index !== b.index || found.meta.term !== b.term || found.size <= BASE_CACHE_BYTES) await this.base();
+  }
+
+  /**
    * Start over at `snapshot` (a cluster snapshot that is ahead of everything held): the entries
    * before it are gone from the cluster and from here. A snapshot at or below the last appended
    * index changes nothing (the log already holds that history).
@@ -574,7 +586,7 @@ export class CommandLog {
     this.durableLast = held ? held.first + held.offsets.length - 1 : this.meta.first - 1;
     this.report.leftoversRemoved.push(...(await this.removeUnnamedBases()));
     if (this.meta.base) {
-      await this.base();
+      await this.verifyBase(this.meta.base);
       this.durableLast = Math.max(this.durableLast, this.meta.base.index);
       this.lastTerm = this.meta.base.term;
     }

@@ -5,14 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm, appendFile, readdir } from 'node:fs/promises';
+import { mkdtemp, rm, appendFile, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { CommandLog, RecordSplitter, UnavailableRangeError, decodeRecords, encodeRecord } from '../../logger/command-log.js';
-import { Entry, EntryType } from '../../raft/index.js';
+import { Entry, EntryType, FileSystem, nodeFs } from '../../raft/index.js';
 
 const entry = (index: number, term = 1): Entry => ({ index, term, type: EntryType.Normal, data: Buffer.from(`cmd-${index}`) });
 const range = (a: number, b: number, term = 1) => Array.from({ length: b - a + 1 }, (_, i) => entry(a + i, term));
@@ -112,6 +112,28 @@ describe('command log', () => {
       assert.deepEqual({ first: again.info().first, base: again.info().base }, { first: 21, base: undefined }, 'and not after a reopen');
       assert.deepEqual((await readdir(join(dir, 'base'))).filter((n) => n.endsWith('.snap')), [], 'its file is gone');
       await again.close();
+    }));
+
+  it('opens with a large base checked a piece at a time, not read whole; a damaged one is still refused', () =>
+    withDir(async (dir) => {
+      const log = await CommandLog.open(dir, { segmentBytes: 100 });
+      log.append(range(1, 40));
+      await log.flush();
+      const data = Buffer.alloc(9 << 20, 7); // over the 8 MB a log keeps in memory
+      await log.truncatePrefix(20, { meta: { index: 25, term: 1, membership: { voters: ['a'], learners: [], addrs: { a: 'x:1' } } }, data });
+      await log.close();
+      const wholeReads: string[] = [];
+      const fs: FileSystem = { ...nodeFs, readFile: (path) => (path.includes('/base/') && wholeReads.push(path), nodeFs.readFile(path)) };
+      const again = await CommandLog.open(dir, { fs });
+      assert.deepEqual(wholeReads, [], 'the base was not read whole to open the log');
+      assert.deepEqual(again.info().base, { index: 25, term: 1 });
+      assert.ok(Buffer.from((await again.base())!.data).equals(data), 'and reads back whole when asked for');
+      await again.close();
+      const file = join(dir, 'base', (await readdir(join(dir, 'base'))).find((n) => n.endsWith('.snap'))!);
+      const bytes = await readFile(file);
+      bytes[bytes.length >> 1] ^= 1;
+      await writeFile(file, bytes);
+      await assert.rejects(CommandLog.open(dir), /base snapshot at 25 .* missing or damaged/);
     }));
 
   it('a truncation waiting for its base snapshot to be logged does not undo a base installed meanwhile', () =>

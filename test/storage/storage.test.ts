@@ -4,6 +4,9 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { DiskStorage, MemoryStorage, Snapshot, SnapshotStore, Storage } from '../../raft/index.js';
 import { entries, tempDir } from './helpers.js';
+import fc from 'fast-check';
+import { decodeSnapshot, encodeSnapshot, verifySnapshotFile } from '../../raft/storage/snapshots.js';
+import { nodeFs } from '../../raft/index.js';
 
 const membership = { voters: ['n1', 'n2', 'n3'], learners: [], addrs: { n1: 'a', n2: 'b', n3: 'c' } };
 const snap = (index: number, term: number, fill = index): Snapshot => ({
@@ -130,6 +133,48 @@ describe('snapshot files', () => {
       await third.close();
       assert.equal(st.snapshot?.meta.index, 30);
       assert.deepEqual(st.entries!.map((e) => e.index), [31, 32, 33]);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('a file is checked a piece at a time exactly as decoding it whole checks it (seeded; RAFTKV_SEED replays)', async () => {
+    const { dir, cleanup } = await tempDir('snapverify');
+    try {
+      const membership = { voters: ['a', 'b'], learners: [], addrs: { a: 'x:1', b: 'y:1' } };
+      const file = join(dir, 'f.snap');
+      const outcome = async (f: () => Promise<{ index: number; size: number }>) => f().then((r) => JSON.stringify(r), (e: Error) => e.message);
+      const same = async (bytes: Buffer) => {
+        await writeFile(file, bytes);
+        const whole = await outcome(async () => {
+          const s = decodeSnapshot(await readFile(file));
+          return { index: s.meta.index, size: s.data.length };
+        });
+        const pieces = await outcome(async () => {
+          const v = await verifySnapshotFile(nodeFs, file);
+          return { index: v.meta.index, size: v.size };
+        });
+        assert.equal(pieces, whole, `${bytes.length} bytes`);
+      };
+      // Across the 4 MB read piece, and at its edges.
+      for (const size of [0, 1, (4 << 20) - 30, (4 << 20) + 5, (9 << 20) + 3]) {
+        const good = encodeSnapshot({ meta: { index: 7, term: 2, membership }, data: Buffer.alloc(size, 5) });
+        await same(good);
+        const flipped = Buffer.from(good);
+        flipped[Math.floor(flipped.length / 2)] ^= 1;
+        await same(flipped);
+        await same(good.subarray(0, good.length - 1));
+      }
+      const seed = Number(process.env.RAFTKV_SEED ?? Date.now() % 1_000_000);
+      await fc.assert(
+        fc.asyncProperty(fc.uint8Array({ maxLength: 300 }), fc.nat(), fc.integer({ min: 0, max: 255 }), fc.boolean(), async (data, at, byte, damage) => {
+          const b = encodeSnapshot({ meta: { index: 3, term: 1, membership }, data });
+          if (damage) b[at % b.length] = byte;
+          await same(b);
+        }),
+        { seed, numRuns: 150 },
+      );
+      await same(Buffer.from('not a snapshot at all, just text'));
     } finally {
       await cleanup();
     }
