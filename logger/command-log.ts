@@ -313,10 +313,11 @@ export class CommandLog {
    */
   private async verifyBase(b: { index: number; term: number }): Promise<void> {
     const file = join(this.dir, 'base', snapshotFileName(b));
-    const found = await verifySnapshotFile(this.fs, file).catch(() => undefined);
-    // Not under its own name, or damaged there, or small enough to keep: base() reads every
-    // file, keeps a small one and says what is wrong.
-    if (!found || found.meta.index !== b.index || found.meta.term !== b.term || found.size <= BASE_CACHE_BYTES) await this.base();
+    // A small one is read whole (once) and kept.
+    const found = await verifySnapshotFile(this.fs, file, BASE_CACHE_BYTES).catch(() => undefined);
+    // Not under its own name, or damaged there: base() looks at every file and says what is wrong.
+    if (!found || found.meta.index !== b.index || found.meta.term !== b.term) await this.base();
+    else if (found.snapshot) this.keepBase(found.snapshot);
   }
 
   /**

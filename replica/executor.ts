@@ -137,14 +137,19 @@ export class CommandExecutor {
   private async writeOnce(cmd: Command, session?: PooledSession): Promise<Response> {
     if (!this.host.driver() || this.host.stopping()) return answer(cmd.id, Status.UNAVAILABLE, 'replica is starting or stopping; retry');
     const driver = this.host.driver()!;
-    const client = session ? session.id : cmd.client;
-    const seq = session ? session.seq : cmd.seq;
-    const acked = session ? session.seq - 1 : cmd.acked;
-    // Passed on, it goes as the command under its session (copied only then: not per write).
-    const passOn = () => this.forward(session ? { ...cmd, client, seq, acked } : cmd);
-    if (driver.node.role !== Role.Leader) return passOn();
+    if (driver.node.role !== Role.Leader) return this.passOn(cmd, session);
     try {
-      const applied = await driver.propose(encodeKvCommand({ op: cmd.op, key: cmd.key, value: cmd.value, client, seq, acked, time: this.now() }));
+      const applied = await driver.propose(
+        encodeKvCommand({
+          op: cmd.op,
+          key: cmd.key,
+          value: cmd.value,
+          client: session ? session.id : cmd.client,
+          seq: session ? session.seq : cmd.seq,
+          acked: session ? session.seq - 1 : cmd.acked,
+          time: this.now(),
+        }),
+      );
       this.host.onProposal?.('applied');
       const r = parseResult(applied.result);
       switch (r.status) {
@@ -165,7 +170,7 @@ export class CommandExecutor {
       switch (e.code) {
         case 'not-leader':
           // Nothing was proposed: passing it on is safe.
-          if (!cmd.forwarded && driver.node.leader && driver.node.leader !== this.host.id) return passOn();
+          if (!cmd.forwarded && driver.node.leader && driver.node.leader !== this.host.id) return this.passOn(cmd, session);
           return answer(cmd.id, Status.UNAVAILABLE, e.message, leader);
         case 'transfer-in-progress':
         case 'dropped':
@@ -176,6 +181,11 @@ export class CommandExecutor {
           return answer(cmd.id, Status.ERROR, e.message, leader);
       }
     }
+  }
+
+  /** Pass a write on to the leader, under `session` when it has one (the command copied only then). */
+  private passOn(cmd: Command, session?: PooledSession): Promise<Response> | Response {
+    return this.forward(session ? { ...cmd, client: session.id, seq: session.seq, acked: session.seq - 1 } : cmd);
   }
 
   private forward(cmd: Command): Promise<Response> | Response {

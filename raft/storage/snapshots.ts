@@ -85,17 +85,18 @@ const SAVE_CHUNK = 4 << 20;
 
 /**
  * Check a snapshot file as decodeSnapshot does (magic, lengths, checksum), reading it a piece
- * at a time: a 1 GB state is verified without holding 1 GB. Returns its meta and data length;
- * throws decodeSnapshot's errors. File systems without positioned reads fall back to decoding.
+ * at a time: a 1 GB state is verified without holding 1 GB. Returns its meta and data length,
+ * and the snapshot itself when the file is at most `wholeUpTo` bytes (read and decoded once);
+ * throws decodeSnapshot's errors. File systems without positioned reads always decode it whole.
  */
-export async function verifySnapshotFile(fs: FileSystem, file: string): Promise<{ meta: SnapshotMeta; size: number }> {
+export async function verifySnapshotFile(fs: FileSystem, file: string, wholeUpTo = 0): Promise<{ meta: SnapshotMeta; size: number; snapshot?: Snapshot }> {
   const h = await fs.open(file, 'r');
   try {
-    if (!h.read) {
-      const s = decodeSnapshot(await fs.readFile(file));
-      return { meta: s.meta, size: s.data.length };
-    }
     const { size: fileSize } = await h.stat();
+    if (!h.read || fileSize <= wholeUpTo) {
+      const snapshot = decodeSnapshot(await fs.readFile(file));
+      return { meta: snapshot.meta, size: snapshot.data.length, snapshot };
+    }
     const buf = Buffer.allocUnsafe(Math.min(SAVE_CHUNK, Math.max(fileSize, 1)));
     const readAt = async (position: number, length: number, into = buf): Promise<Buffer> => {
       for (let got = 0; got < length; ) {

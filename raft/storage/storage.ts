@@ -138,17 +138,13 @@ export class DiskStorage implements Storage {
   }
 
   save(rd: SaveRequest): Promise<boolean> {
-    return rd.snapshot ? this.saveWithSnapshot(rd, rd.snapshot) : this.wal.append({ entries: rd.entries, hardState: rd.hardState, syncOnCaller: rd.syncOnCaller });
+    // Without a snapshot (every save but an install), no async frame of its own.
+    return rd.snapshot ? this.saveWithSnapshot(rd, rd.snapshot) : this.wal.append(rd);
   }
 
   private async saveWithSnapshot(rd: SaveRequest, snapshot: Snapshot): Promise<boolean> {
     this.latest = { file: await this.snapshots.save(snapshot), meta: snapshot.meta, size: snapshot.data.length };
-    return this.wal.append({
-      reset: { index: snapshot.meta.index, term: snapshot.meta.term },
-      entries: rd.entries,
-      hardState: rd.hardState,
-      syncOnCaller: rd.syncOnCaller,
-    });
+    return this.wal.append({ ...rd, reset: { index: snapshot.meta.index, term: snapshot.meta.term } });
   }
 
   async saveSnapshot(snapshot: Snapshot, compactTo: number): Promise<void> {

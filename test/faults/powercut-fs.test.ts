@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Wal } from '../../raft/index.js';
-import { entries } from '../storage/helpers.js';
+import { entries, inTempDir } from '../storage/helpers.js';
 import { PowerCutFs } from './powercut-fs.js';
 
 describe('the power-cut file system of the fault suite', () => {
@@ -28,9 +28,8 @@ describe('the power-cut file system of the fault suite', () => {
     }
   });
 
-  it('an fsync on the calling thread makes the pending writes durable too, as the pooled one does', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'raftkv-powercut-'));
-    try {
+  it('an fsync on the calling thread makes the pending writes durable too, as the pooled one does', () =>
+    inTempDir('powercut', async (dir) => {
       const fs = new PowerCutFs(undefined, 0, () => 0.6);
       const f = join(dir, 'f');
       const h = await fs.open(f, 'wx');
@@ -40,10 +39,7 @@ describe('the power-cut file system of the fault suite', () => {
       h.datasyncSync!();
       assert.deepEqual(await readFile(f), Buffer.concat([Buffer.alloc(100, 1), Buffer.alloc(50, 2)]));
       await h.close();
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 
   it('a WAL over it that dies mid-write recovers every synced entry and drops the torn write', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'raftkv-powercut-'));

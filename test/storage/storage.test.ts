@@ -3,7 +3,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { DiskStorage, MemoryStorage, Snapshot, SnapshotStore, Storage } from '../../raft/index.js';
-import { entries, tempDir } from './helpers.js';
+import { entries, inTempDir, tempDir } from './helpers.js';
 import fc from 'fast-check';
 import { decodeSnapshot, encodeSnapshot, verifySnapshotFile } from '../../raft/storage/snapshots.js';
 import { nodeFs } from '../../raft/index.js';
@@ -138,9 +138,8 @@ describe('snapshot files', () => {
     }
   });
 
-  it('a file is checked a piece at a time exactly as decoding it whole checks it (seeded; RAFTKV_SEED replays)', async () => {
-    const { dir, cleanup } = await tempDir('snapverify');
-    try {
+  it('a file is checked a piece at a time exactly as decoding it whole checks it (seeded; RAFTKV_SEED replays)', () =>
+    inTempDir('snapverify', async (dir) => {
       const membership = { voters: ['a', 'b'], learners: [], addrs: { a: 'x:1', b: 'y:1' } };
       const file = join(dir, 'f.snap');
       const outcome = async (f: () => Promise<{ index: number; size: number }>) => f().then((r) => JSON.stringify(r), (e: Error) => e.message);
@@ -175,10 +174,7 @@ describe('snapshot files', () => {
         { seed, numRuns: 150 },
       );
       await same(Buffer.from('not a snapshot at all, just text'));
-    } finally {
-      await cleanup();
-    }
-  });
+    }));
 
   it('reports fsync mode and recovery details', async () => {
     const { dir, cleanup } = await tempDir('storage');

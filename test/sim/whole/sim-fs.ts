@@ -180,9 +180,8 @@ export class SimFs implements FileSystem {
     const check = () => {
       if (closed || generation !== fs.generation) throw ioError('EBADF', 'file handle closed');
     };
-    const sync = async () => {
-      check();
-      await fs.delay(fs.rng.int(0, 3));
+    // On the calling thread (datasyncSync): no simulated time passes.
+    const syncNow = () => {
       check();
       if (fs.rng.chance(fs.syncFailureRate)) {
         fs.syncFailures++;
@@ -191,13 +190,10 @@ export class SimFs implements FileSystem {
       }
       inode.synced = Buffer.from(inode.data);
     };
-    const syncNow = () => {
+    const sync = async () => {
       check();
-      if (fs.rng.chance(fs.syncFailureRate)) {
-        fs.syncFailures++;
-        throw ioError('EIO', 'i/o error, fsync');
-      }
-      inode.synced = Buffer.from(inode.data);
+      await fs.delay(fs.rng.int(0, 3));
+      syncNow();
     };
     // Both ways of writing, as the real file system offers them (the WAL writes small batches
     // synchronously): what a power cut does to an unsynced write is the same.
