@@ -823,10 +823,12 @@ export class RaftNode {
   private stepValid(m: Message): string | undefined {
     if (m.term > this.term) {
       const isVoteReq = m.type === MessageType.Vote || m.type === MessageType.PreVote;
-      if (isVoteReq && !m.transfer && this.checkQuorum && this.inLease()) {
+      if (isVoteReq && !m.transfer && this.checkQuorum && this.inLease() && m.from !== this.leader) {
         // We heard from a leader within the minimum election timeout (or just restarted and
         // may have): do not let a node that cannot hear it depose it (this is also what makes
-        // the leader lease safe).
+        // the leader lease safe). The leader itself asking has stepped down (it heard no
+        // quorum in time): the lease protects nobody then, and turning it away would leave
+        // the cluster without a leader until our timer ran out.
         return 'vote request ignored: current leader lease';
       }
       if (m.type === MessageType.PreVote) {

@@ -67,7 +67,8 @@ Raft:
   --election-timeout MS   election timeout (default 1000; the seed used 200)
   --heartbeat MS          heartbeat interval and tick (default 100; the seed used 50)
   --read-mode MODE        safe (ReadIndex, default) | lease (leader lease reads); the same on
-                          every member
+                          every member, and lease needs the same --election-timeout and
+                          --heartbeat on every member too
   --max-sessions N        client sessions kept (default 10000); beyond, the least recently
                           active expires and its client registers a new one
   --session-ttl MS        a session unused this long expires (default 600000)

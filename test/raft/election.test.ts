@@ -96,6 +96,33 @@ describe('leader election (Raft §5.2, dissertation §9.6 PreVote, §6.2 CheckQu
     assert.equal(b.term, net.node('a').term);
   });
 
+  for (const readMode of ['safe', 'lease'] as const) {
+    it(`CheckQuorum lease (${readMode} reads): a leader that stepped down for want of answers is elected again by followers that still count on it`, () => {
+      // Both followers heard the leader, but their answers did not reach it within an election
+      // timeout (restarting processes answering late: CI, fast-failover test). The leader
+      // steps down; the followers, whose long timers have not run out, still count on it. Their
+      // lease protects that leader from being deposed, so it must not keep that same leader
+      // from being elected again: otherwise nobody leads until their timers run out.
+      const net = new Net(['a', 'b', 'c'], { readMode });
+      net.elect('a');
+      const term = net.node('a').term;
+      net.filter = (m) => m.to !== 'a';
+      for (let i = 0; i < 30 && net.node('a').isLeader(); i++) net.tick('a');
+      assert.equal(net.node('a').role, Role.Follower, 'the leader heard nobody: it stepped down');
+      assert.equal(net.node('b').leader, 'a');
+      net.filter = () => true;
+      // Only the old leader's timer runs: b's and c's never reach their timeout here.
+      for (let i = 0; i < 30 && !net.node('a').isLeader(); i++) net.tick('a');
+      assert.equal(net.node('a').role, Role.Leader);
+      assert.ok(net.node('a').term > term);
+      assert.equal(net.node('b').leader, 'a');
+      assert.equal(net.node('c').leader, 'a');
+      // The lease still turns away everyone else.
+      const reason = net.node('b').step(message({ type: MessageType.PreVote, from: 'c', to: 'b', term: 99, logTerm: 50, index: 100 }));
+      assert.match(reason ?? '', /lease/);
+    });
+  }
+
   it('five nodes: exactly one leader after repeated leader crashes', () => {
     const net = new Net(['a', 'b', 'c', 'd', 'e']);
     net.tickAll(30);

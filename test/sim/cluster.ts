@@ -108,6 +108,8 @@ class SimNode {
    * (and the lease must allow for it), they do not jump.
    */
   clockRate = 1;
+  /** Members may be configured with different election timeouts (a flag per process). */
+  electionTicks = 10;
   incarnation = 0;
   inbox: Input[] = [];
   pendingProposals = new Map<number, { term: number; req: ClientRequest }>();
@@ -179,6 +181,13 @@ export class Simulation {
   private readonly goneRng: Prng;
   /** Whether crashes are reported to the survivors (RaftNode.leaderGone) in this schedule. */
   private readonly fastFailover: boolean;
+  /**
+   * Election timeouts differ between members in this schedule (up to 4x): a member whose
+   * timer is long keeps counting on a leader (it will not vote against it) well after that
+   * leader stepped down. Its own stream too, for the same reason.
+   */
+  private readonly timerRng: Prng;
+  private readonly mixedTimers: boolean;
   private readonly queue = new EventQueue();
   private now = 0;
   /** Logical clock for the client history: strictly orders every call and return. */
@@ -239,11 +248,15 @@ export class Simulation {
     // A stream of its own, so that the schedules of seeds without it stay what they were.
     this.goneRng = new Prng(opts.seed * 7919 + 17);
     this.fastFailover = this.goneRng.chance(0.5);
+    this.timerRng = new Prng(opts.seed * 7919 + 29);
     this.traceOn = opts.trace ?? false;
     this.durationMs = opts.durationMs ?? 3000;
     this.settleMs = opts.settleMs ?? 3000;
     this.stopClientsAt = this.durationMs + 500;
     this.readMode = this.rng.chance(0.5) ? 'lease' : 'safe';
+    // Not in lease mode: the leader's lease is its own election timeout, so every member must
+    // share it (as with etcd's lease-based reads; README, "Reads").
+    this.mixedTimers = this.timerRng.chance(0.3) && this.readMode === 'safe';
     this.snapshotEvery = this.rng.int(10, 80);
     this.snapshotKeep = this.rng.int(0, 8);
     this.chunkBytes = this.rng.int(64, 2048);
@@ -258,6 +271,7 @@ export class Simulation {
     for (const m of members) {
       const node = new SimNode(m.id);
       node.clockRate = 1 + (this.rng.float() * 0.04 - 0.02);
+      node.electionTicks = this.drawElectionTicks();
       node.disk.entries = boot.slice();
       node.disk.hardState = { term: 1, vote: '', commit: boot.length };
       this.nodes.set(m.id, node);
@@ -266,7 +280,7 @@ export class Simulation {
     const clientCount = this.rng.int(2, 6);
     for (let i = 0; i < clientCount; i++) this.clients.push(new SimClient(`c${i + 1}`));
     this.trace(
-      `config: voters=${voters} readMode=${this.readMode} fastFailover=${this.fastFailover} snapshotEvery=${this.snapshotEvery} keep=${this.snapshotKeep} chunk=${this.chunkBytes} keys=${this.keys.length} clients=${clientCount}`,
+      `config: voters=${voters} readMode=${this.readMode} fastFailover=${this.fastFailover} electionTicks=${[...this.nodes.values()].map((n) => n.electionTicks).join('/')} snapshotEvery=${this.snapshotEvery} keep=${this.snapshotKeep} chunk=${this.chunkBytes} keys=${this.keys.length} clients=${clientCount}`,
     );
   }
 
@@ -310,6 +324,10 @@ export class Simulation {
     this.violations.push(what);
   }
 
+  private drawElectionTicks(): number {
+    return this.mixedTimers ? this.timerRng.int(10, 40) : 10;
+  }
+
   // ---------------------------------------------------------------------------------------
   // Node lifecycle
 
@@ -329,7 +347,7 @@ export class Simulation {
     node.raft = new RaftNode(
       {
         id: node.id,
-        electionTicks: 10,
+        electionTicks: node.electionTicks,
         heartbeatTicks: 1,
         readMode: this.readMode,
         snapshotChunkBytes: this.chunkBytes,
@@ -935,6 +953,7 @@ export class Simulation {
         if (logger) this.loggerIds.add(id);
         const node = new SimNode(id);
         node.clockRate = 1 + (this.rng.float() * 0.04 - 0.02);
+        node.electionTicks = this.drawElectionTicks();
         this.nodes.set(id, node);
         this.start(node);
       };
