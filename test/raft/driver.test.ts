@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { EntryType, MemoryStorage, Message, MessageType, RaftDriver, RaftError, RaftNode, Ready, loadOrBootstrap } from '../../raft/index.js';
+import { EntryType, MemoryStorage, Message, MessageType, RaftDriver, RaftError, RaftNode, Ready, Role, loadOrBootstrap } from '../../raft/index.js';
 
 /** A core that hands out the indexes and terms a test scripts, and never has work. */
 function scriptedCore(proposals: { index: number; term: number }[]): RaftNode {
@@ -192,6 +192,58 @@ describe('RaftDriver: when to snapshot', () => {
         assert.ok(gap <= Math.ceil(1.5 * least) + 1, `a 9 MB snapshot waited ${gap} entries of 64 KB, over 1.5 times its size`);
       }
     } finally {
+      await driver.stop();
+    }
+  });
+});
+
+describe('RaftDriver: lanes', () => {
+  it('a Ready with work for one lane only still keeps order: sends before persisting go at once, applies wait for their save, a role change is told after the save before it', async () => {
+    const e = (index: number) => ({ index, term: 1, type: EntryType.Normal, data: new Uint8Array([index]) });
+    const app = { type: MessageType.App, from: 'me', to: 'b', term: 1 } as unknown as Message;
+    // Each Ready has work for one lane (or none): the driver queues no step for the other.
+    const readies: Ready[] = [
+      { entries: [e(1)], committed: [], messages: [app], readStates: [], sendBeforePersist: true },
+      { entries: [], committed: [e(1)], messages: [], readStates: [], sendBeforePersist: true },
+      { entries: [], committed: [], messages: [], readStates: [], sendBeforePersist: true, softState: { leader: 'b', role: Role.Follower, term: 2 } },
+      { entries: [], committed: [], messages: [app], readStates: [], sendBeforePersist: true },
+    ];
+    const core = {
+      ...(scriptedCore([]) as unknown as object),
+      ready: () => readies.shift(),
+      hasReady: () => readies.length > 0,
+      accept: () => undefined,
+      persisted: () => undefined,
+      membershipAt: () => ({ voters: ['me', 'b'], learners: [] }),
+    } as unknown as RaftNode;
+    const saves: (() => void)[] = [];
+    const storage = Object.assign(new MemoryStorage(), {
+      save: () => new Promise<void>((release) => saves.push(release)),
+    });
+    const events: string[] = [];
+    const machine = { ...noMachine, apply: (x: { index: number }) => (events.push(`apply ${x.index}`), new Uint8Array(0)) };
+    const driver = new RaftDriver({
+      node: core,
+      storage,
+      stateMachine: machine,
+      transport: { send: (ms) => events.push(...ms.map((m) => `send ${MessageType[m.type]}`)) },
+      onSoftState: (s) => events.push(`role ${s.role}`),
+    });
+    driver.start();
+    try {
+      const turns = async (n = 20) => {
+        for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+      };
+      await turns();
+      assert.equal(saves.length, 1);
+      assert.deepEqual(events, ['send App', 'send App'], 'both appends went out while the save was in flight; nothing applied, no role told');
+      saves[0]();
+      await turns();
+      // The lanes are independent of each other: each came once, after the save.
+      assert.deepEqual(events.slice(0, 2), ['send App', 'send App']);
+      assert.deepEqual(events.slice(2).sort(), ['apply 1', `role ${Role.Follower}`], 'the role change after the save it followed; the entry applied once durable');
+    } finally {
+      for (const s of saves) s();
       await driver.stop();
     }
   });
