@@ -7,6 +7,8 @@
  *                                   body: u48 index | u48 term | u8 entry type | command bytes
  *   base/snap-*.snap                the state the log starts from when it does not start at 1
  *                                   (an installed cluster snapshot, or one taken at truncation)
+ *   base-download/                  a base being received (fetched from a voter), written and
+ *                                   checked here before it is named; emptied at open
  *   meta.json                       { first, base?: { index, term } }: the authority on where
  *                                   the log starts; written to a temp file, fsynced, renamed
  *
@@ -19,7 +21,7 @@ import { join } from 'node:path';
 import { FileHandleLike, FileSystem, nodeFs, syncDirectory, writeAll } from '../raft/storage/fs.js';
 import { Entry, EntryType, Snapshot } from '../raft/types.js';
 import { CorruptionError } from '../raft/storage/errors.js';
-import { SnapshotStore, decodeSnapshot, snapshotFileName, verifySnapshotFile } from '../raft/storage/snapshots.js';
+import { SnapshotStore, decodeSnapshot, encodeSnapshot, snapshotFileName, verifySnapshotFile } from '../raft/storage/snapshots.js';
 import { crc32c } from '../raft/storage/crc32c.js';
 
 const HEADER = 8;
@@ -71,6 +73,28 @@ interface Segment {
   size: number;
 }
 
+/**
+ * A base received into a file of its own (receiveBase): complete, synced and checked, to be
+ * named by truncatePrefix or let go with discardBase. The snapshot is there when small.
+ */
+export interface ReceivedBase {
+  file: string;
+  meta: { index: number; term: number };
+  snapshot?: Snapshot;
+}
+
+/** The base as bytes of a snapshot file, read a piece at a time (see openBase). */
+export interface BaseStream {
+  index: number;
+  term: number;
+  bytes: number;
+  chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+  close(): Promise<void>;
+}
+
+/** Pieces a base file is read in when served. */
+const BASE_READ_CHUNK = 1 << 20;
+
 interface Meta {
   first: number;
   base?: { index: number; term: number };
@@ -112,6 +136,8 @@ export class CommandLog {
   private readonly bases: SnapshotStore;
   /** The base snapshot, when small enough to keep in memory (see keepBase). */
   private baseCache: Snapshot | undefined;
+  /** Bases received by this process so far (names their download files apart). */
+  private downloads = 0;
   report: OpenReport = { tornBytesRepaired: 0, leftoversRemoved: [] };
   /** Called after each flush with the new durable index, entries and bytes made durable and the fsync time. */
   onFlush?: (info: { last: number; entries: number; bytes: number; seconds: number }) => void;
@@ -308,6 +334,88 @@ export class CommandLog {
   }
 
   /**
+   * Write a base that arrives a piece at a time (a snapshot file's bytes, fetched from a voter)
+   * to a file of its own, sync it and check it: a large state is never whole in memory here.
+   * Name it with truncatePrefix, or let it go with discardBase; one left over is removed at the
+   * next open. Throws (and keeps nothing) when the bytes are not an intact snapshot.
+   */
+  async receiveBase(chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<ReceivedBase> {
+    const dir = join(this.dir, 'base-download');
+    await this.fs.mkdir(dir, { recursive: true });
+    const file = join(dir, `base-${process.pid}-${++this.downloads}.snap`);
+    try {
+      const fh = await this.fs.open(file, 'w');
+      try {
+        let pos = 0;
+        let unsynced = 0;
+        for await (const c of chunks) {
+          pos = await writeAll(fh, c, pos);
+          unsynced += c.length;
+          // Flushed as it comes (as SnapshotStore does): one flush of a large file at the end
+          // would stall the disk, and every append's fdatasync behind it.
+          if (this.sync && unsynced >= 8 << 20) {
+            await fh.datasync();
+            unsynced = 0;
+          }
+        }
+        if (this.sync) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      const v = await verifySnapshotFile(this.fs, file, BASE_CACHE_BYTES);
+      return { file, meta: { index: v.meta.index, term: v.meta.term }, snapshot: v.snapshot };
+    } catch (e) {
+      await this.fs.rm(file, { force: true }).catch(() => undefined);
+      throw new Error(`the base received is not an intact snapshot: ${(e as Error).message}`);
+    }
+  }
+
+  /** Let go of a received base that will not be named. */
+  async discardBase(b: ReceivedBase): Promise<void> {
+    await this.fs.rm(b.file, { force: true });
+  }
+
+  /**
+   * The base as the bytes of its snapshot file, for serving it (a recovery's BASE request, the
+   * HTTP base route): read from the file a piece at a time, not decoded and encoded again whole.
+   * The file is checked first and held open, so a truncation meanwhile cannot cut it short.
+   */
+  async openBase(): Promise<BaseStream | undefined> {
+    const b = this.meta.base;
+    if (!b) return undefined;
+    const whole = (s: Snapshot): BaseStream => {
+      const bytes = encodeSnapshot(s);
+      return { index: s.meta.index, term: s.meta.term, bytes: bytes.length, chunks: [bytes], close: async () => undefined };
+    };
+    if (this.baseCache?.meta.index === b.index && this.baseCache.meta.term === b.term) return whole(this.baseCache);
+    const file = join(this.dir, 'base', snapshotFileName(b));
+    let fh: FileHandleLike | undefined;
+    try {
+      fh = await this.fs.open(file, 'r');
+      const read = fh.read?.bind(fh);
+      const v = await verifySnapshotFile(this.fs, file);
+      if (!read || v.meta.index !== b.index || v.meta.term !== b.term) throw new Error('not the named base');
+      const { size } = await fh.stat();
+      const h = fh;
+      const chunks = (async function* () {
+        for (let pos = 0; pos < size; ) {
+          const buf = Buffer.allocUnsafe(Math.min(BASE_READ_CHUNK, size - pos));
+          const { bytesRead } = await read(buf, 0, buf.length, pos);
+          if (bytesRead === 0) throw new Error(`${file} ended at ${pos} of ${size} bytes`);
+          pos += bytesRead;
+          yield buf.subarray(0, bytesRead);
+        }
+      })();
+      return { index: b.index, term: b.term, bytes: size, chunks, close: () => h.close() };
+    } catch {
+      await fh?.close().catch(() => undefined);
+      // Not under its own name, or damaged there: base() finds it elsewhere or says what is wrong.
+      const s = await this.base();
+      return s && whole(s);
+    }
+  }
+
+  /**
    * At open: the base meta.json names is there and intact, checked a piece at a time (a large
    * state is not read whole to be checked; it is read when asked for). A small one is kept.
    */
@@ -371,11 +479,21 @@ export class CommandLog {
   }
 
   /**
-   * Drop entries up to `upTo` (inclusive). When `base` is given (a snapshot at or after `upTo`),
-   * it becomes the state the log starts from, so the log alone can still rebuild the state.
+   * Drop entries up to `upTo` (inclusive). When `base` is given (a snapshot at or after `upTo`,
+   * in memory or received into a file by receiveBase, which is then moved into place), it
+   * becomes the state the log starts from, so the log alone can still rebuild the state.
    * Returns the new first index.
    */
-  async truncatePrefix(upTo: number, base?: Snapshot): Promise<number> {
+  async truncatePrefix(upTo: number, base?: Snapshot | ReceivedBase): Promise<number> {
+    try {
+      return await this.truncatePrefixWith(upTo, base);
+    } finally {
+      // A received base not named (the held one covers the cut, or the cut failed) goes.
+      if (base && 'file' in base) await this.fs.rm(base.file, { force: true }).catch(() => undefined);
+    }
+  }
+
+  private async truncatePrefixWith(upTo: number, base?: Snapshot | ReceivedBase): Promise<number> {
     await this.flush();
     upTo = Math.min(upTo, this.durableLast);
     if (upTo < this.meta.first) return this.meta.first;
@@ -393,8 +511,17 @@ export class CommandLog {
       const held = this.meta.base;
       const useHeld = held !== undefined && held.index >= upTo && (!base || held.index >= base.meta.index);
       if (base && !useHeld) {
-        await this.bases.save(base);
-        this.keepBase(base);
+        if ('file' in base) {
+          // Received into a file already checked and synced: named by moving it into base/.
+          const dir = join(this.dir, 'base');
+          await this.fs.mkdir(dir, { recursive: true });
+          await this.fs.rename(base.file, join(dir, snapshotFileName(base.meta)));
+          if (this.sync) await syncDirectory(this.fs, dir);
+          this.baseCache = base.snapshot && base.snapshot.data.length <= BASE_CACHE_BYTES ? base.snapshot : undefined;
+        } else {
+          await this.bases.save(base);
+          this.keepBase(base);
+        }
       }
       this.crashPoint('truncate:after-snapshot-file');
       // Cut past the held base without a newer one (a plain prefix drop: the logger always
@@ -586,6 +713,11 @@ export class CommandLog {
     const held = this.segments[this.segments.length - 1];
     this.durableLast = held ? held.first + held.offsets.length - 1 : this.meta.first - 1;
     this.report.leftoversRemoved.push(...(await this.removeUnnamedBases()));
+    const downloads = join(this.dir, 'base-download');
+    for (const n of await this.fs.readdir(downloads).catch(() => [] as string[])) {
+      await this.fs.rm(join(downloads, n), { force: true });
+      this.report.leftoversRemoved.push(join(downloads, n));
+    }
     if (this.meta.base) {
       await this.verifyBase(this.meta.base);
       this.durableLast = Math.max(this.durableLast, this.meta.base.index);

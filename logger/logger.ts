@@ -9,12 +9,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { Readable } from 'node:stream';
-import { decodeSnapshot, encodeSnapshot } from '../raft/storage/snapshots.js';
 import { EntryType } from '../raft/index.js';
 import { TruncationAsks } from './truncation.js';
 import { HostPort, dialHost, formatHostPort, listenHost, parseHostPort } from '../replica/addr.js';
 import { bearer, sameSecret } from '../replica/secret.js';
-import { TlsFiles, TlsMaterial, loadTls, requestJson } from '../replica/tls.js';
+import { TlsFiles, TlsMaterial, loadTls, requestStream } from '../replica/tls.js';
 import { UnavailableRangeError, decodeRecords } from './command-log.js';
 import { LoggerMember } from './member.js';
 import { writeFileDurably } from '../util/durable-file.js';
@@ -276,17 +275,23 @@ export class Logger {
         continue;
       }
       try {
-        const res = await requestJson(`${this.tlsMaterial ? 'https' : 'http'}://${addr}/v1/snapshot`, {
-          method: 'GET',
+        const res = await requestStream(`${this.tlsMaterial ? 'https' : 'http'}://${addr}/v1/snapshot`, {
           headers: this.opts.token ? { 'x-raftkv-token': this.opts.token } : {},
           timeoutMs: 120_000,
           ca: this.tlsMaterial?.ca,
-          binary: true,
         });
-        if (res.status !== 200 || !res.body) throw new Error(`HTTP ${res.status}: ${res.text.slice(0, 200)}`);
-        const snap = decodeSnapshot(res.body);
-        if (snap.meta.index < atLeast) throw new Error(`its snapshot is at ${snap.meta.index}, below ${atLeast}`);
-        return snap;
+        if (res.statusCode !== 200) {
+          let text = '';
+          for await (const c of res) if (text.length < 200) text += String(c);
+          throw new Error(`HTTP ${res.statusCode}: ${text.slice(0, 200)}`);
+        }
+        // Into a file as it arrives: a large state is never whole in this process's memory.
+        const got = await m.log.receiveBase(res);
+        if (got.meta.index < atLeast) {
+          await m.log.discardBase(got);
+          throw new Error(`its snapshot is at ${got.meta.index}, below ${atLeast}`);
+        }
+        return got;
       } catch (e) {
         errors.push(`${id}: ${(e as Error).message}`);
       }
@@ -360,10 +365,13 @@ export class Logger {
     });
     app.get<{ Params: { cluster: string } }>('/v1/log/:cluster/base', async (req, reply) => {
       const m = this.memberFor(req.params.cluster);
-      const base = await m.log.base();
+      const base = await m.log.openBase();
       if (!base) return reply.code(404).send({ error: `the log of ${m.opts.id} starts at index 1: there is no base snapshot` });
-      reply.header('content-type', 'application/octet-stream').header('x-raftkv-index', String(base.meta.index)).header('x-raftkv-term', String(base.meta.term));
-      return reply.send(encodeSnapshot(base));
+      const body = Readable.from(base.chunks);
+      // Closed however the response ends (done, failed, or the client went away).
+      body.once('close', () => void base.close());
+      reply.header('content-type', 'application/octet-stream').header('content-length', String(base.bytes)).header('x-raftkv-index', String(base.index)).header('x-raftkv-term', String(base.term));
+      return reply.send(body);
     });
     app.post<{ Params: { cluster: string } }>('/v1/log/:cluster/truncate', async (req, reply) => {
       const parsed = TruncateBody.safeParse(req.body);

@@ -9,7 +9,7 @@ import { HostPort, dialHost, formatHostPort } from '../replica/addr.js';
 import { MemberFiles, joinThrough } from '../replica/join.js';
 import type { TlsMaterial } from '../replica/tls.js';
 import { PeerTransport } from '../replica/transport.js';
-import { CommandLog } from './command-log.js';
+import { CommandLog, ReceivedBase } from './command-log.js';
 import { LogMachine } from './log-machine.js';
 
 /**
@@ -250,7 +250,7 @@ export class LoggerMember {
   }
 
   /** Truncate, keeping the log able to rebuild the state when a base snapshot is given. */
-  truncate(upTo: number, base?: Snapshot): Promise<number> {
+  truncate(upTo: number, base?: Snapshot | ReceivedBase): Promise<number> {
     return this.log.truncatePrefix(upTo, base);
   }
 

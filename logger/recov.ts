@@ -14,7 +14,7 @@
  * bytes), so a range goes from file to socket without being decoded.
  */
 import net from 'node:net';
-import { encodeSnapshot, decodeSnapshot } from '../raft/storage/snapshots.js';
+import { decodeSnapshot } from '../raft/storage/snapshots.js';
 import { Entry, Snapshot } from '../raft/types.js';
 import { HostPort, dialHost, listenHost, parseHostPort } from '../replica/addr.js';
 import { CommandLog, RecordSplitter } from './command-log.js';
@@ -111,11 +111,23 @@ export class RecovServer {
         return void sock.end(`OK ${JSON.stringify(describeSources(this.sources()))}\n`);
       case 'BASE': {
         const src = findSource(this.sources(), args[0] ?? '-');
-        const base = await src.log.base();
+        const base = await src.log.openBase();
         if (!base) return void sock.end('OK 0 0 0\n');
-        const bytes = encodeSnapshot(base);
-        sock.write(`OK ${base.meta.index} ${base.meta.term} ${bytes.length}\n`);
-        return void sock.end(bytes);
+        try {
+          sock.setTimeout(0);
+          sock.write(`OK ${base.index} ${base.term} ${base.bytes}\n`);
+          for await (const chunk of base.chunks) {
+            if (sock.destroyed) return;
+            if (!sock.write(chunk)) await drainOrClose(sock);
+          }
+          return void sock.end();
+        } catch (e) {
+          // The base is on the wire already: cut the connection (the client sees it short).
+          sock.destroy();
+          throw e;
+        } finally {
+          await base.close();
+        }
       }
       case 'RECOVER': {
         if (args.length < 3 || args.length > 4) throw new Error('usage: RECOVER <cluster> <from> <to|last> [<wait ms>]');

@@ -28,6 +28,21 @@ export function loadTls(files: TlsFiles | undefined): TlsMaterial | undefined {
 }
 
 /**
+ * A GET whose answer is read as it arrives (a snapshot of any size): resolves with the response
+ * once its head is in; its body is an async iterable of Buffers. `timeoutMs` bounds each wait
+ * for data, not the whole transfer.
+ */
+export function requestStream(url: string, opts: { headers?: Record<string, string>; timeoutMs: number; ca?: Buffer }): Promise<http.IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const lib = url.startsWith('https:') ? https : http;
+    const req = lib.request(url, { method: 'GET', headers: opts.headers, timeout: opts.timeoutMs, ...(opts.ca ? { ca: opts.ca } : {}) }, resolve);
+    req.on('timeout', () => req.destroy(new Error(`no data from ${url} within ${opts.timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/**
  * A JSON request to another member's HTTP API, over https with our CA when TLS is on (fetch
  * cannot take a private CA).
  */

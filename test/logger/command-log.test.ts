@@ -13,6 +13,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { CommandLog, RecordSplitter, UnavailableRangeError, decodeRecords, encodeRecord } from '../../logger/command-log.js';
 import { Entry, EntryType, FileSystem, nodeFs } from '../../raft/index.js';
+import { encodeSnapshot } from '../../raft/storage/snapshots.js';
 
 const entry = (index: number, term = 1): Entry => ({ index, term, type: EntryType.Normal, data: Buffer.from(`cmd-${index}`) });
 const range = (a: number, b: number, term = 1) => Array.from({ length: b - a + 1 }, (_, i) => entry(a + i, term));
@@ -322,6 +323,85 @@ describe('command log base snapshots in memory', () => {
       await log.close();
       const again = await CommandLog.open(dir);
       assert.ok(Buffer.from((await again.base())!.data).equals(data));
+      await again.close();
+    }));
+});
+
+describe('command log bases received and served a piece at a time', () => {
+  const membership = { voters: ['a'], learners: [], addrs: { a: 'x:1' } };
+  /** A snapshot file's bytes in pieces of odd sizes, as they come off a socket. */
+  function* pieces(bytes: Buffer, size: number): Generator<Buffer> {
+    for (let off = 0; off < bytes.length; off += size) yield bytes.subarray(off, off + size);
+  }
+  async function collect(chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<{ bytes: Buffer; count: number }> {
+    const parts: Buffer[] = [];
+    for await (const c of chunks) parts.push(Buffer.from(c));
+    return { bytes: Buffer.concat(parts), count: parts.length };
+  }
+
+  it('a large base is received into a file and named by the cut, then served from its file without a whole read; the log reopens with it', () =>
+    withDir(async (dir) => {
+      const data = Buffer.alloc(9 << 20);
+      for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE(i, i);
+      const file = encodeSnapshot({ meta: { index: 25, term: 2, membership }, data });
+      const wholeReads: string[] = [];
+      const fs: FileSystem = { ...nodeFs, readFile: (path) => (path.includes('base') && wholeReads.push(path), nodeFs.readFile(path)) };
+      const log = await CommandLog.open(dir, { segmentBytes: 100, fs });
+      log.append(range(1, 40));
+      await log.flush();
+      const got = await log.receiveBase(pieces(file, 65_521));
+      assert.deepEqual(got.meta, { index: 25, term: 2 });
+      assert.equal(got.snapshot, undefined, 'a large base is not decoded whole');
+      assert.equal(await log.truncatePrefix(20, got), 21);
+      assert.deepEqual(log.info().base, { index: 25, term: 2 });
+      assert.deepEqual(await readdir(join(dir, 'base-download')), [], 'moved into place');
+      const served = await log.openBase();
+      assert.ok(served);
+      assert.deepEqual({ index: served.index, term: served.term, bytes: served.bytes }, { index: 25, term: 2, bytes: file.length });
+      const out = await collect(served.chunks);
+      await served.close();
+      assert.ok(out.bytes.equals(file), 'served byte for byte as the snapshot file');
+      assert.ok(out.count > 1, 'in pieces');
+      assert.deepEqual(wholeReads, [], 'never read whole');
+      await log.close();
+      const again = await CommandLog.open(dir);
+      assert.ok(Buffer.from((await again.base())!.data).equals(data));
+      await again.close();
+    }));
+
+  it('bytes that are not an intact snapshot are refused and leave nothing; a base the held one makes unneeded is let go', () =>
+    withDir(async (dir) => {
+      const log = await CommandLog.open(dir, { segmentBytes: 100 });
+      log.append(range(1, 40));
+      await log.flush();
+      const file = encodeSnapshot({ meta: { index: 30, term: 1, membership }, data: Buffer.from('state at 30') });
+      const flipped = Buffer.from(file);
+      flipped[flipped.length >> 1] ^= 1;
+      for (const bad of [flipped, file.subarray(0, file.length - 3), Buffer.from('not a snapshot at all')]) {
+        await assert.rejects(log.receiveBase(pieces(bad, 7)), /not an intact snapshot/);
+      }
+      assert.deepEqual(await readdir(join(dir, 'base-download')), [], 'nothing kept of them');
+      assert.equal(log.info().base, undefined);
+      // A small base is decoded as it is checked, and kept in memory once named.
+      const newer = await log.receiveBase(pieces(file, 5));
+      assert.ok(newer.snapshot);
+      assert.equal(await log.truncatePrefix(25, newer), 26);
+      const older = await log.receiveBase(pieces(encodeSnapshot({ meta: { index: 28, term: 1, membership }, data: Buffer.from('state at 28') }), 64));
+      assert.equal(await log.truncatePrefix(27, older), 28);
+      assert.deepEqual(log.info().base, { index: 30, term: 1 }, 'the held base at 30 still covers the cut');
+      assert.deepEqual(await readdir(join(dir, 'base-download')), [], 'the unneeded one was removed');
+      assert.equal(Buffer.from((await log.base())!.data).toString(), 'state at 30');
+      await log.close();
+    }));
+
+  it('a download a crash left behind is removed at open', () =>
+    withDir(async (dir) => {
+      const log = await CommandLog.open(dir);
+      await log.receiveBase([encodeSnapshot({ meta: { index: 3, term: 1, membership }, data: Buffer.from('x') })]);
+      await log.close();
+      const again = await CommandLog.open(dir);
+      assert.deepEqual(await readdir(join(dir, 'base-download')), []);
+      assert.equal(again.report.leftoversRemoved.filter((f) => f.includes('base-download')).length, 1);
       await again.close();
     }));
 });

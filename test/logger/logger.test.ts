@@ -12,7 +12,8 @@ import { after, before, describe, it } from 'node:test';
 import { Entry } from '../../raft/index.js';
 import { RaftKvClient } from '../../replica/client.js';
 import { CLI, TestCluster } from '../helpers/cluster.js';
-import { recovRange } from '../../logger/recov.js';
+import { recovBase, recovRange } from '../../logger/recov.js';
+import { decodeSnapshot, encodeSnapshot } from '../../raft/storage/snapshots.js';
 import { freePorts } from '../helpers/ports.js';
 import { LoggerProc, defineLogger, loggedRange as range, loggerApi as api, logsOf, startLogger, waitLogged } from '../helpers/logger.js';
 
@@ -219,6 +220,14 @@ describe('decoupled logger (real processes)', () => {
     const info = (await logsOf(logA))[0];
     assert.equal(info.first, 101);
     assert.ok((info.base as { index: number }).index >= 100, 'a snapshot covering the cut is kept');
+    // The base is served, over HTTP and the recov port, as the snapshot file it was fetched as.
+    const viaHttp = await fetch(`http://127.0.0.1:${logA.http}/v1/log/log0/base`);
+    assert.equal(viaHttp.status, 200);
+    const httpBytes = Buffer.from(await viaHttp.arrayBuffer());
+    assert.equal(decodeSnapshot(httpBytes).meta.index, (info.base as { index: number }).index);
+    assert.equal(viaHttp.headers.get('x-raftkv-index'), String((info.base as { index: number }).index));
+    const viaRecov = await recovBase(`127.0.0.1:${logA.recov}`, 'log0');
+    assert.ok(viaRecov && encodeSnapshot(viaRecov).equals(httpBytes), 'the recov port serves the same bytes');
     const gone = await api(logA.http, '/v1/log/log0?from=1&to=5');
     assert.equal(gone.status, 416);
     assert.match(gone.json.error, /truncated/);
