@@ -362,6 +362,11 @@ export class CommandLog {
       } finally {
         await fh.close();
       }
+    } catch (e) {
+      await this.fs.rm(file, { force: true }).catch(() => undefined);
+      throw new Error(`receiving a base into ${file}: ${(e as Error).message}`);
+    }
+    try {
       const v = await verifySnapshotFile(this.fs, file, BASE_CACHE_BYTES);
       return { file, meta: { index: v.meta.index, term: v.meta.term }, snapshot: v.snapshot };
     } catch (e) {

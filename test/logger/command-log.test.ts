@@ -380,6 +380,12 @@ describe('command log bases received and served a piece at a time', () => {
       for (const bad of [flipped, file.subarray(0, file.length - 3), Buffer.from('not a snapshot at all')]) {
         await assert.rejects(log.receiveBase(pieces(bad, 7)), /not an intact snapshot/);
       }
+      // A transfer cut off (the voter went away) is told as such, and leaves nothing either.
+      const cutOff = (async function* () {
+        yield file.subarray(0, 10);
+        throw new Error('socket hang up');
+      })();
+      await assert.rejects(log.receiveBase(cutOff), /receiving a base into .*: socket hang up/);
       assert.deepEqual(await readdir(join(dir, 'base-download')), [], 'nothing kept of them');
       assert.equal(log.info().base, undefined);
       // A small base is decoded as it is checked, and kept in memory once named.
