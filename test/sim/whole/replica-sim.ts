@@ -95,6 +95,7 @@ export class WholeReplicaSim {
   private readonly durationMs: number;
   private readonly settleMs: number;
   private readonly readMode: 'safe' | 'lease';
+  private readonly mixedTimers: boolean;
   private readonly sessionOptions: Required<Pick<SessionOptions, 'maxSessions' | 'ttlMs'>>;
   private readonly snapshotEvery: number;
   private nextNode: number;
@@ -136,6 +137,9 @@ export class WholeReplicaSim {
     this.durationMs = opts.durationMs ?? 3000;
     this.settleMs = opts.settleMs ?? 4000;
     this.readMode = this.rng.chance(0.5) ? 'lease' : 'safe';
+    // Members configured with election timeouts up to 4x apart, in a third of the safe-read
+    // schedules (lease reads need equal ones); a stream of its own, as above.
+    this.mixedTimers = this.readMode === 'safe' && new Prng(opts.seed * 7919 + 29).chance(0.3);
     this.sessionOptions = this.rng.chance(0.3) ? { maxSessions: this.rng.int(2, 6), ttlMs: this.rng.int(300, 3000) } : { maxSessions: 1000, ttlMs: 600_000 };
     this.snapshotEvery = this.rng.int(15, 80);
     const voters = this.rng.chance(0.5) ? 3 : 5;
@@ -170,7 +174,7 @@ export class WholeReplicaSim {
       healed: () => this.healed,
     });
     this.trace(
-      `config: voters=${voters} readMode=${this.readMode} sessions=${this.sessionOptions.maxSessions}/${this.sessionOptions.ttlMs}ms snapshotEvery=${this.snapshotEvery}${this.fastFailover ? ' fastFailover' : ''}${this.withLogger ? ' logger=log1' : ''}${this.withApplog ? ' applogs' : ''}`,
+      `config: voters=${voters} readMode=${this.readMode} sessions=${this.sessionOptions.maxSessions}/${this.sessionOptions.ttlMs}ms snapshotEvery=${this.snapshotEvery}${this.fastFailover ? ' fastFailover' : ''}${this.mixedTimers ? ` electionTicks=${this.initial.map((m) => this.electionTicksOf(m.id)).join('/')}` : ''}${this.withLogger ? ' logger=log1' : ''}${this.withApplog ? ' applogs' : ''}`,
     );
   }
 
@@ -246,7 +250,7 @@ export class WholeReplicaSim {
   private raftConfig(node: SimReplica): RaftConfig {
     return {
       id: node.id,
-      electionTicks: 10,
+      electionTicks: this.electionTicksOf(node.id),
       heartbeatTicks: 1,
       maxInflight: 8,
       maxAppendBytes: 4096,
@@ -255,6 +259,14 @@ export class WholeReplicaSim {
       tickMs: TICK_MS,
       maxClockDrift: 0.05,
     };
+  }
+
+  /** A member's election timeout in ticks: its own, for good, when the schedule mixes them. */
+  private electionTicksOf(id: string): number {
+    if (!this.mixedTimers) return 10;
+    let h = (this.opts.seed ^ 0x9e3779b9) >>> 0;
+    for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193) >>> 0;
+    return new Prng(h).int(10, 40);
   }
 
   /** A process's timers: virtual, scaled by its clock rate, silenced by a crash. */
