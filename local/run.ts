@@ -253,19 +253,22 @@ export async function runLocal(argv: string[]): Promise<void> {
     clusters.push({ rc, members, lastCommit: -1, lastAt: Date.now() });
   }
 
-  // Wait for a leader in each.
+  // Wait for a leader in each, and for every replica to answer and follow it: a majority elects
+  // while a replica slow to start is still loading, and every endpoint printed must serve.
   const t0 = Date.now();
   for (const c of clusters) {
     let leader = '';
+    let waiting: string[] = c.members.map((m) => m.id);
     while (!stopping && Date.now() - t0 < 30_000) {
-      const l = (await Promise.all(c.members.map(status))).find((s) => s?.role === 'leader');
-      if (l) {
-        leader = l.leader;
-        break;
-      }
+      const st = await Promise.all(c.members.map(status));
+      leader = st.find((s) => s?.role === 'leader')?.leader ?? '';
+      waiting = c.members.filter((_, i) => !leader || st[i]?.leader !== leader).map((m) => m.id);
+      if (leader && waiting.length === 0) break;
       await new Promise((r) => setTimeout(r, 100));
     }
+    if (stopping) return;
     if (!leader) return stop(`no leader elected in ${c.rc.metadata.name} within 30 s`, 1);
+    if (waiting.length > 0) return stop(`${waiting.join(', ')} of ${c.rc.metadata.name} did not answer or follow ${leader} within 30 s`, 1);
     const m0 = c.members[0];
     console.log(`raftkv local: ${leader} leads after ${Date.now() - t0} ms. Try: curl -XPUT http://127.0.0.1:${m0.http}/v1/kv/hello -d world; curl http://127.0.0.1:${m0.http}/v1/kv/hello`);
   }

@@ -93,6 +93,36 @@ describe('raftkv local', () => {
     }
   });
 
+  it('says it is running only once every replica answers, not when a majority has elected a leader (CI: one replica slow to start)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'raftkv-localtest-'));
+    try {
+      const file = join(dir, 'local-d.yaml');
+      writeFileSync(file, manifest('local-d', false));
+      // Replica local-d-1 sleeps 3 s before it loads anything: the other two elect meanwhile.
+      const slow = join(dir, 'slow-start.cjs');
+      writeFileSync(slow, "if (process.argv.includes('local-d-1')) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3000);\n");
+      const p = spawn(process.execPath, [CLI, 'local', file, '--base-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: `--require ${slow}` } });
+      let text = '';
+      p.stdout!.on('data', (d) => (text += d.toString()));
+      p.stderr!.on('data', (d) => (text += d.toString()));
+      const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+      try {
+        await waitFor(() => /running; Ctrl-C to stop/.test(text), 30_000, 'the cluster to run', () => text);
+        for (const [, http] of text.matchAll(/local-d-\d: client \S+ {2}http (http:\/\/127\.0\.0\.1:\d+)/g)) {
+          const st = await fetch(`${http}/v1/status`);
+          assert.equal(st.status, 200, `${http} answers once the runner says it is running`);
+        }
+        p.kill('SIGINT');
+        assert.equal(await exited, 0);
+      } catch (e) {
+        p.kill('SIGKILL');
+        throw new Error(`${(e as Error).message} (cause: ${String((e as Error).cause ?? '-')})\n--- raftkv local printed:\n${text}`);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('its replicas exit by themselves if it is killed with SIGKILL', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'raftkv-localtest-'));
     try {
