@@ -34,7 +34,7 @@ export class LocalTopology extends Topology {
     return p;
   }
 
-  /** Start a cluster's replicas (bootstrapped together with --peers) and wait for its leader. */
+  /** Start a cluster's replicas (bootstrapped together with --peers) and wait until they all follow one leader. */
   async startCluster(plan: ClusterPlan): Promise<RunningCluster> {
     const replicas: Replica[] = [];
     for (let i = 0; i < plan.replicas; i++) {
@@ -52,7 +52,7 @@ export class LocalTopology extends Topology {
       this.spawn(args, r.id);
     }
     const c: RunningCluster = { plan, replicas, targets: replicas.map((r) => `127.0.0.1:${r.client}`) };
-    await this.leaderOf(c, 60_000);
+    await this.formed(c, 60_000);
     return c;
   }
 

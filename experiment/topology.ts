@@ -88,6 +88,24 @@ export abstract class Topology {
     throw new Error(`no leader in ${c.plan.name} within ${timeoutMs / 1000} s`);
   }
 
+  /**
+   * Wait until one replica leads and every other one answers and follows it: a majority elects
+   * while a replica slow to start is still loading, and an experiment's loads and checks talk to
+   * each replica.
+   */
+  async formed(c: RunningCluster, timeoutMs = 60_000): Promise<Replica> {
+    const deadline = Date.now() + timeoutMs;
+    let seen = '';
+    while (Date.now() < deadline) {
+      const st = await Promise.all(c.replicas.map((r) => this.status(r)));
+      const leader = st.find((s) => s?.role === 'leader')?.leader;
+      if (leader && st.every((s) => s?.leader === leader)) return c.replicas.find((r) => r.id === leader) ?? (await this.leaderOf(c, timeoutMs));
+      seen = st.map((s, i) => `${c.replicas[i].id}: ${s ? `${s.role}, leader '${s.leader}'` : 'no answer'}`).join('; ');
+      await sleep(100);
+    }
+    throw new Error(`${c.plan.name} did not form within ${timeoutMs / 1000} s (${seen})`);
+  }
+
   async loggerLogs(l: RunningLogger): Promise<{ name: string; first: number; last: number; commitIndex: number }[]> {
     return (await getJson<{ clusters: { name: string; first: number; last: number; commitIndex: number }[] }>(`http://${l.httpAddr}/v1/log`))?.clusters ?? [];
   }
