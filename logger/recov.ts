@@ -113,21 +113,7 @@ export class RecovServer {
         const src = findSource(this.sources(), args[0] ?? '-');
         const base = await src.log.openBase();
         if (!base) return void sock.end('OK 0 0 0\n');
-        try {
-          sock.setTimeout(0);
-          sock.write(`OK ${base.index} ${base.term} ${base.bytes}\n`);
-          for await (const chunk of base.chunks) {
-            if (sock.destroyed) return;
-            if (!sock.write(chunk)) await drainOrClose(sock);
-          }
-          return void sock.end();
-        } catch (e) {
-          // The base is on the wire already: cut the connection (the client sees it short).
-          sock.destroy();
-          throw e;
-        } finally {
-          await base.close();
-        }
+        return streamAnswer(sock, `OK ${base.index} ${base.term} ${base.bytes}`, base.chunks, () => base.close());
       }
       case 'RECOVER': {
         if (args.length < 3 || args.length > 4) throw new Error('usage: RECOVER <cluster> <from> <to|last> [<wait ms>]');
@@ -138,26 +124,33 @@ export class RecovServer {
         range = parseRange(args[1], args[2], src.log.info().last);
         // Opened before the answer: a range truncated meanwhile is an ERR, not a stream cut off.
         const reader = await src.log.openRange(range.from, range.to);
-        try {
-          sock.setTimeout(0);
-          sock.write(`OK ${range.from} ${range.to} ${range.to - range.from + 1}\n`);
-          for await (const chunk of reader.chunks()) {
-            if (sock.destroyed) return;
-            if (!sock.write(chunk)) await drainOrClose(sock);
-          }
-          return void sock.end();
-        } catch (e) {
-          // Records are on the wire already: an ERR line now would read as a record. Cut the
-          // connection; the client sees a stream that ended early.
-          sock.destroy();
-          throw e;
-        } finally {
-          await reader.close();
-        }
+        return streamAnswer(sock, `OK ${range.from} ${range.to} ${range.to - range.from + 1}`, reader.chunks(), () => reader.close());
       }
       default:
         throw new Error(`unknown request '${oneLine(line).slice(0, 60)}': send INFO, BASE <cluster> or RECOVER <cluster> <from> <to|last> [<wait ms>]`);
     }
+  }
+}
+
+/**
+ * Send the `OK ...` line, then `chunks` as the socket drains, then end; `close` the source
+ * however it ends. A failure once bytes are on the wire cuts the connection: an ERR line then
+ * would read as data, and the client sees a stream that ended early.
+ */
+async function streamAnswer(sock: net.Socket, okLine: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, close: () => Promise<void>): Promise<void> {
+  try {
+    sock.setTimeout(0);
+    sock.write(`${okLine}\n`);
+    for await (const chunk of chunks) {
+      if (sock.destroyed) return;
+      if (!sock.write(chunk)) await drainOrClose(sock);
+    }
+    sock.end();
+  } catch (e) {
+    sock.destroy();
+    throw e;
+  } finally {
+    await close();
   }
 }
 

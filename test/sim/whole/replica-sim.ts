@@ -264,9 +264,17 @@ export class WholeReplicaSim {
   /** A member's election timeout in ticks: its own, for good, when the schedule mixes them. */
   private electionTicksOf(id: string): number {
     if (!this.mixedTimers) return 10;
-    let h = (this.opts.seed ^ 0x9e3779b9) >>> 0;
+    return this.memberPrng(this.opts.seed ^ 0x9e3779b9, id).int(10, 40);
+  }
+
+  /**
+   * A generator of a member's own, from `start` (the seed, salted per use) and its id: what it
+   * draws leaves the schedule's generator, and so every other seed's schedule, as it was.
+   */
+  private memberPrng(start: number, id: string): Prng {
+    let h = start >>> 0;
     for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193) >>> 0;
-    return new Prng(h).int(10, 40);
+    return new Prng(h);
   }
 
   /** A process's timers: virtual, scaled by its clock rate, silenced by a crash. */
@@ -308,9 +316,7 @@ export class WholeReplicaSim {
   private addNode(id: string, logger = false): SimReplica {
     // Half the disks offer a synchronous fsync (a follower's WAL then syncs on its thread), drawn
     // apart from the schedule's generator so that adding this kept every seed's schedule.
-    let h = this.opts.seed >>> 0;
-    for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193) >>> 0;
-    const syncOnCaller = new Prng(h).chance(0.5);
+    const syncOnCaller = this.memberPrng(this.opts.seed, id).chance(0.5);
     const node: SimReplica = new SimReplica(
       id,
       new SimFs(
