@@ -46,6 +46,8 @@ export interface CapturedSnapshot {
 
 export interface Transport {
   send(messages: Message[]): void;
+  /** Write out now what `send` queued (before this thread blocks in a sync). */
+  flush?(): void;
 }
 
 /** The timer functions the driver uses: the process's, or the simulator's virtual ones. */
@@ -130,12 +132,16 @@ interface Waiter<T> {
  * in memory, and a replica's memory should stay near the size of its state.
  */
 const LARGE_SNAPSHOT_BYTES = 8 << 20;
+/** See leaderWaitsOnlyFor. */
+const LONE_SAVES_BEFORE_CALLER_SYNC = 3;
 const MAX_LOG_BYTES_BEFORE_SNAPSHOT = 64 << 20;
 
 interface SaveGroup {
   entries: Entry[];
   /** Lowest index among its entries (Infinity: none). */
   first: number;
+  /** Begun while no other save was in flight. */
+  quiet: boolean;
   hardState?: HardState;
   done: Promise<void>;
 }
@@ -170,6 +176,8 @@ export class RaftDriver {
   private saving: Promise<void> = Promise.resolve();
   private nextSave: SaveGroup | undefined;
   private saves: SaveGroup[] = [];
+  /** How many of the last leader saves in a row held one entry and began with none in flight. */
+  private loneSaves = 0;
   private scheduled = false;
   private timer: unknown;
   private readonly timers: Timers;
@@ -473,12 +481,15 @@ export class RaftDriver {
   private persist(rd: Ready): Promise<void> {
     if (rd.entries.length === 0 && !rd.hardState) return this.nextSave?.done ?? this.saving;
     if (!this.nextSave) {
-      const group: SaveGroup = { entries: [], first: Infinity, done: Promise.resolve() };
+      const group: SaveGroup = { entries: [], first: Infinity, quiet: this.saves.length === 0, done: Promise.resolve() };
       group.done = this.saving.then(() => {
         if (this.nextSave === group) this.nextSave = undefined;
         // A member that is not leading only waits for this save (its ack follows it), so it
-        // may sync on this thread; a leader keeps taking acks and requests meanwhile.
-        const syncOnCaller = !this.node.isLeader();
+        // may sync on this thread; a leader keeps taking acks and requests meanwhile, unless
+        // it serves one client (see leaderMaySyncOnCaller).
+        const leading = this.node.isLeader();
+        const syncOnCaller = !leading || this.leaderMaySyncOnCaller(group);
+        if (leading && syncOnCaller) this.transport.flush?.();
         return this.storage.save({ entries: group.entries, hardState: group.hardState, syncOnCaller }).then(() => undefined);
       });
       const forget = () => {
@@ -501,6 +512,29 @@ export class RaftDriver {
     }
     if (rd.hardState) g.hardState = rd.hardState;
     return g.done;
+  }
+
+  /**
+   * Whether a leader may sync this save on its own thread, as a follower does. At one client
+   * (or in a lull) a leader has nothing to do until the save is durable but count acks, which
+   * can wait in their sockets meanwhile; syncing here spares the hand-off to the thread pool
+   * and back and the wake-ups between them. But a leader that blocks while requests arrive
+   * holds them back from its followers for a whole fdatasync: at 8 and 32 clients, a rule
+   * that looked only at what was in flight (all of it in this save) cost 5-15% of the
+   * throughput. So it takes a run of saves that each held one entry and began with nothing
+   * else in flight: the load of one client, not a pause in a heavier one.
+   */
+  private leaderMaySyncOnCaller(group: SaveGroup): boolean {
+    if (group.entries.length === 0) return false;
+    this.loneSaves = group.quiet && group.entries.length === 1 ? this.loneSaves + 1 : 0;
+    return (
+      this.loneSaves >= LONE_SAVES_BEFORE_CALLER_SYNC &&
+      this.inputs.length === 0 &&
+      this.readWaiters.size === 0 &&
+      this.readsByIndex.length === 0 &&
+      this.proposals.size <= 1 &&
+      this.node.log.committed >= group.first - 1
+    );
   }
 
   /** A Ready with a snapshot, start to end: persist, send, install, apply. */

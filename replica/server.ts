@@ -339,7 +339,7 @@ export class Replica {
       node,
       storage: new MeteredStorage(this.storage, this.metrics),
       stateMachine: new MeteredMachine(this.sm, this.metrics),
-      transport: { send: (msgs) => this.sendPeers(msgs) },
+      transport: { send: (msgs) => this.sendPeers(msgs), flush: () => this.transport.flushAll() },
       tickMs,
       snapshotEvery: o.snapshotEvery,
       // Every engine is rebuilt from the snapshot and the log at start (none resumes from an

@@ -153,6 +153,11 @@ export class PeerTransport {
     }
   }
 
+  /** Write out every peer's queued messages now instead of at the end of this loop turn. */
+  flushAll(): void {
+    for (const peer of this.peers.values()) if (peer.flushScheduled) this.flush(peer);
+  }
+
   /**
    * Connect to a peer only to say hello, if not connected already. A member that never sends
    * first (a logger never campaigns) and restarted at a new address is otherwise dialled at its

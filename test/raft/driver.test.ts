@@ -156,6 +156,76 @@ describe('RaftDriver: where a save syncs', () => {
       await driver.stop();
     }
   });
+
+  it('a leader serving one client syncs on the calling thread once its saves come one entry at a time, after sending its appends; not under load', async () => {
+    const e = (index: number) => ({ index, term: 1, type: EntryType.Normal, data: new Uint8Array([index]) });
+    const app = { type: MessageType.App, from: 'me', to: 'b', term: 1 } as unknown as Message;
+    const readies: Ready[] = [];
+    const log = { applied: 0, snapshotIndex: 0, committed: 0 };
+    const core = {
+      ...(scriptedCore([]) as unknown as object),
+      log,
+      step: () => undefined,
+      ready: () => readies.shift(),
+      hasReady: () => readies.length > 0,
+      accept: () => undefined,
+      persisted: () => undefined,
+    } as unknown as RaftNode;
+    const events: string[] = [];
+    let queued = 0;
+    const transport = {
+      // As PeerTransport: what is sent goes out at the end of the loop turn, or when flushed.
+      send: (ms: Message[]) => {
+        queued += ms.length;
+        setImmediate(() => (queued = 0));
+      },
+      flush: () => {
+        if (queued > 0) events.push(`flush ${queued}`);
+        queued = 0;
+      },
+    };
+    let release: (() => void) | undefined;
+    const storage = Object.assign(new MemoryStorage(), {
+      save: async (rd: { entries: { index: number }[]; syncOnCaller?: boolean }) => {
+        events.push(`save ${rd.entries.map((x) => x.index).join(',')} ${rd.syncOnCaller ? 'on caller' : 'in pool'}`);
+        if (release === undefined && rd.entries.length === 2) await new Promise<void>((r) => (release = r));
+        return true;
+      },
+    });
+    const driver = new RaftDriver({ node: core, storage, stateMachine: noMachine, transport });
+    driver.start();
+    const poke = () => driver.step({ type: MessageType.Heartbeat, from: 'b', to: 'me', term: 1 } as unknown as Message);
+    const saved = async (n: number) => {
+      for (let i = 0; i < 200 && events.filter((x) => x.startsWith('save')).length < n; i++) await new Promise((r) => setImmediate(r));
+    };
+    try {
+      // One client: each write is committed before the next comes.
+      for (let i = 1; i <= 4; i++) {
+        readies.push({ entries: [e(i)], committed: [], messages: [app, app], readStates: [], sendBeforePersist: true });
+        poke();
+        await saved(i);
+        log.committed = i;
+      }
+      assert.deepEqual(events, ['save 1 in pool', 'save 2 in pool', 'flush 2', 'save 3 on caller', 'flush 2', 'save 4 on caller'], 'from the third lone save on, the appends go out first, then the leader syncs itself');
+      // Load: a save of two entries, and one that begins while it is in flight.
+      events.length = 0;
+      readies.push({ entries: [e(5), e(6)], committed: [], messages: [app], readStates: [], sendBeforePersist: true });
+      poke();
+      await saved(1);
+      readies.push({ entries: [e(7)], committed: [], messages: [app], readStates: [], sendBeforePersist: true });
+      poke();
+      for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+      release!();
+      await saved(2);
+      log.committed = 7;
+      readies.push({ entries: [e(8)], committed: [], messages: [app], readStates: [], sendBeforePersist: true });
+      poke();
+      await saved(3);
+      assert.deepEqual(events, ['save 5,6 in pool', 'save 7 in pool', 'save 8 in pool'], 'a leader with requests joining its saves keeps taking them while it syncs');
+    } finally {
+      await driver.stop();
+    }
+  });
 });
 
 describe('RaftDriver: when to snapshot', () => {
