@@ -1,7 +1,9 @@
 /**
  * raftkv against etcd on this machine, in one session (`npm run bench` runs it last; alone:
  * `npm run bench:etcd`). Every configuration gets fresh 3-node clusters of both systems, one
- * after the other, measured by the same closed-loop generator (`raftkv loadgen`, in child
+ * after the other (which goes first alternates from point to point, and the disk is flushed
+ * with sync(1) after each: a run second in line was measurably slower at 8 clients, on the
+ * first one's leftovers), measured by the same closed-loop generator (`raftkv loadgen`, in child
  * processes so its CPU is not the servers'), each system with its cheapest driver (raftkv:
  * protobuf; etcd: gRPC), same clients, keys, value size and write ratio. Each system's client
  * does what it does for its users: raftkv's sends writes to the leader a follower names (leader
@@ -19,6 +21,7 @@
  * writes c=32: R` (raftkv p99 over etcd's), `cpu ratio writes c=32: R` (raftkv operations per
  * server-core-second over etcd's), and the single figures of the other parts.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
@@ -94,9 +97,11 @@ interface Point {
   generatorCpuPercent: number;
   generatorCpuUsPerOp: number;
   serverRssMB: number;
+  /** 1: measured first at its point, 2: second (the order alternates from point to point). */
+  order: 1 | 2;
 }
 
-async function measure(start: () => Promise<RunningSystem>, workload: (typeof WORKLOADS)[number], clients: number): Promise<{ point: Point; result: LoadResult }> {
+async function measure(start: () => Promise<RunningSystem>, workload: (typeof WORKLOADS)[number], clients: number, order: 1 | 2 = 1): Promise<{ point: Point; result: LoadResult }> {
   const s = await start();
   try {
     const pids = s.pids();
@@ -127,10 +132,13 @@ async function measure(start: () => Promise<RunningSystem>, workload: (typeof WO
       generatorCpuPercent: Math.round(r.cpu.percent),
       generatorCpuUsPerOp: Math.round(((r.cpu.userS + r.cpu.systemS) * 1e6) / Math.max(1, r.answered)),
       serverRssMB: Math.round(Math.max(...pids.map(rssBytes)) / 1e6),
+      order,
     };
     return { point, result: r };
   } finally {
     await s.stop();
+    // The next measurement starts with no dirty pages of this one left to write back.
+    spawnSync('sync');
   }
 }
 
@@ -217,6 +225,8 @@ async function rss(): Promise<{ keys: number; valueSize: number; rssMB: number[]
     return { keys: rssKeys, valueSize, rssMB: s.pids().map((p) => Math.round(rssBytes(p) / 1e6)), preloadSeconds: Number(preloadSeconds.toFixed(1)) };
   } finally {
     await s.stop();
+    // The next measurement starts with no dirty pages of this one left to write back.
+    spawnSync('sync');
   }
 }
 
@@ -234,10 +244,14 @@ if (!skip.has('matrix')) {
   }
   const points: Point[] = [];
   const results: LoadResult[] = [];
+  let pointNumber = 0;
   for (const w of WORKLOADS) {
     for (const clients of clientCounts) {
-      for (const start of [() => startRaftkv(), startEtcd]) {
-        const { point, result } = await measure(start, w, clients);
+      const starts = [() => startRaftkv(), startEtcd];
+      const first = pointNumber++ % 2;
+      const measured: { point: Point; result: LoadResult }[] = [];
+      for (const i of [first, 1 - first]) measured[i] = await measure(starts[i], w, clients, i === first ? 1 : 2);
+      for (const { point, result } of measured) {
         points.push(point);
         results.push(result);
         console.log(`${point.system.padEnd(6)} ${w.name.padEnd(6)} c=${String(clients).padEnd(3)} ${String(point.throughput).padStart(6)} ops/s  p99 ${point.latencyMs.p99} ms  p99.9 ${point.latencyMs.p999} ms  ` +

@@ -31,12 +31,17 @@ describe('npm run bench: raftkv against etcd', () => {
       assert.match(tail[6], /^failover p99: \d+ ms over 1 kills/);
       assert.match(tail[7], /^memory kvstore writes c=32: \d+ ops\/s/);
       assert.match(tail[8], /^replica rss with 500 values of 1024 B: \d+ MB/);
-      const report = JSON.parse(await readFile(join(out, 'bench.json'), 'utf8')) as { points: { system: string; workload: string; throughput: number; errors: number; opsPerServerCoreSecond: number }[]; failover: { ms: number[] }; lines: string[] };
+      const report = JSON.parse(await readFile(join(out, 'bench.json'), 'utf8')) as { points: { system: string; workload: string; throughput: number; errors: number; opsPerServerCoreSecond: number; order: number }[]; failover: { ms: number[] }; lines: string[] };
       assert.equal(report.points.length, 4);
       for (const p of report.points) {
         assert.ok(p.throughput > 0 && p.opsPerServerCoreSecond > 0, `${p.system} ${p.workload} measured`);
         assert.equal(p.errors, 0, `${p.system} ${p.workload}: no errors`);
       }
+      assert.deepEqual(
+        report.points.map((p) => `${p.workload} ${p.system} ${p.order}`),
+        ['writes raftkv 1', 'writes etcd 2', 'mixed raftkv 2', 'mixed etcd 1'],
+        'reported in one order, measured in alternating order: neither system always runs second, on the other\'s leftovers',
+      );
       assert.equal(report.failover.ms.length, 1);
       assert.deepEqual(report.lines, tail);
       const svg = new DOMParser().parseFromString(await readFile(join(out, 'bench.svg'), 'utf8'), 'image/svg+xml');
