@@ -136,10 +136,14 @@ async function measure(start: () => Promise<RunningSystem>, workload: (typeof WO
     };
     return { point, result: r };
   } finally {
-    await s.stop();
-    // The next measurement starts with no dirty pages of this one left to write back.
-    spawnSync('sync');
+    await stopAndFlush(s);
   }
+}
+
+/** Stop a system, then flush the disk: the next measurement inherits no dirty pages of this one. */
+async function stopAndFlush(s: RunningSystem): Promise<void> {
+  await s.stop();
+  spawnSync('sync');
 }
 
 /** One write through any of `targets` (no session: one log entry), retried until acknowledged. */
@@ -185,7 +189,7 @@ async function failover(): Promise<{ kills: number; electionTimeoutMs: number; m
     }
     process.stdout.write('\n');
   } finally {
-    await s.stop();
+    await stopAndFlush(s);
   }
   const sorted = [...times].sort((a, b) => a - b);
   const pct = (p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
@@ -224,9 +228,7 @@ async function rss(): Promise<{ keys: number; valueSize: number; rssMB: number[]
     await s.cluster.waitConverged(s.ids, 120_000);
     return { keys: rssKeys, valueSize, rssMB: s.pids().map((p) => Math.round(rssBytes(p) / 1e6)), preloadSeconds: Number(preloadSeconds.toFixed(1)) };
   } finally {
-    await s.stop();
-    // The next measurement starts with no dirty pages of this one left to write back.
-    spawnSync('sync');
+    await stopAndFlush(s);
   }
 }
 

@@ -21,6 +21,22 @@ function scriptedCore(proposals: { index: number; term: number }[]): RaftNode {
   return core as unknown as RaftNode;
 }
 
+/** A core that hands out `readies`, one per turn, and takes whatever it is told; `more` overrides. */
+function readyCore(readies: Ready[], more: Record<string, unknown> = {}): RaftNode {
+  return {
+    ...(scriptedCore([]) as unknown as object),
+    step: () => undefined,
+    ready: () => readies.shift(),
+    hasReady: () => readies.length > 0,
+    accept: () => undefined,
+    persisted: () => undefined,
+    ...more,
+  } as unknown as RaftNode;
+}
+
+/** A normal entry of term 1 at `index`. */
+const entry = (index: number) => ({ index, term: 1, type: EntryType.Normal, data: new Uint8Array([index]) });
+
 const noTransport = { send: () => undefined };
 const noMachine = { apply: () => new Uint8Array(0), snapshot: () => new Uint8Array(0), restore: () => undefined };
 
@@ -69,23 +85,16 @@ describe('RaftDriver', () => {
 
 describe('RaftDriver: pipelined persistence', () => {
   it('takes new work while a save is synced, joins what comes meanwhile into the next save, and sends an ack only after its save', async () => {
-    const e = (index: number) => ({ index, term: 1, type: EntryType.Normal, data: new Uint8Array([index]) });
     const msg = (to: string, type: MessageType) => ({ type, from: 'me', to, term: 1 }) as unknown as Message;
     // What the core hands out, one Ready per turn: the leader's appends go before persisting,
     // a follower's ack (sendBeforePersist false) after.
     const readies: Ready[] = [
-      { entries: [e(1)], committed: [], messages: [msg('b', MessageType.App)], readStates: [], sendBeforePersist: true },
-      { entries: [e(2)], committed: [], messages: [msg('b', MessageType.App)], readStates: [], sendBeforePersist: true },
-      { entries: [e(3)], committed: [], messages: [msg('b', MessageType.AppResp)], readStates: [], sendBeforePersist: false },
+      { entries: [entry(1)], committed: [], messages: [msg('b', MessageType.App)], readStates: [], sendBeforePersist: true },
+      { entries: [entry(2)], committed: [], messages: [msg('b', MessageType.App)], readStates: [], sendBeforePersist: true },
+      { entries: [entry(3)], committed: [], messages: [msg('b', MessageType.AppResp)], readStates: [], sendBeforePersist: false },
     ];
     const persisted: number[] = [];
-    const core = {
-      ...(scriptedCore([]) as unknown as object),
-      ready: () => readies.shift(),
-      hasReady: () => readies.length > 0,
-      accept: () => undefined,
-      persisted: (last: { index: number }) => persisted.push(last.index),
-    } as unknown as RaftNode;
+    const core = readyCore(readies, { persisted: (last: { index: number }) => persisted.push(last.index) });
     const saves: { entries: number[]; release: () => void }[] = [];
     const storage = Object.assign(new MemoryStorage(), {
       save: (rd: { entries: { index: number }[] }) => new Promise<void>((release) => saves.push({ entries: rd.entries.map((x) => x.index), release })),
@@ -118,18 +127,9 @@ describe('RaftDriver: pipelined persistence', () => {
 
 describe('RaftDriver: where a save syncs', () => {
   it('a member that is not leading lets its saves sync on the calling thread; a leader does not', async () => {
-    const e = (index: number) => ({ index, term: 1, type: EntryType.Normal, data: new Uint8Array([index]) });
     let leading = false;
     const readies: Ready[] = [];
-    const core = {
-      ...(scriptedCore([]) as unknown as object),
-      isLeader: () => leading,
-      step: () => undefined,
-      ready: () => readies.shift(),
-      hasReady: () => readies.length > 0,
-      accept: () => undefined,
-      persisted: () => undefined,
-    } as unknown as RaftNode;
+    const core = readyCore(readies, { isLeader: () => leading });
     const asked: (boolean | undefined)[] = [];
     const storage = Object.assign(new MemoryStorage(), {
       save: async (rd: { syncOnCaller?: boolean }) => {
@@ -143,12 +143,12 @@ describe('RaftDriver: where a save syncs', () => {
       const saved = async (n: number) => {
         for (let i = 0; i < 200 && asked.length < n; i++) await new Promise((r) => setImmediate(r));
       };
-      readies.push({ entries: [e(1)], committed: [], messages: [], readStates: [], sendBeforePersist: false });
+      readies.push({ entries: [entry(1)], committed: [], messages: [], readStates: [], sendBeforePersist: false });
       const poke = () => driver.step({ type: MessageType.Heartbeat, from: 'b', to: 'me', term: 1 } as unknown as Message);
       poke();
       await saved(1);
       leading = true;
-      readies.push({ entries: [e(2)], committed: [], messages: [], readStates: [], sendBeforePersist: true });
+      readies.push({ entries: [entry(2)], committed: [], messages: [], readStates: [], sendBeforePersist: true });
       poke();
       await saved(2);
       assert.deepEqual(asked, [true, false], 'a follower waits only for its save; a leader keeps taking acks and requests meanwhile');
@@ -158,19 +158,10 @@ describe('RaftDriver: where a save syncs', () => {
   });
 
   it('a leader serving one client syncs on the calling thread once its saves come one entry at a time, after sending its appends; not under load', async () => {
-    const e = (index: number) => ({ index, term: 1, type: EntryType.Normal, data: new Uint8Array([index]) });
     const app = { type: MessageType.App, from: 'me', to: 'b', term: 1 } as unknown as Message;
     const readies: Ready[] = [];
     const log = { applied: 0, snapshotIndex: 0, committed: 0 };
-    const core = {
-      ...(scriptedCore([]) as unknown as object),
-      log,
-      step: () => undefined,
-      ready: () => readies.shift(),
-      hasReady: () => readies.length > 0,
-      accept: () => undefined,
-      persisted: () => undefined,
-    } as unknown as RaftNode;
+    const core = readyCore(readies, { log });
     const events: string[] = [];
     let queued = 0;
     const transport = {
@@ -201,7 +192,7 @@ describe('RaftDriver: where a save syncs', () => {
     try {
       // One client: each write is committed before the next comes.
       for (let i = 1; i <= 4; i++) {
-        readies.push({ entries: [e(i)], committed: [], messages: [app, app], readStates: [], sendBeforePersist: true });
+        readies.push({ entries: [entry(i)], committed: [], messages: [app, app], readStates: [], sendBeforePersist: true });
         poke();
         await saved(i);
         log.committed = i;
@@ -209,16 +200,16 @@ describe('RaftDriver: where a save syncs', () => {
       assert.deepEqual(events, ['save 1 in pool', 'save 2 in pool', 'flush 2', 'save 3 on caller', 'flush 2', 'save 4 on caller'], 'from the third lone save on, the appends go out first, then the leader syncs itself');
       // Load: a save of two entries, and one that begins while it is in flight.
       events.length = 0;
-      readies.push({ entries: [e(5), e(6)], committed: [], messages: [app], readStates: [], sendBeforePersist: true });
+      readies.push({ entries: [entry(5), entry(6)], committed: [], messages: [app], readStates: [], sendBeforePersist: true });
       poke();
       await saved(1);
-      readies.push({ entries: [e(7)], committed: [], messages: [app], readStates: [], sendBeforePersist: true });
+      readies.push({ entries: [entry(7)], committed: [], messages: [app], readStates: [], sendBeforePersist: true });
       poke();
       for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
       release!();
       await saved(2);
       log.committed = 7;
-      readies.push({ entries: [e(8)], committed: [], messages: [app], readStates: [], sendBeforePersist: true });
+      readies.push({ entries: [entry(8)], committed: [], messages: [app], readStates: [], sendBeforePersist: true });
       poke();
       await saved(3);
       assert.deepEqual(events, ['save 5,6 in pool', 'save 7 in pool', 'save 8 in pool'], 'a leader with requests joining its saves keeps taking them while it syncs');
@@ -269,23 +260,15 @@ describe('RaftDriver: when to snapshot', () => {
 
 describe('RaftDriver: lanes', () => {
   it('a Ready with work for one lane only still keeps order: sends before persisting go at once, applies wait for their save, a role change is told after the save before it', async () => {
-    const e = (index: number) => ({ index, term: 1, type: EntryType.Normal, data: new Uint8Array([index]) });
     const app = { type: MessageType.App, from: 'me', to: 'b', term: 1 } as unknown as Message;
     // Each Ready has work for one lane (or none): the driver queues no step for the other.
     const readies: Ready[] = [
-      { entries: [e(1)], committed: [], messages: [app], readStates: [], sendBeforePersist: true },
-      { entries: [], committed: [e(1)], messages: [], readStates: [], sendBeforePersist: true },
+      { entries: [entry(1)], committed: [], messages: [app], readStates: [], sendBeforePersist: true },
+      { entries: [], committed: [entry(1)], messages: [], readStates: [], sendBeforePersist: true },
       { entries: [], committed: [], messages: [], readStates: [], sendBeforePersist: true, softState: { leader: 'b', role: Role.Follower, term: 2 } },
       { entries: [], committed: [], messages: [app], readStates: [], sendBeforePersist: true },
     ];
-    const core = {
-      ...(scriptedCore([]) as unknown as object),
-      ready: () => readies.shift(),
-      hasReady: () => readies.length > 0,
-      accept: () => undefined,
-      persisted: () => undefined,
-      membershipAt: () => ({ voters: ['me', 'b'], learners: [] }),
-    } as unknown as RaftNode;
+    const core = readyCore(readies, { membershipAt: () => ({ voters: ['me', 'b'], learners: [] }) });
     const saves: (() => void)[] = [];
     const storage = Object.assign(new MemoryStorage(), {
       save: () => new Promise<void>((release) => saves.push(release)),
