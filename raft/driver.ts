@@ -112,6 +112,13 @@ export interface DriverOptions {
   readContextPrefix?: string;
   /** Timers (default: the process's). */
   timers?: Timers;
+  /**
+   * Thrifty replication (RaftConfig.thrifty): milliseconds an entry held back from some voter
+   * may wait to commit before the held voters get it too (default 1). Longer spares more of
+   * the held voters' work when an eager voter is a little slow, and adds that much to the
+   * latency of a write whose eager voter stalls.
+   */
+  hedgeMs?: number;
 }
 
 export interface Applied {
@@ -178,6 +185,8 @@ export class RaftDriver {
   private saves: SaveGroup[] = [];
   /** How many of the last leader saves in a row held one entry and began with none in flight. */
   private loneSaves = 0;
+  private hedgeTimer: unknown;
+  private readonly hedgeMs: number;
   private scheduled = false;
   private timer: unknown;
   private readonly timers: Timers;
@@ -209,6 +218,7 @@ export class RaftDriver {
     this.keepEntries = opts.keepEntries ?? 1_000;
     this.readPrefix = opts.readContextPrefix ?? randomBytes(6).toString('hex');
     this.timers = opts.timers ?? processTimers;
+    this.hedgeMs = opts.hedgeMs ?? 1;
     this.applied = this.node.log.applied;
     this.lastSnapshotIndex = this.node.log.snapshotIndex;
   }
@@ -234,6 +244,8 @@ export class RaftDriver {
   async stop(why = 'shutting down'): Promise<void> {
     if (this.timer) this.timers.clearInterval(this.timer);
     this.timer = undefined;
+    if (this.hedgeTimer !== undefined) this.timers.clearTimeout(this.hedgeTimer);
+    this.hedgeTimer = undefined;
     if (!this.stopped) this.stopped = new DriverStoppedError(why);
     if (this.busy || this.inPipeline > 0) await new Promise<void>((r) => this.idle.push(r));
     this.failAll(this.stopped);
@@ -377,6 +389,7 @@ export class RaftDriver {
     this.inputs = [];
     for (const fn of inputs) fn();
     const rd = this.node.ready();
+    this.armHedge();
     if (!rd) return;
     if (rd.snapshot) {
       // A snapshot replaces the log and the state: everything before it finishes first, and
@@ -443,6 +456,31 @@ export class RaftDriver {
       );
     }
     if (this.inputs.length > 0 || this.node.hasReady()) this.schedule();
+  }
+
+  /**
+   * Thrifty replication: once uncommitted entries are held back from a voter, check after
+   * hedgeMs that they committed; if not, the core sends them to every voter (RaftNode.hedge).
+   * One timer at a time: a later entry is checked by the timer armed after this one fires.
+   */
+  private armHedge(): void {
+    if (this.hedgeTimer !== undefined || this.stopped || this.fatalError) return;
+    const index = this.node.heldIndex();
+    if (index <= this.node.log.committed) return;
+    // Timers count whole milliseconds from a truncated loop time: one may fire well before its
+    // delay, and a hedge after a fraction of a commit's usual time spares nothing. The core's
+    // clock says when it is due.
+    const due = this.node.clockMs() + this.hedgeMs;
+    const check = () => {
+      this.hedgeTimer = undefined;
+      // Committed: entries held since then are checked by a timer of their own (with no ack
+      // coming, as when the eager voter is gone, nothing else would arm it).
+      if (this.node.log.committed >= index) return this.armHedge();
+      const left = due - this.node.clockMs();
+      if (left > 0) this.hedgeTimer = this.timers.setTimeout(check, Math.max(1, Math.ceil(left)));
+      else this.enqueue(() => this.node.hedge(index));
+    };
+    this.hedgeTimer = this.timers.setTimeout(check, this.hedgeMs);
   }
 
   /** Count a lane step until it settles; a failure stops the node. */
@@ -721,6 +759,8 @@ export class RaftDriver {
     this.fatalError = e;
     if (this.timer) this.timers.clearInterval(this.timer);
     this.timer = undefined;
+    if (this.hedgeTimer !== undefined) this.timers.clearTimeout(this.hedgeTimer);
+    this.hedgeTimer = undefined;
     this.busy = false;
     for (const r of this.idle.splice(0)) r();
     if (!this.stopped) this.stopped = new DriverStoppedError(e.message);

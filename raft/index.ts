@@ -1,6 +1,6 @@
 export * from './types.js';
 export * from './errors.js';
-export { RaftNode, bootstrapEntries } from './node.js';
+export { RaftNode, THRIFTY_BATCH_ENTRIES, bootstrapEntries } from './node.js';
 export type { RaftConfig, InitialState, Ready } from './node.js';
 export { RaftLog } from './log.js';
 export { ProgressState } from './progress.js';

@@ -69,6 +69,10 @@ Raft:
   --read-mode MODE        safe (ReadIndex, default) | lease (leader lease reads); the same on
                           every member, and lease needs the same --election-timeout and
                           --heartbeat on every member too
+  --replication MODE      thrifty (default): the leader sends each new entry at once to just enough
+                          voters for a quorum and to the others in batches (every heartbeat, 64
+                          entries, a read at them, or a write not committed within 1 ms); all:
+                          to every voter at once (one more follower fdatasync per write)
   --max-sessions N        client sessions kept (default 10000); beyond, the least recently
                           active expires and its client registers a new one
   --session-ttl MS        a session unused this long expires (default 600000)
@@ -129,6 +133,7 @@ const Flags = z.object({
   'election-timeout': Int(2).default(D.electionTimeoutMs),
   heartbeat: Int(1).default(D.heartbeatMs),
   'read-mode': z.enum(['safe', 'lease']).default(D.readMode),
+  replication: z.enum(['thrifty', 'all']).default(D.replication),
   'max-sessions': Int(1).default(D.maxSessions),
   'session-ttl': Int(1000).default(D.sessionTtlMs),
   token: z.string().optional(),
@@ -212,6 +217,7 @@ export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?
     maxValueBytes: f['max-value'],
     snapshotEvery: f['snapshot-every'],
     readMode: f['read-mode'],
+    replication: f.replication,
     maxSessions: f['max-sessions'],
     sessionTtlMs: f['session-ttl'],
     token: f.token ?? process.env.RAFTKV_TOKEN,

@@ -10,6 +10,7 @@ export const REPLICA_DEFAULTS = {
   maxValueBytes: 1 << 20,
   snapshotEvery: 100_000,
   readMode: 'safe',
+  replication: 'thrifty',
   maxSessions: 10_000,
   sessionTtlMs: 600_000,
 } as const;

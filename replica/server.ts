@@ -96,6 +96,11 @@ export interface ReplicaOptions {
   maxValueBytes: number;
   snapshotEvery: number;
   readMode: 'safe' | 'lease';
+  /**
+   * 'thrifty' (default): a leader sends new entries at once to just enough voters for a
+   * quorum, the others in batches (RaftConfig.thrifty). 'all': to every voter at once.
+   */
+  replication?: 'thrifty' | 'all';
   /** Client sessions kept; beyond this the least recently active expires. */
   maxSessions: number;
   /** A client session unused this long (log time) expires. */
@@ -325,6 +330,7 @@ export class Replica {
         electionTicks: Math.max(2, Math.round(o.electionTimeoutMs / tickMs)),
         heartbeatTicks: 1,
         readMode: o.readMode,
+        thrifty: (o.replication ?? 'thrifty') === 'thrifty',
         // The lease is measured in real time, so a blocked event loop cannot stretch it.
         clock: () => performance.now(),
         tickMs,

@@ -17,6 +17,8 @@ function scriptedCore(proposals: { index: number; term: number }[]): RaftNode {
     ready: () => undefined,
     hasReady: () => false,
     tick: () => undefined,
+    heldIndex: () => 0,
+    clockMs: () => 0,
   };
   return core as unknown as RaftNode;
 }
@@ -299,5 +301,57 @@ describe('RaftDriver: lanes', () => {
       for (const s of saves) s();
       await driver.stop();
     }
+  });
+});
+
+describe('RaftDriver: thrifty replication', () => {
+  it('checks an entry held back from a voter after hedgeMs on the core clock, and hedges only if it is still not committed', async () => {
+    // Timers under the test's hand: a timeout is recorded, and fired when the test says.
+    const timeouts: { fn: () => void; ms: number }[] = [];
+    const timers = {
+      setTimeout: (fn: () => void, ms: number) => timeouts.push({ fn, ms }),
+      clearTimeout: () => undefined,
+      setInterval: () => 0,
+      clearInterval: () => undefined,
+      setImmediate: (fn: () => void) => void setImmediate(fn),
+    };
+    let clock = 100;
+    const log = { applied: 0, snapshotIndex: 0, committed: 5 };
+    let held = 7;
+    const hedges: number[] = [];
+    const node = readyCore([], { log, clockMs: () => clock, heldIndex: () => held, hedge: (i: number) => hedges.push(i) });
+    const driver = new RaftDriver({ node, storage: new MemoryStorage(), stateMachine: noMachine, transport: noTransport, timers, hedgeMs: 2 });
+    driver.start();
+    const turn = () => new Promise<void>((r) => setImmediate(r));
+    await turn();
+    assert.equal(timeouts.length, 1, 'entries 6-7 are held and not committed: one timer');
+    assert.equal(timeouts[0].ms, 2);
+    // The timer fires early by the core's clock (timers count whole, truncated milliseconds).
+    clock = 101.5;
+    timeouts.shift()!.fn();
+    assert.equal(timeouts.length, 1, 'not due yet: armed again for the rest');
+    assert.equal(timeouts[0].ms, 1);
+    await turn();
+    assert.deepEqual(hedges, []);
+    clock = 102.2;
+    timeouts.shift()!.fn();
+    await turn();
+    assert.deepEqual(hedges, [7], 'due and still not committed: hedge');
+    // Committed by the time the next timer fires: no hedge, and a timer for what is held since.
+    driver.step({} as never);
+    await turn();
+    assert.equal(timeouts.length, 1);
+    log.committed = 7;
+    held = 9;
+    timeouts.shift()!.fn();
+    await turn();
+    assert.deepEqual(hedges, [7]);
+    assert.equal(timeouts.length, 1, 'entries 8-9 are checked by a timer of their own');
+    held = 0;
+    log.committed = 9;
+    timeouts.shift()!.fn();
+    await turn();
+    assert.equal(timeouts.length, 0, 'nothing held: no timer');
+    await driver.stop();
   });
 });

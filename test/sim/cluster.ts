@@ -79,7 +79,9 @@ type Input =
   /** An operator action (transfer, membership change), run when the node is between batches. */
   | { kind: 'admin'; what: string; fn: (raft: RaftNode) => void }
   /** The transport found nothing listening at `id` (its process crashed): RaftNode.leaderGone. */
-  | { kind: 'gone'; id: string };
+  | { kind: 'gone'; id: string }
+  /** Thrifty replication: entry `index` was held back from a voter a while ago (RaftNode.hedge). */
+  | { kind: 'hedge'; index: number };
 
 interface ClientRequest {
   attempt: number;
@@ -103,6 +105,8 @@ class SimNode {
   alive = false;
   paused = false;
   busy = false;
+  /** A hedge check is scheduled (thrifty replication; one at a time, like the driver's timer). */
+  hedgeArmed = false;
   /**
    * This node's clock rate against true (simulated) time: monotonic clocks differ in rate
    * (and the lease must allow for it), they do not jump.
@@ -188,6 +192,8 @@ export class Simulation {
    */
   private readonly timerRng: Prng;
   private readonly mixedTimers: boolean;
+  /** Thrifty replication (RaftConfig.thrifty) on every member: in half the schedules. */
+  private readonly thrifty: boolean;
   private readonly queue = new EventQueue();
   private now = 0;
   /** Logical clock for the client history: strictly orders every call and return. */
@@ -257,6 +263,7 @@ export class Simulation {
     // Not in lease mode: the leader's lease is its own election timeout, so every member must
     // share it (as with etcd's lease-based reads; README, "Reads").
     this.mixedTimers = this.timerRng.chance(0.3) && this.readMode === 'safe';
+    this.thrifty = new Prng(opts.seed * 7919 + 31).chance(0.5);
     this.snapshotEvery = this.rng.int(10, 80);
     this.snapshotKeep = this.rng.int(0, 8);
     this.chunkBytes = this.rng.int(64, 2048);
@@ -280,7 +287,7 @@ export class Simulation {
     const clientCount = this.rng.int(2, 6);
     for (let i = 0; i < clientCount; i++) this.clients.push(new SimClient(`c${i + 1}`));
     this.trace(
-      `config: voters=${voters} readMode=${this.readMode} fastFailover=${this.fastFailover} electionTicks=${[...this.nodes.values()].map((n) => n.electionTicks).join('/')} snapshotEvery=${this.snapshotEvery} keep=${this.snapshotKeep} chunk=${this.chunkBytes} keys=${this.keys.length} clients=${clientCount}`,
+      `config: voters=${voters} readMode=${this.readMode}${this.thrifty ? ' thrifty' : ''} fastFailover=${this.fastFailover} electionTicks=${[...this.nodes.values()].map((n) => n.electionTicks).join('/')} snapshotEvery=${this.snapshotEvery} keep=${this.snapshotKeep} chunk=${this.chunkBytes} keys=${this.keys.length} clients=${clientCount}`,
     );
   }
 
@@ -337,6 +344,7 @@ export class Simulation {
     node.alive = true;
     node.paused = false;
     node.busy = false;
+    node.hedgeArmed = false;
     node.inbox = [];
     node.pendingProposals.clear();
     node.pendingReads.clear();
@@ -358,6 +366,7 @@ export class Simulation {
         clock: () => this.now * node.clockRate,
         tickMs: TICK_MS,
         maxClockDrift: 0.05,
+        thrifty: this.thrifty,
       },
       { hardState: d.hardState, snapshot: d.snapshot, entries: d.entries.slice(), applied: d.snapshot?.meta.index ?? 0 },
     );
@@ -422,6 +431,9 @@ export class Simulation {
       case 'tick':
         raft.tick();
         return;
+      case 'hedge':
+        raft.hedge(inp.index);
+        return;
       case 'msg': {
         const reason = raft.step(inp.m);
         if (reason && this.traceOn && inp.m.type !== MessageType.Heartbeat) this.trace(`${node.id} drop ${MessageType[inp.m.type]} from ${inp.m.from}: ${reason}`);
@@ -451,6 +463,7 @@ export class Simulation {
   private kick(node: SimNode): void {
     if (!node.alive || node.busy || node.paused) return;
     const rd = node.raft.ready();
+    this.armHedge(node);
     if (!rd) return;
     node.busy = true;
     const inc = node.incarnation;
@@ -460,6 +473,21 @@ export class Simulation {
     this.at(needsSync ? this.rng.int(0, 3) : 0, () => {
       if (node.incarnation !== inc || !node.alive) return; // crashed before the fsync finished
       this.persistAndProcess(node, rd);
+    });
+  }
+
+  /** As the driver does: check entries held back from a voter after a while, hedge if not committed. */
+  private armHedge(node: SimNode): void {
+    if (!this.thrifty || node.hedgeArmed) return;
+    const index = node.raft.heldIndex();
+    if (index <= node.raft.log.committed) return;
+    node.hedgeArmed = true;
+    const inc = node.incarnation;
+    this.at(this.rng.int(1, 4), () => {
+      if (node.incarnation !== inc || !node.alive) return;
+      node.hedgeArmed = false;
+      if (node.raft.log.committed < index) this.input(node, { kind: 'hedge', index });
+      else this.armHedge(node);
     });
   }
 

@@ -95,6 +95,9 @@ export class WholeReplicaSim {
   private readonly durationMs: number;
   private readonly settleMs: number;
   private readonly readMode: 'safe' | 'lease';
+  /** Thrifty replication (the replica's default) in half the schedules, and its hedge delay. */
+  private readonly thrifty: boolean;
+  private readonly hedgeMs: number;
   private readonly mixedTimers: boolean;
   private readonly sessionOptions: Required<Pick<SessionOptions, 'maxSessions' | 'ttlMs'>>;
   private readonly snapshotEvery: number;
@@ -140,6 +143,9 @@ export class WholeReplicaSim {
     // Members configured with election timeouts up to 4x apart, in a third of the safe-read
     // schedules (lease reads need equal ones); a stream of its own, as above.
     this.mixedTimers = this.readMode === 'safe' && new Prng(opts.seed * 7919 + 29).chance(0.3);
+    const thriftyRng = new Prng(opts.seed * 7919 + 31);
+    this.thrifty = thriftyRng.chance(0.5);
+    this.hedgeMs = thriftyRng.int(1, 3);
     this.sessionOptions = this.rng.chance(0.3) ? { maxSessions: this.rng.int(2, 6), ttlMs: this.rng.int(300, 3000) } : { maxSessions: 1000, ttlMs: 600_000 };
     this.snapshotEvery = this.rng.int(15, 80);
     const voters = this.rng.chance(0.5) ? 3 : 5;
@@ -174,7 +180,7 @@ export class WholeReplicaSim {
       healed: () => this.healed,
     });
     this.trace(
-      `config: voters=${voters} readMode=${this.readMode} sessions=${this.sessionOptions.maxSessions}/${this.sessionOptions.ttlMs}ms snapshotEvery=${this.snapshotEvery}${this.fastFailover ? ' fastFailover' : ''}${this.mixedTimers ? ` electionTicks=${this.initial.map((m) => this.electionTicksOf(m.id)).join('/')}` : ''}${this.withLogger ? ' logger=log1' : ''}${this.withApplog ? ' applogs' : ''}`,
+      `config: voters=${voters} readMode=${this.readMode}${this.thrifty ? ` thrifty(hedge ${this.hedgeMs} ms)` : ''} sessions=${this.sessionOptions.maxSessions}/${this.sessionOptions.ttlMs}ms snapshotEvery=${this.snapshotEvery}${this.fastFailover ? ' fastFailover' : ''}${this.mixedTimers ? ` electionTicks=${this.initial.map((m) => this.electionTicksOf(m.id)).join('/')}` : ''}${this.withLogger ? ' logger=log1' : ''}${this.withApplog ? ' applogs' : ''}`,
     );
   }
 
@@ -258,6 +264,7 @@ export class WholeReplicaSim {
       clock: () => this.now * node.clockRate,
       tickMs: TICK_MS,
       maxClockDrift: 0.05,
+      thrifty: this.thrifty,
     };
   }
 
@@ -420,6 +427,7 @@ export class WholeReplicaSim {
       volatileStateMachine: this.rng.chance(0.75),
       keepEntries: this.rng.int(0, 10),
       timers,
+      hedgeMs: this.hedgeMs,
       readContextPrefix: `${node.id}.${inc}`,
       // As replicas run with --logger-truncate: after each snapshot, ask the loggers to cut.
       onSnapshot: (index) => this.loggers.askLoggerToTruncate(node, inc, index),
