@@ -843,6 +843,12 @@ export class RaftNode {
       }
     } else {
       this.send(message({ type: respType, from: this.id, to: m.from, term: this.term, reject: true }));
+      // A survivor that knows no leader refuses a pre-vote because its own log is newer: the
+      // asker cannot win, and waiting for this node's own turn (fast failover staggers the
+      // survivors by id, 1, 3, 5 ... ticks) only prolongs the outage. With thrifty replication
+      // the survivor behind is often the first by id: the held follower. Campaigning is a
+      // pre-vote too, so this can depose no one.
+      if (pre && canVote && this.role === Role.Follower && this.leader === NONE && this.preVote && this.promotable()) this.startCampaign(false);
     }
   }
 

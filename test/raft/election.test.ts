@@ -197,6 +197,20 @@ describe('a leader whose process is gone (the transport was refused at its addre
     assert.deepEqual(net.appliedData('b'), ['x']);
   });
 
+  it('when the first survivor in id order is behind, the one that refuses it for that campaigns at once, not at its own turn', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('c');
+    net.isolate('a');
+    net.propose('c', 'x');
+    net.heal();
+    net.isolate('c');
+    net.node('a').leaderGone('c');
+    net.node('b').leaderGone('c');
+    tickOnly(net, ['a', 'b'], 1); // a's turn; b's own would come two ticks later
+    assert.deepEqual(net.leaders().filter((id) => id !== 'c'), ['b']);
+    assert.deepEqual(net.appliedData('b'), ['x']);
+  });
+
   it('a wrong report (the leader is alive and the others still hear it) elects nobody and moves no term', () => {
     const net = new Net(['a', 'b', 'c']);
     net.elect('c');
