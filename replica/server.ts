@@ -30,6 +30,7 @@ import {
 import { HostPort, dialHost, formatHostPort, parseHostPort } from './addr.js';
 import { ClientServer } from './client-server.js';
 import { Connection } from './client.js';
+import { REPLICA_DEFAULTS } from './defaults.js';
 import { DiskStorageEngine } from './engines/diskstorage.js';
 import { KvEngine, stateDigest } from './engines/engine.js';
 import { MemoryEngine } from './engines/memory.js';
@@ -330,7 +331,7 @@ export class Replica {
         electionTicks: Math.max(2, Math.round(o.electionTimeoutMs / tickMs)),
         heartbeatTicks: 1,
         readMode: o.readMode,
-        thrifty: (o.replication ?? 'thrifty') === 'thrifty',
+        thrifty: (o.replication ?? REPLICA_DEFAULTS.replication) === 'thrifty',
         // The lease is measured in real time, so a blocked event loop cannot stretch it.
         clock: () => performance.now(),
         tickMs,

@@ -53,7 +53,7 @@ describe('the raftkv command line', () => {
     assert.equal(wrong.code, 2);
     assert.equal(wrong.stderr.trim().split('\n').length, 1, wrong.stderr);
     assert.match(wrong.stderr, /--fsync/);
-    for (const bad of [['--wal-segment', '0'], ['--wal-segment', 'big'], ['--wal-preallocate', '-1']]) {
+    for (const bad of [['--wal-segment', '0'], ['--wal-segment', 'big'], ['--wal-preallocate', '-1'], ['--replication', 'some']]) {
       const r = raftkv(['replica', ...bad]);
       assert.equal(r.code, 2, bad.join(' '));
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
