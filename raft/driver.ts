@@ -242,10 +242,7 @@ export class RaftDriver {
 
   /** Stop: finish the batch in flight, fail what is pending, stop the timer. */
   async stop(why = 'shutting down'): Promise<void> {
-    if (this.timer) this.timers.clearInterval(this.timer);
-    this.timer = undefined;
-    if (this.hedgeTimer !== undefined) this.timers.clearTimeout(this.hedgeTimer);
-    this.hedgeTimer = undefined;
+    this.clearTimers();
     if (!this.stopped) this.stopped = new DriverStoppedError(why);
     if (this.busy || this.inPipeline > 0) await new Promise<void>((r) => this.idle.push(r));
     this.failAll(this.stopped);
@@ -481,6 +478,14 @@ export class RaftDriver {
       else this.enqueue(() => this.node.hedge(index));
     };
     this.hedgeTimer = this.timers.setTimeout(check, this.hedgeMs);
+  }
+
+  /** The tick and the hedge check: neither may fire once the driver stopped. */
+  private clearTimers(): void {
+    if (this.timer) this.timers.clearInterval(this.timer);
+    this.timer = undefined;
+    if (this.hedgeTimer !== undefined) this.timers.clearTimeout(this.hedgeTimer);
+    this.hedgeTimer = undefined;
   }
 
   /** Count a lane step until it settles; a failure stops the node. */
@@ -757,10 +762,7 @@ export class RaftDriver {
     // Once: a failed save fails every lane step queued behind it too.
     if (this.fatalError) return;
     this.fatalError = e;
-    if (this.timer) this.timers.clearInterval(this.timer);
-    this.timer = undefined;
-    if (this.hedgeTimer !== undefined) this.timers.clearTimeout(this.hedgeTimer);
-    this.hedgeTimer = undefined;
+    this.clearTimers();
     this.busy = false;
     for (const r of this.idle.splice(0)) r();
     if (!this.stopped) this.stopped = new DriverStoppedError(e.message);

@@ -1168,7 +1168,7 @@ export class RaftNode {
       if (id === this.id || pr.isPaused()) continue;
       if (pr.next <= last) {
         if (holding && this.isHeld(id, pr) && last - pr.next + 1 < THRIFTY_BATCH_ENTRIES) continue;
-        while (!pr.isPaused() && pr.next <= last && this.sendAppend(id, pr));
+        this.sendPending(id, pr);
       } else if (pr.state === ProgressState.Probe && pr.match < last) {
         // An empty append probes where the logs agree.
         this.sendAppend(id, pr);
@@ -1195,23 +1195,13 @@ export class RaftNode {
       const pr = this.progress.get(id);
       if (!pr || pr.isLearner || pr.state !== ProgressState.Replicate || !voters.includes(id)) this.eager.delete(id);
     }
-    while (this.eager.size < need) {
-      let best: NodeId | undefined;
-      let bestPr: Progress | undefined;
-      for (const id of voters) {
-        const pr = this.progress.get(id);
-        if (id === this.id || this.eager.has(id) || !pr || pr.state !== ProgressState.Replicate) continue;
-        const better =
-          !bestPr ||
-          (this.demoted.has(best!) && !this.demoted.has(id)) ||
-          (this.demoted.has(best!) === this.demoted.has(id) && (pr.match > bestPr.match || (pr.match === bestPr.match && id < best!)));
-        if (better) {
-          best = id;
-          bestPr = pr;
-        }
-      }
-      if (best === undefined) break;
-      this.eager.add(best);
+    if (this.eager.size < need) {
+      // Not demoted by a hedge first, then the most up to date, then by id.
+      const match = (id: NodeId) => this.progress.get(id)!.match;
+      const candidates = voters
+        .filter((id) => id !== this.id && !this.eager.has(id) && this.progress.get(id)?.state === ProgressState.Replicate)
+        .sort((x, y) => Number(this.demoted.has(x)) - Number(this.demoted.has(y)) || match(y) - match(x) || (x < y ? -1 : 1));
+      for (const id of candidates.slice(0, need - this.eager.size)) this.eager.add(id);
     }
     this.demoted.clear();
     return true;
@@ -1256,6 +1246,12 @@ export class RaftNode {
     }
     this.releaseHeld = true;
     this.needsFlush = true;
+  }
+
+  /** Send what `to` is missing, within its flow-control window. */
+  private sendPending(to: NodeId, pr: Progress): void {
+    const last = this.log.lastIndex();
+    while (!pr.isPaused() && pr.next <= last && this.sendAppend(to, pr));
   }
 
   /** Returns false when it had to start a snapshot instead. */
@@ -1414,8 +1410,7 @@ export class RaftNode {
     // A voter that thrifty replication holds entries back from needs them to reach the read
     // point: they go first, on the same connection.
     const pr = this.progress.get(requester);
-    const last = this.log.lastIndex();
-    if (pr && pr.state === ProgressState.Replicate && pr.next <= index) while (!pr.isPaused() && pr.next <= last && this.sendAppend(requester, pr));
+    if (pr && pr.state === ProgressState.Replicate && pr.next <= index) this.sendPending(requester, pr);
     // Carry the commit index (capped at what the requester has acknowledged, as heartbeats do)
     // so the follower can apply up to the read point without waiting for the next heartbeat.
     const commit = Math.min(this.progress.get(requester)?.match ?? 0, this.log.committed);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MessageType, THRIFTY_BATCH_ENTRIES } from '../../raft/index.js';
+import { MessageType, RaftNode, THRIFTY_BATCH_ENTRIES } from '../../raft/index.js';
 import { Net, text } from './harness.js';
 
 /** Appends from `from` to `to` that carried an entry with `data`. */
@@ -15,12 +15,18 @@ function thriftyNet(ids = ['a', 'b', 'c']): Net {
   return net;
 }
 
+/** A thrifty cluster led by a, where a proposed 'x' and the network settled (c holds it back). */
+function proposedX(): { net: Net; a: RaftNode; index: number } {
+  const net = thriftyNet();
+  const a = net.node('a');
+  const { index } = a.propose(text('x'));
+  net.settle();
+  return { net, a, index };
+}
+
 describe('thrifty replication: new entries go at once only to the voters a quorum needs', () => {
   it('with three voters one follower gets a new entry at once, it commits with the leader, and the other gets it at the next heartbeat', () => {
-    const net = thriftyNet();
-    const a = net.node('a');
-    const { index } = a.propose(text('x'));
-    net.settle();
+    const { net, a, index } = proposedX();
     assert.equal(carried(net, 'b', 'x'), 1, 'the eager follower (most up to date, then by id) gets it');
     assert.equal(carried(net, 'c', 'x'), 0, 'the other voter waits');
     assert.ok(a.log.committed >= index, 'leader and one follower are a quorum');
@@ -75,10 +81,7 @@ describe('thrifty replication: new entries go at once only to the voters a quoru
   });
 
   it('a hedge for an entry already committed changes nothing', () => {
-    const net = thriftyNet();
-    const a = net.node('a');
-    const { index } = a.propose(text('x'));
-    net.settle();
+    const { net, a, index } = proposedX();
     a.hedge(index);
     net.settle();
     assert.equal(carried(net, 'c', 'x'), 0);
@@ -88,10 +91,7 @@ describe('thrifty replication: new entries go at once only to the voters a quoru
   });
 
   it('a read at the held follower brings it the entries up to the read point first', () => {
-    const net = thriftyNet();
-    const a = net.node('a');
-    const { index } = a.propose(text('x'));
-    net.settle();
+    const { net, index } = proposedX();
     assert.equal(carried(net, 'c', 'x'), 0);
     net.node('c').readIndex('r1');
     net.settle();
@@ -112,10 +112,7 @@ describe('thrifty replication: new entries go at once only to the voters a quoru
   });
 
   it('a leadership transfer holds nothing back: the transferee catches up and takes over', () => {
-    const net = thriftyNet();
-    const a = net.node('a');
-    a.propose(text('x'));
-    net.settle();
+    const { net, a } = proposedX();
     assert.equal(carried(net, 'c', 'x'), 0);
     a.transferLeadership('c');
     net.settle();
@@ -128,10 +125,7 @@ describe('thrifty replication: new entries go at once only to the voters a quoru
   });
 
   it('after the eager follower fails over to the held one, an election still picks a member with every committed entry', () => {
-    const net = thriftyNet();
-    const a = net.node('a');
-    a.propose(text('x'));
-    net.settle();
+    const { net } = proposedX();
     // c has not got x; a stops. b has it (committed with a) and must win; c must not.
     net.isolate('a');
     net.tickAll(30);
