@@ -833,7 +833,11 @@ export class RaftNode {
       (this.vote === m.from ||
       (this.vote === NONE && this.leader === NONE) ||
       (pre && m.term > this.term));
-    if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
+    // Two pre-candidates for the same term with the same log would grant each other, both go
+    // on to the real vote and split it (then nobody leads for an election timeout): the one
+    // first in id order keeps its turn, as fast failover's stagger meant it to.
+    const tie = pre && this.role === Role.PreCandidate && m.term === this.term + 1 && m.logTerm === this.log.lastTerm() && m.index === this.log.lastIndex() && this.id < m.from;
+    if (canVote && !tie && this.log.isUpToDate(m.index, m.logTerm)) {
       // A granted pre-vote answers with the term the candidate will use; a real vote is durable
       // (the hard state is persisted before this response leaves).
       this.send(message({ type: respType, from: this.id, to: m.from, term: m.term }));
@@ -843,12 +847,15 @@ export class RaftNode {
       }
     } else {
       this.send(message({ type: respType, from: this.id, to: m.from, term: this.term, reject: true }));
-      // A survivor that knows no leader refuses a pre-vote because its own log is newer: the
-      // asker cannot win, and waiting for this node's own turn (fast failover staggers the
+      // A survivor that knows no leader refuses a pre-vote because its own log is newer (or
+      // for the tie above): the asker cannot win, and waiting for this node's own turn (fast failover staggers the
       // survivors by id, 1, 3, 5 ... ticks) only prolongs the outage. With thrifty replication
       // the survivor behind is often the first by id: the held follower. Campaigning is a
-      // pre-vote too, so this can depose no one.
-      if (pre && canVote && this.role === Role.Follower && this.leader === NONE && this.preVote && this.promotable()) this.startCampaign(false);
+      // pre-vote too, so this can depose no one. A pre-candidate asks again for the same
+      // reason: its own pre-vote may have gone unanswered (asked while the other still counted
+      // on the old leader, which ignores it), and its timer would wait a whole election timeout.
+      const mayCampaign = this.role === Role.Follower || this.role === Role.PreCandidate;
+      if (pre && canVote && mayCampaign && this.leader === NONE && this.preVote && this.promotable()) this.startCampaign(false);
     }
   }
 
