@@ -201,6 +201,8 @@ export class RaftNode {
   private readonly eager = new Set<NodeId>();
   /** Voters dropped from `eager` by a hedge: chosen again only when no other one can be. */
   private readonly demoted = new Set<NodeId>();
+  /** Thrifty replication: the tick at which each follower last asked this leader for a read. */
+  private readonly lastRead = new Map<NodeId, number>();
   /** Send what is held back at the next flush. */
   private releaseHeld = false;
   private votesWithheld: boolean;
@@ -675,6 +677,7 @@ export class RaftNode {
     this.progress.clear();
     this.eager.clear();
     this.demoted.clear();
+    this.lastRead.clear();
     this.releaseHeld = false;
     const next = this.log.lastIndex() + 1;
     for (const id of this.members()) {
@@ -901,6 +904,7 @@ export class RaftNode {
       case MessageType.ReadIndex:
         if (this.role !== Role.Leader) return 'read index request: not the leader';
         if (!this.fromConfiguredIncarnation(m)) return `read index request from another incarnation of ${m.from}`;
+        this.noteReader(m.from);
         this.leaderRead(m.context, m.from);
         return undefined;
     }
@@ -1203,15 +1207,42 @@ export class RaftNode {
       if (!pr || pr.isLearner || pr.state !== ProgressState.Replicate || !voters.includes(id)) this.eager.delete(id);
     }
     if (this.eager.size < need) {
-      // Not demoted by a hedge first, then the most up to date, then by id.
+      // Not demoted by a hedge first, then serving reads, then the most up to date, then by id.
       const match = (id: NodeId) => this.progress.get(id)!.match;
+      const reads = (id: NodeId) => Number(this.readsRecently(id));
       const candidates = voters
         .filter((id) => id !== this.id && !this.eager.has(id) && this.progress.get(id)?.state === ProgressState.Replicate)
-        .sort((x, y) => Number(this.demoted.has(x)) - Number(this.demoted.has(y)) || match(y) - match(x) || (x < y ? -1 : 1));
+        .sort((x, y) => Number(this.demoted.has(x)) - Number(this.demoted.has(y)) || reads(y) - reads(x) || match(y) - match(x) || (x < y ? -1 : 1));
       for (const id of candidates.slice(0, need - this.eager.size)) this.eager.add(id);
     }
     this.demoted.clear();
     return true;
+  }
+
+  /**
+   * Thrifty replication: a read at a held voter first waits for it to make the held entries
+   * durable (deliverRead sends them ahead of the answer), so a voter that serves reads is
+   * better eager. It takes the place of an eager voter that has served none for an election
+   * timeout; two that both serve reads stay as they are (swapping back and forth would only
+   * move the wait from one to the other).
+   */
+  private noteReader(id: NodeId): void {
+    if (!this.thrifty) return;
+    this.lastRead.set(id, this.now);
+    if (this.eager.size === 0 || this.eager.has(id)) return;
+    const pr = this.progress.get(id);
+    if (!pr || pr.isLearner || pr.state !== ProgressState.Replicate || !this.membership.voters.includes(id)) return;
+    for (const e of this.eager) {
+      if (this.readsRecently(e)) continue;
+      this.eager.delete(e);
+      this.eager.add(id);
+      return;
+    }
+  }
+
+  private readsRecently(id: NodeId): boolean {
+    const at = this.lastRead.get(id);
+    return at !== undefined && this.now - at < this.electionTicks;
   }
 
   /** A voter whose new entries may wait (thrifty replication; chooseEager ran). */

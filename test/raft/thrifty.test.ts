@@ -100,6 +100,31 @@ describe('thrifty replication: new entries go at once only to the voters a quoru
     assert.deepEqual(net.appliedData('c'), ['x'], 'c applied up to the read point without waiting for a heartbeat');
   });
 
+  it('a held follower that serves reads becomes the eager one, so its next reads need no flush of held entries first', () => {
+    // Its reads otherwise waited, every time, for it to make the held entries durable (the
+    // bench's 50/50 workload at one client reads at one follower: p90 1.2 ms against 0.6-0.9
+    // with every follower sent every entry).
+    const { net, a } = proposedX();
+    net.node('c').readIndex('r1');
+    net.settle();
+    a.propose(text('y'));
+    net.settle();
+    assert.equal(carried(net, 'c', 'y'), 1, 'c reads: y goes to it at once');
+    assert.equal(carried(net, 'b', 'y'), 0, 'b, which serves no reads, is held now');
+    net.node('b').readIndex('r2');
+    net.settle();
+    a.propose(text('z'));
+    net.settle();
+    assert.equal(carried(net, 'c', 'z'), 1, 'c is not swapped out for a reader while it reads too');
+    net.tick('a', 10); // electionTicks: c's reads are old news, b's too
+    net.node('b').readIndex('r3');
+    net.settle();
+    a.propose(text('w'));
+    net.settle();
+    assert.equal(carried(net, 'b', 'w'), 1, 'b reads and c has not for an election timeout: b is eager');
+    assert.deepEqual(net.appliedData('b').slice(0, 3), ['x', 'y', 'z']);
+  });
+
   it('five voters: two followers get new entries at once, two wait', () => {
     const net = thriftyNet(['a', 'b', 'c', 'd', 'e']);
     net.node('a').propose(text('x'));
