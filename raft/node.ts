@@ -201,6 +201,8 @@ export class RaftNode {
   private readonly eager = new Set<NodeId>();
   /** Voters dropped from `eager` by a hedge: chosen again only when no other one can be. */
   private readonly demoted = new Set<NodeId>();
+  /** The last pre-vote ignored inside a leader's lease, and the tick it came (see leaderGone). */
+  private ignoredPreVote: { m: Message; at: number } | undefined;
   /** Thrifty replication: the tick at which each follower last asked this leader for a read. */
   private readonly lastRead = new Map<NodeId, number>();
   /** Send what is held back at the next flush. */
@@ -352,6 +354,12 @@ export class RaftNode {
     const survivors = this.membership.voters.filter((v) => v !== id).sort();
     const delay = 1 + 2 * Math.max(0, survivors.indexOf(this.id));
     this.electionElapsed = Math.max(this.electionElapsed, this.randomizedElectionTimeout - delay);
+    // A survivor that heard first asked for our pre-vote while we still counted on this
+    // leader, and got no answer (the lease): answer it now, instead of leaving it to wait
+    // for our own turn. Only a recent one: an older asker has given up on it.
+    const asked = this.ignoredPreVote;
+    this.ignoredPreVote = undefined;
+    if (asked && asked.m.from !== id && this.now - asked.at < this.electionTicks) this.stepValid(asked.m);
   }
 
   hardState(): HardState {
@@ -875,6 +883,7 @@ export class RaftNode {
         // the leader lease safe). The leader itself asking has stepped down (it heard no
         // quorum in time): the lease protects nobody then, and turning it away would leave
         // the cluster without a leader until our timer ran out.
+        if (m.type === MessageType.PreVote) this.ignoredPreVote = { m, at: this.now };
         return 'vote request ignored: current leader lease';
       }
       if (m.type === MessageType.PreVote) {

@@ -234,6 +234,21 @@ describe('a leader whose process is gone (the transport was refused at its addre
     assert.deepEqual(net.appliedData('b'), ['x']);
   });
 
+  it('a pre-vote ignored inside the old leader\'s lease is answered as soon as that leader is reported gone', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('c');
+    net.isolate('a');
+    net.propose('c', 'x');
+    net.heal();
+    net.isolate('c');
+    net.node('b').leaderGone('c');
+    tickOnly(net, ['a', 'b'], 3); // b asks; a, still in c's lease, does not answer
+    assert.deepEqual(net.leaders().filter((id) => id !== 'c'), []);
+    net.node('a').leaderGone('c');
+    net.settle();
+    assert.deepEqual(net.leaders().filter((id) => id !== 'c'), ['b'], 'b leads without another tick');
+  });
+
   it('whatever order the survivors hear of it in, one of them leads within a few ticks of the last report (property)', () => {
     // Each survivor campaigns within 1, 3, 5 ... ticks of its own report, and one that refuses
     // a pre-vote for its newer log asks at once: so by then one of them has won, never a whole
