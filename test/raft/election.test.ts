@@ -169,6 +169,17 @@ describe('a leader whose process is gone (the transport was refused at its addre
     }
   };
 
+  /** c led and is gone (isolated: it stays silent); a missed 'x', so b, second in id order, is ahead. */
+  const aBehindLeaderGone = (): Net => {
+    const net = new Net(['a', 'b', 'c']);
+    net.elect('c');
+    net.isolate('a');
+    net.propose('c', 'x');
+    net.heal();
+    net.isolate('c');
+    return net;
+  };
+
   it('is replaced within a few ticks, not an election timeout, by the survivor first in id order', () => {
     const net = new Net(['a', 'b', 'c']);
     net.elect('c');
@@ -185,12 +196,7 @@ describe('a leader whose process is gone (the transport was refused at its addre
   });
 
   it('the survivor later in id order takes over when the first cannot win', () => {
-    const net = new Net(['a', 'b', 'c']);
-    net.elect('c');
-    net.isolate('a'); // a misses x: its log is behind, so b will not vote for it
-    net.propose('c', 'x');
-    net.heal();
-    net.isolate('c');
+    const net = aBehindLeaderGone();
     net.node('a').leaderGone('c');
     net.node('b').leaderGone('c');
     tickOnly(net, ['a', 'b'], 4);
@@ -199,12 +205,7 @@ describe('a leader whose process is gone (the transport was refused at its addre
   });
 
   it('when the first survivor in id order is behind, the one that refuses it for that campaigns at once, not at its own turn', () => {
-    const net = new Net(['a', 'b', 'c']);
-    net.elect('c');
-    net.isolate('a');
-    net.propose('c', 'x');
-    net.heal();
-    net.isolate('c');
+    const net = aBehindLeaderGone();
     net.node('a').leaderGone('c');
     net.node('b').leaderGone('c');
     tickOnly(net, ['a', 'b'], 1); // a's turn; b's own would come two ticks later
@@ -217,12 +218,7 @@ describe('a leader whose process is gone (the transport was refused at its addre
     // gone and campaigned while a still counted on c, so a ignored the pre-vote (c's lease);
     // a campaigned later and b, a pre-candidate then, refused it for its older log and waited
     // out a whole election timeout before asking again.
-    const net = new Net(['a', 'b', 'c']);
-    net.elect('c');
-    net.isolate('a');
-    net.propose('c', 'x');
-    net.heal();
-    net.isolate('c');
+    const net = aBehindLeaderGone();
     const term = net.node('b').term;
     net.node('b').leaderGone('c');
     tickOnly(net, ['a', 'b'], 3); // b's turn (second of a, b): a still in c's lease, b's pre-vote goes unanswered
@@ -235,12 +231,7 @@ describe('a leader whose process is gone (the transport was refused at its addre
   });
 
   it('a pre-vote ignored inside the old leader\'s lease is answered as soon as that leader is reported gone', () => {
-    const net = new Net(['a', 'b', 'c']);
-    net.elect('c');
-    net.isolate('a');
-    net.propose('c', 'x');
-    net.heal();
-    net.isolate('c');
+    const net = aBehindLeaderGone();
     net.node('b').leaderGone('c');
     tickOnly(net, ['a', 'b'], 3); // b asks; a, still in c's lease, does not answer
     assert.deepEqual(net.leaders().filter((id) => id !== 'c'), []);
