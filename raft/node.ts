@@ -1212,16 +1212,13 @@ export class RaftNode {
     const voters = this.membership.voters;
     if (!this.thrifty || this.role !== Role.Leader || this.leadTransferee !== NONE || voters.length < 3 || !voters.includes(this.id)) return false;
     const need = quorum(voters.length) - 1;
-    for (const id of this.eager) {
-      const pr = this.progress.get(id);
-      if (!pr || pr.isLearner || pr.state !== ProgressState.Replicate || !voters.includes(id)) this.eager.delete(id);
-    }
+    for (const id of this.eager) if (!this.mayBeEager(id)) this.eager.delete(id);
     if (this.eager.size < need) {
       // Not demoted by a hedge first, then serving reads, then the most up to date, then by id.
       const match = (id: NodeId) => this.progress.get(id)!.match;
       const reads = (id: NodeId) => Number(this.readsRecently(id));
       const candidates = voters
-        .filter((id) => id !== this.id && !this.eager.has(id) && this.progress.get(id)?.state === ProgressState.Replicate)
+        .filter((id) => id !== this.id && !this.eager.has(id) && this.mayBeEager(id))
         .sort((x, y) => Number(this.demoted.has(x)) - Number(this.demoted.has(y)) || reads(y) - reads(x) || match(y) - match(x) || (x < y ? -1 : 1));
       for (const id of candidates.slice(0, need - this.eager.size)) this.eager.add(id);
     }
@@ -1239,15 +1236,19 @@ export class RaftNode {
   private noteReader(id: NodeId): void {
     if (!this.thrifty) return;
     this.lastRead.set(id, this.now);
-    if (this.eager.size === 0 || this.eager.has(id)) return;
-    const pr = this.progress.get(id);
-    if (!pr || pr.isLearner || pr.state !== ProgressState.Replicate || !this.membership.voters.includes(id)) return;
+    if (this.eager.size === 0 || this.eager.has(id) || !this.mayBeEager(id)) return;
     for (const e of this.eager) {
       if (this.readsRecently(e)) continue;
       this.eager.delete(e);
       this.eager.add(id);
       return;
     }
+  }
+
+  /** A voter in Replicate state: one a thrifty leader may send new entries to at once. */
+  private mayBeEager(id: NodeId): boolean {
+    const pr = this.progress.get(id);
+    return pr !== undefined && !pr.isLearner && pr.state === ProgressState.Replicate && this.membership.voters.includes(id);
   }
 
   private readsRecently(id: NodeId): boolean {
