@@ -359,7 +359,7 @@ export class RaftNode {
     // for our own turn. Only a recent one: an older asker has given up on it.
     const asked = this.ignoredPreVote;
     this.ignoredPreVote = undefined;
-    if (asked && asked.m.from !== id && this.now - asked.at < this.electionTicks) this.stepValid(asked.m);
+    if (asked && this.now - asked.at < this.electionTicks) this.stepValid(asked.m);
   }
 
   hardState(): HardState {
@@ -858,16 +858,12 @@ export class RaftNode {
       }
     } else {
       this.send(message({ type: respType, from: this.id, to: m.from, term: this.term, reject: true }));
-      // A survivor that knows no leader refuses a pre-vote because its own log is newer (or
-      // for the tie above): the asker cannot win, and waiting for this node's own turn (fast
-      // failover staggers the survivors by id, 1, 3, 5 ... ticks) only prolongs the outage.
-      // With thrifty replication the survivor behind is often the first by id: the held
-      // follower. Campaigning is a pre-vote too, so this can depose no one. A pre-candidate
-      // asks again for the same reason: its own pre-vote may have gone unanswered (asked while
-      // the other still counted on the old leader, which ignores it), and its timer would wait
-      // a whole election timeout.
-      const mayCampaign = this.role === Role.Follower || this.role === Role.PreCandidate;
-      if (pre && canVote && mayCampaign && this.leader === NONE && this.preVote && this.promotable()) this.startCampaign(false);
+      // A survivor that knows no leader refuses a pre-vote because its own log is newer: the
+      // asker cannot win, and waiting for this node's own turn (fast failover staggers the
+      // survivors by id, 1, 3, 5 ... ticks) only prolongs the outage. With thrifty replication
+      // the survivor behind is often the first by id: the held follower. Campaigning is a
+      // pre-vote too, so this can depose no one.
+      if (pre && canVote && this.role === Role.Follower && this.leader === NONE && this.preVote && this.promotable()) this.startCampaign(false);
     }
   }
 
