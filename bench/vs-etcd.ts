@@ -1,9 +1,9 @@
 /**
  * raftkv against etcd on this machine, in one session (`npm run bench` runs it last; alone:
  * `npm run bench:etcd`). Every configuration gets fresh 3-node clusters of both systems, one
- * after the other (which goes first alternates from point to point, and the disk is flushed
- * with sync(1) after each: a run second in line was measurably slower at 8 clients, on the
- * first one's leftovers), measured by the same closed-loop generator (`raftkv loadgen`, in child
+ * after the other (which goes first alternates over workloads and client counts, see
+ * measuredFirst; the disk is flushed with sync(1) after each: a run second in line was
+ * measurably slower at 8 clients, on the first one's leftovers), measured by the same closed-loop generator (`raftkv loadgen`, in child
  * processes so its CPU is not the servers'), each system with its cheapest driver (raftkv:
  * protobuf; etcd: gRPC), same clients, keys, value size and write ratio. Each system's client
  * does what it does for its users: raftkv's sends writes to the leader a follower names (leader
@@ -31,6 +31,7 @@ import { Connection } from '../replica/client.js';
 import { Op, Status } from '../replica/proto.js';
 import { lineChart } from '../experiment/chart.js';
 import { VS_ETCD_FLAGS, VS_ETCD_USAGE, VsEtcdFlags, benchFlags } from './flags.js';
+import { measuredFirst } from './order.js';
 import { runLoadgen } from './run-load.js';
 import { CpuTimeline, rssBytes } from './proc-stats.js';
 import { ELECTION_TIMEOUT_MS, RunningSystem, ensureEtcd, followersFirst, startEtcd, startRaftkv } from './systems.js';
@@ -246,11 +247,10 @@ if (!skip.has('matrix')) {
   }
   const points: Point[] = [];
   const results: LoadResult[] = [];
-  let pointNumber = 0;
-  for (const w of WORKLOADS) {
-    for (const clients of clientCounts) {
+  for (const [wi, w] of WORKLOADS.entries()) {
+    for (const [ci, clients] of clientCounts.entries()) {
       const starts = [() => startRaftkv(), startEtcd];
-      const first = pointNumber++ % 2;
+      const first = measuredFirst(wi, ci);
       const measured: { point: Point; result: LoadResult }[] = [];
       for (const i of [first, 1 - first]) measured[i] = await measure(starts[i], w, clients, i === first ? 1 : 2);
       for (const { point, result } of measured) {

@@ -1,0 +1,15 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { measuredFirst } from '../../bench/order.js';
+
+describe('which system a bench point measures first', () => {
+  it('each system goes first at one of the two workloads of every client count, and alternates along each workload', () => {
+    const counts = [1, 8, 32, 128];
+    const grid = [0, 1].map((w) => counts.map((_, c) => measuredFirst(w, c)));
+    assert.deepEqual(grid, [
+      [0, 1, 0, 1],
+      [1, 0, 1, 0],
+    ]);
+    for (let c = 0; c < counts.length; c++) assert.notEqual(grid[0][c], grid[1][c], `client count ${counts[c]}: both workloads had the same system first`);
+  });
+});
