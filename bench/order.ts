@@ -5,7 +5,7 @@
  * Alternating from point to point alone gave the same system the same place at every point
  * of a client count when the count of client counts is even (raftkv went first at both
  * one-client points of the default 1, 8, 32, 128); a checkerboard over workload and client
- * count gives each system each place once per client count and once per workload pair.
+ * count gives each system first place at one of the two workloads of every client count.
  */
 export function measuredFirst(workloadIndex: number, clientIndex: number): 0 | 1 {
   return ((workloadIndex + clientIndex) % 2) as 0 | 1;

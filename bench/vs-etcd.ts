@@ -3,12 +3,13 @@
  * `npm run bench:etcd`). Every configuration gets fresh 3-node clusters of both systems, one
  * after the other (which goes first alternates over workloads and client counts, see
  * measuredFirst; the disk is flushed with sync(1) after each: a run second in line was
- * measurably slower at 8 clients, on the first one's leftovers), measured by the same closed-loop generator (`raftkv loadgen`, in child
- * processes so its CPU is not the servers'), each system with its cheapest driver (raftkv:
- * protobuf; etcd: gRPC), same clients, keys, value size and write ratio. Each system's client
- * does what it does for its users: raftkv's sends writes to the leader a follower names (leader
- * discovery, as RaftKvClient does), etcd's clientv3 sends everything to its endpoint, which
- * passes writes on. `--route member` measures raftkv's followers passing writes on too.
+ * measurably slower at 8 clients, on the first one's leftovers), measured by the same
+ * closed-loop generator (`raftkv loadgen`, in child processes so its CPU is not the
+ * servers'), each system with its cheapest driver (raftkv: protobuf; etcd: gRPC), same
+ * clients, keys, value size and write ratio. Each system's client does what it does for its
+ * users: raftkv's sends writes to the leader a follower names (leader discovery, as
+ * RaftKvClient does), etcd's clientv3 sends everything to its endpoint, which passes writes
+ * on. `--route member` measures raftkv's followers passing writes on too.
  *
  * Parts (--skip any of them):
  *   matrix    100% writes and 50/50 linearizable reads and writes at 1, 8, 32, 128 clients:

@@ -112,9 +112,9 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   // Measured from `start`; while warming up, `start` is in the future and nothing is counted.
   let start = performance.now() + warmupS * 1000;
   const deadline = o.durationS ? start + o.durationS * 1000 : Infinity;
-  // The timer only resets the CPU count and the start to the moment it really fires, if late.
-  // It may also fire early (libuv times it by the loop's cached clock, which lags
-  // performance.now()), and the window must not open before the warm-up is over.
+  // A timer that fires late starts the window (and the CPU count) then. One may also fire
+  // early (libuv times it by the loop's cached clock, which lags performance.now()), and the
+  // window never opens before the warm-up is over.
   const warmupEnds = start;
   const warm = warmupS > 0 ? setTimeout(() => {
     cpu0 = process.cpuUsage();
