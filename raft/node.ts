@@ -1244,7 +1244,7 @@ export class RaftNode {
   /** A voter in Replicate state: one a thrifty leader may send new entries to at once. */
   private mayBeEager(id: NodeId): boolean {
     const pr = this.progress.get(id);
-    return pr !== undefined && !pr.isLearner && pr.state === ProgressState.Replicate && this.membership.voters.includes(id);
+    return pr !== undefined && streamsToVoter(pr) && this.membership.voters.includes(id);
   }
 
   private readsRecently(id: NodeId): boolean {
@@ -1254,7 +1254,7 @@ export class RaftNode {
 
   /** A voter whose new entries may wait (thrifty replication; chooseEager ran). */
   private isHeld(id: NodeId, pr: Progress): boolean {
-    return !pr.isLearner && pr.state === ProgressState.Replicate && !this.eager.has(id);
+    return streamsToVoter(pr) && !this.eager.has(id);
   }
 
   /** Milliseconds on this node's clock (RaftConfig.clock). */
@@ -1534,6 +1534,11 @@ export class RaftNode {
   private assertNotInReady(): void {
     if (this.inFlightReady) throw new Error('raft: call advance() before driving the node again');
   }
+}
+
+/** A voter's progress in Replicate state: entries stream to it, or a thrifty leader holds them. */
+function streamsToVoter(pr: Progress): boolean {
+  return !pr.isLearner && pr.state === ProgressState.Replicate;
 }
 
 function sameHardState(a: HardState, b: HardState): boolean {
