@@ -14,6 +14,12 @@ export function clusterIdOf(members: { id: NodeId; addr: string }[]): string {
   return h.digest('hex').slice(0, 16);
 }
 
+/** Nothing stored yet: a node starting for the first time (or after its data was lost). */
+export function isEmptyStorage(storage: Storage): boolean {
+  const st = storage.initialState();
+  return (st.hardState?.term ?? 0) === 0 && (st.entries?.length ?? 0) === 0 && !st.snapshot;
+}
+
 /**
  * What a node starts from: its recovered state, or, for a brand-new node of a new cluster, the
  * bootstrap entries (identical on every initial member), made durable before anything else.
@@ -21,8 +27,7 @@ export function clusterIdOf(members: { id: NodeId; addr: string }[]): string {
  */
 export async function loadOrBootstrap(storage: Storage, members?: { id: NodeId; addr: string }[]): Promise<InitialState> {
   const st = storage.initialState();
-  const empty = (st.hardState?.term ?? 0) === 0 && (st.entries?.length ?? 0) === 0 && !st.snapshot;
-  if (!empty || !members || members.length === 0) return st;
+  if (!isEmptyStorage(storage) || !members || members.length === 0) return st;
   const entries = bootstrapEntries(members);
   const hardState = { term: 1, vote: '', commit: entries.length };
   await storage.save({ entries, hardState });

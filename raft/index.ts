@@ -18,4 +18,4 @@ export type { FileSystem, FileHandleLike } from './storage/fs.js';
 export { crc32c, crc32cPortable, crc32cImplementation } from './storage/crc32c.js';
 export { RaftDriver, DriverStoppedError, processTimers } from './driver.js';
 export type { StateMachine, CapturedSnapshot, Transport, DriverOptions, Applied, Timers } from './driver.js';
-export { loadOrBootstrap, clusterIdOf } from './bootstrap.js';
+export { loadOrBootstrap, clusterIdOf, isEmptyStorage } from './bootstrap.js';

@@ -66,6 +66,14 @@ export interface RaftConfig {
    * cluster may leave it off: no lease can count on it yet.
    */
   startupVoteGuard?: boolean;
+  /**
+   * A member of a brand-new cluster: no leader exists yet for it to wait for, so its first
+   * election timeout keeps only its random part, plus one tick (etcd's
+   * --initial-election-tick-advance). Members that start together still time out at different
+   * ticks. Ignored with the startup vote guard, which refuses votes for that first timeout
+   * anyway. Default false: a restarted node waits a whole timeout for the leader it had.
+   */
+  advanceFirstElection?: boolean;
   /** Source of randomness for election timeouts; the simulator passes a seeded PRNG. */
   random?: () => number;
   /**
@@ -318,6 +326,7 @@ export class RaftNode {
     this.prevHardState = this.hardState();
     this.prevSoftState = this.softState();
     this.becomeFollower(this.term, NONE);
+    if (config.advanceFirstElection && this.startupGuardTicks === 0) this.electionElapsed = this.electionTicks - 1;
   }
 
   // ---------------------------------------------------------------------------------------

@@ -30,6 +30,36 @@ describe('leader election (Raft §5.2, dissertation §9.6 PreVote, §6.2 CheckQu
     assert.ok(timeouts.size > 1, `all five timed out after the same number of ticks: ${[...timeouts]}`);
   });
 
+  it('members of a brand-new cluster (advanceFirstElection) time out within one election timeout, still at random ticks', () => {
+    const firstTimeouts = (cfg: { advanceFirstElection?: boolean }) => {
+      const ids = ['a', 'b', 'c', 'd', 'e'];
+      const net = new Net(ids, cfg);
+      return ids.map((id) => {
+        const n = net.node(id);
+        let t = 0;
+        while (n.role === Role.Follower && t < 100) {
+          n.tick();
+          t++;
+        }
+        net.discardQueued();
+        return t;
+      });
+    };
+    const advanced = firstTimeouts({ advanceFirstElection: true });
+    assert.ok(advanced.every((t) => t >= 1 && t <= 10), `first timeouts ${advanced} (electionTicks 10)`);
+    assert.ok(new Set(advanced).size > 1, `all five timed out after the same number of ticks: ${advanced}`);
+    // Without it (any restart), a follower waits at least a whole timeout for its leader.
+    const whole = firstTimeouts({});
+    assert.ok(whole.every((t) => t >= 10 && t < 20), `first timeouts ${whole} (electionTicks 10)`);
+  });
+
+  it('the startup vote guard keeps a whole first timeout even when asked to advance it', () => {
+    const net = new Net(['a', 'b', 'c'], { advanceFirstElection: true, startupVoteGuard: true, readMode: 'lease' });
+    const a = net.node('a');
+    for (let t = 0; t < 9; t++) a.tick();
+    assert.equal(a.role, Role.Follower);
+  });
+
   it('a candidate with a stale log cannot win (election restriction §5.4.1)', () => {
     const net = new Net(['a', 'b', 'c'], { preVote: false });
     net.elect('a');

@@ -23,6 +23,7 @@ import {
   SessionOptions,
   Timers,
   isDamage,
+  isEmptyStorage,
   loadOrBootstrap,
 } from '../../../raft/index.js';
 import { CommandLog } from '../../../logger/command-log.js';
@@ -364,6 +365,7 @@ export class WholeReplicaSim {
       return;
     }
     if (node.inc !== inc) return;
+    const fresh = isEmptyStorage(storage);
     const initial = await loadOrBootstrap(storage, initialMember ? this.initial : undefined).catch((e: Error) => e);
     if (node.inc !== inc) return;
     if (initial instanceof Error) {
@@ -412,6 +414,7 @@ export class WholeReplicaSim {
         // joining marker stays until then).
         withholdVotes: node.rejoining,
         incarnation: node.incarnation,
+        advanceFirstElection: fresh && initialMember,
       },
       initial,
     );
