@@ -5,6 +5,22 @@ import { MessageType, RaftNode, Role } from '../../raft/index.js';
 import { message } from '../../raft/types.js';
 import { Net } from './harness.js';
 
+/** Ticks until each of five members started together stops being a follower (its first timeout). */
+function firstTimeouts(cfg: { advanceFirstElection?: boolean } = {}): number[] {
+  const ids = ['a', 'b', 'c', 'd', 'e'];
+  const net = new Net(ids, cfg);
+  return ids.map((id) => {
+    const n = net.node(id);
+    let t = 0;
+    while (n.role === Role.Follower && t < 100) {
+      n.tick();
+      t++;
+    }
+    net.discardQueued();
+    return t;
+  });
+}
+
 describe('leader election (Raft §5.2, dissertation §9.6 PreVote, §6.2 CheckQuorum)', () => {
   it('a follower whose election timer fires becomes leader of a 3-node cluster', () => {
     const net = new Net(['a', 'b', 'c']);
@@ -15,41 +31,16 @@ describe('leader election (Raft §5.2, dissertation §9.6 PreVote, §6.2 CheckQu
   });
 
   it('randomized timeouts: nodes started together do not all time out on the same tick', () => {
-    const net = new Net(['a', 'b', 'c', 'd', 'e']);
-    const timeouts = new Set<number>();
-    for (const id of ['a', 'b', 'c', 'd', 'e']) {
-      const n = net.node(id);
-      let t = 0;
-      while (n.role === Role.Follower && t < 100) {
-        n.tick();
-        t++;
-      }
-      net.discardQueued();
-      timeouts.add(t);
-    }
+    const timeouts = new Set(firstTimeouts());
     assert.ok(timeouts.size > 1, `all five timed out after the same number of ticks: ${[...timeouts]}`);
   });
 
   it('members of a brand-new cluster (advanceFirstElection) time out within one election timeout, still at random ticks', () => {
-    const firstTimeouts = (cfg: { advanceFirstElection?: boolean }) => {
-      const ids = ['a', 'b', 'c', 'd', 'e'];
-      const net = new Net(ids, cfg);
-      return ids.map((id) => {
-        const n = net.node(id);
-        let t = 0;
-        while (n.role === Role.Follower && t < 100) {
-          n.tick();
-          t++;
-        }
-        net.discardQueued();
-        return t;
-      });
-    };
     const advanced = firstTimeouts({ advanceFirstElection: true });
     assert.ok(advanced.every((t) => t >= 1 && t <= 10), `first timeouts ${advanced} (electionTicks 10)`);
     assert.ok(new Set(advanced).size > 1, `all five timed out after the same number of ticks: ${advanced}`);
     // Without it (any restart), a follower waits at least a whole timeout for its leader.
-    const whole = firstTimeouts({});
+    const whole = firstTimeouts();
     assert.ok(whole.every((t) => t >= 10 && t < 20), `first timeouts ${whole} (electionTicks 10)`);
   });
 

@@ -368,7 +368,7 @@ export class Simulation {
         maxClockDrift: 0.05,
         thrifty: this.thrifty,
         // As the replica server: the first start of a bootstrap member (a joiner starts blank).
-        advanceFirstElection: node.incarnation === 1 && d.entries.length > 0 && d.hardState.term === 1 && !d.snapshot,
+        advanceFirstElection: node.incarnation === 1 && d.entries.length > 0,
       },
       { hardState: d.hardState, snapshot: d.snapshot, entries: d.entries.slice(), applied: d.snapshot?.meta.index ?? 0 },
     );
