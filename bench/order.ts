@@ -10,3 +10,15 @@
 export function measuredFirst(workloadIndex: number, clientIndex: number): 0 | 1 {
   return ((workloadIndex + clientIndex) % 2) as 0 | 1;
 }
+
+/**
+ * The order of both systems in each of `runs` runs of one point: the first run as
+ * measuredFirst says, then alternating, so that each system goes first in half of them (one
+ * more for the point's first system when `runs` is odd).
+ */
+export function runOrders(first: 0 | 1, runs: number): (0 | 1)[][] {
+  return Array.from({ length: runs }, (_, k) => {
+    const f = ((first + k) % 2) as 0 | 1;
+    return [f, (1 - f) as 0 | 1];
+  });
+}

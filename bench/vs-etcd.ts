@@ -26,13 +26,13 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
-import type { LoadResult } from '../loadgen/run.js';
+import { LoadResult, poolRuns } from '../loadgen/run.js';
 import { table } from '../loadgen/report.js';
 import { Connection } from '../replica/client.js';
 import { Op, Status } from '../replica/proto.js';
 import { lineChart } from '../experiment/chart.js';
 import { VS_ETCD_FLAGS, VS_ETCD_USAGE, VsEtcdFlags, benchFlags } from './flags.js';
-import { measuredFirst } from './order.js';
+import { measuredFirst, runOrders } from './order.js';
 import { runLoadgen } from './run-load.js';
 import { CpuTimeline, rssBytes } from './proc-stats.js';
 import { ELECTION_TIMEOUT_MS, RunningSystem, ensureEtcd, followersFirst, startEtcd, startRaftkv } from './systems.js';
@@ -45,6 +45,11 @@ const seconds = Number(values.seconds ?? (quick ? 5 : 10));
 // generator compile their hot code as they run (V8) and at one client take about 5 s to reach
 // full speed; etcd's code is compiled ahead of time.
 const warmup = Number(values.warmup ?? (quick ? 2 : 5));
+// One client makes the fewest requests of any point and is the most sensitive to the VM's
+// scheduling, which changes from minute to minute: its points are measured several times per
+// system on fresh clusters (alternating which goes first) and the runs pooled, so that the two
+// systems' figures come from the same stretch of minutes rather than from one run each.
+const oneClientRuns = Number(values['one-client-runs'] ?? (quick ? 1 : 3));
 const valueSize = Number(values['value-size']);
 const keys = Number(values.keys);
 const kills = Number(values.kills ?? (quick ? 5 : 20));
@@ -62,12 +67,12 @@ for (const part of skip) {
   }
 }
 if (!Number.isInteger(warmup) || warmup < 0) {
-  console.error(`warmup must be a whole number of seconds\n${VS_ETCD_USAGE}`);
+  console.error(`--warmup must be a whole number of seconds\n${VS_ETCD_USAGE}`);
   process.exit(2);
 }
-for (const [name, v] of Object.entries({ seconds, valueSize, keys, kills, rssKeys })) {
+for (const [name, v] of Object.entries({ seconds, 'value-size': valueSize, keys, kills, 'rss-keys': rssKeys, 'one-client-runs': oneClientRuns })) {
   if (!Number.isInteger(v) || v < 1) {
-    console.error(`${name} must be a positive integer\n${VS_ETCD_USAGE}`);
+    console.error(`--${name} must be a positive integer\n${VS_ETCD_USAGE}`);
     process.exit(2);
   }
 }
@@ -99,47 +104,70 @@ interface Point {
   generatorCpuPercent: number;
   generatorCpuUsPerOp: number;
   serverRssMB: number;
-  /** 1: measured first at its point, 2: second (the order alternates from point to point). */
+  /** 1: measured first at its point, 2: second (the order alternates from point to point); of the first run if several. */
+  order: 1 | 2;
+  /** Each run's own figures, when the point was measured more than once (--one-client-runs). */
+  runs?: { throughput: number; p99: number; order: 1 | 2 }[];
+}
+
+/** One measured run of one system at one point: the generator's result and the servers' CPU and memory. */
+interface Run {
+  system: 'raftkv' | 'etcd';
+  result: LoadResult;
+  serverCpuSeconds: number;
+  serverRssMB: number;
   order: 1 | 2;
 }
 
-async function measure(start: () => Promise<RunningSystem>, workload: (typeof WORKLOADS)[number], clients: number, order: 1 | 2 = 1): Promise<{ point: Point; result: LoadResult }> {
+async function measureOnce(start: () => Promise<RunningSystem>, workload: (typeof WORKLOADS)[number], clients: number, order: 1 | 2 = 1): Promise<Run> {
   const s = await start();
   try {
     const pids = s.pids();
     const targets = await followersFirst(s);
     // The servers' CPU over the generator's measured window (after its warm-up), from samples.
     const cpu = new CpuTimeline(pids);
-    let r: LoadResult;
+    let result: LoadResult;
     try {
-      r = await runLoadgen(['--driver', s.driver, ...(s.driver === 'protobuf' ? ['--route', route] : []), '--targets', targets.join(','), '--clients', String(clients), '--procs', String(Math.min(2, clients)),
+      result = await runLoadgen(['--driver', s.driver, ...(s.driver === 'protobuf' ? ['--route', route] : []), '--targets', targets.join(','), '--clients', String(clients), '--procs', String(Math.min(2, clients)),
         '--duration', String(seconds), '--warmup', String(warmup), '--keys', String(keys), '--value-size', String(valueSize), '--write-ratio', String(workload.writeRatio), '--timeout', '10000']);
     } finally {
       cpu.stop();
     }
-    const serverCpuSeconds = cpu.between(r.window.from, r.window.to);
-    const ms = (us: number) => Number((us / 1000).toFixed(2));
-    const full = r.perSecond.slice(0, Math.floor(r.elapsedS));
-    const point: Point = {
-      system: s.name,
-      workload: workload.name,
-      clients,
-      throughput: Math.round(r.throughput),
-      latencyMs: { p50: ms(r.latencyUs.p50), p99: ms(r.latencyUs.p99), p999: ms(r.latencyUs.p999), max: ms(r.latencyUs.max) },
-      perSecond: { min: Math.min(...full), max: Math.max(...full) },
-      errors: r.errors,
-      timeouts: r.timeouts,
-      serverCpuSeconds: Number(serverCpuSeconds.toFixed(2)),
-      opsPerServerCoreSecond: Math.round(r.answered / Math.max(0.01, serverCpuSeconds)),
-      generatorCpuPercent: Math.round(r.cpu.percent),
-      generatorCpuUsPerOp: Math.round(((r.cpu.userS + r.cpu.systemS) * 1e6) / Math.max(1, r.answered)),
-      serverRssMB: Math.round(Math.max(...pids.map(rssBytes)) / 1e6),
-      order,
-    };
-    return { point, result: r };
+    return { system: s.name, result, serverCpuSeconds: cpu.between(result.window.from, result.window.to), serverRssMB: Math.round(Math.max(...pids.map(rssBytes)) / 1e6), order };
   } finally {
     await stopAndFlush(s);
   }
+}
+
+/** A point from one or more runs of one system, pooled (poolRuns): every request of every run counts once. */
+function toPoint(runs: Run[], workload: Workload, clients: number): { point: Point; result: LoadResult } {
+  const r = poolRuns(runs.map((x) => x.result));
+  const ms = (us: number) => Number((us / 1000).toFixed(2));
+  const serverCpuSeconds = runs.reduce((a, x) => a + x.serverCpuSeconds, 0);
+  // Whole seconds only: a run's last, partial second would look like a stall.
+  const full = runs.flatMap((x) => x.result.perSecond.slice(0, Math.floor(x.result.elapsedS)));
+  const point: Point = {
+    system: runs[0].system,
+    workload,
+    clients,
+    throughput: Math.round(r.throughput),
+    latencyMs: { p50: ms(r.latencyUs.p50), p99: ms(r.latencyUs.p99), p999: ms(r.latencyUs.p999), max: ms(r.latencyUs.max) },
+    perSecond: { min: Math.min(...full), max: Math.max(...full) },
+    errors: r.errors,
+    timeouts: r.timeouts,
+    serverCpuSeconds: Number(serverCpuSeconds.toFixed(2)),
+    opsPerServerCoreSecond: Math.round(r.answered / Math.max(0.01, serverCpuSeconds)),
+    generatorCpuPercent: Math.round(r.cpu.percent),
+    generatorCpuUsPerOp: Math.round(((r.cpu.userS + r.cpu.systemS) * 1e6) / Math.max(1, r.answered)),
+    serverRssMB: Math.max(...runs.map((x) => x.serverRssMB)),
+    order: runs[0].order,
+    ...(runs.length > 1 ? { runs: runs.map((x) => ({ throughput: Math.round(x.result.throughput), p99: ms(x.result.latencyUs.p99), order: x.order })) } : {}),
+  };
+  return { point, result: r };
+}
+
+async function measure(start: () => Promise<RunningSystem>, workload: (typeof WORKLOADS)[number], clients: number): Promise<{ point: Point; result: LoadResult }> {
+  return toPoint([await measureOnce(start, workload, clients)], workload.name, clients);
 }
 
 /** Stop a system, then flush the disk: the next measurement inherits no dirty pages of this one. */
@@ -237,7 +265,7 @@ async function rss(): Promise<{ keys: number; valueSize: number; rssMB: number[]
 const lines: string[] = [];
 const report: Record<string, unknown> = {
   machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, kernel: os.release() },
-  params: { clients: clientCounts, seconds, valueSize, keys, quick, raftkv: 'fsync batch, 3 nodes', etcd: 'Debian etcd 3.4 defaults, 3 members', electionTimeoutMs: ELECTION_TIMEOUT_MS },
+  params: { clients: clientCounts, seconds, warmup, oneClientRuns, valueSize, keys, quick, raftkv: 'fsync batch, 3 nodes', etcd: 'Debian etcd 3.4 defaults, 3 members', electionTimeoutMs: ELECTION_TIMEOUT_MS },
 };
 const outDir = resolve(values.out!);
 
@@ -251,10 +279,16 @@ if (!skip.has('matrix')) {
   for (const [wi, w] of WORKLOADS.entries()) {
     for (const [ci, clients] of clientCounts.entries()) {
       const starts = [() => startRaftkv(), startEtcd];
-      const first = measuredFirst(wi, ci);
-      const measured: { point: Point; result: LoadResult }[] = [];
-      for (const i of [first, 1 - first]) measured[i] = await measure(starts[i], w, clients, i === first ? 1 : 2);
-      for (const { point, result } of measured) {
+      const runs: Run[][] = [[], []];
+      const orders = runOrders(measuredFirst(wi, ci), clients === 1 ? oneClientRuns : 1);
+      for (const [k, order] of orders.entries()) {
+        for (const [place, i] of order.entries()) {
+          const run = await measureOnce(starts[i], w, clients, place === 0 ? 1 : 2);
+          runs[i].push(run);
+          if (orders.length > 1) console.log(`  ${run.system.padEnd(6)} ${w.name.padEnd(6)} c=${clients} run ${k + 1}/${orders.length}: ${Math.round(run.result.throughput)} ops/s  p99 ${(run.result.latencyUs.p99 / 1000).toFixed(2)} ms`);
+        }
+      }
+      for (const { point, result } of runs.map((r) => toPoint(r, w.name, clients))) {
         points.push(point);
         results.push(result);
         console.log(`${point.system.padEnd(6)} ${w.name.padEnd(6)} c=${String(clients).padEnd(3)} ${String(point.throughput).padStart(6)} ops/s  p99 ${point.latencyMs.p99} ms  p99.9 ${point.latencyMs.p999} ms  ` +

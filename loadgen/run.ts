@@ -199,31 +199,56 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
 /** Combine the results of several generator processes run side by side. */
 export function mergeResults(results: LoadResult[]): LoadResult {
   if (results.length === 1) return results[0];
-  const hist = newHistogram();
-  for (const r of results) hist.add(hdr.decodeFromCompressedBase64(r.histogram));
-  const elapsedS = Math.max(...results.map((r) => r.elapsedS));
   const perSecond: number[] = [];
   for (const r of results) r.perSecond.forEach((n, i) => (perSecond[i] = (perSecond[i] ?? 0) + n));
+  const sum = (f: (r: LoadResult) => number) => results.reduce((a, r) => a + f(r), 0);
+  return combine(results, {
+    clients: sum((r) => r.clients),
+    procs: sum((r) => r.procs),
+    elapsedS: Math.max(...results.map((r) => r.elapsedS)),
+    perSecond,
+    cpuPercent: sum((r) => r.cpu.percent),
+  });
+}
+
+/**
+ * Pool the results of runs made one after the other with the same settings (a benchmark point
+ * measured several times): every request of every run in one histogram, throughput over the
+ * runs' measured seconds together, their per-second counts one after the other.
+ */
+export function poolRuns(results: LoadResult[]): LoadResult {
+  if (results.length === 1) return results[0];
+  const elapsedS = results.reduce((a, r) => a + r.elapsedS, 0);
+  const cpuS = results.reduce((a, r) => a + r.cpu.userS + r.cpu.systemS, 0);
+  return combine(results, {
+    clients: results[0].clients,
+    procs: results[0].procs,
+    elapsedS,
+    perSecond: results.flatMap((r) => r.perSecond),
+    cpuPercent: (cpuS / elapsedS) * 100,
+  });
+}
+
+/** What side-by-side and one-after-the-other results share: counts summed, histograms merged. */
+function combine(results: LoadResult[], o: { clients: number; procs: number; elapsedS: number; perSecond: number[]; cpuPercent: number }): LoadResult {
+  const hist = newHistogram();
+  for (const r of results) hist.add(hdr.decodeFromCompressedBase64(r.histogram));
   const sum = (f: (r: LoadResult) => number) => results.reduce((a, r) => a + f(r), 0);
   const answered = sum((r) => r.answered);
   return {
     ...results[0],
-    clients: sum((r) => r.clients),
-    procs: sum((r) => r.procs),
+    clients: o.clients,
+    procs: o.procs,
     sent: sum((r) => r.sent),
     answered,
     errors: sum((r) => r.errors),
     timeouts: sum((r) => r.timeouts),
-    elapsedS,
-    throughput: answered / elapsedS,
+    elapsedS: o.elapsedS,
+    throughput: answered / o.elapsedS,
     window: { from: Math.min(...results.map((r) => r.window.from)), to: Math.max(...results.map((r) => r.window.to)) },
     latencyUs: summarize(hist),
-    perSecond,
-    cpu: {
-      userS: sum((r) => r.cpu.userS),
-      systemS: sum((r) => r.cpu.systemS),
-      percent: sum((r) => r.cpu.percent),
-    },
+    perSecond: o.perSecond,
+    cpu: { userS: sum((r) => r.cpu.userS), systemS: sum((r) => r.cpu.systemS), percent: o.cpuPercent },
     errorSamples: [...new Set(results.flatMap((r) => r.errorSamples))].slice(0, 5),
     histogram: hdr.encodeIntoCompressedBase64(hist),
   };

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { measuredFirst } from '../../bench/order.js';
+import { measuredFirst, runOrders } from '../../bench/order.js';
 
 describe('which system a bench point measures first', () => {
   it('each system goes first at one of the two workloads of every client count, and alternates along each workload', () => {
@@ -11,5 +11,12 @@ describe('which system a bench point measures first', () => {
       [1, 0, 1, 0],
     ]);
     for (let c = 0; c < counts.length; c++) assert.notEqual(grid[0][c], grid[1][c], `client count ${counts[c]}: both workloads had the same system first`);
+  });
+
+  it('a point measured several times alternates which system goes first, starting with its own first', () => {
+    assert.deepEqual(runOrders(0, 1), [[0, 1]]);
+    assert.deepEqual(runOrders(1, 3), [[1, 0], [0, 1], [1, 0]]);
+    const firsts = runOrders(0, 4).map((o) => o[0]);
+    assert.equal(firsts.filter((f) => f === 0).length, 2, 'each system first in half of an even number of runs');
   });
 });

@@ -21,7 +21,7 @@ describe('npm run bench: raftkv against etcd', () => {
   it('measures both systems, fails over, and reports lines, JSON and SVG', { skip: EtcdCluster.available() ? false : 'etcd is not installed (.ci/run installs it)' }, async () => {
     const out = await mkdtemp(join(tmpdir(), 'raftkv-bench-test-'));
     try {
-      const { stdout } = await promisify(execFile)(process.execPath, [SCRIPT, '--clients', '1', '--seconds', '1', '--warmup', '1', '--kills', '1', '--rss-keys', '500', '--out', out], { maxBuffer: 16 << 20, timeout: 240_000 });
+      const { stdout } = await promisify(execFile)(process.execPath, [SCRIPT, '--clients', '1', '--seconds', '1', '--warmup', '1', '--one-client-runs', '2', '--kills', '1', '--rss-keys', '500', '--out', out], { maxBuffer: 16 << 20, timeout: 240_000 });
       const tail = stdout.trim().split('\n').slice(-9);
       const num = '[0-9]+\\.[0-9]{2}';
       assert.deepEqual(
@@ -31,7 +31,7 @@ describe('npm run bench: raftkv against etcd', () => {
       assert.match(tail[6], /^failover p99: \d+ ms over 1 kills/);
       assert.match(tail[7], /^memory kvstore writes c=32: \d+ ops\/s/);
       assert.match(tail[8], /^replica rss with 500 values of 1024 B: \d+ MB/);
-      const report = JSON.parse(await readFile(join(out, 'bench.json'), 'utf8')) as { points: { system: string; workload: string; throughput: number; errors: number; opsPerServerCoreSecond: number; order: number }[]; failover: { ms: number[] }; lines: string[] };
+      const report = JSON.parse(await readFile(join(out, 'bench.json'), 'utf8')) as { points: { system: string; workload: string; throughput: number; errors: number; opsPerServerCoreSecond: number; order: number; runs?: { throughput: number; p99: number; order: number }[] }[]; failover: { ms: number[] }; lines: string[] };
       assert.equal(report.points.length, 4);
       for (const p of report.points) {
         assert.ok(p.throughput > 0 && p.opsPerServerCoreSecond > 0, `${p.system} ${p.workload} measured`);
@@ -42,6 +42,14 @@ describe('npm run bench: raftkv against etcd', () => {
         ['writes raftkv 1', 'writes etcd 2', 'mixed raftkv 2', 'mixed etcd 1'],
         'reported in one order, measured in alternating order: neither system always runs second, on the other\'s leftovers',
       );
+      // One client's points are measured twice here (--one-client-runs 2), the second time in
+      // the other order, and reported pooled, with each run's own figures beside them.
+      assert.deepEqual(
+        report.points.map((p) => p.runs?.map((r) => r.order)),
+        [[1, 2], [2, 1], [2, 1], [1, 2]],
+      );
+      for (const p of report.points) assert.ok(p.runs!.every((r) => r.throughput > 0 && r.p99 > 0), `${p.system} ${p.workload}: both runs measured`);
+      assert.equal((stdout.match(/ c=1 run [12]\/2: /g) ?? []).length, 8, 'every run printed as it ends');
       assert.equal(report.failover.ms.length, 1);
       assert.deepEqual(report.lines, tail);
       const svg = new DOMParser().parseFromString(await readFile(join(out, 'bench.svg'), 'utf8'), 'image/svg+xml');
