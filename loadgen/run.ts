@@ -201,13 +201,12 @@ export function mergeResults(results: LoadResult[]): LoadResult {
   if (results.length === 1) return results[0];
   const perSecond: number[] = [];
   for (const r of results) r.perSecond.forEach((n, i) => (perSecond[i] = (perSecond[i] ?? 0) + n));
-  const sum = (f: (r: LoadResult) => number) => results.reduce((a, r) => a + f(r), 0);
   return combine(results, {
-    clients: sum((r) => r.clients),
-    procs: sum((r) => r.procs),
+    clients: sumOf(results, (r) => r.clients),
+    procs: sumOf(results, (r) => r.procs),
     elapsedS: Math.max(...results.map((r) => r.elapsedS)),
     perSecond,
-    cpuPercent: sum((r) => r.cpu.percent),
+    cpuPercent: sumOf(results, (r) => r.cpu.percent),
   });
 }
 
@@ -218,8 +217,8 @@ export function mergeResults(results: LoadResult[]): LoadResult {
  */
 export function poolRuns(results: LoadResult[]): LoadResult {
   if (results.length === 1) return results[0];
-  const elapsedS = results.reduce((a, r) => a + r.elapsedS, 0);
-  const cpuS = results.reduce((a, r) => a + r.cpu.userS + r.cpu.systemS, 0);
+  const elapsedS = sumOf(results, (r) => r.elapsedS);
+  const cpuS = sumOf(results, (r) => r.cpu.userS + r.cpu.systemS);
   return combine(results, {
     clients: results[0].clients,
     procs: results[0].procs,
@@ -233,7 +232,7 @@ export function poolRuns(results: LoadResult[]): LoadResult {
 function combine(results: LoadResult[], o: { clients: number; procs: number; elapsedS: number; perSecond: number[]; cpuPercent: number }): LoadResult {
   const hist = newHistogram();
   for (const r of results) hist.add(hdr.decodeFromCompressedBase64(r.histogram));
-  const sum = (f: (r: LoadResult) => number) => results.reduce((a, r) => a + f(r), 0);
+  const sum = (f: (r: LoadResult) => number) => sumOf(results, f);
   const answered = sum((r) => r.answered);
   return {
     ...results[0],
@@ -252,4 +251,8 @@ function combine(results: LoadResult[], o: { clients: number; procs: number; ela
     errorSamples: [...new Set(results.flatMap((r) => r.errorSamples))].slice(0, 5),
     histogram: hdr.encodeIntoCompressedBase64(hist),
   };
+}
+
+function sumOf(results: LoadResult[], f: (r: LoadResult) => number): number {
+  return results.reduce((a, r) => a + f(r), 0);
 }

@@ -16,7 +16,10 @@ export function clusterIdOf(members: { id: NodeId; addr: string }[]): string {
 
 /** Nothing stored yet: a node starting for the first time (or after its data was lost). */
 export function isEmptyStorage(storage: Storage): boolean {
-  const st = storage.initialState();
+  return isEmptyState(storage.initialState());
+}
+
+function isEmptyState(st: InitialState): boolean {
   return (st.hardState?.term ?? 0) === 0 && (st.entries?.length ?? 0) === 0 && !st.snapshot;
 }
 
@@ -27,7 +30,7 @@ export function isEmptyStorage(storage: Storage): boolean {
  */
 export async function loadOrBootstrap(storage: Storage, members?: { id: NodeId; addr: string }[]): Promise<InitialState> {
   const st = storage.initialState();
-  if (!isEmptyStorage(storage) || !members || members.length === 0) return st;
+  if (!isEmptyState(st) || !members || members.length === 0) return st;
   const entries = bootstrapEntries(members);
   const hardState = { term: 1, vote: '', commit: entries.length };
   await storage.save({ entries, hardState });
