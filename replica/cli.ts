@@ -254,7 +254,6 @@ export async function runReplica(argv: string[], extra: Partial<ReplicaOptions> 
     return;
   }
   if (opts.heapHeadroomMB > 0) keepHeapHeadroom(opts.heapHeadroomMB << 20);
-  // First, while nothing else gives libuv's pool work: the probe tells its threads apart.
   if (opts.helperThreads === 'idle') {
     await idleHelperThreads().then(
       (r) => console.log(`${opts.id}: ${r.idle.length} V8 helper threads under SCHED_IDLE (libuv's pool of ${r.pool.length} as before)`),

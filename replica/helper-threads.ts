@@ -13,40 +13,29 @@
  *
  * libuv's thread pool keeps normal scheduling: it runs file work a replica waits for (large WAL
  * writes, fdatasyncs handed off under load, snapshots), which must not starve when the CPUs are
- * busy. Its threads are told apart from V8's by watching which ones run while the pool is given
- * work (threads are all named `node` on Node 20). Needs `chrt` (util-linux; in the image).
+ * busy. Its threads are found exactly (Node 20 names every thread `node`): each is made to wait
+ * in the kernel for a FIFO, and seen there. Needs `mkfifo` and `chrt` (coreutils and util-linux;
+ * both in the image).
  */
 import { execFile } from 'node:child_process';
-import { pbkdf2 } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { openSync, closeSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
-const pbkdf2Async = promisify(pbkdf2);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Linux's policy numbers, as `/proc/TID/stat` reports them (field 41). */
 export const SCHED_OTHER = 0;
 export const SCHED_IDLE = 5;
-
-/** libuv's pool size (its default 4, or UV_THREADPOOL_SIZE). */
-function poolSize(): number {
-  return Number(process.env.UV_THREADPOOL_SIZE) || 4;
-}
 
 /** This process's threads other than the main one. */
 export function otherThreads(): number[] {
   return readdirSync('/proc/self/task')
     .map(Number)
     .filter((tid) => tid !== process.pid);
-}
-
-/** How many times a thread has been scheduled (`/proc/.../schedstat`'s third field); -1 if gone. */
-function timesScheduled(tid: number): number {
-  try {
-    return Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[2]);
-  } catch {
-    return -1;
-  }
 }
 
 /** A thread's scheduling policy (SCHED_OTHER, SCHED_IDLE, ...); -1 if it is gone. */
@@ -60,34 +49,47 @@ export function schedulingPolicy(pid: number, tid: number): number {
   }
 }
 
-/** The threads that ran while the pool had four jobs per thread queued (the pool's, and any other that ran meanwhile). */
-async function ranDuringPoolJobs(): Promise<Set<number>> {
-  const size = poolSize();
-  const before = new Map(otherThreads().map((tid) => [tid, timesScheduled(tid)]));
-  await Promise.all(Array.from({ length: 4 * size }, (_, i) => pbkdf2Async(`probe${i}`, 'raftkv', 1000, 32, 'sha256')));
-  const ran = new Set<number>();
-  for (const tid of otherThreads()) {
-    const was = before.get(tid);
-    // A thread that did not exist before the jobs were queued was started by them: the pool's.
-    if (was === undefined || timesScheduled(tid) > was) ran.add(tid);
+/** Whether a thread of this process is blocked opening a FIFO that has no writer yet. */
+function waitsForFifo(tid: number): boolean {
+  try {
+    return readFileSync(`/proc/self/task/${tid}/wchan`, 'utf8') === 'wait_for_partner';
+  } catch {
+    return false;
   }
-  return ran;
 }
 
 /**
- * The threads of libuv's pool: the ones that ran in each of three rounds of pool jobs (every
- * idle pool thread is signalled for each job queued, so each of them runs every round). V8's
- * helpers are busy at start-up and may run during a round too; one that ran in all three is
- * counted with the pool, kept at normal priority, which is the safe side.
+ * The threads of libuv's pool, found exactly: as many opens of a FIFO for reading as the pool
+ * has threads are queued; each blocks the pool thread that takes it until a writer comes, so
+ * every pool thread ends up waiting in the kernel, where it is seen (`wchan`). Then this thread
+ * opens the FIFO for reading and writing, which lets every open return (and any still to come).
+ * Rejects if the pool is not all seen waiting within `timeoutMs`.
  */
-export async function poolThreads(rounds = 3): Promise<Set<number>> {
-  let pool = await ranDuringPoolJobs();
-  for (let i = 1; i < rounds; i++) {
-    await new Promise((r) => setTimeout(r, 20));
-    const ran = await ranDuringPoolJobs();
-    pool = new Set([...pool].filter((tid) => ran.has(tid)));
+export async function poolThreads(timeoutMs = 5_000): Promise<Set<number>> {
+  const size = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+  const dir = await mkdtemp(join(tmpdir(), 'raftkv-pool-'));
+  try {
+    const fifo = join(dir, 'probe');
+    await run('mkfifo', [fifo]);
+    const opens = Array.from({ length: size }, () => open(fifo, 'r'));
+    let waiting: number[] = [];
+    try {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        waiting = otherThreads().filter(waitsForFifo);
+        if (waiting.length >= size || Date.now() > deadline) break;
+        await sleep(1);
+      }
+    } finally {
+      const writer = openSync(fifo, 'r+');
+      for (const handle of await Promise.all(opens)) await handle.close();
+      closeSync(writer);
+    }
+    if (waiting.length < size) throw new Error(`only ${waiting.length} of libuv's ${size} pool threads were seen waiting for the probe`);
+    return new Set(waiting);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
-  return pool;
 }
 
 export interface HelperThreadsResult {
@@ -98,16 +100,11 @@ export interface HelperThreadsResult {
 }
 
 /**
- * Put every thread but the main one and libuv's pool under SCHED_IDLE. Call it before the
- * process gives the pool work of its own (a pool thread busy in a long call throughout the probe
- * would not be seen running). Rejects when `chrt` cannot be run.
+ * Put every thread but the main one and libuv's pool under SCHED_IDLE. Rejects, having changed
+ * nothing, when the pool cannot be found or `chrt` cannot be run.
  */
 export async function idleHelperThreads(): Promise<HelperThreadsResult> {
   const pool = await poolThreads();
-  const size = poolSize();
-  // Fewer than the pool's size seen in every round: something else kept a pool thread busy.
-  // Then nothing is changed, rather than a pool thread put under SCHED_IDLE.
-  if (pool.size < size) throw new Error(`could not tell libuv's pool apart (${pool.size} of ${size} threads seen working)`);
   const helpers = otherThreads().filter((tid) => !pool.has(tid));
   const done = await Promise.allSettled(helpers.map((tid) => run('chrt', ['--idle', '--pid', '0', String(tid)])));
   // A thread that ended meanwhile fails on its own; chrt missing fails them all.

@@ -21,6 +21,7 @@ describe("V8's helper threads under SCHED_IDLE", () => {
   it("tells libuv's pool apart: the threads that do the pool's work are the ones found", async () => {
     const pool = await poolThreads();
     assert.equal(pool.size, 4, "libuv's default pool of 4");
+    assert.deepEqual(await poolThreads(), pool, 'the same threads again');
     assert.ok(!pool.has(process.pid), 'the main thread is not in the pool');
     // Long pool jobs: every thread that spends CPU on them must be one the probe found.
     const before = cpuNs();
