@@ -22,3 +22,18 @@ export function runOrders(first: 0 | 1, runs: number): (0 | 1)[][] {
     return [f, (1 - f) as 0 | 1];
   });
 }
+
+/**
+ * The median of the ratios of paired runs, `ours[k] / theirs[k]`: run k of both systems are
+ * measured one right after the other. This VM has slow stretches of tens of seconds (both
+ * systems' throughput halves, and their tails double); one that falls on one system's run and
+ * not on its pair's decided a pooled one-client ratio by itself, where the median of the pairs
+ * sets it aside when it hits fewer than half of them. The ratios come back too, in run order.
+ */
+export function pairedMedianRatio(ours: number[], theirs: number[]): { median: number; ratios: number[] } {
+  if (ours.length !== theirs.length || ours.length === 0) throw new Error(`paired runs needed: ${ours.length} and ${theirs.length}`);
+  const ratios = ours.map((x, k) => x / theirs[k]);
+  const sorted = [...ratios].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return { median: sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2, ratios };
+}

@@ -20,7 +20,10 @@
  * Writes DIR/bench.json (everything) and DIR/bench.svg (throughput and p99 against clients).
  * The summary lines come last: `ratio writes c=32: R` (raftkv ops/s over etcd's), `p99 ratio
  * writes c=32: R` (raftkv p99 over etcd's), `cpu ratio writes c=32: R` (raftkv operations per
- * server-core-second over etcd's), and the single figures of the other parts.
+ * server-core-second over etcd's), and the single figures of the other parts. One client's
+ * points are measured --one-client-runs times per system (default 5), in pairs one right after
+ * the other; their ratios are the median of the pairs' ratios (each pair's and the pooled ratio
+ * are printed above the summary and kept in the JSON's pairedRatios).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -32,7 +35,7 @@ import { Connection } from '../replica/client.js';
 import { Op, Status } from '../replica/proto.js';
 import { lineChart } from '../experiment/chart.js';
 import { VS_ETCD_FLAGS, VS_ETCD_USAGE, VsEtcdFlags, benchFlags } from './flags.js';
-import { measuredFirst, runOrders } from './order.js';
+import { measuredFirst, pairedMedianRatio, runOrders } from './order.js';
 import { runLoadgen } from './run-load.js';
 import { CpuTimeline, rssBytes } from './proc-stats.js';
 import { ELECTION_TIMEOUT_MS, RunningSystem, ensureEtcd, followersFirst, startEtcd, startRaftkv } from './systems.js';
@@ -49,7 +52,7 @@ const warmup = Number(values.warmup ?? (quick ? 2 : 5));
 // scheduling, which changes from minute to minute: its points are measured several times per
 // system on fresh clusters (alternating which goes first) and the runs pooled, so that the two
 // systems' figures come from the same stretch of minutes rather than from one run each.
-const oneClientRuns = Number(values['one-client-runs'] ?? (quick ? 1 : 3));
+const oneClientRuns = Number(values['one-client-runs'] ?? (quick ? 1 : 5));
 const valueSize = Number(values['value-size']);
 const keys = Number(values.keys);
 const kills = Number(values.kills ?? (quick ? 5 : 20));
@@ -107,7 +110,7 @@ interface Point {
   /** 1: measured first at its point, 2: second (the order alternates from point to point); of the first run if several. */
   order: 1 | 2;
   /** Each run's own figures, when the point was measured more than once (--one-client-runs). */
-  runs?: { throughput: number; p99: number; order: 1 | 2 }[];
+  runs?: { throughput: number; p99: number; opsPerServerCoreSecond: number; order: 1 | 2 }[];
 }
 
 /** One measured run of one system at one point: the generator's result and the servers' CPU and memory. */
@@ -161,7 +164,9 @@ function toPoint(runs: Run[], workload: Workload, clients: number): { point: Poi
     generatorCpuUsPerOp: Math.round(((r.cpu.userS + r.cpu.systemS) * 1e6) / Math.max(1, r.answered)),
     serverRssMB: Math.max(...runs.map((x) => x.serverRssMB)),
     order: runs[0].order,
-    ...(runs.length > 1 ? { runs: runs.map((x) => ({ throughput: Math.round(x.result.throughput), p99: ms(x.result.latencyUs.p99), order: x.order })) } : {}),
+    ...(runs.length > 1
+      ? { runs: runs.map((x) => ({ throughput: Math.round(x.result.throughput), p99: ms(x.result.latencyUs.p99), opsPerServerCoreSecond: Math.round(x.result.answered / Math.max(0.01, x.serverCpuSeconds)), order: x.order })) }
+      : {}),
   };
   return { point, result: r };
 }
@@ -299,17 +304,30 @@ if (!skip.has('matrix')) {
   report.points = points;
   console.log(`\n3 nodes each on this machine (${os.cpus().length} cores); raftkv fsync batch (every acknowledged write on disk, like etcd), writes routed to ${route === 'leader' ? 'the leader (leader discovery)' : 'each client\'s member'}; ${valueSize} B values, ${keys} keys, ${seconds} s per point`);
   console.log(table(results));
-  const ratio = (label: string, f: (p: Point) => number) => {
+  // A point measured several times (one client) gives the median of its paired runs' ratios
+  // (pairedMedianRatio), the pooled ratio and each pair's printed beside it; others the ratio
+  // of their one run.
+  const paired: Record<string, { median: number; pairs: number[]; pooled: number }> = {};
+  type RunFigures = NonNullable<Point['runs']>[number];
+  const ratio = (label: string, f: (p: Point) => number, perRun: (r: RunFigures) => number) => {
     for (const w of WORKLOADS) {
       for (const clients of clientCounts) {
         const [ours, theirs] = (['raftkv', 'etcd'] as const).map((system) => points.find((p) => p.system === system && p.workload === w.name && p.clients === clients)!);
-        lines.push(`${label} ${w.name} c=${clients}: ${(f(ours) / f(theirs)).toFixed(2)}`);
+        const name = `${label} ${w.name} c=${clients}`;
+        const pooled = f(ours) / f(theirs);
+        if (ours.runs && theirs.runs) {
+          const { median, ratios } = pairedMedianRatio(ours.runs.map(perRun), theirs.runs.map(perRun));
+          paired[name] = { median: Number(median.toFixed(3)), pairs: ratios.map((r) => Number(r.toFixed(3))), pooled: Number(pooled.toFixed(3)) };
+          console.log(`  ${name}: median ${median.toFixed(2)} of the pairs ${ratios.map((r) => r.toFixed(2)).join(' ')} (pooled ${pooled.toFixed(2)})`);
+          lines.push(`${name}: ${median.toFixed(2)}`);
+        } else lines.push(`${name}: ${pooled.toFixed(2)}`);
       }
     }
   };
-  ratio('ratio', (p) => p.throughput); // at least 3 at 32 and 128 clients, 1.5 at 1 (issue 16)
-  ratio('p99 ratio', (p) => p.latencyMs.p99); // at most 0.5 everywhere
-  ratio('cpu ratio', (p) => p.opsPerServerCoreSecond); // at least 2
+  ratio('ratio', (p) => p.throughput, (r) => r.throughput); // at least 3 at 32 and 128 clients, 1.5 at 1 (issue 16)
+  ratio('p99 ratio', (p) => p.latencyMs.p99, (r) => r.p99); // at most 0.5 everywhere
+  ratio('cpu ratio', (p) => p.opsPerServerCoreSecond, (r) => r.opsPerServerCoreSecond); // at least 2
+  report.pairedRatios = paired;
   mkdirSync(outDir, { recursive: true });
   const series = (metric: (p: Point) => number) =>
     (['raftkv', 'etcd'] as const).flatMap((system) =>

@@ -31,7 +31,7 @@ describe('npm run bench: raftkv against etcd', () => {
       assert.match(tail[6], /^failover p99: \d+ ms over 1 kills/);
       assert.match(tail[7], /^memory kvstore writes c=32: \d+ ops\/s/);
       assert.match(tail[8], /^replica rss with 500 values of 1024 B: \d+ MB/);
-      const report = JSON.parse(await readFile(join(out, 'bench.json'), 'utf8')) as { points: { system: string; workload: string; throughput: number; errors: number; opsPerServerCoreSecond: number; order: number; runs?: { throughput: number; p99: number; order: number }[] }[]; failover: { ms: number[] }; lines: string[] };
+      const report = JSON.parse(await readFile(join(out, 'bench.json'), 'utf8')) as { points: { system: string; workload: string; throughput: number; errors: number; opsPerServerCoreSecond: number; order: number; runs?: { throughput: number; p99: number; opsPerServerCoreSecond: number; order: number }[] }[]; failover: { ms: number[] }; lines: string[]; pairedRatios: Record<string, { median: number; pairs: number[]; pooled: number }> };
       assert.equal(report.points.length, 4);
       for (const p of report.points) {
         assert.ok(p.throughput > 0 && p.opsPerServerCoreSecond > 0, `${p.system} ${p.workload} measured`);
@@ -48,7 +48,16 @@ describe('npm run bench: raftkv against etcd', () => {
         report.points.map((p) => p.runs?.map((r) => r.order)),
         [[1, 2], [2, 1], [2, 1], [1, 2]],
       );
-      for (const p of report.points) assert.ok(p.runs!.every((r) => r.throughput > 0 && r.p99 > 0), `${p.system} ${p.workload}: both runs measured`);
+      for (const p of report.points) assert.ok(p.runs!.every((r) => r.throughput > 0 && r.p99 > 0 && r.opsPerServerCoreSecond > 0), `${p.system} ${p.workload}: both runs measured`);
+      // Their ratios are the median of the two pairs' (run k of raftkv over run k of etcd).
+      const [ours, theirs] = ['raftkv', 'etcd'].map((s) => report.points.find((p) => p.system === s && p.workload === 'writes')!.runs!);
+      const pairs = ours.map((r, k) => r.p99 / theirs[k].p99);
+      const paired = report.pairedRatios['p99 ratio writes c=1'];
+      assert.deepEqual(paired.pairs, pairs.map((r) => Number(r.toFixed(3))));
+      assert.equal(paired.median, Number(((pairs[0] + pairs[1]) / 2).toFixed(3)));
+      assert.equal(tail[2], `p99 ratio writes c=1: ${((pairs[0] + pairs[1]) / 2).toFixed(2)}`);
+      assert.equal(Object.keys(report.pairedRatios).length, 6, 'throughput, p99 and cpu ratios, both workloads');
+      assert.match(stdout, /\n  p99 ratio mixed c=1: median [0-9.]+ of the pairs [0-9.]+ [0-9.]+ \(pooled [0-9.]+\)\n/);
       assert.equal((stdout.match(/ c=1 run [12]\/2: /g) ?? []).length, 8, 'every run printed as it ends');
       assert.equal(report.failover.ms.length, 1);
       assert.deepEqual(report.lines, tail);
