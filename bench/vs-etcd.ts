@@ -50,8 +50,9 @@ const seconds = Number(values.seconds ?? (quick ? 5 : 10));
 const warmup = Number(values.warmup ?? (quick ? 2 : 5));
 // One client makes the fewest requests of any point and is the most sensitive to the VM's
 // scheduling, which changes from minute to minute: its points are measured several times per
-// system on fresh clusters (alternating which goes first) and the runs pooled, so that the two
-// systems' figures come from the same stretch of minutes rather than from one run each.
+// system on fresh clusters, in pairs (alternating which goes first), so that the two systems'
+// figures come from the same stretch of minutes rather than from one run each; the runs are
+// pooled for the table and the ratios are the median of the pairs' (pairedMedianRatio).
 const oneClientRuns = Number(values['one-client-runs'] ?? (quick ? 1 : 5));
 const valueSize = Number(values['value-size']);
 const keys = Number(values.keys);

@@ -65,7 +65,7 @@ function waitsForFifo(tid: number): boolean {
  * opens the FIFO for reading and writing, which lets every open return (and any still to come).
  * Rejects if the pool is not all seen waiting within `timeoutMs`.
  */
-export async function poolThreads(timeoutMs = 5_000): Promise<Set<number>> {
+export async function poolThreads(timeoutMs = 1_000): Promise<Set<number>> {
   const size = Number(process.env.UV_THREADPOOL_SIZE) || 4;
   const dir = await mkdtemp(join(tmpdir(), 'raftkv-pool-'));
   try {
@@ -108,7 +108,10 @@ export async function idleHelperThreads(): Promise<HelperThreadsResult> {
   const helpers = otherThreads().filter((tid) => !pool.has(tid));
   const done = await Promise.allSettled(helpers.map((tid) => run('chrt', ['--idle', '--pid', '0', String(tid)])));
   // A thread that ended meanwhile fails on its own; chrt missing fails them all.
-  const missing = done.find((d) => d.status === 'rejected' && (d.reason as NodeJS.ErrnoException).code === 'ENOENT');
-  if (missing) throw new Error('chrt (util-linux) not found');
-  return { idle: helpers.filter((tid) => schedulingPolicy(process.pid, tid) === SCHED_IDLE), pool: [...pool] };
+  const failed = done.find((d): d is PromiseRejectedResult => d.status === 'rejected');
+  if (failed && (failed.reason as NodeJS.ErrnoException).code === 'ENOENT') throw new Error('chrt (util-linux) not found');
+  const idle = helpers.filter((tid) => schedulingPolicy(process.pid, tid) === SCHED_IDLE);
+  // None changed (no permission, say): say why rather than report nothing done as done.
+  if (idle.length === 0 && failed) throw new Error(`chrt failed: ${(failed.reason as Error).message.trim()}`);
+  return { idle, pool: [...pool] };
 }

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { pbkdf2 } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { SCHED_IDLE, SCHED_OTHER, otherThreads, poolThreads, schedulingPolicy } from '../../replica/helper-threads.js';
+import { SCHED_IDLE, SCHED_OTHER, idleHelperThreads, otherThreads, poolThreads, schedulingPolicy } from '../../replica/helper-threads.js';
 import { TestCluster } from '../helpers/cluster.js';
 
 /** CPU time (ns) each thread of this process has used. */
@@ -51,5 +53,20 @@ describe("V8's helper threads under SCHED_IDLE", () => {
     } finally {
       await c.destroy();
     }
+  });
+
+  it('without chrt nothing is changed, and the reason is given', async () => {
+    // A PATH with mkfifo (the probe's) but no chrt.
+    const bin = mkdtempSync(join(tmpdir(), 'raftkv-nochrt-'));
+    symlinkSync('/usr/bin/mkfifo', join(bin, 'mkfifo'));
+    const path = process.env.PATH;
+    process.env.PATH = bin;
+    try {
+      await assert.rejects(idleHelperThreads(), /chrt \(util-linux\) not found/);
+    } finally {
+      process.env.PATH = path;
+      rmSync(bin, { recursive: true, force: true });
+    }
+    assert.deepEqual(otherThreads().map((tid) => schedulingPolicy(process.pid, tid)).filter((p) => p !== SCHED_OTHER), [], 'every thread as it was');
   });
 });
