@@ -20,6 +20,7 @@ export const VS_ETCD_FLAGS = {
   clients: { type: 'string' },
   seconds: { type: 'string' },
   warmup: { type: 'string' },
+  'one-client-warmup': { type: 'string' },
   'one-client-runs': { type: 'string' },
   'value-size': { type: 'string', default: '1024' },
   keys: { type: 'string', default: '100000' },
@@ -35,6 +36,7 @@ export interface VsEtcdFlags {
   clients?: string;
   seconds?: string;
   warmup?: string;
+  'one-client-warmup'?: string;
   'one-client-runs'?: string;
   'value-size': string;
   keys: string;
@@ -45,5 +47,5 @@ export interface VsEtcdFlags {
   out: string;
 }
 
-export const VS_ETCD_USAGE = `usage: node dist/bench/vs-etcd.js [--quick] [--clients 1,8,32,128] [--seconds S] [--warmup S] [--one-client-runs N]
+export const VS_ETCD_USAGE = `usage: node dist/bench/vs-etcd.js [--quick] [--clients 1,8,32,128] [--seconds S] [--warmup S] [--one-client-warmup S] [--one-client-runs N]
   [--value-size B] [--keys N] [--kills N] [--rss-keys N] [--skip matrix,failover,memory,rss] [--route leader|member] [--out DIR]`;

@@ -3,7 +3,6 @@
  * style (`-id node0` = `--id node0`).
  */
 import { keepHeapHeadroom } from './heap-headroom.js';
-import { idleHelperThreads } from './helper-threads.js';
 import { existsSync, readFileSync, readdirSync, writeFileSync, createWriteStream } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { z } from 'zod';
@@ -88,10 +87,6 @@ Profiling (seed flags):
   --cpuprofile FILE       write a V8 CPU profile (.cpuprofile) on exit
   --heap-headroom MB      let the JS heap grow this much between full garbage collections (default
                           64; at most 4 times the live heap); 0: V8's own heuristics
-  --helper-threads MODE   idle (default): V8's compiler and garbage-collector threads run under
-                          SCHED_IDLE, only on a CPU nothing else wants, so a woken main thread never
-                          waits behind one (libuv's file-work pool keeps normal scheduling; needs
-                          chrt); normal: leave them as Node starts them
   --memprofile FILE       write a V8 heap snapshot (.heapsnapshot) on exit
 
 Example (a 3-node cluster; run each line in its own terminal, or with &):
@@ -148,7 +143,6 @@ const Flags = z.object({
   'tls-ca': z.string().optional(),
   cpuprofile: z.string().optional(),
   'heap-headroom': Int(0).default(64),
-  'helper-threads': z.enum(['idle', 'normal']).default('idle'),
   memprofile: z.string().optional(),
 });
 
@@ -165,7 +159,7 @@ function tlsFiles(cert?: string, key?: string, ca?: string): { cert: string; key
   return { cert, key, ca };
 }
 
-export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?: string; memprofile?: string; heapHeadroomMB: number; helperThreads: 'idle' | 'normal'; discover?: 'kubernetes'; initialSize?: number; restoreFrom?: string; restoreCluster?: string } {
+export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?: string; memprofile?: string; heapHeadroomMB: number; discover?: 'kubernetes'; initialSize?: number; restoreFrom?: string; restoreCluster?: string } {
   const { values } = parseFlags(
     argv,
     Object.fromEntries(Object.keys(Flags.shape).map((k) => [k, { type: k === 'nonvoter' || k === 'logger-truncate' ? ('boolean' as const) : ('string' as const) }])),
@@ -231,7 +225,6 @@ export function parseReplicaArgs(argv: string[]): ReplicaOptions & { cpuprofile?
     tls: tlsFiles(f['tls-cert'], f['tls-key'], f['tls-ca']),
     cpuprofile: f.cpuprofile,
     heapHeadroomMB: f['heap-headroom'],
-    helperThreads: f['helper-threads'],
     memprofile: f.memprofile,
     discover: f.discover,
     initialSize: f['initial-size'],
@@ -254,12 +247,6 @@ export async function runReplica(argv: string[], extra: Partial<ReplicaOptions> 
     return;
   }
   if (opts.heapHeadroomMB > 0) keepHeapHeadroom(opts.heapHeadroomMB << 20);
-  if (opts.helperThreads === 'idle') {
-    await idleHelperThreads().then(
-      (r) => console.log(`${opts.id}: ${r.idle.length} V8 helper threads under SCHED_IDLE (libuv's pool of ${r.pool.length} as before)`),
-      (e: Error) => console.log(`${opts.id}: V8 helper threads keep normal scheduling: ${e.message}`),
-    );
-  }
   const inspector = opts.cpuprofile || opts.memprofile ? new Session() : undefined;
   if (inspector) {
     inspector.connect();

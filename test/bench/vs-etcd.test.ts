@@ -21,7 +21,7 @@ describe('npm run bench: raftkv against etcd', () => {
   it('measures both systems, fails over, and reports lines, JSON and SVG', { skip: EtcdCluster.available() ? false : 'etcd is not installed (.ci/run installs it)' }, async () => {
     const out = await mkdtemp(join(tmpdir(), 'raftkv-bench-test-'));
     try {
-      const { stdout } = await promisify(execFile)(process.execPath, [SCRIPT, '--clients', '1', '--seconds', '1', '--warmup', '1', '--one-client-runs', '2', '--kills', '1', '--rss-keys', '500', '--out', out], { maxBuffer: 16 << 20, timeout: 240_000 });
+      const { stdout } = await promisify(execFile)(process.execPath, [SCRIPT, '--clients', '1', '--seconds', '1', '--warmup', '1', '--one-client-warmup', '1', '--one-client-runs', '2', '--kills', '1', '--rss-keys', '500', '--out', out], { maxBuffer: 16 << 20, timeout: 240_000 });
       const tail = stdout.trim().split('\n').slice(-9);
       const num = '[0-9]+\\.[0-9]{2}';
       assert.deepEqual(
@@ -31,8 +31,9 @@ describe('npm run bench: raftkv against etcd', () => {
       assert.match(tail[6], /^failover p99: \d+ ms over 1 kills/);
       assert.match(tail[7], /^memory kvstore writes c=32: \d+ ops\/s/);
       assert.match(tail[8], /^replica rss with 500 values of 1024 B: \d+ MB/);
-      const report = JSON.parse(await readFile(join(out, 'bench.json'), 'utf8')) as { points: { system: string; workload: string; throughput: number; errors: number; opsPerServerCoreSecond: number; order: number; runs?: { throughput: number; p99: number; opsPerServerCoreSecond: number; order: number }[] }[]; failover: { ms: number[] }; lines: string[]; pairedRatios: Record<string, { median: number; pairs: number[]; pooled: number }> };
+      const report = JSON.parse(await readFile(join(out, 'bench.json'), 'utf8')) as { points: { system: string; workload: string; throughput: number; errors: number; opsPerServerCoreSecond: number; order: number; runs?: { throughput: number; p99: number; opsPerServerCoreSecond: number; order: number }[] }[]; failover: { ms: number[] }; lines: string[]; params: { warmup: number; oneClientWarmup: number }; pairedRatios: Record<string, { median: number; pairs: number[]; pooled: number }> };
       assert.equal(report.points.length, 4);
+      assert.deepEqual([report.params.warmup, report.params.oneClientWarmup], [1, 1], 'the one-client warm-up as given');
       for (const p of report.points) {
         assert.ok(p.throughput > 0 && p.opsPerServerCoreSecond > 0, `${p.system} ${p.workload} measured`);
         assert.equal(p.errors, 0, `${p.system} ${p.workload}: no errors`);
