@@ -54,6 +54,11 @@ export async function waitQuiet(maxBusy = 0.15, timeoutMs = 60_000): Promise<num
   }
 }
 
+/** Milliseconds on CLOCK_MONOTONIC (process.hrtime's clock: the same in every process). */
+export function monotonicMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
 /**
  * The processes' CPU seconds sampled every `everyMs`, so the CPU used between two moments
  * another process reports afterwards (a load generator's measured window) can be read back.
@@ -66,7 +71,9 @@ export class CpuTimeline {
     private readonly pids: number[],
     everyMs = 100,
     private readonly read: (pids: number[]) => number = totalCpuSeconds,
-    private readonly now: () => number = Date.now,
+    // CLOCK_MONOTONIC, which every process shares (a generator's monoWindow): the wall clock
+    // steps on this VM, and a window read on another process's idea of it can miss the samples.
+    private readonly now: () => number = monotonicMs,
   ) {
     this.sample();
     this.timer = setInterval(() => this.sample(), everyMs);
@@ -77,8 +84,15 @@ export class CpuTimeline {
     this.sample();
   }
 
-  /** CPU seconds used from `from` to `to` (epoch ms), interpolated between samples. */
+  /**
+   * CPU seconds used from `from` to `to` (ms on the sampling clock), interpolated between
+   * samples. Throws for a window the samples do not cover rather than reading a part of it.
+   */
   between(from: number, to: number): number {
+    const s = this.samples;
+    if (from < s[0].at || to > s[s.length - 1].at) {
+      throw new Error(`CPU window ${from.toFixed(0)}..${to.toFixed(0)} ms is not covered by the samples (${s[0].at.toFixed(0)}..${s[s.length - 1].at.toFixed(0)})`);
+    }
     return this.at(to) - this.at(from);
   }
 

@@ -146,7 +146,7 @@ async function measureOnce(start: () => Promise<RunningSystem>, workload: (typeo
     } finally {
       cpu.stop();
     }
-    return { system: s.name, result, serverCpuSeconds: cpu.between(result.window.from, result.window.to), serverRssMB: Math.round(Math.max(...pids.map(rssBytes)) / 1e6), order };
+    return { system: s.name, result, serverCpuSeconds: cpu.between(result.monoWindow.from, result.monoWindow.to), serverRssMB: Math.round(Math.max(...pids.map(rssBytes)) / 1e6), order };
   } finally {
     await stopAndFlush(s);
   }

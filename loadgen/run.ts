@@ -62,6 +62,11 @@ export interface LoadResult {
   throughput: number;
   /** When the measured run began and ended (epoch ms): after the warm-up, if any. */
   window: { from: number; to: number };
+  /**
+   * The same window in ms on CLOCK_MONOTONIC (process.hrtime's clock), which every process on
+   * the machine shares and no wall-clock step moves: for reading other processes' samples.
+   */
+  monoWindow: { from: number; to: number };
   /** Microseconds. */
   latencyUs: LatencySummary;
   perSecond: number[];
@@ -168,6 +173,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     }),
   );
   const end = performance.now();
+  const monoOffset = Number(process.hrtime.bigint()) / 1e6 - performance.now();
   const elapsedS = (end - start) / 1000;
   clearInterval(ticker);
   clearTimeout(warm);
@@ -188,6 +194,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     elapsedS,
     throughput: counts.answered / elapsedS,
     window: { from: performance.timeOrigin + start, to: performance.timeOrigin + end },
+    // performance.now() runs on CLOCK_MONOTONIC too, from its own origin.
+    monoWindow: { from: start + monoOffset, to: end + monoOffset },
     latencyUs: summarize(hist),
     perSecond: perSecond.slice(0, fullSeconds),
     cpu: { userS: cpu.user / 1e6, systemS: cpu.system / 1e6, percent: ((cpu.user + cpu.system) / 1e6 / elapsedS) * 100 },
@@ -245,6 +253,7 @@ function combine(results: LoadResult[], o: { clients: number; procs: number; ela
     elapsedS: o.elapsedS,
     throughput: answered / o.elapsedS,
     window: { from: Math.min(...results.map((r) => r.window.from)), to: Math.max(...results.map((r) => r.window.to)) },
+    monoWindow: { from: Math.min(...results.map((r) => r.monoWindow.from)), to: Math.max(...results.map((r) => r.monoWindow.to)) },
     latencyUs: summarize(hist),
     perSecond: o.perSecond,
     cpu: { userS: sum((r) => r.cpu.userS), systemS: sum((r) => r.cpu.systemS), percent: o.cpuPercent },

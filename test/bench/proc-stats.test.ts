@@ -15,8 +15,19 @@ describe('CpuTimeline', () => {
     assert.equal(t.between(1000, 1300), 3.5);
     assert.equal(t.between(1050, 1150), 1.5, 'half of 0..1 to half of 1..3');
     assert.equal(t.between(1100, 1100), 0);
-    assert.equal(t.between(0, 1000), 0, 'nothing before the first sample');
-    assert.equal(t.between(1250, 9999), 0.25, 'nothing after the last');
+    // A window the samples do not cover is refused: a 10 s window reported on a clock 10 s
+    // apart from the samples' read as 0.06 s of CPU (2026-12-07 12:55, 50/50 at 8 clients).
+    assert.throws(() => t.between(0, 1000), /not covered by the samples/);
+    assert.throws(() => t.between(1250, 9999), /not covered by the samples/);
+  });
+
+  it("samples on CLOCK_MONOTONIC, the clock a generator's monoWindow is reported on in any process", () => {
+    const before = Number(process.hrtime.bigint()) / 1e6;
+    const t = new CpuTimeline([process.pid], 3_600_000);
+    t.stop();
+    const after = Number(process.hrtime.bigint()) / 1e6;
+    assert.equal(t.between(before + (after - before) / 4, after - (after - before) / 4) >= 0, true, 'a window inside the samples');
+    assert.throws(() => t.between(Date.now() - 1000, Date.now()), /not covered by the samples/, 'epoch ms are not its clock');
   });
 
   it('samples real processes from /proc', () => {
@@ -24,7 +35,8 @@ describe('CpuTimeline', () => {
     const until = Date.now() + 50;
     while (Date.now() < until); // spend some CPU
     t.stop();
-    assert.ok(t.between(0, Date.now() + 1000) >= 0);
+    const mono = Number(process.hrtime.bigint()) / 1e6;
+    assert.throws(() => t.between(0, mono + 1000));
     assert.ok(totalCpuSeconds([process.pid]) > 0);
   });
 });

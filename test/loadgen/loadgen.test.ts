@@ -52,6 +52,10 @@ describe('loadgen against a real 3-node cluster', () => {
     const r = await runLoad({ driver: 'protobuf', targets: ids.map((id) => c.clientAddr(id)), clients: 2, durationS: 1, warmupS: 1, keys: 50, valueSize: 64, writeRatio: 1, thinkMs: 0, timeoutMs: 5000, seed: 3 });
     assert.ok(r.window.from >= t0 + 1000, 'measured only after the warm-up');
     assert.ok(r.window.to > r.window.from);
+    // The same window on CLOCK_MONOTONIC, which every process on the machine shares.
+    const mono = Number(process.hrtime.bigint()) / 1e6;
+    assert.ok(r.monoWindow.to <= mono && r.monoWindow.from >= mono - (performance.timeOrigin + performance.now() - t0), 'inside this call, on the monotonic clock');
+    assert.ok(Math.abs(r.monoWindow.to - r.monoWindow.from - (r.window.to - r.window.from)) < 1, 'as long as the window');
     assert.equal(r.sent, r.answered + r.errors + r.timeouts);
     assert.equal(r.perSecond.reduce((a, b) => a + b, 0), r.answered);
     assert.ok(r.answered > 0);

@@ -24,7 +24,7 @@ function run(latencies: number[], elapsedS: number, cpuS: number, perSecond: num
   return {
     driver: 'protobuf', targets: ['127.0.0.1:1'], clients: 1, procs: 1, keys: 10, valueSize: 8, writeRatio: 1, thinkMs: 0,
     sent: latencies.length, answered: latencies.length, errors: 0, timeouts: 0, elapsedS,
-    throughput: latencies.length / elapsedS, window: { from: 0, to: elapsedS * 1000 }, latencyUs: summarize(h), perSecond,
+    throughput: latencies.length / elapsedS, window: { from: 0, to: elapsedS * 1000 }, monoWindow: { from: 0, to: elapsedS * 1000 }, latencyUs: summarize(h), perSecond,
     cpu: { userS: cpuS, systemS: 0, percent: (cpuS / elapsedS) * 100 }, errorSamples: [], histogram: hdr.encodeIntoCompressedBase64(h),
   };
 }
