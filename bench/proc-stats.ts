@@ -1,5 +1,6 @@
 /** CPU time and resident memory of running processes, from /proc (Linux). */
 import { readFileSync } from 'node:fs';
+import { monotonicMs } from '../loadgen/run.js';
 
 const TICKS_PER_SECOND = 100; // USER_HZ: 100 on every Linux this runs on
 
@@ -52,11 +53,6 @@ export async function waitQuiet(maxBusy = 0.15, timeoutMs = 60_000): Promise<num
     const waited = (performance.now() - start) / 1000;
     if (busy <= maxBusy || waited * 1000 >= timeoutMs) return waited;
   }
-}
-
-/** Milliseconds on CLOCK_MONOTONIC (process.hrtime's clock: the same in every process). */
-export function monotonicMs(): number {
-  return Number(process.hrtime.bigint()) / 1e6;
 }
 
 /**

@@ -152,6 +152,11 @@ async function measureOnce(start: () => Promise<RunningSystem>, workload: (typeo
   }
 }
 
+/** Operations per server-core-second (a CPU time of nothing counted as 10 ms). */
+function opsPerCoreSecond(answered: number, cpuSeconds: number): number {
+  return Math.round(answered / Math.max(0.01, cpuSeconds));
+}
+
 /** A point from one or more runs of one system, pooled (poolRuns): every request of every run counts once. */
 function toPoint(runs: Run[], workload: Workload, clients: number): { point: Point; result: LoadResult } {
   const r = poolRuns(runs.map((x) => x.result));
@@ -169,13 +174,13 @@ function toPoint(runs: Run[], workload: Workload, clients: number): { point: Poi
     errors: r.errors,
     timeouts: r.timeouts,
     serverCpuSeconds: Number(serverCpuSeconds.toFixed(2)),
-    opsPerServerCoreSecond: Math.round(r.answered / Math.max(0.01, serverCpuSeconds)),
+    opsPerServerCoreSecond: opsPerCoreSecond(r.answered, serverCpuSeconds),
     generatorCpuPercent: Math.round(r.cpu.percent),
     generatorCpuUsPerOp: Math.round(((r.cpu.userS + r.cpu.systemS) * 1e6) / Math.max(1, r.answered)),
     serverRssMB: Math.max(...runs.map((x) => x.serverRssMB)),
     order: runs[0].order,
     ...(runs.length > 1
-      ? { runs: runs.map((x) => ({ throughput: Math.round(x.result.throughput), p99: ms(x.result.latencyUs.p99), opsPerServerCoreSecond: Math.round(x.result.answered / Math.max(0.01, x.serverCpuSeconds)), order: x.order })) }
+      ? { runs: runs.map((x) => ({ throughput: Math.round(x.result.throughput), p99: ms(x.result.latencyUs.p99), opsPerServerCoreSecond: opsPerCoreSecond(x.result.answered, x.serverCpuSeconds), order: x.order })) }
       : {}),
   };
   return { point, result: r };

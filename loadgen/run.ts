@@ -173,7 +173,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     }),
   );
   const end = performance.now();
-  const monoOffset = Number(process.hrtime.bigint()) / 1e6 - performance.now();
+  const monoOffset = monotonicMs() - performance.now();
   const elapsedS = (end - start) / 1000;
   clearInterval(ticker);
   clearTimeout(warm);
@@ -252,8 +252,8 @@ function combine(results: LoadResult[], o: { clients: number; procs: number; ela
     timeouts: sum((r) => r.timeouts),
     elapsedS: o.elapsedS,
     throughput: answered / o.elapsedS,
-    window: { from: Math.min(...results.map((r) => r.window.from)), to: Math.max(...results.map((r) => r.window.to)) },
-    monoWindow: { from: Math.min(...results.map((r) => r.monoWindow.from)), to: Math.max(...results.map((r) => r.monoWindow.to)) },
+    window: spanOf(results.map((r) => r.window)),
+    monoWindow: spanOf(results.map((r) => r.monoWindow)),
     latencyUs: summarize(hist),
     perSecond: o.perSecond,
     cpu: { userS: sum((r) => r.cpu.userS), systemS: sum((r) => r.cpu.systemS), percent: o.cpuPercent },
@@ -264,4 +264,14 @@ function combine(results: LoadResult[], o: { clients: number; procs: number; ela
 
 function sumOf(results: LoadResult[], f: (r: LoadResult) => number): number {
   return results.reduce((a, r) => a + f(r), 0);
+}
+
+/** From the earliest start to the latest end. */
+function spanOf(windows: { from: number; to: number }[]): { from: number; to: number } {
+  return { from: Math.min(...windows.map((w) => w.from)), to: Math.max(...windows.map((w) => w.to)) };
+}
+
+/** Milliseconds on CLOCK_MONOTONIC (process.hrtime's clock: the same in every process; monoWindow's). */
+export function monotonicMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
 }
