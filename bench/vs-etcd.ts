@@ -106,6 +106,8 @@ interface Point {
   clients: number;
   throughput: number;
   latencyMs: { p50: number; p99: number; p999: number; max: number };
+  /** A mixed workload's p99 of its reads and of its writes apart. */
+  p99ByKindMs?: { read: number; write: number };
   /** Lowest and highest per-second throughput within the run (stalls show here). */
   perSecond: { min: number; max: number };
   errors: number;
@@ -170,6 +172,7 @@ function toPoint(runs: Run[], workload: Workload, clients: number): { point: Poi
     clients,
     throughput: Math.round(r.throughput),
     latencyMs: { p50: ms(r.latencyUs.p50), p99: ms(r.latencyUs.p99), p999: ms(r.latencyUs.p999), max: ms(r.latencyUs.max) },
+    ...(r.byKind.read.answered > 0 && r.byKind.write.answered > 0 ? { p99ByKindMs: { read: ms(r.byKind.read.latencyUs.p99), write: ms(r.byKind.write.latencyUs.p99) } } : {}),
     perSecond: { min: Math.min(...full), max: Math.max(...full) },
     errors: r.errors,
     timeouts: r.timeouts,
@@ -184,6 +187,12 @@ function toPoint(runs: Run[], workload: Workload, clients: number): { point: Poi
       : {}),
   };
   return { point, result: r };
+}
+
+/** ` (reads R, writes W)`: a mixed run's p99 of each kind, for its printed line; '' otherwise. */
+function byKind(r: LoadResult): string {
+  const { read, write } = r.byKind;
+  return read.answered > 0 && write.answered > 0 ? ` (reads ${(read.latencyUs.p99 / 1000).toFixed(2)}, writes ${(write.latencyUs.p99 / 1000).toFixed(2)})` : '';
 }
 
 async function measure(start: () => Promise<RunningSystem>, workload: (typeof WORKLOADS)[number], clients: number): Promise<{ point: Point; result: LoadResult }> {
@@ -305,13 +314,13 @@ if (!skip.has('matrix')) {
         for (const [place, i] of order.entries()) {
           const run = await measureOnce(starts[i], w, clients, place === 0 ? 1 : 2);
           runs[i].push(run);
-          if (orders.length > 1) console.log(`  ${run.system.padEnd(6)} ${w.name.padEnd(6)} c=${clients} run ${k + 1}/${orders.length}: ${Math.round(run.result.throughput)} ops/s  p99 ${(run.result.latencyUs.p99 / 1000).toFixed(2)} ms`);
+          if (orders.length > 1) console.log(`  ${run.system.padEnd(6)} ${w.name.padEnd(6)} c=${clients} run ${k + 1}/${orders.length}: ${Math.round(run.result.throughput)} ops/s  p99 ${(run.result.latencyUs.p99 / 1000).toFixed(2)} ms${byKind(run.result)}`);
         }
       }
       for (const { point, result } of runs.map((r) => toPoint(r, w.name, clients))) {
         points.push(point);
         results.push(result);
-        console.log(`${point.system.padEnd(6)} ${w.name.padEnd(6)} c=${String(clients).padEnd(3)} ${String(point.throughput).padStart(6)} ops/s  p99 ${point.latencyMs.p99} ms  p99.9 ${point.latencyMs.p999} ms  ` +
+        console.log(`${point.system.padEnd(6)} ${w.name.padEnd(6)} c=${String(clients).padEnd(3)} ${String(point.throughput).padStart(6)} ops/s  p99 ${point.latencyMs.p99} ms${byKind(result)}  p99.9 ${point.latencyMs.p999} ms  ` +
           `server ${point.opsPerServerCoreSecond} ops/core-s  generator ${point.generatorCpuPercent}% (${point.generatorCpuUsPerOp} us/op)  per-second ${point.perSecond.min}..${point.perSecond.max}`);
       }
     }

@@ -69,11 +69,26 @@ export interface LoadResult {
   monoWindow: { from: number; to: number };
   /** Microseconds. */
   latencyUs: LatencySummary;
+  /**
+   * Reads and writes apart (a mixed workload's p99 is otherwise one blend of two paths:
+   * a linearizable read's heartbeat round and a write's fdatasyncs).
+   */
+  byKind: Record<OpKind, KindLatency>;
   perSecond: number[];
   /** Load generator CPU time; percent is of one core. */
   cpu: { userS: number; systemS: number; percent: number };
   errorSamples: string[];
   /** HDR histogram, compressed base64, for merging results of several processes. */
+  histogram: string;
+}
+
+export type OpKind = 'read' | 'write';
+
+export interface KindLatency {
+  answered: number;
+  /** Microseconds (all 0 when none of this kind was answered). */
+  latencyUs: LatencySummary;
+  /** HDR histogram, compressed base64, as `LoadResult.histogram`. */
   histogram: string;
 }
 
@@ -107,6 +122,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const warmupS = o.warmupS ?? 0;
   if (warmupS > 0 && !o.durationS) throw new Error('a warm-up needs a duration, not a request count');
   const hist = newHistogram();
+  const kindHist: Record<OpKind, ReturnType<typeof newHistogram>> = { read: newHistogram(), write: newHistogram() };
   const rng = new Prng(o.seed);
   const value = new Uint8Array(o.valueSize).map((_, i) => 97 + (i % 26));
   const counts = { sent: 0, answered: 0, errors: 0, timeouts: 0 };
@@ -154,6 +170,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
           if (counted) {
             const us = Math.max(1, Math.round((performance.now() - t0) * 1000));
             hist.recordValue(us);
+            kindHist[write ? 'write' : 'read'].recordValue(us);
             secondHist.recordValue(us);
             counts.answered++;
             const sec = Math.floor((performance.now() - start) / 1000);
@@ -197,6 +214,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     // performance.now() runs on CLOCK_MONOTONIC too, from its own origin.
     monoWindow: { from: start + monoOffset, to: end + monoOffset },
     latencyUs: summarize(hist),
+    byKind: { read: kindLatency(kindHist.read), write: kindLatency(kindHist.write) },
     perSecond: perSecond.slice(0, fullSeconds),
     cpu: { userS: cpu.user / 1e6, systemS: cpu.system / 1e6, percent: ((cpu.user + cpu.system) / 1e6 / elapsedS) * 100 },
     errorSamples: [...errorSamples],
@@ -242,6 +260,11 @@ function combine(results: LoadResult[], o: { clients: number; procs: number; ela
   for (const r of results) hist.add(hdr.decodeFromCompressedBase64(r.histogram));
   const sum = (f: (r: LoadResult) => number) => sumOf(results, f);
   const answered = sum((r) => r.answered);
+  const mergedKind = (k: OpKind) => {
+    const h = newHistogram();
+    for (const r of results) h.add(hdr.decodeFromCompressedBase64(r.byKind[k].histogram));
+    return kindLatency(h);
+  };
   return {
     ...results[0],
     clients: o.clients,
@@ -255,11 +278,16 @@ function combine(results: LoadResult[], o: { clients: number; procs: number; ela
     window: spanOf(results.map((r) => r.window)),
     monoWindow: spanOf(results.map((r) => r.monoWindow)),
     latencyUs: summarize(hist),
+    byKind: { read: mergedKind('read'), write: mergedKind('write') },
     perSecond: o.perSecond,
     cpu: { userS: sum((r) => r.cpu.userS), systemS: sum((r) => r.cpu.systemS), percent: o.cpuPercent },
     errorSamples: [...new Set(results.flatMap((r) => r.errorSamples))].slice(0, 5),
     histogram: hdr.encodeIntoCompressedBase64(hist),
   };
+}
+
+function kindLatency(h: ReturnType<typeof newHistogram>): KindLatency {
+  return { answered: h.totalCount, latencyUs: summarize(h), histogram: hdr.encodeIntoCompressedBase64(h) };
 }
 
 function sumOf(results: LoadResult[], f: (r: LoadResult) => number): number {

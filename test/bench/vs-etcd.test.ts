@@ -31,7 +31,7 @@ describe('npm run bench: raftkv against etcd', () => {
       assert.match(tail[6], /^failover p99: \d+ ms over 1 kills/);
       assert.match(tail[7], /^memory kvstore writes c=32: \d+ ops\/s/);
       assert.match(tail[8], /^replica rss with 500 values of 1024 B: \d+ MB/);
-      const report = JSON.parse(await readFile(join(out, 'bench.json'), 'utf8')) as { points: { system: string; workload: string; throughput: number; errors: number; opsPerServerCoreSecond: number; order: number; runs?: { throughput: number; p99: number; opsPerServerCoreSecond: number; order: number }[] }[]; failover: { ms: number[] }; lines: string[]; params: { warmup: number; oneClientWarmup: number }; pairedRatios: Record<string, { median: number; pairs: number[]; pooled: number }> };
+      const report = JSON.parse(await readFile(join(out, 'bench.json'), 'utf8')) as { points: { system: string; workload: string; p99ByKindMs?: { read: number; write: number }; throughput: number; errors: number; opsPerServerCoreSecond: number; order: number; runs?: { throughput: number; p99: number; opsPerServerCoreSecond: number; order: number }[] }[]; failover: { ms: number[] }; lines: string[]; params: { warmup: number; oneClientWarmup: number }; pairedRatios: Record<string, { median: number; pairs: number[]; pooled: number }> };
       assert.equal(report.points.length, 4);
       assert.deepEqual([report.params.warmup, report.params.oneClientWarmup], [1, 1], 'the one-client warm-up as given');
       for (const p of report.points) {
@@ -49,6 +49,9 @@ describe('npm run bench: raftkv against etcd', () => {
         report.points.map((p) => p.runs?.map((r) => r.order)),
         [[1, 2], [2, 1], [2, 1], [1, 2]],
       );
+      // The mixed points' p99 of reads and of writes apart (the writes-only ones have no reads).
+      for (const p of report.points) assert.equal(p.p99ByKindMs === undefined, p.workload === 'writes', `${p.system} ${p.workload}: ${JSON.stringify(p.p99ByKindMs)}`);
+      assert.match(stdout, /\n {2}raftkv mixed {2}c=1 run 1\/2: \d+ ops\/s {2}p99 [0-9.]+ ms \(reads [0-9.]+, writes [0-9.]+\)\n/);
       for (const p of report.points) assert.ok(p.runs!.every((r) => r.throughput > 0 && r.p99 > 0 && r.opsPerServerCoreSecond > 0), `${p.system} ${p.workload}: both runs measured`);
       // Their ratios are the median of the two pairs' (run k of raftkv over run k of etcd).
       const [ours, theirs] = ['raftkv', 'etcd'].map((s) => report.points.find((p) => p.system === s && p.workload === 'writes')!.runs!);

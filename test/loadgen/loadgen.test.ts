@@ -42,6 +42,10 @@ describe('loadgen against a real 3-node cluster', () => {
       assert.ok(r.latencyUs.p50 > 0 && r.latencyUs.p50 <= r.latencyUs.p99 && r.latencyUs.p99 <= r.latencyUs.max);
       assert.ok(r.throughput > 0);
       assert.equal(r.perSecond.reduce((a, b) => a + b, 0), r.answered);
+      // Half writes: both kinds answered, apart, and together they are every answer.
+      assert.equal(r.byKind.read.answered + r.byKind.write.answered, r.answered);
+      assert.ok(r.byKind.read.answered > 50 && r.byKind.write.answered > 50, `reads ${r.byKind.read.answered}, writes ${r.byKind.write.answered}`);
+      for (const k of ['read', 'write'] as const) assert.ok(r.byKind[k].latencyUs.p50 > 0 && r.byKind[k].latencyUs.max <= r.latencyUs.max);
     });
   }
 
@@ -127,6 +131,7 @@ describe('loadgen against a real 3-node cluster', () => {
     assert.equal(r.valueSize, 1024, '--data 1 is the seed\'s 1 KB');
     assert.equal(r.sent, r.answered + r.errors + r.timeouts);
     assert.equal(r.sent, 300);
+    assert.equal(r.byKind.read.answered + r.byKind.write.answered, r.answered, 'the processes\' reads and writes merged');
     const rows = readFileSync(csvFile, 'utf8').trim().split('\n');
     assert.equal(rows.length, 2);
     assert.match(rows[0], /^driver,clients,procs/);

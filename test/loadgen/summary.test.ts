@@ -17,14 +17,18 @@ describe('latency summary', () => {
   });
 });
 
-/** A run's result with `latencies` (us) answered over `elapsedS` seconds. */
-function run(latencies: number[], elapsedS: number, cpuS: number, perSecond: number[]): LoadResult {
+/** A run's result with `latencies` (us) answered over `elapsedS` seconds: writes, and `reads` (us) besides. */
+function run(latencies: number[], elapsedS: number, cpuS: number, perSecond: number[], reads: number[] = []): LoadResult {
   const h = newHistogram();
-  for (const l of latencies) h.recordValue(l);
+  const kind = { read: newHistogram(), write: newHistogram() };
+  for (const l of latencies) h.recordValue(l), kind.write.recordValue(l);
+  for (const l of reads) h.recordValue(l), kind.read.recordValue(l);
+  const byKind = (k: 'read' | 'write') => ({ answered: kind[k].totalCount, latencyUs: summarize(kind[k]), histogram: hdr.encodeIntoCompressedBase64(kind[k]) });
+  latencies = [...latencies, ...reads];
   return {
     driver: 'protobuf', targets: ['127.0.0.1:1'], clients: 1, procs: 1, keys: 10, valueSize: 8, writeRatio: 1, thinkMs: 0,
     sent: latencies.length, answered: latencies.length, errors: 0, timeouts: 0, elapsedS,
-    throughput: latencies.length / elapsedS, window: { from: 0, to: elapsedS * 1000 }, monoWindow: { from: 0, to: elapsedS * 1000 }, latencyUs: summarize(h), perSecond,
+    throughput: latencies.length / elapsedS, window: { from: 0, to: elapsedS * 1000 }, monoWindow: { from: 0, to: elapsedS * 1000 }, latencyUs: summarize(h), byKind: { read: byKind('read'), write: byKind('write') }, perSecond,
     cpu: { userS: cpuS, systemS: 0, percent: (cpuS / elapsedS) * 100 }, errorSamples: [], histogram: hdr.encodeIntoCompressedBase64(h),
   };
 }
@@ -52,5 +56,25 @@ describe('pooling runs', () => {
     assert.equal(m.clients, 2);
     assert.equal(m.perSecond.length, 10);
     assert.equal(m.latencyUs.p99, p.latencyUs.p99);
+  });
+});
+
+describe('reads and writes apart', () => {
+  it('pooled and merged results keep each kind\'s own histogram', () => {
+    // Run a: 100 writes of 1,000 us and 100 reads of 200 us; run b: 97 writes of 1,000 us, 3 of
+    // 1,900 us, no reads. Blended, the 99th percentile of a+b's 300 answers is 1,000 us; the
+    // writes' own (3 of 200 slow) is 1,900 us, the reads' 200 us.
+    const a = run(Array(100).fill(1000), 10, 1, Array(10).fill(20), Array(100).fill(200));
+    const b = run([...Array(97).fill(1000), 1900, 1900, 1900], 10, 1, Array(10).fill(10));
+    assert.equal(a.byKind.read.answered, 100);
+    assert.equal(b.byKind.read.answered, 0);
+    assert.equal(b.byKind.read.latencyUs.p99, 0, 'no reads: zeros, not NaN');
+    for (const r of [poolRuns([a, b]), mergeResults([a, b])]) {
+      assert.equal(r.latencyUs.p99, 1000);
+      assert.equal(r.byKind.write.answered, 200);
+      assert.equal(r.byKind.write.latencyUs.p99, 1900);
+      assert.equal(r.byKind.read.answered, 100);
+      assert.equal(r.byKind.read.latencyUs.p99, 200);
+    }
   });
 });
