@@ -26,10 +26,11 @@ export function table(results: LoadResult[]): string {
 }
 
 export function csv(results: LoadResult[]): string {
-  const head = 'driver,clients,procs,keys,value_size,write_ratio,sent,answered,errors,timeouts,elapsed_s,throughput,p50_us,p90_us,p99_us,p999_us,max_us,mean_us,lg_cpu_percent';
+  const head = 'driver,clients,procs,keys,value_size,write_ratio,sent,answered,errors,timeouts,elapsed_s,throughput,p50_us,p90_us,p99_us,p999_us,max_us,mean_us,lg_cpu_percent,reads,read_p99_us,writes,write_p99_us';
   const rows = results.map((r) =>
     [r.driver, r.clients, r.procs, r.keys, r.valueSize, r.writeRatio, r.sent, r.answered, r.errors, r.timeouts, r.elapsedS.toFixed(3), r.throughput.toFixed(1),
-      r.latencyUs.p50, r.latencyUs.p90, r.latencyUs.p99, r.latencyUs.p999, r.latencyUs.max, r.latencyUs.mean, r.cpu.percent.toFixed(1)].join(','),
+      r.latencyUs.p50, r.latencyUs.p90, r.latencyUs.p99, r.latencyUs.p999, r.latencyUs.max, r.latencyUs.mean, r.cpu.percent.toFixed(1),
+      r.byKind.read.answered, r.byKind.read.latencyUs.p99, r.byKind.write.answered, r.byKind.write.latencyUs.p99].join(','),
   );
   return [head, ...rows].join('\n') + '\n';
 }

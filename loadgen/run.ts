@@ -256,15 +256,10 @@ export function poolRuns(results: LoadResult[]): LoadResult {
 
 /** What side-by-side and one-after-the-other results share: counts summed, histograms merged. */
 function combine(results: LoadResult[], o: { clients: number; procs: number; elapsedS: number; perSecond: number[]; cpuPercent: number }): LoadResult {
-  const hist = newHistogram();
-  for (const r of results) hist.add(hdr.decodeFromCompressedBase64(r.histogram));
+  const hist = mergeHistograms(results.map((r) => r.histogram));
   const sum = (f: (r: LoadResult) => number) => sumOf(results, f);
   const answered = sum((r) => r.answered);
-  const mergedKind = (k: OpKind) => {
-    const h = newHistogram();
-    for (const r of results) h.add(hdr.decodeFromCompressedBase64(r.byKind[k].histogram));
-    return kindLatency(h);
-  };
+  const mergedKind = (k: OpKind) => kindLatency(mergeHistograms(results.map((r) => r.byKind[k].histogram)));
   return {
     ...results[0],
     clients: o.clients,
@@ -284,6 +279,12 @@ function combine(results: LoadResult[], o: { clients: number; procs: number; ela
     errorSamples: [...new Set(results.flatMap((r) => r.errorSamples))].slice(0, 5),
     histogram: hdr.encodeIntoCompressedBase64(hist),
   };
+}
+
+function mergeHistograms(encoded: string[]): ReturnType<typeof newHistogram> {
+  const h = newHistogram();
+  for (const e of encoded) h.add(hdr.decodeFromCompressedBase64(e));
+  return h;
 }
 
 function kindLatency(h: ReturnType<typeof newHistogram>): KindLatency {

@@ -135,6 +135,9 @@ describe('loadgen against a real 3-node cluster', () => {
     const rows = readFileSync(csvFile, 'utf8').trim().split('\n');
     assert.equal(rows.length, 2);
     assert.match(rows[0], /^driver,clients,procs/);
+    const cells = Object.fromEntries(rows[0].split(',').map((k, i) => [k, rows[1].split(',')[i]]));
+    assert.equal(Number(cells.reads) + Number(cells.writes), r.answered, 'the CSV counts reads and writes apart');
+    assert.equal(Number(cells.write_p99_us), r.byKind.write.latencyUs.p99);
     assert.ok(r.cpu.percent > 0, 'the generator reports its own CPU use');
   });
 
