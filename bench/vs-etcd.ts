@@ -172,7 +172,7 @@ function toPoint(runs: Run[], workload: Workload, clients: number): { point: Poi
     clients,
     throughput: Math.round(r.throughput),
     latencyMs: { p50: ms(r.latencyUs.p50), p99: ms(r.latencyUs.p99), p999: ms(r.latencyUs.p999), max: ms(r.latencyUs.max) },
-    ...(r.byKind.read.answered > 0 && r.byKind.write.answered > 0 ? { p99ByKindMs: { read: ms(r.byKind.read.latencyUs.p99), write: ms(r.byKind.write.latencyUs.p99) } } : {}),
+    ...(kindP99Ms(r) ? { p99ByKindMs: kindP99Ms(r) } : {}),
     perSecond: { min: Math.min(...full), max: Math.max(...full) },
     errors: r.errors,
     timeouts: r.timeouts,
@@ -189,10 +189,17 @@ function toPoint(runs: Run[], workload: Workload, clients: number): { point: Poi
   return { point, result: r };
 }
 
-/** ` (reads R, writes W)`: a mixed run's p99 of each kind, for its printed line; '' otherwise. */
-function byKind(r: LoadResult): string {
+/** A mixed run's p99 of its reads and of its writes (ms); undefined for a run of one kind. */
+function kindP99Ms(r: LoadResult): { read: number; write: number } | undefined {
   const { read, write } = r.byKind;
-  return read.answered > 0 && write.answered > 0 ? ` (reads ${(read.latencyUs.p99 / 1000).toFixed(2)}, writes ${(write.latencyUs.p99 / 1000).toFixed(2)})` : '';
+  if (read.answered === 0 || write.answered === 0) return undefined;
+  return { read: Number((read.latencyUs.p99 / 1000).toFixed(2)), write: Number((write.latencyUs.p99 / 1000).toFixed(2)) };
+}
+
+/** ` (reads R, writes W)` for a mixed run's printed line; '' otherwise. */
+function byKind(r: LoadResult): string {
+  const k = kindP99Ms(r);
+  return k ? ` (reads ${k.read.toFixed(2)}, writes ${k.write.toFixed(2)})` : '';
 }
 
 async function measure(start: () => Promise<RunningSystem>, workload: (typeof WORKLOADS)[number], clients: number): Promise<{ point: Point; result: LoadResult }> {

@@ -19,16 +19,21 @@ describe('latency summary', () => {
 
 /** A run's result with `latencies` (us) answered over `elapsedS` seconds: writes, and `reads` (us) besides. */
 function run(latencies: number[], elapsedS: number, cpuS: number, perSecond: number[], reads: number[] = []): LoadResult {
-  const h = newHistogram();
-  const kind = { read: newHistogram(), write: newHistogram() };
-  for (const l of latencies) h.recordValue(l), kind.write.recordValue(l);
-  for (const l of reads) h.recordValue(l), kind.read.recordValue(l);
-  const byKind = (k: 'read' | 'write') => ({ answered: kind[k].totalCount, latencyUs: summarize(kind[k]), histogram: hdr.encodeIntoCompressedBase64(kind[k]) });
-  latencies = [...latencies, ...reads];
+  const histogramOf = (values: number[]) => {
+    const h = newHistogram();
+    for (const v of values) h.recordValue(v);
+    return h;
+  };
+  const all = [...latencies, ...reads];
+  const h = histogramOf(all);
+  const kind = (values: number[]) => {
+    const k = histogramOf(values);
+    return { answered: k.totalCount, latencyUs: summarize(k), histogram: hdr.encodeIntoCompressedBase64(k) };
+  };
   return {
     driver: 'protobuf', targets: ['127.0.0.1:1'], clients: 1, procs: 1, keys: 10, valueSize: 8, writeRatio: 1, thinkMs: 0,
-    sent: latencies.length, answered: latencies.length, errors: 0, timeouts: 0, elapsedS,
-    throughput: latencies.length / elapsedS, window: { from: 0, to: elapsedS * 1000 }, monoWindow: { from: 0, to: elapsedS * 1000 }, latencyUs: summarize(h), byKind: { read: byKind('read'), write: byKind('write') }, perSecond,
+    sent: all.length, answered: all.length, errors: 0, timeouts: 0, elapsedS,
+    throughput: all.length / elapsedS, window: { from: 0, to: elapsedS * 1000 }, monoWindow: { from: 0, to: elapsedS * 1000 }, latencyUs: summarize(h), byKind: { read: kind(reads), write: kind(latencies) }, perSecond,
     cpu: { userS: cpuS, systemS: 0, percent: (cpuS / elapsedS) * 100 }, errorSamples: [], histogram: hdr.encodeIntoCompressedBase64(h),
   };
 }
