@@ -162,7 +162,7 @@ function opsPerCoreSecond(answered: number, cpuSeconds: number): number {
 /** A point from one or more runs of one system, pooled (poolRuns): every request of every run counts once. */
 function toPoint(runs: Run[], workload: Workload, clients: number): { point: Point; result: LoadResult } {
   const r = poolRuns(runs.map((x) => x.result));
-  const ms = (us: number) => Number((us / 1000).toFixed(2));
+  const kinds = kindP99Ms(r);
   const serverCpuSeconds = runs.reduce((a, x) => a + x.serverCpuSeconds, 0);
   // Whole seconds only: a run's last, partial second would look like a stall.
   const full = runs.flatMap((x) => x.result.perSecond.slice(0, Math.floor(x.result.elapsedS)));
@@ -172,7 +172,7 @@ function toPoint(runs: Run[], workload: Workload, clients: number): { point: Poi
     clients,
     throughput: Math.round(r.throughput),
     latencyMs: { p50: ms(r.latencyUs.p50), p99: ms(r.latencyUs.p99), p999: ms(r.latencyUs.p999), max: ms(r.latencyUs.max) },
-    ...(kindP99Ms(r) ? { p99ByKindMs: kindP99Ms(r) } : {}),
+    ...(kinds ? { p99ByKindMs: kinds } : {}),
     perSecond: { min: Math.min(...full), max: Math.max(...full) },
     errors: r.errors,
     timeouts: r.timeouts,
@@ -189,15 +189,20 @@ function toPoint(runs: Run[], workload: Workload, clients: number): { point: Poi
   return { point, result: r };
 }
 
+/** Microseconds as milliseconds to two decimals, as the report gives them. */
+function ms(us: number): number {
+  return Number((us / 1000).toFixed(2));
+}
+
 /** A mixed run's p99 of its reads and of its writes (ms); undefined for a run of one kind. */
 function kindP99Ms(r: LoadResult): { read: number; write: number } | undefined {
   const { read, write } = r.byKind;
   if (read.answered === 0 || write.answered === 0) return undefined;
-  return { read: Number((read.latencyUs.p99 / 1000).toFixed(2)), write: Number((write.latencyUs.p99 / 1000).toFixed(2)) };
+  return { read: ms(read.latencyUs.p99), write: ms(write.latencyUs.p99) };
 }
 
 /** ` (reads R, writes W)` for a mixed run's printed line; '' otherwise. */
-function byKind(r: LoadResult): string {
+function kindsNote(r: LoadResult): string {
   const k = kindP99Ms(r);
   return k ? ` (reads ${k.read.toFixed(2)}, writes ${k.write.toFixed(2)})` : '';
 }
@@ -321,13 +326,13 @@ if (!skip.has('matrix')) {
         for (const [place, i] of order.entries()) {
           const run = await measureOnce(starts[i], w, clients, place === 0 ? 1 : 2);
           runs[i].push(run);
-          if (orders.length > 1) console.log(`  ${run.system.padEnd(6)} ${w.name.padEnd(6)} c=${clients} run ${k + 1}/${orders.length}: ${Math.round(run.result.throughput)} ops/s  p99 ${(run.result.latencyUs.p99 / 1000).toFixed(2)} ms${byKind(run.result)}`);
+          if (orders.length > 1) console.log(`  ${run.system.padEnd(6)} ${w.name.padEnd(6)} c=${clients} run ${k + 1}/${orders.length}: ${Math.round(run.result.throughput)} ops/s  p99 ${ms(run.result.latencyUs.p99).toFixed(2)} ms${kindsNote(run.result)}`);
         }
       }
       for (const { point, result } of runs.map((r) => toPoint(r, w.name, clients))) {
         points.push(point);
         results.push(result);
-        console.log(`${point.system.padEnd(6)} ${w.name.padEnd(6)} c=${String(clients).padEnd(3)} ${String(point.throughput).padStart(6)} ops/s  p99 ${point.latencyMs.p99} ms${byKind(result)}  p99.9 ${point.latencyMs.p999} ms  ` +
+        console.log(`${point.system.padEnd(6)} ${w.name.padEnd(6)} c=${String(clients).padEnd(3)} ${String(point.throughput).padStart(6)} ops/s  p99 ${point.latencyMs.p99} ms${kindsNote(result)}  p99.9 ${point.latencyMs.p999} ms  ` +
           `server ${point.opsPerServerCoreSecond} ops/core-s  generator ${point.generatorCpuPercent}% (${point.generatorCpuUsPerOp} us/op)  per-second ${point.perSecond.min}..${point.perSecond.max}`);
       }
     }
