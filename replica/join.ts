@@ -70,13 +70,16 @@ export async function joinThrough(
  * Re-joining with the same id and address adds nothing, so a restarted joiner is fine. A
  * `fresh` joiner whose id is already a member lost that member's state (its votes and the
  * entries it acknowledged): the old member is removed first and the joiner added as a new one,
- * so it counts for nothing until it has caught up again (etcd asks for the same by hand).
+ * so it counts for nothing until it has caught up again (etcd asks for the same by hand) —
+ * unless the configuration already names the joiner's own incarnation: then it was added as
+ * this start of it (a join asked again after its answer was lost) and nothing was lost.
  */
-export function joinSteps(m: Membership, j: { id: string; addr: string; voter: boolean; fresh: boolean; logger?: boolean; incarnation?: string }): ConfChange[] {
+export function joinSteps(m: Membership, j: Joiner): ConfChange[] {
   const steps: ConfChange[] = [];
   let known: string | undefined = m.addrs[j.id];
   const wasVoter = m.voters.includes(j.id);
-  if (known !== undefined && j.fresh) {
+  const thisStart = j.incarnation !== undefined && m.incarnations?.[j.id] === j.incarnation;
+  if (known !== undefined && j.fresh && !thisStart) {
     steps.push({ type: ConfChangeType.RemoveNode, node: j.id });
     known = undefined;
   }
@@ -86,6 +89,83 @@ export function joinSteps(m: Membership, j: { id: string; addr: string; voter: b
   else if (j.logger && m.learners.includes(j.id) && !m.loggers?.includes(j.id)) steps.push({ type: ConfChangeType.AddLearner, node: j.id, logger: true });
   if (j.voter && (steps.length > 0 || !wasVoter)) steps.push({ type: ConfChangeType.AddVoter, node: j.id });
   return steps;
+}
+
+export interface Joiner {
+  id: string;
+  addr: string;
+  voter: boolean;
+  fresh: boolean;
+  logger?: boolean;
+  incarnation?: string;
+}
+
+/** More steps than a join ever needs (remove, add, promote, twice over): the configuration kept changing. */
+const MAX_JOIN_STEPS = 6;
+
+/**
+ * Admit a joiner on the leader: take its steps (joinSteps) one at a time, each computed again
+ * from the configuration as it is then, until none is left. Steps computed once at the start
+ * went stale when another join of the same id changed the configuration meanwhile: a member
+ * whose disk was lost twice (the first start's join still being admitted when the second
+ * start's began) was added by the first's AddLearner after the second's steps were computed,
+ * the second's AddLearner was refused ("already a non-voter"), and the member was promoted
+ * under the dead start's incarnation, its acknowledgments ignored for good (whole-replica
+ * simulator seed 70471). `superseded`: a newer join of the same id began here; this one stops
+ * (its start is gone, or it asks again), so that two never undo each other's steps.
+ */
+export async function admitJoiner(
+  j: Joiner,
+  o: { membership: () => Membership; change: (cc: ConfChange) => Promise<void>; superseded?: () => boolean },
+): Promise<void> {
+  // A fresh joiner without an incarnation cannot be told apart from the member its own removal
+  // re-added: once it has removed the old member, it is the member.
+  let removed = false;
+  for (let tries = 0; ; tries++) {
+    if (o.superseded?.()) throw new JoinSupersededError(j.id);
+    const before = JSON.stringify(o.membership());
+    const steps = joinSteps(o.membership(), { ...j, fresh: j.fresh && !(removed && j.incarnation === undefined) });
+    if (steps.length === 0) return;
+    if (tries >= MAX_JOIN_STEPS) throw new Error(`the configuration of ${j.id} kept changing while it joined (${tries} steps tried); ask again`);
+    try {
+      await o.change(steps[0]);
+    } catch (e) {
+      // Refused because another change landed after this step was computed (an AddLearner
+      // already made by the other join, say): compute it again. Otherwise the refusal stands.
+      if (JSON.stringify(o.membership()) === before) throw e;
+      continue;
+    }
+    if (steps[0].type === ConfChangeType.RemoveNode) removed = true;
+  }
+}
+
+export class JoinSupersededError extends Error {
+  constructor(id: string) {
+    super(`a newer join of ${id} began on this leader; this one stopped`);
+    this.name = 'JoinSupersededError';
+  }
+}
+
+/**
+ * The joins a leader is admitting, by member id: a fresh join (a new start of the member: the
+ * one before it is gone) supersedes any in flight for the same id.
+ */
+export class JoinsInFlight {
+  private readonly latest = new Map<string, object>();
+
+  /** Begin a join; the returned function tells whether a newer one has superseded it since. */
+  begin(j: Joiner): { superseded: () => boolean; end: () => void } {
+    const mine = {};
+    // A join that is not fresh (the same start asking again, an operator's promotion) runs beside one in flight.
+    const registered = j.fresh || !this.latest.has(j.id);
+    if (registered) this.latest.set(j.id, mine);
+    return {
+      superseded: () => registered && this.latest.get(j.id) !== mine,
+      end: () => {
+        if (this.latest.get(j.id) === mine) this.latest.delete(j.id);
+      },
+    };
+  }
 }
 
 /** The cluster-id and joining-marker files of a member's data directory (none in memory mode). */

@@ -8,7 +8,6 @@ import {
   HeldSnapshot,
   SnapshotMeta,
   encodeSnapshotStream,
-  ConfChange,
   ConfChangeType,
   DiskStorage,
   Entry,
@@ -42,7 +41,7 @@ import { Command, Op, Response, Status } from './proto.js';
 import { CommandExecutor } from './executor.js';
 import { PeerTransport } from './transport.js';
 import { TlsFiles, TlsMaterial, loadTls, requestJson } from './tls.js';
-import { MemberFiles, joinSteps, joinThrough } from './join.js';
+import { Joiner, JoinsInFlight, MemberFiles, admitJoiner, joinSteps, joinThrough } from './join.js';
 import { CommandLog } from '../logger/command-log.js';
 import { RecovServer } from '../logger/recov.js';
 import { logSource, pickLog } from '../logger/client.js';
@@ -178,6 +177,7 @@ export class Replica {
   private lastLeader = '';
   /** Unmarked loggers this leader is marking now (see markLoggers). */
   private markingLoggers = new Set<string>();
+  private readonly joins = new JoinsInFlight();
   readonly tlsMaterial: TlsMaterial | undefined;
   /** Which cluster this node belongs to ('' for a new node until it is let in). */
   private clusterId = '';
@@ -468,20 +468,33 @@ export class Replica {
     const deadline = performance.now() + (o.timeoutMs ?? 60_000);
     const m = this.driver.node.membership;
     if (o.fresh && id === this.opts.id) throw new RaftError('invalid-conf-change', `${id} is this leader: a node with no state cannot join under its id`);
-    let steps: ConfChange[];
+    const joiner: Joiner = { id, addr: raftAddr, voter, fresh: o.fresh ?? false, logger: o.logger, incarnation: o.incarnation };
     try {
-      steps = joinSteps(m, { id, addr: raftAddr, voter, fresh: o.fresh ?? false, logger: o.logger, incarnation: o.incarnation });
+      joinSteps(m, joiner);
     } catch (e) {
       throw new RaftError('invalid-conf-change', (e as Error).message);
     }
-    if (steps[0]?.type === ConfChangeType.RemoveNode) {
-      this.log(`${this.opts.id}: ${id} joins with no state but is a member (it was at ${this.driver.node.progressOf(id)?.match ?? 0}): it lost its data; removing it and adding it back as a new member`);
-    }
-    for (const cc of steps) {
-      // The configuration refuses to promote a logger it has marked (validateConfChange); one
-      // that joined before loggers were marked is known by its hello.
-      if (cc.type === ConfChangeType.AddVoter && this.peerInfo.get(id)?.role === 'logger') throw new RaftError('invalid-conf-change', `${id} is a logger: loggers are never promoted to voters`);
-      await this.retryConfChange(cc, deadline);
+    const flight = this.joins.begin(joiner);
+    try {
+      await admitJoiner(joiner, {
+        membership: () => this.driver.node.membership,
+        superseded: flight.superseded,
+        change: async (cc) => {
+          if (cc.type === ConfChangeType.RemoveNode) {
+            this.log(`${this.opts.id}: ${id} joins with no state but is a member (it was at ${this.driver.node.progressOf(id)?.match ?? 0}): it lost its data; removing it and adding it back as a new member`);
+          }
+          // The configuration refuses to promote a logger it has marked (validateConfChange); one
+          // that joined before loggers were marked is known by its hello.
+          if (cc.type === ConfChangeType.AddVoter && this.peerInfo.get(id)?.role === 'logger') throw new RaftError('invalid-conf-change', `${id} is a logger: loggers are never promoted to voters`);
+          await this.retryConfChange(cc, deadline);
+        },
+      });
+    } catch (e) {
+      if (e instanceof RaftError) throw e;
+      // Superseded, or the configuration kept changing: a 503, on which a joiner asks again.
+      throw new RaftError('conf-change-pending', (e as Error).message);
+    } finally {
+      flight.end();
     }
   }
 

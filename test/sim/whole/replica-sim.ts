@@ -11,6 +11,7 @@
  * is drained completely. One seed is one schedule, replayed exactly.
  */
 import {
+  ConfChange,
   ConfChangeType,
   DiskStorage,
   Entry,
@@ -28,7 +29,7 @@ import {
 } from '../../../raft/index.js';
 import { CommandLog } from '../../../logger/command-log.js';
 import { MemoryEngine } from '../../../replica/engines/memory.js';
-import { joinSteps } from '../../../replica/join.js';
+import { JoinsInFlight, admitJoiner, joinSteps } from '../../../replica/join.js';
 import { CommandExecutor } from '../../../replica/executor.js';
 import { KvStateMachine } from '../../../replica/kv-machine.js';
 import { Command, Op, Response, Status, newCommand } from '../../../replica/proto.js';
@@ -81,6 +82,8 @@ interface Timer {
 export class WholeReplicaSim {
   private readonly rng: Prng;
   private readonly goneRng: Prng;
+  /** Whether a member still joining loses its disk again (a stream of its own, as goneRng). */
+  private readonly againRng: Prng;
   /** Whether crashes are reported to the survivors (RaftDriver.leaderGone) in this schedule. */
   private readonly fastFailover: boolean;
   private readonly queue = new EventQueue();
@@ -111,6 +114,8 @@ export class WholeReplicaSim {
   // Network.
   private blocked = new Set<string>();
   private dropRate = 0;
+  /** Each leader process's joins being admitted (RaftServer keeps one per process too). */
+  private readonly joinsInFlight = new WeakMap<RaftDriver, JoinsInFlight>();
   private dupRate = 0;
   private maxLatency = 5;
   // Invariants.
@@ -137,6 +142,7 @@ export class WholeReplicaSim {
     // A stream of its own, so that the schedules of seeds without it stay what they were.
     this.goneRng = new Prng(opts.seed * 7919 + 17);
     this.fastFailover = opts.fastFailover ?? this.goneRng.chance(0.5);
+    this.againRng = new Prng(opts.seed * 7919 + 37);
     this.traceOn = opts.trace ?? false;
     this.durationMs = opts.durationMs ?? 3000;
     this.settleMs = opts.settleMs ?? 4000;
@@ -877,12 +883,14 @@ export class WholeReplicaSim {
         node.fs.wipe();
         node.incarnation = `${node.id}.${node.inc}`;
         const back = node;
+        // Started with no state, it joins as the replica server does (POST /join, fresh, with
+        // its incarnation). Before, the simulator proposed its AddLearner itself, a step no part
+        // of raftkv takes, which a join of the same id still in flight could make stale.
+        back.rejoining = true;
         this.at(100, () => {
+          this.trace(`NEMESIS add ${back.id} again, wiped`);
           void this.startNode(back, false);
-          const l = this.leader()?.proc?.driver;
-          if (!l) return;
-          this.trace(`NEMESIS add learner ${back.id} again, wiped`);
-          l.proposeConfChange({ type: ConfChangeType.AddLearner, node: back.id, addr: `sim:${back.id}`, incarnation: back.incarnation }).catch(() => undefined);
+          this.admit(back);
         });
         return;
       }
@@ -901,41 +909,88 @@ export class WholeReplicaSim {
 
   /** What POST /join does on the leader for a joiner with no state: its joinSteps, in order. */
   private admit(node: SimReplica): void {
+    // The start that asks: once it is gone (crashed, or wiped and started again), it asks no more.
+    const start = node.incarnation;
     const d = this.leader()?.proc?.driver;
     if (!d) {
-      this.at(50, () => this.admit(node));
+      this.at(50, () => node.incarnation === start && this.admit(node));
       return;
+    }
+    const joiner = { id: node.id, addr: `sim:${node.id}`, voter: false, fresh: true, incarnation: start };
+    if (this.againRng.chance(0.15)) {
+      // It loses its disk again while the leader is still taking its steps, and starts anew:
+      // two starts of it join at once (admitJoiner; seed 70471).
+      this.at(this.againRng.int(1, 10), () => {
+        if (node.incarnation !== start || !node.rejoining || !node.alive || this.healed) return;
+        this.crash(node, 'NEMESIS disk lost again while joining');
+        node.fs.wipe();
+        node.incarnation = `${node.id}.${node.inc}`;
+        this.at(this.againRng.int(0, 10), () => {
+          void this.startNode(node, false);
+          this.admit(node);
+        });
+      });
     }
     let steps;
     try {
-      steps = joinSteps(d.node.membership, { id: node.id, addr: `sim:${node.id}`, voter: false, fresh: true, incarnation: node.incarnation });
+      steps = joinSteps(d.node.membership, joiner);
     } catch (e) {
       this.violation(`joinSteps refused a rejoin of ${node.id}: ${(e as Error).message}`);
       return;
     }
     this.trace(`NEMESIS ${node.id} rejoins with no state: ${steps.map((cc) => `${cc.type} ${cc.node}`).join(', ')}`);
+    // The leader's side of POST /join (RaftServer.addMember): steps taken one at a time, a newer
+    // fresh join of the same id superseding this one.
+    let joins = this.joinsInFlight.get(d);
+    if (!joins) this.joinsInFlight.set(d, (joins = new JoinsInFlight()));
+    const flight = joins.begin(joiner);
+    let settled = false;
+    // Each step retried as RaftServer.retryConfChange does, while this attempt lasts.
+    const change = async (cc: ConfChange): Promise<void> => {
+      for (;;) {
+        try {
+          await d.proposeConfChange(cc);
+          return;
+        } catch (e) {
+          const retryable = e instanceof RaftError && ['conf-change-pending', 'learner-not-caught-up', 'transfer-in-progress', 'dropped'].includes(e.code);
+          if (!retryable || settled) throw e;
+          await new Promise<void>((r) => this.at(20, r));
+        }
+      }
+    };
     const run = async () => {
-      for (const cc of steps) await d.proposeConfChange(cc);
+      try {
+        await admitJoiner(joiner, { membership: () => d.node.membership, change, superseded: flight.superseded });
+      } finally {
+        flight.end();
+      }
     };
     // Like the joiner's POST /join, an attempt that gets no answer is given up and made again:
     // a leader that crashes with the steps pending never answers (seed 12: n1 stayed in the
     // configuration under its lost incarnation, its acknowledgments ignored for good).
-    let settled = false;
     const retry = () => {
       if (settled) return;
       settled = true;
-      this.at(50, () => this.admit(node));
+      this.at(50, () => node.incarnation === start && this.admit(node));
     };
     this.at(ADMIT_ATTEMPT_MS, retry);
     run().then(
       () => {
-        if (settled) return;
+        if (settled || node.incarnation !== start) return;
         settled = true;
         node.rejoining = false;
         node.proc?.driver.node.allowVotes();
         this.trace(`${node.id} admitted again (a learner; promoted later)`);
       },
-      retry,
+      (e) => {
+        // A refusal (HTTP 409) ends the joiner's attempts (joinThrough); it stays unadmitted.
+        if (e instanceof RaftError && e.code === 'invalid-conf-change' && !settled && node.incarnation === start) {
+          settled = true;
+          this.trace(`${node.id}'s join refused: ${e.message}`);
+          return;
+        }
+        retry();
+      },
     );
   }
 
@@ -977,7 +1032,8 @@ export class WholeReplicaSim {
         const pr = ld.node.progressOf(id);
         this.violation(
           `liveness: ${id} applied ${p.driver.appliedIndex}, the leader committed ${ld.node.log.committed} ` +
-            `(leader's view of it: ${pr ? `match ${pr.match} next ${pr.next} ${pr.state}` : 'no progress'}; its term ${p.driver.node.term}, leader ${p.driver.node.leader || '-'}, log ${p.driver.node.log.lastIndex()})`,
+            `(leader's view of it: ${pr ? `match ${pr.match} next ${pr.next} ${pr.state}` : 'no progress'}; its term ${p.driver.node.term}, leader ${p.driver.node.leader || '-'}, log ${p.driver.node.log.lastIndex()}; ` +
+            `incarnation ${(p.driver.node as unknown as { incarnation?: string }).incarnation ?? 'none'}, the leader counts ${ld.node.membership.incarnations?.[id] ?? 'none'})`,
         );
         continue;
       }
