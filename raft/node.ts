@@ -400,6 +400,11 @@ export class RaftNode {
     else this.tickElection();
   }
 
+  /** Which start of this member this is (RaftConfig.incarnation); undefined: none. */
+  ownIncarnation(): string | undefined {
+    return this.incarnation;
+  }
+
   /** Admitted by a leader that records no incarnations: acknowledge as before them. */
   forgetIncarnation(): void {
     this.assertNotInReady();

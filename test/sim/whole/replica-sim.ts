@@ -1033,7 +1033,7 @@ export class WholeReplicaSim {
         this.violation(
           `liveness: ${id} applied ${p.driver.appliedIndex}, the leader committed ${ld.node.log.committed} ` +
             `(leader's view of it: ${pr ? `match ${pr.match} next ${pr.next} ${pr.state}` : 'no progress'}; its term ${p.driver.node.term}, leader ${p.driver.node.leader || '-'}, log ${p.driver.node.log.lastIndex()}; ` +
-            `incarnation ${(p.driver.node as unknown as { incarnation?: string }).incarnation ?? 'none'}, the leader counts ${ld.node.membership.incarnations?.[id] ?? 'none'})`,
+            `incarnation ${p.driver.node.ownIncarnation() ?? 'none'}, the leader counts ${ld.node.membership.incarnations?.[id] ?? 'none'})`,
         );
         continue;
       }
