@@ -110,9 +110,10 @@ const MAX_JOIN_STEPS = 6;
  * whose disk was lost twice (the first start's join still being admitted when the second
  * start's began) was added by the first's AddLearner after the second's steps were computed,
  * the second's AddLearner was refused ("already a non-voter"), and the member was promoted
- * under the dead start's incarnation, its acknowledgments ignored for good (whole-replica
- * simulator seed 70471). `superseded`: a newer join of the same id began here; this one stops
- * (its start is gone, or it asks again), so that two never undo each other's steps.
+ * under the dead start's incarnation, its acknowledgments ignored for good (found by the
+ * whole-replica simulator, seed 70471; seed 421 since). `superseded`: a newer join of the
+ * same id began here; this one stops (its start is gone, or it asks again), so that two never
+ * undo each other's steps. Throws JoinInterruptedError when the joiner should ask again.
  */
 export async function admitJoiner(
   j: Joiner,
@@ -122,11 +123,11 @@ export async function admitJoiner(
   // re-added: once it has removed the old member, it is the member.
   let removed = false;
   for (let tries = 0; ; tries++) {
-    if (o.superseded?.()) throw new JoinSupersededError(j.id);
+    if (o.superseded?.()) throw new JoinInterruptedError(`a newer join of ${j.id} began on this leader; this one stopped`);
     const before = JSON.stringify(o.membership());
     const steps = joinSteps(o.membership(), { ...j, fresh: j.fresh && !(removed && j.incarnation === undefined) });
     if (steps.length === 0) return;
-    if (tries >= MAX_JOIN_STEPS) throw new Error(`the configuration of ${j.id} kept changing while it joined (${tries} steps tried); ask again`);
+    if (tries >= MAX_JOIN_STEPS) throw new JoinInterruptedError(`the configuration of ${j.id} kept changing while it joined (${tries} steps tried)`);
     try {
       await o.change(steps[0]);
     } catch (e) {
@@ -139,10 +140,11 @@ export async function admitJoiner(
   }
 }
 
-export class JoinSupersededError extends Error {
-  constructor(id: string) {
-    super(`a newer join of ${id} began on this leader; this one stopped`);
-    this.name = 'JoinSupersededError';
+/** A join stopped before it was done, through no fault of the joiner's: it asks again. */
+export class JoinInterruptedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'JoinInterruptedError';
   }
 }
 

@@ -41,7 +41,7 @@ import { Command, Op, Response, Status } from './proto.js';
 import { CommandExecutor } from './executor.js';
 import { PeerTransport } from './transport.js';
 import { TlsFiles, TlsMaterial, loadTls, requestJson } from './tls.js';
-import { Joiner, JoinsInFlight, MemberFiles, admitJoiner, joinSteps, joinThrough } from './join.js';
+import { JoinInterruptedError, Joiner, JoinsInFlight, MemberFiles, admitJoiner, joinSteps, joinThrough } from './join.js';
 import { CommandLog } from '../logger/command-log.js';
 import { RecovServer } from '../logger/recov.js';
 import { logSource, pickLog } from '../logger/client.js';
@@ -491,8 +491,8 @@ export class Replica {
       });
     } catch (e) {
       if (e instanceof RaftError) throw e;
-      // Superseded, or the configuration kept changing: a 503, on which a joiner asks again.
-      throw new RaftError('conf-change-pending', (e as Error).message);
+      // Interrupted: a 503, on which a joiner asks again. Otherwise joinSteps refused (409).
+      throw new RaftError(e instanceof JoinInterruptedError ? 'conf-change-pending' : 'invalid-conf-change', (e as Error).message);
     } finally {
       flight.end();
     }

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfChange, ConfChangeType, Membership, applyConfChange, validateConfChange } from '../../raft/index.js';
-import { JoinSupersededError, JoinsInFlight, admitJoiner, joinSteps } from '../../replica/join.js';
+import { JoinInterruptedError, JoinsInFlight, admitJoiner, joinSteps } from '../../replica/join.js';
 
 /** The membership after taking `steps` one by one, each of which the leader must accept. */
 function taken(m: Membership, steps: ConfChange[]): Membership {
@@ -126,7 +126,7 @@ describe('admitJoiner', () => {
     const second = join('d.3'); // d.2's AddLearner pending
     await cfg.applyAll();
     await second;
-    await assert.rejects(first, JoinSupersededError);
+    await assert.rejects(first, JoinInterruptedError);
     assert.deepEqual(cfg.m.voters, ['a', 'b', 'c', 'd']);
     assert.deepEqual(cfg.m.incarnations, { d: 'd.3' });
   });
