@@ -9,7 +9,7 @@ import { syncDir, writeFileDurably } from '../util/durable-file.js';
 import { join } from 'node:path';
 import { dialHost, formatHostPort, parseHostPort } from './addr.js';
 import { requestJson } from './tls.js';
-import { ConfChange, ConfChangeType, Membership } from '../raft/index.js';
+import { ConfChange, ConfChangeType, Membership, RaftError } from '../raft/index.js';
 
 export interface JoinRequest {
   id: string;
@@ -138,6 +138,15 @@ export async function admitJoiner(
     }
     if (steps[0].type === ConfChangeType.RemoveNode) removed = true;
   }
+}
+
+/**
+ * Whether a configuration change refused with `e` may be proposed again after a pause: one in
+ * flight, a learner still catching up, a transfer under way, or an entry a new leader replaced
+ * (never applied).
+ */
+export function confChangeMayBeRetried(e: unknown): boolean {
+  return e instanceof RaftError && (e.code === 'conf-change-pending' || e.code === 'learner-not-caught-up' || e.code === 'transfer-in-progress' || e.code === 'dropped');
 }
 
 /** A join stopped before it was done, through no fault of the joiner's: it asks again. */

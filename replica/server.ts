@@ -41,7 +41,7 @@ import { Command, Op, Response, Status } from './proto.js';
 import { CommandExecutor } from './executor.js';
 import { PeerTransport } from './transport.js';
 import { TlsFiles, TlsMaterial, loadTls, requestJson } from './tls.js';
-import { JoinInterruptedError, Joiner, JoinsInFlight, MemberFiles, admitJoiner, joinSteps, joinThrough } from './join.js';
+import { JoinInterruptedError, Joiner, JoinsInFlight, MemberFiles, admitJoiner, confChangeMayBeRetried, joinSteps, joinThrough } from './join.js';
 import { CommandLog } from '../logger/command-log.js';
 import { RecovServer } from '../logger/recov.js';
 import { logSource, pickLog } from '../logger/client.js';
@@ -534,9 +534,7 @@ export class Replica {
         await this.driver.proposeConfChange(cc);
         return;
       } catch (e) {
-        // 'dropped': a new leader replaced the entry, so it was never applied and may be tried again.
-        const retryable = e instanceof RaftError && (e.code === 'conf-change-pending' || e.code === 'learner-not-caught-up' || e.code === 'transfer-in-progress' || e.code === 'dropped');
-        if (!retryable || performance.now() > deadline) throw e;
+        if (!confChangeMayBeRetried(e) || performance.now() > deadline) throw e;
         await sleep(100);
       }
     }

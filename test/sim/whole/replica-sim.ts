@@ -29,7 +29,7 @@ import {
 } from '../../../raft/index.js';
 import { CommandLog } from '../../../logger/command-log.js';
 import { MemoryEngine } from '../../../replica/engines/memory.js';
-import { JoinsInFlight, admitJoiner, joinSteps } from '../../../replica/join.js';
+import { JoinsInFlight, admitJoiner, confChangeMayBeRetried, joinSteps } from '../../../replica/join.js';
 import { CommandExecutor } from '../../../replica/executor.js';
 import { KvStateMachine } from '../../../replica/kv-machine.js';
 import { Command, Op, Response, Status, newCommand } from '../../../replica/proto.js';
@@ -919,7 +919,7 @@ export class WholeReplicaSim {
     const joiner = { id: node.id, addr: `sim:${node.id}`, voter: false, fresh: true, incarnation: start };
     if (this.againRng.chance(0.15)) {
       // It loses its disk again while the leader is still taking its steps, and starts anew:
-      // two starts of it join at once (admitJoiner; seed 70471).
+      // two starts of it join at once (admitJoiner; seed 421).
       this.at(this.againRng.int(1, 10), () => {
         if (node.incarnation !== start || !node.rejoining || !node.alive || this.healed) return;
         this.crash(node, 'NEMESIS disk lost again while joining');
@@ -952,8 +952,7 @@ export class WholeReplicaSim {
           await d.proposeConfChange(cc);
           return;
         } catch (e) {
-          const retryable = e instanceof RaftError && ['conf-change-pending', 'learner-not-caught-up', 'transfer-in-progress', 'dropped'].includes(e.code);
-          if (!retryable || settled) throw e;
+          if (!confChangeMayBeRetried(e) || settled) throw e;
           await new Promise<void>((r) => this.at(20, r));
         }
       }
