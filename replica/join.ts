@@ -124,8 +124,9 @@ export async function admitJoiner(
   let removed = false;
   for (let tries = 0; ; tries++) {
     if (o.superseded?.()) throw new JoinInterruptedError(`a newer join of ${j.id} began on this leader; this one stopped`);
-    const before = JSON.stringify(o.membership());
-    const steps = joinSteps(o.membership(), { ...j, fresh: j.fresh && !(removed && j.incarnation === undefined) });
+    const m = o.membership();
+    const before = JSON.stringify(m);
+    const steps = joinSteps(m, { ...j, fresh: j.fresh && !(removed && j.incarnation === undefined) });
     if (steps.length === 0) return;
     if (tries >= MAX_JOIN_STEPS) throw new JoinInterruptedError(`the configuration of ${j.id} kept changing while it joined (${tries} steps tried)`);
     try {

@@ -469,6 +469,7 @@ export class Replica {
     const m = this.driver.node.membership;
     if (o.fresh && id === this.opts.id) throw new RaftError('invalid-conf-change', `${id} is this leader: a node with no state cannot join under its id`);
     const joiner: Joiner = { id, addr: raftAddr, voter, fresh: o.fresh ?? false, logger: o.logger, incarnation: o.incarnation };
+    // Refused here, before it can supersede a join in flight (admitJoiner would refuse it too).
     try {
       joinSteps(m, joiner);
     } catch (e) {
