@@ -13,6 +13,7 @@ function scriptedCore(proposals: { index: number; term: number }[]): RaftNode {
     leader: 'me',
     isLeader: () => true,
     log: { applied: 0, snapshotIndex: 0 },
+    membership: { voters: ['me'], learners: [], addrs: {} },
     propose: () => proposals.shift()!,
     ready: () => undefined,
     hasReady: () => false,
@@ -222,6 +223,61 @@ describe('RaftDriver: where a save syncs', () => {
 });
 
 describe('RaftDriver: when to snapshot', () => {
+  it('members whose thresholds are all the memory cap (a large state) snapshot a third of it apart, not at the same index every time', async () => {
+    const ids = ['m1', 'm2', 'm3'];
+    const capBytes = 2 << 20;
+    const entryBytes = 64 << 10;
+    // A state of 3 MB: over the cap divided by the largest spread (1.5), so every member's
+    // bytes threshold is the cap; the count rule is out of reach.
+    const stateBytes = 3 << 20;
+    const snapshots = new Map<string, number[]>(ids.map((id) => [id, []]));
+    const drivers = new Map<string, RaftDriver>();
+    for (const id of ids) {
+      const storage = new MemoryStorage();
+      const initial = await loadOrBootstrap(storage, ids.map((i) => ({ id: i, addr: i })));
+      const node = new RaftNode({ id, electionTicks: 4, heartbeatTicks: 1 }, initial);
+      drivers.set(id, new RaftDriver({
+        node,
+        storage,
+        tickMs: 5,
+        snapshotEvery: 1_000_000,
+        snapshotLogBytes: capBytes,
+        keepEntries: 1,
+        stateMachine: { apply: () => new Uint8Array(0), snapshot: () => new Uint8Array(stateBytes), restore: () => undefined },
+        transport: { send: (msgs: Message[]) => { for (const m of msgs) setImmediate(() => drivers.get(m.to)?.step(m)); } },
+        onSnapshot: (index) => snapshots.get(id)!.push(index),
+      }));
+    }
+    for (const d of drivers.values()) d.start();
+    try {
+      let leader: RaftDriver | undefined;
+      for (let i = 0; i < 2000 && !leader; i++) {
+        leader = [...drivers.values()].find((d) => d.node.isLeader());
+        if (!leader) await new Promise((r) => setTimeout(r, 5));
+      }
+      assert.ok(leader, 'a leader is elected');
+      const entry = new Uint8Array(entryBytes);
+      const perCap = capBytes / entryBytes;
+      const base = leader.node.log.lastIndex(); // the configuration and the leader's empty entry
+      // One at a time, so each member's snapshot decision sees every entry's index.
+      for (let i = 0; i < 4 * perCap && ids.some((id) => snapshots.get(id)!.length < 3); i++) await leader.propose(entry);
+      for (let i = 0; i < 200 && ids.some((id) => snapshots.get(id)!.length < 3); i++) await new Promise((r) => setTimeout(r, 5));
+      const taken = ids.map((id) => snapshots.get(id)!.slice(0, 3));
+      for (const [i, s] of taken.entries()) assert.equal(s.length, 3, `${ids[i]} took three snapshots (${s.join(', ')})`);
+      // Each member's first comes at (its rank + 1) / 3 of the cap, the rest every cap after it.
+      for (let i = 0; i < ids.length; i++) {
+        const [first, second, third] = taken[i];
+        const want = base + ((i + 1) * perCap) / ids.length;
+        assert.ok(Math.abs(first - want) <= 3, `${ids[i]}'s first snapshot at ${first}, about ${want} entries in (snapshots: ${taken.map((s) => s.join('/')).join(' ')})`);
+        for (const gap of [second - first, third - second]) assert.ok(Math.abs(gap - perCap) <= 2, `${ids[i]} snapshotted again after ${gap} entries, not ${perCap}`);
+      }
+      const apart = Math.min(...taken[1].map((s, k) => Math.abs(s - taken[0][k])), ...taken[2].map((s, k) => Math.abs(s - taken[1][k])));
+      assert.ok(apart >= perCap / 3 - 4, `members snapshotted within ${apart} entries of each other (snapshots: ${taken.map((s) => s.join('/')).join(' ')})`);
+    } finally {
+      for (const d of drivers.values()) await d.stop();
+    }
+  });
+
   it('once the state is large, waits for as much log as the snapshot is big: a snapshot writes no more than the log did', async () => {
     const storage = new MemoryStorage();
     const initial = await loadOrBootstrap(storage, [{ id: 'solo', addr: 'solo' }]);
