@@ -683,7 +683,8 @@ export class RaftDriver {
    * 43 MB: the benchmark's 100 MB state), and members that start together then all snapshot at
    * the same index, every time: a third of their first thresholds apart, they stay apart, as
    * each goes on snapshotting every maxLogBytes of the same log. At 32 clients on 2 cores, with
-   * the benchmark's state: write p99 7.2-8.6 ms against 8.6-11.2 (4 alternated runs each).
+   * the benchmark's state: write p99 7.1-8.3 ms against 8.5-10.1 in four of five alternated runs
+   * (docs/bench/one-client-tail.md, "Snapshots in phase").
    */
   private snapshotPhase(): number {
     if (this.snapshotsSinceStart > 0) return 1;
