@@ -268,11 +268,11 @@ describe('RaftDriver: when to snapshot', () => {
       for (let i = 0; i < ids.length; i++) {
         const [first, second, third] = taken[i];
         const want = base + ((i + 1) * perCap) / ids.length;
-        assert.ok(Math.abs(first - want) <= 3, `${ids[i]}'s first snapshot at ${first}, about ${want} entries in (snapshots: ${taken.map((s) => s.join('/')).join(' ')})`);
-        for (const gap of [second - first, third - second]) assert.ok(Math.abs(gap - perCap) <= 2, `${ids[i]} snapshotted again after ${gap} entries, not ${perCap}`);
+        assert.ok(Math.abs(first - want) <= 4, `${ids[i]}'s first snapshot at ${first}, about ${want} entries in (snapshots: ${taken.map((s) => s.join('/')).join(' ')})`);
+        for (const gap of [second - first, third - second]) assert.ok(Math.abs(gap - perCap) <= 3, `${ids[i]} snapshotted again after ${gap} entries, not ${perCap}`);
       }
       const apart = Math.min(...taken[1].map((s, k) => Math.abs(s - taken[0][k])), ...taken[2].map((s, k) => Math.abs(s - taken[1][k])));
-      assert.ok(apart >= perCap / 3 - 4, `members snapshotted within ${apart} entries of each other (snapshots: ${taken.map((s) => s.join('/')).join(' ')})`);
+      assert.ok(apart >= perCap / 3 - 5, `members snapshotted within ${apart} entries of each other (snapshots: ${taken.map((s) => s.join('/')).join(' ')})`);
     } finally {
       for (const d of drivers.values()) await d.stop();
     }
