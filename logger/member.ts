@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { DiskStorage, FileSystem, Message, RaftDriver, RaftNode, Snapshot, isDamage, nodeFs } from '../raft/index.js';
 import { HostPort, dialHost, formatHostPort } from '../replica/addr.js';
-import { MemberFiles, joinThrough } from '../replica/join.js';
+import { JoinRefusedError, MemberFiles, joinThrough } from '../replica/join.js';
 import type { TlsMaterial } from '../replica/tls.js';
 import { PeerTransport } from '../replica/transport.js';
 import { CommandLog, ReceivedBase } from './command-log.js';
@@ -185,10 +185,16 @@ export class LoggerMember {
         ca: o.tls?.ca,
         log: o.log,
         stopped: () => this.stopping,
-      }).then((joined) => {
-        if (joined) this.files.joined();
-        return joined !== undefined;
-      });
+      })
+        .then((joined) => {
+          if (joined) this.files.joined();
+          return joined !== undefined;
+        })
+        // A logger serves other clusters too: a refusal (logged by joinThrough) leaves this one unjoined.
+        .catch((e: unknown) => {
+          if (e instanceof JoinRefusedError) return false;
+          throw e;
+        });
     }
   }
 

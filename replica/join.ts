@@ -26,10 +26,19 @@ export interface JoinRequest {
   incarnation?: string;
 }
 
+/** The cluster will never admit this joiner as it is (HTTP 409 or 400: the answer says why). */
+export class JoinRefusedError extends Error {
+  constructor(target: string, why: string) {
+    super(`join refused by ${target}: ${why}`);
+    this.name = 'JoinRefusedError';
+  }
+}
+
 /**
  * Ask the members in `targets` (any of them: a follower passes it on) to admit this node, until
  * one does or refuses for good. Returns the answer (with the incarnation the configuration
- * recorded, if the leader records them), or undefined when refused or given up.
+ * recorded, if the leader records them), or undefined when stopped or given up; a refusal
+ * for good is a JoinRefusedError.
  */
 export async function joinThrough(
   targets: string[],
@@ -40,25 +49,22 @@ export async function joinThrough(
   for (let attempt = 0; attempt < (o.attempts ?? 600) && !o.stopped(); attempt++) {
     const target = targets[attempt % targets.length];
     const hp = parseHostPort(target, '--join');
-    try {
-      const res = await requestJson(`${o.ca ? 'https' : 'http'}://${formatHostPort(dialHost(hp), hp.port)}/join`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...(o.token ? { 'x-raftkv-token': o.token } : {}) },
-        body,
-        timeoutMs: 65_000,
-        ca: o.ca,
-      });
-      if (res.status >= 200 && res.status < 300) {
-        o.log(`${req.id}: joined the cluster through ${target}`);
-        const incarnation = (res.json as { incarnation?: unknown } | undefined)?.incarnation;
-        return typeof incarnation === 'string' ? { incarnation } : {};
-      }
-      if (res.status === 409 || res.status === 400) {
-        o.log(`${req.id}: join refused by ${target}: ${res.text}`);
-        return undefined;
-      }
-    } catch {
-      // Not up yet, or no leader: keep trying.
+    const res = await requestJson(`${o.ca ? 'https' : 'http'}://${formatHostPort(dialHost(hp), hp.port)}/join`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(o.token ? { 'x-raftkv-token': o.token } : {}) },
+      body,
+      timeoutMs: 65_000,
+      ca: o.ca,
+    }).catch(() => undefined); // not up yet, or no leader: keep trying
+    if (res && res.status >= 200 && res.status < 300) {
+      o.log(`${req.id}: joined the cluster through ${target}`);
+      const incarnation = (res.json as { incarnation?: unknown } | undefined)?.incarnation;
+      return typeof incarnation === 'string' ? { incarnation } : {};
+    }
+    if (res && (res.status === 409 || res.status === 400)) {
+      const refused = new JoinRefusedError(target, res.text);
+      o.log(`${req.id}: ${refused.message}`);
+      throw refused;
     }
     await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** Math.min(attempt, 4))));
   }

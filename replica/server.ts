@@ -638,12 +638,21 @@ export class Replica {
   }
 
   private async joinCluster(targets: string[]): Promise<void> {
-    const joined = await joinThrough(
-      targets,
-      // Only a node that started with no state joins, so every join says so.
-      { id: this.opts.id, addr: this.raftAddr, voter: this.opts.voter ?? true, clusterId: this.clusterId || undefined, fresh: true, incarnation: this.incarnation },
-      { token: this.opts.token, ca: this.tlsMaterial?.ca, log: this.log, stopped: () => this.stopping !== undefined },
-    );
+    let joined: { incarnation?: string } | undefined;
+    try {
+      joined = await joinThrough(
+        targets,
+        // Only a node that started with no state joins, so every join says so.
+        { id: this.opts.id, addr: this.raftAddr, voter: this.opts.voter ?? true, clusterId: this.clusterId || undefined, fresh: true, incarnation: this.incarnation },
+        { token: this.opts.token, ca: this.tlsMaterial?.ca, log: this.log, stopped: () => this.stopping !== undefined },
+      );
+    } catch (e) {
+      // Refused for good (JoinRefusedError): up but never admitted, it would only wait, so it
+      // stops with the reason, which an operator (or Kubernetes, restarting it) then sees.
+      this.log(`${this.opts.id}: FATAL ${(e as Error).message}`);
+      void this.stop().then(() => this.resolveStopped(e as Error));
+      return;
+    }
     if (joined) {
       if (this.incarnation && joined.incarnation !== this.incarnation) {
         // Admitted by a leader from before incarnations: the configuration does not name this

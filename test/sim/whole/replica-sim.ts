@@ -982,7 +982,9 @@ export class WholeReplicaSim {
         this.trace(`${node.id} admitted again (a learner; promoted later)`);
       },
       (e) => {
-        // A refusal (HTTP 409) ends the joiner's attempts (joinThrough); it stays unadmitted.
+        // A refusal (HTTP 409) ends the joiner's attempts (joinThrough's JoinRefusedError). The
+        // replica then stops (exit 1); this start stays up unadmitted instead, which counts for
+        // nothing in the configuration either way.
         if (e instanceof RaftError && e.code === 'invalid-conf-change' && !settled && node.incarnation === start) {
           settled = true;
           this.trace(`${node.id}'s join refused: ${e.message}`);
