@@ -372,10 +372,7 @@ export class Replica {
       onMembership: (m) => {
         for (const id of this.peerInfo.keys()) if (!m.voters.includes(id) && !m.learners.includes(id)) this.transport.drop(id);
       },
-      onFatal: (e) => {
-        this.log(`${o.id}: FATAL ${e.message}`);
-        void this.stop().then(() => this.resolveStopped(e));
-      },
+      onFatal: (e) => this.fatal(e),
     });
     this.driver.start();
     this.gaugeTimer = setInterval(() => this.updateGauges(), 1000);
@@ -637,6 +634,12 @@ export class Replica {
     return this.driver?.node.isLeader() ?? false;
   }
 
+  /** Stop on our own with `e`: logged, then `stopped` resolves with it (the process exits 1). */
+  private fatal(e: Error): void {
+    this.log(`${this.opts.id}: FATAL ${e.message}`);
+    void this.stop().then(() => this.resolveStopped(e));
+  }
+
   private async joinCluster(targets: string[]): Promise<void> {
     let joined: { incarnation?: string } | undefined;
     try {
@@ -649,8 +652,7 @@ export class Replica {
     } catch (e) {
       // Refused for good (JoinRefusedError): up but never admitted, it would only wait, so it
       // stops with the reason, which an operator (or Kubernetes, restarting it) then sees.
-      this.log(`${this.opts.id}: FATAL ${(e as Error).message}`);
-      void this.stop().then(() => this.resolveStopped(e as Error));
+      this.fatal(e as Error);
       return;
     }
     if (joined) {
