@@ -154,6 +154,7 @@ export class LoggerMember {
         candidate: false,
         clock: () => performance.now(),
         tickMs,
+        entryReader: this.storage,
       },
       st,
     );

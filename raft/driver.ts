@@ -90,8 +90,9 @@ export interface DriverOptions {
    */
   snapshotEvery?: number;
   /**
-   * The most log held in memory before a snapshot, whatever snapshotEvery and the state's size
-   * say (default 64 MB): the log since the last snapshot is kept in memory.
+   * The most log between two snapshots, whatever snapshotEvery and the state's size say
+   * (default 64 MB): a restart reads the log since the last snapshot into memory to replay it
+   * (and without RaftConfig.entryReader the core holds it in memory all along).
    */
   snapshotLogBytes?: number;
   /**
@@ -140,8 +141,8 @@ interface Waiter<T> {
 
 /**
  * Above this, a snapshot waits for its own size in log since the last one (see snapshotEvery),
- * but never for more than the cap (DriverOptions.snapshotLogBytes): the log since the last snapshot is held
- * in memory, and a replica's memory should stay near the size of its state.
+ * but never for more than the cap (DriverOptions.snapshotLogBytes): a restart replays the log since
+ * the last snapshot from memory, and a replica's memory should stay near the size of its state.
  */
 const LARGE_SNAPSHOT_BYTES = 8 << 20;
 /** See leaderMaySyncOnCaller. */
@@ -239,8 +240,9 @@ export class RaftDriver {
   start(): void {
     this.timer = this.timers.setInterval(() => this.enqueue(() => this.node.tick()), this.tickMs);
     this.enqueue(() => {
-      // The loaded snapshot's bytes were needed to restore the state machine, and no more.
-      if (this.holdFromStorage(this.node.log.snapshotIndex)) this.storage.forgetInitialSnapshot();
+      // The loaded snapshot's bytes and the recovered entries were needed to start, and no more.
+      this.holdFromStorage(this.node.log.snapshotIndex);
+      this.storage.forgetInitialState();
     });
     this.schedule();
   }
@@ -667,8 +669,7 @@ export class RaftDriver {
 
   /**
    * Enough has been applied since the last snapshot for maybeSnapshot to consider one: its
-   * count of entries, or maxLogBytes of them whatever the count (the log since the last
-   * snapshot is held in memory).
+   * count of entries, or maxLogBytes of them whatever the count (see snapshotLogBytes).
    */
   private snapshotDue(): boolean {
     if (this.snapshotting) return false;

@@ -3,6 +3,7 @@ export * from './errors.js';
 export { RaftNode, THRIFTY_BATCH_ENTRIES, bootstrapEntries } from './node.js';
 export type { RaftConfig, InitialState, Ready } from './node.js';
 export { RaftLog } from './log.js';
+export type { EntryReader } from './log.js';
 export { ProgressState } from './progress.js';
 export { encodeConfChange, decodeConfChange, validateConfChange, applyConfChange, quorum } from './confchange.js';
 export { DEFAULT_SESSION_TTL_MS, SessionTable } from './session.js';

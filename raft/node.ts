@@ -1,6 +1,6 @@
 import { applyConfChange, decodeConfChange, encodeConfChange, quorum, quorumValue, validateConfChange } from './confchange.js';
 import { RaftError } from './errors.js';
-import { RaftLog } from './log.js';
+import { EntryReader, RaftLog } from './log.js';
 import { Progress, ProgressState } from './progress.js';
 import {
   ConfChange,
@@ -108,6 +108,17 @@ export interface RaftConfig {
    * picks an up-to-date member (the eager one voted for every committed entry). Default off.
    */
   thrifty?: boolean;
+  /**
+   * Where entries no longer held in memory are read back (the storage). Without one, the log
+   * keeps every entry in memory until a snapshot compacts it.
+   */
+  entryReader?: EntryReader;
+  /**
+   * With an entryReader: entries kept in memory behind the last one both durable and applied
+   * here (default 64), and on a leader behind every recently active follower's match, so a
+   * follower keeping up is sent from memory and one that fell behind is read back.
+   */
+  logMemoryTail?: number;
 }
 
 /** Entries held back from a thrifty leader's held voter before they go without waiting. */
@@ -205,6 +216,7 @@ export class RaftNode {
   private readonly promoteLag: number;
   private readonly candidate: boolean;
   private readonly thrifty: boolean;
+  private readonly logMemoryTail: number;
   /** Thrifty replication: the voters that get new entries at once (see RaftConfig.thrifty). */
   private readonly eager = new Set<NodeId>();
   /** Voters dropped from `eager` by a hedge: chosen again only when no other one can be. */
@@ -289,6 +301,7 @@ export class RaftNode {
     this.promoteLag = config.promoteLag ?? 1000;
     this.candidate = config.candidate ?? true;
     this.thrifty = config.thrifty ?? false;
+    this.logMemoryTail = Math.max(0, config.logMemoryTail ?? 64);
     this.votesWithheld = config.withholdVotes ?? false;
     this.incarnation = config.incarnation;
     this.random = config.random ?? Math.random;
@@ -311,7 +324,7 @@ export class RaftNode {
     entries.forEach((e, i) => {
       if (e.index !== snapIndex + 1 + i) throw new Error(`raft: recovered log has a gap at index ${snapIndex + 1 + i} (found ${e.index})`);
     });
-    this.log = new RaftLog(snapIndex, snap?.meta.term ?? 0, entries);
+    this.log = new RaftLog(snapIndex, snap?.meta.term ?? 0, entries, config.entryReader);
     if (snap) {
       this.snapshot = snap;
       this.setMembership(snap.meta.index, snap.meta.membership);
@@ -635,6 +648,7 @@ export class RaftNode {
     // Entries overwritten since (a new leader's) are not this node's log any more.
     if (last.index > this.log.stable && this.log.term(last.index) === last.term) this.log.stable = last.index;
     this.countSelf();
+    this.releaseLog();
   }
 
   /** End the Ready in flight: what it handed out is the node's new baseline. */
@@ -645,7 +659,21 @@ export class RaftNode {
     if (rd.hardState) this.prevHardState = rd.hardState;
     if (rd.softState) this.prevSoftState = rd.softState;
     if (rd.committed.length > 0) this.log.applied = rd.committed[rd.committed.length - 1].index;
+    this.releaseLog();
     return rd;
+  }
+
+  /** Let the log stop holding what no one is expected to need from memory (see logMemoryTail). */
+  private releaseLog(): void {
+    if (!this.log.reader) return;
+    let floor = Math.min(this.log.applied, this.log.stable) - this.logMemoryTail;
+    if (floor <= this.log.released) return;
+    if (this.role === Role.Leader) {
+      for (const [id, pr] of this.progress) {
+        if (id !== this.id && pr.recentActive && pr.state !== ProgressState.Snapshot && pr.match < floor) floor = pr.match;
+      }
+    }
+    if (floor > this.log.released) this.log.release(floor);
   }
 
   /** A leader's own durable log counts toward the quorum. */
@@ -1322,6 +1350,13 @@ export class RaftNode {
       return false;
     }
     const entries = this.log.slice(pr.next, this.log.lastIndex() + 1, this.maxAppendBytes);
+    if (entries.length === 0 && pr.next <= this.log.lastIndex()) {
+      // Released entries the storage could not give back (compacted under us, a failed read):
+      // a snapshot that covers them if there is one, else nothing now; the next heartbeat's
+      // answer asks again.
+      if (this.snapshot && this.snapshot.meta.index >= pr.next) this.startSnapshot(to, pr);
+      return false;
+    }
     this.send(
       message({
         type: MessageType.App,

@@ -22,6 +22,10 @@ export class ReplicaMetrics {
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096],
   });
   readonly walBytes = new HotCounter(this.registry, { name: 'raftkv_storage_written_bytes_total', help: 'Entry bytes written to the WAL' });
+  readonly entriesReadBack = new HotCounter(this.registry, {
+    name: 'raftkv_log_entries_read_back_total',
+    help: 'Entries read back from the WAL (no longer held in memory) to send to a follower that fell behind',
+  });
   readonly apply = new HotHistogram(this.registry, {
     name: 'raftkv_apply_seconds',
     help: 'Time to apply one batch of committed entries',

@@ -326,6 +326,7 @@ export class Replica {
     }
 
     const tickMs = o.heartbeatMs;
+    const storage = new MeteredStorage(this.storage, this.metrics);
     const node = new RaftNode(
       {
         id: o.id,
@@ -343,12 +344,13 @@ export class Replica {
         // A new cluster has no leader to wait for: its first election comes within one
         // timeout of the start instead of after one (a local cluster leads ~1 s sooner).
         advanceFirstElection: fresh && members !== undefined,
+        entryReader: storage,
       },
       initial,
     );
     this.driver = new RaftDriver({
       node,
-      storage: new MeteredStorage(this.storage, this.metrics),
+      storage,
       stateMachine: new MeteredMachine(this.sm, this.metrics),
       transport: { send: (msgs) => this.sendPeers(msgs), flush: () => this.transport.flushAll() },
       tickMs,
@@ -873,8 +875,13 @@ class MeteredStorage implements Storage {
   heldSnapshot(index: number): HeldSnapshot | undefined {
     return this.inner.heldSnapshot(index);
   }
-  forgetInitialSnapshot(): void {
-    this.inner.forgetInitialSnapshot();
+  readEntries(lo: number, hi: number, maxBytes: number): Entry[] {
+    const got = this.inner.readEntries(lo, hi, maxBytes);
+    this.metrics.entriesReadBack.inc(got.length);
+    return got;
+  }
+  forgetInitialState(): void {
+    this.inner.forgetInitialState();
   }
   close() {
     return this.inner.close();

@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import { Entry, HardState, HeldSnapshot, Snapshot, SnapshotMeta } from '../types.js';
 import type { InitialState } from '../node.js';
+import { EntryReader, entryBytes } from '../log.js';
 import { SnapshotStore } from './snapshots.js';
 import { DEFAULT_SEGMENT_BYTES, FaultHooks, FsyncMode, Wal } from './wal.js';
 import type { FileSystem } from './fs.js';
@@ -31,7 +32,7 @@ export interface SaveRequest {
   syncOnCaller?: boolean;
 }
 
-export interface Storage {
+export interface Storage extends EntryReader {
   readonly kind: 'disk' | 'memory';
   readonly fsync: FsyncMode | 'memory';
   /** What the node starts from (read once at open). */
@@ -55,10 +56,12 @@ export interface Storage {
    */
   heldSnapshot(index: number): HeldSnapshot | undefined;
   /**
-   * The core holds the snapshot loaded at open as its file now, so the storage lets go of its
-   * bytes (initialState() no longer carries them; call it before starting the node).
+   * The node started from initialState(), so the storage lets go of what it recovered: the
+   * entries (the core releases each once applied, see RaftConfig.entryReader) and the loaded
+   * snapshot's bytes (the core holds it as its file when it can). initialState() no longer
+   * carries them.
    */
-  forgetInitialSnapshot(): void;
+  forgetInitialState(): void;
   close(): Promise<void>;
 }
 
@@ -159,13 +162,17 @@ export class DiskStorage implements Storage {
     return this.snapshots.held(file, meta, size);
   }
 
-  forgetInitialSnapshot(): void {
-    if (this.initial.snapshot) this.initial = { ...this.initial, snapshot: undefined };
+  forgetInitialState(): void {
+    this.initial = { ...this.initial, snapshot: undefined, entries: [] };
   }
 
   heldSnapshot(index: number): HeldSnapshot | undefined {
     const l = this.latest;
     return l && l.meta.index === index ? this.snapshots.held(l.file, l.meta, l.size) : undefined;
+  }
+
+  readEntries(lo: number, hi: number, maxBytes: number): Entry[] {
+    return this.wal.readEntries(lo, hi, maxBytes);
   }
 
   segmentCount(): number {
@@ -219,12 +226,26 @@ export class MemoryStorage implements Storage {
     return snapshot;
   }
 
+  readEntries(lo: number, hi: number, maxBytes: number): Entry[] {
+    const base = this.entries[0]?.index ?? 0;
+    const out: Entry[] = [];
+    let bytes = 0;
+    for (let i = Math.max(lo, base); i < hi && i - base < this.entries.length; i++) {
+      const e = this.entries[i - base];
+      if (out.length > 0 && bytes + entryBytes(e) > maxBytes) break;
+      out.push(e);
+      bytes += entryBytes(e);
+    }
+    return out[0]?.index === lo ? out : [];
+  }
+
   /** Its snapshots are in memory: the core keeps their bytes. */
   heldSnapshot(): undefined {
     return undefined;
   }
 
-  forgetInitialSnapshot(): void {}
+  /** initialState() hands out copies: nothing to let go of. */
+  forgetInitialState(): void {}
 
   async close(): Promise<void> {}
 }

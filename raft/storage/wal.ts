@@ -31,7 +31,8 @@ import { join } from 'node:path';
 import { Entry, HardState } from '../types.js';
 import { CorruptionError, StorageError, describeIoError } from './errors.js';
 import { FileHandleLike, FileSystem, nodeFs, syncDirectory, writeAll } from './fs.js';
-import { RecordType, TERMINATOR_BYTES, WAL_VERSION, WalRecord, decodeRecord, encodeBatch, segmentSeed } from './records.js';
+import { RecordType, TERMINATOR_BYTES, WAL_VERSION, WalRecord, decodeRecord, encodeBatch, encodedSize, segmentSeed } from './records.js';
+import { EntryLocations } from './entry-locations.js';
 
 export type FsyncMode = 'always' | 'batch' | 'never';
 
@@ -85,6 +86,8 @@ export interface WalState {
   tornBytesRepaired: number;
   /** Where the last segment's data ends (before repair): a preallocated segment goes on past it. */
   lastSegmentBytes: number;
+  /** Where each of `entries` lies (for Wal.readEntries). */
+  locations: EntryLocations;
 }
 
 /**
@@ -125,6 +128,10 @@ const PREALLOCATE_CHUNK = 1 << 20;
 const PREALLOCATE_SYNC_BYTES = 8 << 20;
 const PREALLOCATE_BELOW_BYTES_PER_SYNC = 24 << 10;
 const SEGMENT_RE = /^([0-9a-f]{16})-([0-9a-f]{16})(\.v2)?\.wal$/;
+/** The most readEntries reads at once. */
+const READ_MAX_BYTES = 4 << 20;
+/** The batch header that starts every write (its records follow it). */
+const BATCH_HEADER_BYTES = encodedSize({ type: RecordType.BatchHeader, bytes: 0 });
 const segName = (seq: number, first: number) => `${seq.toString(16).padStart(16, '0')}-${first.toString(16).padStart(16, '0')}.v2.wal`;
 
 export class Wal {
@@ -150,6 +157,8 @@ export class Wal {
   private readonly faults: FaultHooks;
   /** Serializes every operation on the files. */
   private chain: Promise<unknown> = Promise.resolve();
+  /** Where the log's entries are, for reading them back (readEntries). */
+  private readonly locations: EntryLocations;
 
   private constructor(
     readonly dir: string,
@@ -166,6 +175,7 @@ export class Wal {
     this.clock = opts.clock ?? (fs.now ? () => fs.now!() : () => performance.now());
     this.hardState = state.hardState;
     this.marker = state.snapshot;
+    this.locations = state.locations;
     this.lastIndex = state.entries.length > 0 ? state.entries[state.entries.length - 1].index : state.snapshot.index;
   }
 
@@ -238,14 +248,24 @@ export class Wal {
       if (hs) records.push({ type: RecordType.HardState, hardState: hs });
       else if (this.pendingHardState && records.length > 0) records.push({ type: RecordType.HardState, hardState: this.hardState });
       if (records.length === 0) return false;
+      if (batch.reset) this.locations.reset();
       if (this.fsync === 'always') {
         // One write and one sync per record: the cost of not batching, for experiments.
         for (const r of records) {
+          const at = this.size + BATCH_HEADER_BYTES;
           await this.write(this.encode([r]));
+          if (r.type === RecordType.Entry) this.locations.add(r.entry.index, this.current().seq, at, encodedSize(r));
           await this.sync(batch.syncOnCaller);
         }
       } else {
+        let at = this.size + BATCH_HEADER_BYTES;
         await this.write(this.encode(records, this.scratchFor));
+        const seq = this.current().seq;
+        for (const r of records) {
+          const bytes = encodedSize(r);
+          if (r.type === RecordType.Entry) this.locations.add(r.entry.index, seq, at, bytes);
+          at += bytes;
+        }
         if (this.fsync === 'batch') await this.sync(batch.syncOnCaller);
       }
       this.pendingHardState = false;
@@ -290,7 +310,58 @@ export class Wal {
         }
       }
       await this.syncDir();
+      this.locations.dropBefore(compactTo + 1);
     });
+  }
+
+  /**
+   * Entries [lo, hi) read back from the segments, up to about `maxBytes` of data (at least
+   * one): see EntryReader. Only entries this log has written are asked for (the core reads
+   * back what is durable and applied), so a read never meets a write in progress; one that
+   * meets a segment deleted or recycled meanwhile, or a record that does not check out, stops
+   * there and returns what it has.
+   */
+  readEntries(lo: number, hi: number, maxBytes: number): Entry[] {
+    const out: Entry[] = [];
+    if (this.failed || !this.fh) return out;
+    let bytes = 0;
+    let i = lo;
+    while (i < hi && (bytes < maxBytes || out.length === 0)) {
+      const first = this.locations.get(i);
+      const seg = first && this.segmentBySeq(first.seq);
+      if (!first || !seg) break;
+      // The run of entries in the same segment that fits: one read covers them all.
+      let j = i;
+      let end = first.offset + first.length;
+      let runBytes = first.length;
+      for (;;) {
+        const next = j + 1 < hi ? this.locations.get(j + 1) : undefined;
+        if (!next || next.seq !== first.seq || bytes + runBytes + next.length > maxBytes || runBytes + next.length > READ_MAX_BYTES) break;
+        j++;
+        end = next.offset + next.length;
+        runBytes += next.length;
+      }
+      let buf: Buffer;
+      try {
+        buf = this.fs.readRange(seg.path, first.offset, end - first.offset);
+      } catch {
+        break;
+      }
+      for (let k = i; k <= j; k++) {
+        const at = this.locations.get(k)!;
+        const r = decodeRecord(buf, at.offset - first.offset, seg.seed);
+        if (r.kind !== 'record' || r.record.type !== RecordType.Entry || r.record.entry.index !== k) return out;
+        out.push(r.record.entry);
+        bytes += at.length;
+      }
+      i = j + 1;
+    }
+    return out;
+  }
+
+  private segmentBySeq(seq: number): Segment | undefined {
+    const s = this.segments[seq - (this.segments[0]?.seq ?? 0)];
+    return s?.seq === seq ? s : undefined;
   }
 
   /** Close the files; works after a failure too, so a stopping node releases them. */
@@ -537,6 +608,7 @@ async function replay(fs: FileSystem, segments: Segment[]): Promise<WalState> {
     snapshot: { index: 0, term: 0 },
     tornBytesRepaired: 0,
     lastSegmentBytes: 0,
+    locations: new EntryLocations(),
   };
   for (let s = 0; s < segments.length; s++) {
     const seg = segments[s];
@@ -608,7 +680,7 @@ function replaySegmentV2(state: WalState, seg: Segment, buf: Buffer, isLast: boo
       if (head.version !== 2) throw new CorruptionError(seg.path, 0, `a .v2.wal segment says WAL version ${head.version}`);
       first = false;
     }
-    for (const p of records) applyRecord(state, p.rec, seg.path, p.off);
+    for (const p of records) applyRecord(state, p.rec, seg, p.off);
     off = end;
   }
 
@@ -689,12 +761,12 @@ function replaySegmentV1(state: WalState, seg: Segment, buf: Buffer, isLast: boo
       if (r.next > batchEnd) throw new CorruptionError(seg.path, off, 'a record runs past the end of its write');
       pending.push({ rec, off });
       if (r.next === batchEnd) {
-        for (const p of pending) applyRecord(state, p.rec, seg.path, p.off);
+        for (const p of pending) applyRecord(state, p.rec, seg, p.off);
         pending = [];
       }
     } else {
       // A record outside any batch (a log written before batches were marked).
-      applyRecord(state, rec, seg.path, off);
+      applyRecord(state, rec, seg, off);
     }
     off = r.next;
   }
@@ -704,7 +776,7 @@ function replaySegmentV1(state: WalState, seg: Segment, buf: Buffer, isLast: boo
     tornFrom(batchStart);
   }
 }
-function applyRecord(state: WalState, rec: WalRecord, file: string, off: number): void {
+function applyRecord(state: WalState, rec: WalRecord, seg: Segment, off: number): void {
   switch (rec.type) {
     case RecordType.SegmentHeader:
       return;
@@ -716,6 +788,7 @@ function applyRecord(state: WalState, rec: WalRecord, file: string, off: number)
       return;
     case RecordType.LogReset:
       state.entries = [];
+      state.locations.reset();
       state.snapshot = { index: rec.index, term: rec.term };
       return;
     case RecordType.Entry: {
@@ -728,10 +801,11 @@ function applyRecord(state: WalState, rec: WalRecord, file: string, off: number)
           // A leader overwrote our uncommitted suffix: the rewrite supersedes it.
           entries.length = Math.max(0, e.index - first);
         } else if (e.index !== last + 1) {
-          throw new CorruptionError(file, off, `entry ${e.index} follows entry ${last}: the log has a gap`);
+          throw new CorruptionError(seg.path, off, `entry ${e.index} follows entry ${last}: the log has a gap`);
         }
       }
       entries.push(e);
+      state.locations.add(e.index, seg.seq, off, encodedSize(rec));
       return;
     }
   }

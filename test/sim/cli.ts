@@ -64,7 +64,7 @@ export async function runSimCli(argv: string[]): Promise<void> {
   console.log(
     `sim: ${t.opsAcked ?? 0} writes acked, ${t.opsIndeterminate ?? 0} indeterminate, ${t.readsOk ?? 0} reads, ${t.faults ?? 0} faults, ` +
       `${t.elections ?? 0} elections, ${t.transfers ?? 0} transfers, ${t.confChanges ?? 0} membership changes, ` +
-      `${t.snapshotsSent ?? 0} snapshots installed, ${t.events ?? 0} events in ${seconds.toFixed(1)}s`,
+      `${t.snapshotsSent ?? 0} snapshots installed, ${t.entriesReadBack ?? 0} entries read back, ${t.events ?? 0} events in ${seconds.toFixed(1)}s`,
   );
   const violations = violated ? 1 : 0;
   console.log(`schedules: ${violations > 0 ? 'stopped at first violation' : count}, violations: ${violations}`);

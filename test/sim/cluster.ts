@@ -44,6 +44,8 @@ export interface SimStats {
   readsOk: number;
   faults: number;
   snapshotsSent: number;
+  /** Entries the nodes read back from their disks (released from memory). */
+  entriesReadBack: number;
   confChanges: number;
   transfers: number;
   maxCommit: number;
@@ -194,6 +196,13 @@ export class Simulation {
   private readonly mixedTimers: boolean;
   /** Thrifty replication (RaftConfig.thrifty) on every member: in half the schedules. */
   private readonly thrifty: boolean;
+  /**
+   * Whether nodes read released entries back from their disks, how many they keep in memory
+   * (tiny, so that lagging followers are served from disk), and how often a read fails or comes
+   * short: a stream of its own, as goneRng.
+   */
+  private readonly readBack: { tail: number; failRate: number } | undefined;
+  private readonly readBackRng: Prng;
   private readonly queue = new EventQueue();
   private now = 0;
   /** Logical clock for the client history: strictly orders every call and return. */
@@ -244,6 +253,7 @@ export class Simulation {
     readsOk: 0,
     faults: 0,
     snapshotsSent: 0,
+    entriesReadBack: 0,
     confChanges: 0,
     transfers: 0,
     maxCommit: 0,
@@ -255,6 +265,8 @@ export class Simulation {
     this.goneRng = new Prng(opts.seed * 7919 + 17);
     this.fastFailover = this.goneRng.chance(0.5);
     this.timerRng = new Prng(opts.seed * 7919 + 29);
+    this.readBackRng = new Prng(opts.seed * 7919 + 37);
+    this.readBack = this.readBackRng.chance(0.75) ? { tail: this.readBackRng.int(0, 8), failRate: this.readBackRng.pick([0, 0.05, 0.3]) } : undefined;
     this.traceOn = opts.trace ?? false;
     this.durationMs = opts.durationMs ?? 3000;
     this.settleMs = opts.settleMs ?? 3000;
@@ -287,7 +299,7 @@ export class Simulation {
     const clientCount = this.rng.int(2, 6);
     for (let i = 0; i < clientCount; i++) this.clients.push(new SimClient(`c${i + 1}`));
     this.trace(
-      `config: voters=${voters} readMode=${this.readMode}${this.thrifty ? ' thrifty' : ''} fastFailover=${this.fastFailover} electionTicks=${[...this.nodes.values()].map((n) => n.electionTicks).join('/')} snapshotEvery=${this.snapshotEvery} keep=${this.snapshotKeep} chunk=${this.chunkBytes} keys=${this.keys.length} clients=${clientCount}`,
+      `config: voters=${voters} readMode=${this.readMode}${this.thrifty ? ' thrifty' : ''} fastFailover=${this.fastFailover} electionTicks=${[...this.nodes.values()].map((n) => n.electionTicks).join('/')} snapshotEvery=${this.snapshotEvery} keep=${this.snapshotKeep} chunk=${this.chunkBytes} keys=${this.keys.length} clients=${clientCount}${this.readBack ? ` readBack(tail ${this.readBack.tail}, fail ${this.readBack.failRate})` : ''}`,
     );
   }
 
@@ -369,6 +381,8 @@ export class Simulation {
         thrifty: this.thrifty,
         // As the replica server: the first start of a bootstrap member (a joiner starts blank).
         advanceFirstElection: node.incarnation === 1 && d.entries.length > 0,
+        entryReader: this.readBack && { readEntries: (lo, hi, maxBytes) => this.readDisk(d, lo, hi, maxBytes) },
+        logMemoryTail: this.readBack?.tail,
       },
       { hardState: d.hardState, snapshot: d.snapshot, entries: d.entries.slice(), applied: d.snapshot?.meta.index ?? 0 },
     );
@@ -491,6 +505,26 @@ export class Simulation {
       if (node.raft.log.committed < index) this.input(node, { kind: 'hedge', index });
       else this.armHedge(node);
     });
+  }
+
+  /** Entries of a node's disk, as DiskStorage reads them back: maybe failing, maybe short. */
+  private readDisk(d: SimDisk, lo: number, hi: number, maxBytes: number): Entry[] {
+    const rb = this.readBack!;
+    if (this.readBackRng.chance(rb.failRate)) return [];
+    const base = d.entries[0]?.index ?? 0;
+    if (lo < base) return [];
+    const out: Entry[] = [];
+    let bytes = 0;
+    for (let i = lo; i < hi && i - base < d.entries.length; i++) {
+      const e = d.entries[i - base];
+      if (out.length > 0 && bytes + e.data.length + 24 > maxBytes) break;
+      out.push(e);
+      bytes += e.data.length + 24;
+    }
+    // A read that meets a deleted segment ends there.
+    const got = this.readBackRng.chance(rb.failRate) ? out.slice(0, this.readBackRng.int(0, out.length)) : out;
+    this.stats.entriesReadBack += got.length;
+    return got;
   }
 
   private persistAndProcess(node: SimNode, rd: Ready): void {

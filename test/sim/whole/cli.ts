@@ -57,7 +57,7 @@ export async function runWholeSimCli(argv: string[]): Promise<number> {
   if (violated) return 1;
   console.log(
     `sim:replica: ${t.writesAcked ?? 0} writes acked, ${t.writesIndeterminate ?? 0} indeterminate, ${t.readsOk ?? 0} reads, ${t.faults ?? 0} faults, ` +
-      `${t.powerCuts ?? 0} power cuts (${t.tornFiles ?? 0} files torn), ${t.fsyncErrors ?? 0} fsync failures, ${t.sessionsExpired ?? 0} sessions expired, ` +
+      `${t.powerCuts ?? 0} power cuts (${t.tornFiles ?? 0} files torn), ${t.fsyncErrors ?? 0} fsync failures, ${t.sessionsExpired ?? 0} sessions expired, ${t.entriesReadBack ?? 0} entries read back, ` +
       `${t.events ?? 0} events in ${seconds.toFixed(1)}s`,
   );
   console.log(`schedules: ${count} from seed ${from}, violations: 0`);

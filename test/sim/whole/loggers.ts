@@ -5,7 +5,7 @@
  * process's own rule), and the end-of-run checks of every command log (a logger's, or a
  * replica's applog): caught up, exactly what was applied, and enough to rebuild the state.
  */
-import { DiskStorage, Entry, Message, RaftConfig, isDamage, RaftNode, RaftDriver, SessionOptions, Snapshot, Timers, loadOrBootstrap } from '../../../raft/index.js';
+import { DiskStorage, Entry, EntryReader, Message, RaftConfig, isDamage, RaftNode, RaftDriver, SessionOptions, Snapshot, Timers, loadOrBootstrap } from '../../../raft/index.js';
 import type { LogSource } from '../../../logger/client.js';
 import { CommandLog, UnavailableRangeError } from '../../../logger/command-log.js';
 import { LogMachine } from '../../../logger/log-machine.js';
@@ -39,6 +39,7 @@ export interface LoggerHost {
   timersFor(node: SimReplica, inc: number): Timers;
   /** The Raft settings every simulated node shares. */
   raftConfig(node: SimReplica): RaftConfig;
+  countingReader(storage: EntryReader): EntryReader;
   sendPeer(node: SimReplica, inc: number, msgs: Message[]): void;
   crash(node: SimReplica, why: string): void;
   /** Start a crashed node's process again. */
@@ -106,7 +107,7 @@ export class SimLoggers {
       }
     }
     if (node.inc !== inc) return;
-    const raft = new RaftNode({ ...this.sim.raftConfig(node), candidate: false }, initial);
+    const raft = new RaftNode({ ...this.sim.raftConfig(node), candidate: false, entryReader: this.sim.countingReader(storage) }, initial);
     const driver = new RaftDriver({
       node: raft,
       storage,

@@ -17,6 +17,7 @@ import {
   Entry,
   Message,
   RaftConfig,
+  EntryReader,
   RaftDriver,
   RaftError,
   RaftNode,
@@ -63,6 +64,8 @@ export interface WholeSimStats {
   powerCuts: number;
   tornFiles: number;
   fsyncErrors: number;
+  /** Entries members read back from their WALs (released from memory). */
+  entriesReadBack: number;
   elections: number;
   sessionsExpired: number;
 }
@@ -102,6 +105,7 @@ export class WholeReplicaSim {
   /** Thrifty replication (the replica's default) in half the schedules, and its hedge delay. */
   private readonly thrifty: boolean;
   private readonly hedgeMs: number;
+  private readonly logMemoryTail: number;
   private readonly mixedTimers: boolean;
   private readonly sessionOptions: Required<Pick<SessionOptions, 'maxSessions' | 'ttlMs'>>;
   private readonly snapshotEvery: number;
@@ -133,6 +137,7 @@ export class WholeReplicaSim {
     powerCuts: 0,
     tornFiles: 0,
     fsyncErrors: 0,
+    entriesReadBack: 0,
     elections: 0,
     sessionsExpired: 0,
   };
@@ -153,6 +158,9 @@ export class WholeReplicaSim {
     const thriftyRng = new Prng(opts.seed * 7919 + 31);
     this.thrifty = thriftyRng.chance(0.5);
     this.hedgeMs = thriftyRng.int(1, 3);
+    // Few entries kept in memory (as the product's 64, but tiny), so that followers behind are
+    // served from the WAL's segments: a stream of its own, as above.
+    this.logMemoryTail = new Prng(opts.seed * 7919 + 41).int(0, 8);
     this.sessionOptions = this.rng.chance(0.3) ? { maxSessions: this.rng.int(2, 6), ttlMs: this.rng.int(300, 3000) } : { maxSessions: 1000, ttlMs: 600_000 };
     this.snapshotEvery = this.rng.int(15, 80);
     const voters = this.rng.chance(0.5) ? 3 : 5;
@@ -179,6 +187,7 @@ export class WholeReplicaSim {
       onNode: (node, inc, fn) => this.onNode(node, inc, fn),
       timersFor: (node, inc) => this.timersFor(node, inc),
       raftConfig: (node) => this.raftConfig(node),
+      countingReader: (storage) => this.countingReader(storage),
       sendPeer: (node, inc, msgs) => this.sendPeer(node, inc, msgs),
       crash: (node, why) => this.crash(node, why),
       restart: (node) => void this.startNode(node, false),
@@ -260,6 +269,17 @@ export class WholeReplicaSim {
   }
 
   /** What every simulated Raft node shares, replica or logger: timing, windows, randomness, clock. */
+  /** The storage's reader, counted in the stats. */
+  countingReader(storage: EntryReader): EntryReader {
+    return {
+      readEntries: (lo, hi, maxBytes) => {
+        const got = storage.readEntries(lo, hi, maxBytes);
+        this.stats.entriesReadBack += got.length;
+        return got;
+      },
+    };
+  }
+
   private raftConfig(node: SimReplica): RaftConfig {
     return {
       id: node.id,
@@ -272,6 +292,7 @@ export class WholeReplicaSim {
       tickMs: TICK_MS,
       maxClockDrift: 0.05,
       thrifty: this.thrifty,
+      logMemoryTail: this.logMemoryTail,
     };
   }
 
@@ -421,6 +442,7 @@ export class WholeReplicaSim {
         withholdVotes: node.rejoining,
         incarnation: node.incarnation,
         advanceFirstElection: fresh && initialMember,
+        entryReader: this.countingReader(storage),
       },
       initial,
     );
