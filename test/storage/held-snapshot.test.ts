@@ -110,6 +110,7 @@ describe('snapshots held as files', () => {
         return s !== undefined && !(s.data instanceof Uint8Array);
       });
       assert.equal(other().storage.initialState().snapshot, undefined, 'the storage let go of the loaded snapshot’s bytes');
+      assert.deepEqual(other().storage.initialState().entries, [], 'and of the recovered entries (the core releases them once applied)');
       await waitFor('the restarted follower to apply everything again', () => other().driver.appliedIndex >= a().driver.appliedIndex);
       assert.equal(stateDigest(other().sm.engine), stateDigest(a().sm.engine));
       assert.deepEqual(fatal, []);
