@@ -8,7 +8,7 @@ export { ProgressState } from './progress.js';
 export { encodeConfChange, decodeConfChange, validateConfChange, applyConfChange, quorum } from './confchange.js';
 export { DEFAULT_SESSION_TTL_MS, SessionTable } from './session.js';
 export type { SessionOutcome, SessionOptions } from './session.js';
-export { DiskStorage, MemoryStorage, appendToLog } from './storage/storage.js';
+export { DiskStorage, MemoryStorage, appendToLog, readFromLog } from './storage/storage.js';
 export type { Storage, SaveRequest, DiskStorageOptions, RecoveryReport } from './storage/storage.js';
 export { Wal } from './storage/wal.js';
 export type { FsyncMode, WalOptions, WalBatch, WalState, FaultHooks } from './storage/wal.js';

@@ -23,6 +23,21 @@ export function appendToLog(log: Entry[], entries: Entry[]): void {
   for (const e of entries) log.push(e);
 }
 
+/** EntryReader.readEntries over a stored log (contiguous by index). */
+export function readFromLog(log: Entry[], lo: number, hi: number, maxBytes: number): Entry[] {
+  const base = log[0]?.index ?? 0;
+  if (log.length === 0 || lo < base) return [];
+  const out: Entry[] = [];
+  let bytes = 0;
+  for (let i = lo; i < hi && i - base < log.length; i++) {
+    const e = log[i - base];
+    if (out.length > 0 && bytes + entryBytes(e) > maxBytes) break;
+    out.push(e);
+    bytes += entryBytes(e);
+  }
+  return out;
+}
+
 /** What one save makes durable (a Ready's snapshot, entries and hard state). */
 export interface SaveRequest {
   snapshot?: Snapshot;
@@ -227,16 +242,7 @@ export class MemoryStorage implements Storage {
   }
 
   readEntries(lo: number, hi: number, maxBytes: number): Entry[] {
-    const base = this.entries[0]?.index ?? 0;
-    const out: Entry[] = [];
-    let bytes = 0;
-    for (let i = Math.max(lo, base); i < hi && i - base < this.entries.length; i++) {
-      const e = this.entries[i - base];
-      if (out.length > 0 && bytes + entryBytes(e) > maxBytes) break;
-      out.push(e);
-      bytes += entryBytes(e);
-    }
-    return out[0]?.index === lo ? out : [];
+    return readFromLog(this.entries, lo, hi, maxBytes);
   }
 
   /** Its snapshots are in memory: the core keeps their bytes. */

@@ -18,6 +18,7 @@ import {
   Role,
   Snapshot,
   appendToLog,
+  readFromLog,
   bootstrapEntries,
 } from '../../raft/index.js';
 import { checkHistory, formatOps, Operation } from './linearizability.js';
@@ -511,16 +512,7 @@ export class Simulation {
   private readDisk(d: SimDisk, lo: number, hi: number, maxBytes: number): Entry[] {
     const rb = this.readBack!;
     if (this.readBackRng.chance(rb.failRate)) return [];
-    const base = d.entries[0]?.index ?? 0;
-    if (lo < base) return [];
-    const out: Entry[] = [];
-    let bytes = 0;
-    for (let i = lo; i < hi && i - base < d.entries.length; i++) {
-      const e = d.entries[i - base];
-      if (out.length > 0 && bytes + e.data.length + 24 > maxBytes) break;
-      out.push(e);
-      bytes += e.data.length + 24;
-    }
+    const out = readFromLog(d.entries, lo, hi, maxBytes);
     // A read that meets a deleted segment ends there.
     const got = this.readBackRng.chance(rb.failRate) ? out.slice(0, this.readBackRng.int(0, out.length)) : out;
     this.stats.entriesReadBack += got.length;
