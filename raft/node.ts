@@ -424,6 +424,18 @@ export class RaftNode {
     this.incarnation = undefined;
   }
 
+  /**
+   * A member that joined with no state (it has an incarnation) votes only once its own log's
+   * configuration names this start of it. Being told that the join completed is not enough: a
+   * start admitted while cut off from the leader still holds nothing, so it would find any log
+   * up to date, and a member removed two configurations before (whose stale configuration still
+   * counts this one) could win its vote and lead a term that has a leader already (whole-replica
+   * simulator seed 8345). Holding its admission, it holds every configuration before it.
+   */
+  private holdsOwnAdmission(): boolean {
+    return this.incarnation === undefined || this.membership.incarnations?.[this.id] === this.incarnation;
+  }
+
   /** End withholdVotes: this node's membership is its own again (see RaftConfig.withholdVotes). */
   allowVotes(): void {
     this.votesWithheld = false;
@@ -883,6 +895,7 @@ export class RaftNode {
     const canVote =
       this.candidate &&
       !this.votesWithheld &&
+      this.holdsOwnAdmission() &&
       (this.vote === m.from ||
       (this.vote === NONE && this.leader === NONE) ||
       (pre && m.term > this.term));

@@ -178,6 +178,32 @@ describe('leader election (Raft §5.2, dissertation §9.6 PreVote, §6.2 CheckQu
     c.allowVotes();
     assert.equal(ask(6).reject, false, 'votes once admitted');
   });
+
+  it('a member that joined with no state votes only once its own log names its admission, not when told it was admitted', () => {
+    // Whole-replica simulator seed 8345: n5 lost its disk and was admitted again while cut off
+    // from the leader, so it still held nothing; told it was admitted, it voted for a member
+    // removed two configurations before (whose stale configuration still counted n5), and that
+    // member led the same term as the real leader. Holding the configuration that admitted it,
+    // it holds the entries that removed the other, and refuses the other's shorter log.
+    const ask = (node: RaftNode, term: number, index: number, logTerm: number) => {
+      node.step(message({ type: MessageType.Vote, from: 'b', to: 'c', term, index, logTerm }));
+      const rd = node.ready();
+      node.advance();
+      return rd!.messages.find((m) => m.type === MessageType.VoteResp)!;
+    };
+    const blank = new RaftNode({ id: 'c', electionTicks: 10, heartbeatTicks: 1, withholdVotes: true, incarnation: 'c#2' }, {});
+    blank.allowVotes();
+    assert.equal(ask(blank, 6, 3, 2).reject, true, 'no vote with a log that does not name this start of it');
+    const admitted = new RaftNode(
+      { id: 'c', electionTicks: 10, heartbeatTicks: 1, withholdVotes: true, incarnation: 'c#2' },
+      {
+        hardState: { term: 4, vote: '', commit: 10 },
+        snapshot: { meta: { index: 10, term: 4, membership: { voters: ['a', 'b'], learners: ['c'], addrs: {}, incarnations: { c: 'c#2' } } }, data: new Uint8Array(0) },
+      },
+    );
+    admitted.allowVotes();
+    assert.equal(ask(admitted, 6, 12, 4).reject, false, 'votes once its log names this start of it');
+  });
 });
 
 describe('a leader whose process is gone (the transport was refused at its address)', () => {

@@ -44,7 +44,10 @@ describe('the whole-replica simulator', () => {
     // while the first start's AddLearner was pending, were refused once it applied, and the
     // member was promoted under the dead start's incarnation, its acknowledgments ignored for
     // good (liveness). admitJoiner computes each step from the configuration as it is then.
-    for (const seed of [3153, 421]) {
+    // 8345: a member that lost its disk was admitted again while cut off from the leader, held
+    // nothing, voted as told it was admitted, and elected a member removed two configurations
+    // before (two leaders in a term): it votes only once its log names its admission.
+    for (const seed of [3153, 421, 8345]) {
       const r = await runWholeSchedule({ seed });
       assert.deepEqual(r.violations, [], `seed ${seed} (replay: npm run sim:replica -- --seed ${seed} --trace)`);
     }
