@@ -248,10 +248,9 @@ export class RaftDriver {
   }
 
   /** Let the core keep the snapshot at `index` as its file, not its bytes, if storage has it. */
-  private holdFromStorage(index: number): boolean {
+  private holdFromStorage(index: number): void {
     const held = index > 0 ? this.storage.heldSnapshot(index) : undefined;
     if (held) this.node.holdSnapshot(held);
-    return held !== undefined && this.node.latestSnapshot() === held;
   }
 
   /** Stop: finish the batch in flight, fail what is pending, stop the timer. */

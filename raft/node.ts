@@ -677,15 +677,15 @@ export class RaftNode {
 
   /** Let the log stop holding what no one is expected to need from memory (see logMemoryTail). */
   private releaseLog(): void {
-    if (!this.log.reader) return;
+    // RaftLog.release keeps whatever is not yet durable and applied; without a reader, all.
     let floor = Math.min(this.log.applied, this.log.stable) - this.logMemoryTail;
-    if (floor <= this.log.released) return;
+    if (!this.log.reader || floor <= this.log.released) return;
     if (this.role === Role.Leader) {
       for (const [id, pr] of this.progress) {
         if (id !== this.id && pr.recentActive && pr.state !== ProgressState.Snapshot && pr.match < floor) floor = pr.match;
       }
     }
-    if (floor > this.log.released) this.log.release(floor);
+    this.log.release(floor);
   }
 
   /** A leader's own durable log counts toward the quorum. */

@@ -325,36 +325,32 @@ export class Wal {
     const out: Entry[] = [];
     if (this.failed || !this.fh) return out;
     let bytes = 0;
-    let i = lo;
-    while (i < hi && (bytes < maxBytes || out.length === 0)) {
+    for (let i = lo; i < hi && (bytes < maxBytes || out.length === 0); ) {
       const first = this.locations.get(i);
       const seg = first && this.segmentBySeq(first.seq);
       if (!first || !seg) break;
       // The run of entries in the same segment that fits: one read covers them all.
-      let j = i;
-      let end = first.offset + first.length;
+      const run = [first];
       let runBytes = first.length;
-      for (;;) {
-        const next = j + 1 < hi ? this.locations.get(j + 1) : undefined;
-        if (!next || next.seq !== first.seq || bytes + runBytes + next.length > maxBytes || runBytes + next.length > READ_MAX_BYTES) break;
-        j++;
-        end = next.offset + next.length;
+      for (let next = this.locations.get(i + 1); next && i + run.length < hi; next = this.locations.get(i + run.length)) {
+        if (next.seq !== first.seq || bytes + runBytes + next.length > maxBytes || runBytes + next.length > READ_MAX_BYTES) break;
+        run.push(next);
         runBytes += next.length;
       }
+      const last = run[run.length - 1];
       let buf: Buffer;
       try {
-        buf = this.fs.readRange(seg.path, first.offset, end - first.offset);
+        buf = this.fs.readRange(seg.path, first.offset, last.offset + last.length - first.offset);
       } catch {
         break;
       }
-      for (let k = i; k <= j; k++) {
-        const at = this.locations.get(k)!;
+      for (const [k, at] of run.entries()) {
         const r = decodeRecord(buf, at.offset - first.offset, seg.seed);
-        if (r.kind !== 'record' || r.record.type !== RecordType.Entry || r.record.entry.index !== k) return out;
+        if (r.kind !== 'record' || r.record.type !== RecordType.Entry || r.record.entry.index !== i + k) return out;
         out.push(r.record.entry);
-        bytes += at.length;
       }
-      i = j + 1;
+      bytes += runBytes;
+      i += run.length;
     }
     return out;
   }

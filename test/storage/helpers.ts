@@ -1,7 +1,8 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Entry, EntryType, Wal, WalState } from '../../raft/index.js';
+import { RecordType, WalRecord, encodeBatch } from '../../raft/storage/records.js';
 
 export async function tempDir(prefix: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), `raftkv-${prefix}-`));
@@ -37,4 +38,18 @@ export async function replayed(dir: string): Promise<WalState> {
   const { wal, state } = await Wal.open(dir);
   await wal.close();
   return state;
+}
+
+/**
+ * Write the version 1 segment a log began with before segments were recycled (`.wal`: no
+ * checksum seed, no terminators): its preamble, then `writes`, one batch each.
+ */
+export async function writeVersionOneSegment(dir: string, writes: WalRecord[][]): Promise<void> {
+  const preamble: WalRecord[] = [
+    { type: RecordType.SegmentHeader, version: 1 },
+    { type: RecordType.HardState, hardState: { term: 0, vote: '', commit: 0 } },
+    { type: RecordType.SnapshotMarker, index: 0, term: 0 },
+  ];
+  const name = `${'0'.padStart(16, '0')}-${'1'.padStart(16, '0')}.wal`;
+  await writeFile(join(dir, name), Buffer.concat([preamble, ...writes].map((records) => encodeBatch(records))));
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { DiskStorage, Wal } from '../../raft/index.js';
 import { encodeBatch, RecordType, segmentSeed, TERMINATOR_BYTES, WAL_VERSION } from '../../raft/storage/records.js';
-import { entries, inTempDir, replayed, tempDir } from './helpers.js';
+import { entries, inTempDir, replayed, tempDir, writeVersionOneSegment } from './helpers.js';
 
 const SEGMENT = 16 << 10;
 
@@ -176,16 +176,10 @@ describe('preallocated WAL segments', () => {
 
   it('a log written by version 1 (.wal segments) replays, and the log goes on in version 2 segments', async () => {
     await inTempDir('prealloc', async (dir) => {
-      const v1 = Buffer.concat([
-        encodeBatch([
-          { type: RecordType.SegmentHeader, version: 1 },
-          { type: RecordType.HardState, hardState: { term: 0, vote: '', commit: 0 } },
-          { type: RecordType.SnapshotMarker, index: 0, term: 0 },
-        ]),
-        encodeBatch(entries(1, 4, 1, 100).map((entry) => ({ type: RecordType.Entry, entry }))),
-        encodeBatch([{ type: RecordType.HardState, hardState: { term: 1, vote: 'a', commit: 4 } }]),
+      await writeVersionOneSegment(dir, [
+        entries(1, 4, 1, 100).map((entry) => ({ type: RecordType.Entry, entry })),
+        [{ type: RecordType.HardState, hardState: { term: 1, vote: 'a', commit: 4 } }],
       ]);
-      await writeFile(join(dir, `${'0'.padStart(16, '0')}-${'1'.padStart(16, '0')}.wal`), v1);
       const { wal, state } = await Wal.open(dir, { segmentBytes: SEGMENT, preallocateBytes: SEGMENT });
       assert.deepEqual(state.entries.map((e) => e.index), [1, 2, 3, 4]);
       assert.deepEqual(state.hardState, { term: 1, vote: 'a', commit: 4 });

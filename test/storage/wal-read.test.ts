@@ -3,12 +3,11 @@
  * it stops holding durable, applied entries in memory. Real files, real segments.
  */
 import assert from 'node:assert/strict';
-import { readdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir } from 'node:fs/promises';
 import { describe, it } from 'node:test';
 import { Entry, Wal } from '../../raft/index.js';
-import { RecordType, encodeBatch } from '../../raft/storage/records.js';
-import { entries, entryData, inTempDir } from './helpers.js';
+import { RecordType } from '../../raft/storage/records.js';
+import { entries, entryData, inTempDir, writeVersionOneSegment } from './helpers.js';
 
 const ids = (es: Entry[]) => es.map((e) => `${e.index}:${e.term}`);
 
@@ -82,15 +81,7 @@ describe('reading entries back from the WAL', () => {
 
   it('reads entries of a version 1 segment (unseeded checksums) and of one write per entry (fsync always)', () =>
     inTempDir('walread', async (dir) => {
-      const v1 = Buffer.concat([
-        encodeBatch([
-          { type: RecordType.SegmentHeader, version: 1 },
-          { type: RecordType.HardState, hardState: { term: 0, vote: '', commit: 0 } },
-          { type: RecordType.SnapshotMarker, index: 0, term: 0 },
-        ]),
-        encodeBatch(entries(1, 4, 1, 100).map((entry) => ({ type: RecordType.Entry, entry }))),
-      ]);
-      await writeFile(join(dir, `${'0'.padStart(16, '0')}-${'1'.padStart(16, '0')}.wal`), v1);
+      await writeVersionOneSegment(dir, [entries(1, 4, 1, 100).map((entry) => ({ type: RecordType.Entry, entry }))]);
       const { wal } = await Wal.open(dir, { fsync: 'always' });
       await wal.append({ entries: entries(5, 7, 2, 100), hardState: { term: 2, vote: 'a', commit: 5 } });
       const got = wal.readEntries(1, 8, Infinity);
